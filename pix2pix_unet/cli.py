@@ -1,0 +1,116 @@
+"""Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``) and ``pix2pix-unet predict``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import ConfigError, TrainConfig, load_config
+
+# Flags that are shortcuts for config keys: flag dest -> dotted key.
+TRAIN_FLAGS = {
+    "data": "data.path",
+    "output_dir": "output_dir",
+    "max_steps": "max_steps",
+    "batch_size": "batch_size",
+    "direction": "data.direction",
+    "mixed_precision": "mixed_precision",
+    "seed": "seed",
+    "preset": "generator.preset",
+}
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train_gan.py",
+        description="Train a pix2pix UNet generator + PatchGAN discriminator (on the built-in data by default).",
+        epilog="Any config key can be set as KEY=VALUE, e.g. generator.norm=instance loss.gan=lsgan ema=true",
+    )
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted keys, YAML values)")
+    p.add_argument("--config", type=Path, help="YAML config file")
+    p.add_argument("--data", help="dataset folder (aligned AB images, or A/ and B/), or 'builtin' (default)")
+    p.add_argument("--output-dir", help="run folder (default runs/pix2pix)")
+    p.add_argument("--max-steps", type=int, help="optimiser steps to train for")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--direction", choices=["AtoB", "BtoA"])
+    p.add_argument("--preset", help="generator preset: pix2pix, small, unet")
+    p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+    p.add_argument("--stop-at", type=int, metavar="STEP",
+                   help="end this session after STEP (checkpointed; the lr schedule still runs to --max-steps)")
+    p.add_argument("--no-wandb", action="store_true", help="do not log to Weights & Biases")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Base config (the run's own config.yaml on --resume, else --config), then flags, then KEY=VALUE."""
+    overrides = [f"{key}={getattr(args, dest)}" for dest, key in TRAIN_FLAGS.items() if getattr(args, dest) is not None]
+    if args.no_wandb:
+        overrides.append("wandb=false")
+    overrides += args.overrides
+    base = args.config
+    if args.resume:
+        output_dir = Path(args.output_dir or TrainConfig().output_dir)
+        saved = output_dir / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume: {saved} does not exist; is {output_dir} a run folder?")
+        base = saved
+    return load_config(base, overrides)
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    args = train_parser().parse_args(argv)
+    from .data import DatasetError
+    from .training import train
+
+    try:
+        cfg = config_from_args(args)
+        train(cfg, resume=args.resume, stop_at=args.stop_at)
+    except (ConfigError, DatasetError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="pix2pix-unet predict", description="Run a trained generator on images.")
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
+    p.add_argument("--input", required=True, type=Path, help="an image or a folder of images")
+    p.add_argument("--output", required=True, type=Path, help="folder for the outputs (same file names)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from .data import DatasetError
+    from .inference import collect_inputs, predict_files
+    from .models import UNet
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        generator = UNet.from_pretrained(args.checkpoint)
+        files = collect_inputs(args.input)
+        written = predict_files(generator, files, args.output, device)
+    except (DatasetError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(written)} image(s) to {args.output}")
+    return 0
+
+
+COMMANDS = {"train": train_main, "predict": predict_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: pix2pix-unet {{{','.join(COMMANDS)}}} ...  (pix2pix-unet COMMAND --help for options)",
+              file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

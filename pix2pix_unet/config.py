@@ -1,0 +1,383 @@
+"""Typed configuration: one dataclass per component, loaded from YAML plus CLI overrides.
+
+Every run writes its resolved :class:`TrainConfig` to ``config.yaml`` and every
+generator export carries its :class:`UNetConfig`, so a checkpoint can be rebuilt
+with nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or impossible."""
+
+
+# --------------------------------------------------------------------------- enums
+
+
+class Norm(str, enum.Enum):
+    BATCH = "batch"
+    INSTANCE = "instance"
+    GROUP = "group"
+    NONE = "none"
+
+
+class Activation(str, enum.Enum):
+    RELU = "relu"
+    LEAKY_RELU = "leaky_relu"
+    GELU = "gelu"
+    SILU = "silu"
+
+
+class FinalActivation(str, enum.Enum):
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+    NONE = "none"
+
+
+class ConvUnit(str, enum.Enum):
+    """The convolution applied at each resolution level after down/up sampling."""
+
+    NONE = "none"  # pix2pix: each level is a single 4x4 stride-2 conv, nothing else
+    DOUBLE = "double"  # original U-Net: two 3x3 conv-norm-act
+
+
+class Down(str, enum.Enum):
+    STRIDED = "strided"  # 4x4 stride-2 conv (pix2pix)
+    MAXPOOL = "maxpool"
+    AVGPOOL = "avgpool"
+
+
+class Up(str, enum.Enum):
+    TRANSPOSED = "transposed"  # 4x4 stride-2 transposed conv (pix2pix)
+    BILINEAR = "bilinear"  # bilinear resize then 3x3 conv
+    NEAREST = "nearest"  # nearest resize then 3x3 conv
+
+
+class Skip(str, enum.Enum):
+    CONCAT = "concat"
+
+
+class Bottleneck(str, enum.Enum):
+    NONE = "none"
+
+
+class DiscriminatorKind(str, enum.Enum):
+    NLAYER = "nlayer"  # PatchGAN; n_layers=3 gives the 70x70 receptive field
+    PIXEL = "pixel"  # 1x1 PatchGAN (PixelGAN)
+
+
+class GanLoss(str, enum.Enum):
+    VANILLA = "vanilla"  # BCE with logits
+    LSGAN = "lsgan"
+    HINGE = "hinge"
+
+
+class Direction(str, enum.Enum):
+    A_TO_B = "AtoB"
+    B_TO_A = "BtoA"
+
+
+class MixedPrecision(str, enum.Enum):
+    NO = "no"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+
+# --------------------------------------------------------------------------- components
+
+
+@dataclass
+class UNetConfig:
+    """The UNet generator.
+
+    ``depth`` counts the 2x downsamplings, so inputs are padded to a multiple of
+    ``2 ** depth`` and cropped back. With ``conv_unit=none`` (pix2pix) the first
+    downsampling is the stem itself; otherwise the stem works at full resolution.
+    """
+
+    in_channels: int = 3
+    out_channels: int = 3
+    depth: int = 6
+    base_channels: int = 32
+    max_channels: int = 256
+    norm: Norm = Norm.BATCH
+    norm_groups: int = 8
+    activation: Activation = Activation.LEAKY_RELU
+    dropout: float = 0.5
+    dropout_levels: int = 3  # decoder levels just above the innermost that use dropout
+    final_activation: FinalActivation = FinalActivation.TANH
+    conv_unit: ConvUnit = ConvUnit.NONE
+    down: Down = Down.STRIDED
+    up: Up = Up.TRANSPOSED
+    skip: Skip = Skip.CONCAT
+    bottleneck: Bottleneck = Bottleneck.NONE
+
+    @property
+    def factor(self) -> int:
+        """Input sizes are padded up to a multiple of this."""
+        return 2**self.depth
+
+    def validate(self, where: str = "generator") -> None:
+        _positive(self, where, "in_channels", "out_channels", "depth", "base_channels", "max_channels")
+        if self.max_channels < self.base_channels:
+            raise ConfigError(f"{where}.max_channels={self.max_channels} is below base_channels={self.base_channels}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{where}.dropout={self.dropout} must be in [0, 1)")
+        if self.conv_unit is ConvUnit.NONE and self.down is not Down.STRIDED:
+            raise ConfigError(
+                f"{where}.conv_unit=none needs down=strided (a pooling layer cannot change channels), got down={self.down.value}"
+            )
+        if self.norm is Norm.GROUP and self.base_channels % self.norm_groups:
+            raise ConfigError(
+                f"{where}.norm_groups={self.norm_groups} must divide base_channels={self.base_channels} for group norm"
+            )
+
+
+@dataclass
+class PatchGANConfig:
+    """The conditional PatchGAN discriminator (sees input and output concatenated)."""
+
+    kind: DiscriminatorKind = DiscriminatorKind.NLAYER
+    base_channels: int = 64
+    n_layers: int = 3
+    norm: Norm = Norm.BATCH
+
+    def validate(self, where: str = "discriminator") -> None:
+        _positive(self, where, "base_channels", "n_layers")
+
+
+@dataclass
+class LossConfig:
+    gan: GanLoss = GanLoss.VANILLA
+    gan_weight: float = 1.0
+    l1_weight: float = 100.0
+
+
+@dataclass
+class OptimConfig:
+    """Adam for both nets; lr is constant, then decays linearly to 0 at ``max_steps``."""
+
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    decay_start: float = 0.5  # fraction of max_steps after which the lr decays linearly
+
+    def validate(self, where: str = "optim") -> None:
+        _positive(self, where, "lr_g", "lr_d")
+        if not 0.0 <= self.decay_start <= 1.0:
+            raise ConfigError(f"{where}.decay_start={self.decay_start} must be in [0, 1]")
+
+
+@dataclass
+class DataConfig:
+    """Where pairs come from and how they are prepared.
+
+    ``path`` is ``builtin`` (the procedural dataset) or a folder holding either
+    aligned ``AB`` images or ``A/`` and ``B/`` sub-folders, optionally split into
+    ``train/`` and ``val/``.
+    """
+
+    path: str = "builtin"
+    direction: Direction = Direction.A_TO_B
+    load_size: int | None = None  # resize every image to this square size on load
+    crop_size: int | None = 64  # random crop (train) on the device; None keeps the loaded size
+    flip: bool = True
+    val_fraction: float = 0.1  # used when the folder has no val/ split
+    num_workers: int = 0
+    builtin_train: int = 400
+    builtin_val: int = 32
+    builtin_size: int = 72
+
+    def validate(self, where: str = "data") -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"{where}.val_fraction={self.val_fraction} must be in (0, 1)")
+        if self.num_workers < 0:
+            raise ConfigError(f"{where}.num_workers={self.num_workers} must be >= 0")
+        for name in ("load_size", "crop_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{where}.{name}={value} must be a positive size")
+        if self.load_size and self.crop_size and self.crop_size > self.load_size:
+            raise ConfigError(f"{where}.crop_size={self.crop_size} is larger than load_size={self.load_size}")
+
+
+@dataclass
+class TrainConfig:
+    generator: UNetConfig = field(default_factory=UNetConfig)
+    discriminator: PatchGANConfig = field(default_factory=PatchGANConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    output_dir: str = "runs/pix2pix"
+    max_steps: int = 1200
+    batch_size: int = 8
+    grad_accum: int = 1
+    mixed_precision: MixedPrecision = MixedPrecision.NO
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 200
+    checkpoint_every: int = 400
+    keep_checkpoints: int = 2
+    num_samples: int = 4  # rows in each sample grid
+    ema: bool = False
+    ema_decay: float = 0.999
+    wandb: bool = True
+    wandb_project: str = "pix2pix-unet"
+
+    def validate(self) -> None:
+        self.generator.validate()
+        self.discriminator.validate()
+        self.optim.validate()
+        self.data.validate()
+        _positive(
+            self, "", "max_steps", "batch_size", "grad_accum", "log_every", "sample_every",
+            "checkpoint_every", "keep_checkpoints", "num_samples",
+        )
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay={self.ema_decay} must be in (0, 1)")
+
+
+def _positive(obj: Any, where: str, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value <= 0:
+            key = f"{where}.{name}" if where else name
+            raise ConfigError(f"{key}={value} must be positive")
+
+
+# --------------------------------------------------------------------------- presets
+
+GENERATOR_PRESETS: dict[str, UNetConfig] = {
+    # The pix2pix paper's 256-px U-Net ("unet_256"): 54.4 M parameters.
+    "pix2pix": UNetConfig(depth=8, base_channels=64, max_channels=512, norm=Norm.BATCH, dropout=0.5),
+    # The CPU-friendly default: 64-px images, 6 downsamplings, 3.4 M parameters.
+    "small": UNetConfig(),
+    # Ronneberger et al.'s U-Net: double 3x3 convs, max-pool, transposed-conv upsampling.
+    "unet": UNetConfig(
+        depth=4, base_channels=64, max_channels=1024, conv_unit=ConvUnit.DOUBLE, down=Down.MAXPOOL,
+        up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0,
+    ),
+}
+
+
+# --------------------------------------------------------------------------- (de)serialisation
+
+T = TypeVar("T")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, YAML-safe dict (enums become their values)."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, enum.Enum):
+            return value.value
+        return value
+
+    return convert(config)
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, checking every key and type.
+
+    A ``preset`` key inside ``generator`` starts from that preset.
+    """
+    data = dict(data or {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    base: Any = cls()
+    if cls is UNetConfig and "preset" in data:
+        name = data.pop("preset")
+        if name not in GENERATOR_PRESETS:
+            raise ConfigError(f"{where}.preset={name!r} is not one of {sorted(GENERATOR_PRESETS)}")
+        base = dataclasses.replace(GENERATOR_PRESETS[name])
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            raise ConfigError(f"unknown config key {path!r}; valid keys here: {sorted(names)}")
+        setattr(base, key, _coerce(hints[key], value, path))
+    return base
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, path)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} must be a mapping, got {value!r}")
+        return from_dict(tp, value, path)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise ConfigError(f"{path}={value!r} is not one of {[m.value for m in tp]}") from None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}={value!r} must be true or false")
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str) and not (isinstance(value, tp) and not isinstance(value, bool)):
+        raise ConfigError(f"{path}={value!r} must be of type {tp.__name__}")
+    return value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` strings (values parsed as YAML) to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.subkey=value")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML file (optional), apply overrides, build and validate a :class:`TrainConfig`."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    data.pop("version", None)  # written by save_config for the record
+    data = apply_overrides(data, overrides or [])
+    config = from_dict(TrainConfig, data)
+    config.validate()
+    return config
+
+
+def save_config(config: Any, path: str | Path, **extra: Any) -> None:
+    """Write ``config`` (plus ``extra`` top-level keys such as the version) as YAML."""
+    data = {**extra, **to_dict(config)}
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))

@@ -1,0 +1,99 @@
+"""Datasets: the built-in procedural pairs and paired image folders."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from ..config import DataConfig, Direction, UNetConfig
+from .augment import PairedAugmentation
+from .folders import DatasetError, PairedFolderDataset, discover_pairs, validate_pairs
+from .synthetic import SyntheticPairs, SyntheticSpec
+
+BUILTIN = "builtin"
+
+
+class TensorPairs(Dataset):
+    """Pairs already in memory, as ``{"A": ..., "B": ...}`` in [-1, 1]."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        self.a, self.b = a, b
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"A": self.a[index], "B": self.b[index]}
+
+
+def builtin_pairs(num: int, seed: int, size: int) -> TensorPairs:
+    """The procedural dataset (A = colourised label map, B = photo), generated once into memory."""
+    source = SyntheticPairs(num, seed=seed, spec=SyntheticSpec(size=size))
+    samples = [source[i] for i in range(num)]
+    a = torch.stack([s["label_rgb"] for s in samples]).mul(2).sub(1)
+    b = torch.stack([s["photo"] for s in samples]).mul(2).sub(1)
+    return TensorPairs(a, b)
+
+
+def side_channels(data: DataConfig, generator: UNetConfig) -> tuple[int, int]:
+    """Channels of the A and B sides on disk, given which side feeds the generator."""
+    if data.direction is Direction.A_TO_B:
+        return generator.in_channels, generator.out_channels
+    return generator.out_channels, generator.in_channels
+
+
+def build_datasets(data: DataConfig, generator: UNetConfig, seed: int) -> tuple[Dataset, Dataset]:
+    """Train and validation datasets for ``data.path``, validated before any training starts.
+
+    A folder with ``train/`` (and optionally ``val/`` or ``test/``) uses those
+    splits; any other folder is one split from which ``val_fraction`` of the
+    pairs (at least one) is held out deterministically.
+    """
+    if data.path == BUILTIN:
+        # Disjoint seeds keep validation pairs out of the training set.
+        return (
+            builtin_pairs(data.builtin_train, seed, data.builtin_size),
+            builtin_pairs(data.builtin_val, seed + 1_000_003, data.builtin_size),
+        )
+    root = Path(data.path)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist (use data.path=builtin for the built-in data)")
+    a_ch, b_ch = side_channels(data, generator)
+    val_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+    if (root / "train").is_dir():
+        train_pairs = discover_pairs(root / "train")
+        val_pairs = discover_pairs(val_dir) if val_dir else []
+    else:
+        train_pairs, val_pairs = discover_pairs(root), []
+    if not val_pairs:
+        if len(train_pairs) < 2:
+            raise DatasetError(f"{root} holds {len(train_pairs)} pair; need at least 2 to hold one out for validation")
+        order = torch.randperm(len(train_pairs), generator=torch.Generator().manual_seed(seed)).tolist()
+        n_val = max(1, math.floor(len(train_pairs) * data.val_fraction))
+        val_pairs = [train_pairs[i] for i in sorted(order[:n_val])]
+        train_pairs = [train_pairs[i] for i in sorted(order[n_val:])]
+    need_uniform = data.load_size is None
+    h, w = validate_pairs(train_pairs + val_pairs, need_uniform=need_uniform)
+    size = (data.load_size, data.load_size) if data.load_size else (h, w)
+    if data.crop_size and data.crop_size > min(size):
+        raise DatasetError(f"data.crop_size={data.crop_size} is larger than the images in {root} ({size[0]}x{size[1]})")
+    return (
+        PairedFolderDataset(train_pairs, a_ch, b_ch, data.load_size),
+        PairedFolderDataset(val_pairs, a_ch, b_ch, data.load_size),
+    )
+
+
+def orient(batch: dict[str, torch.Tensor], direction: Direction) -> tuple[torch.Tensor, torch.Tensor]:
+    """(generator input, target) from an A/B batch."""
+    if direction is Direction.A_TO_B:
+        return batch["A"], batch["B"]
+    return batch["B"], batch["A"]
+
+
+__all__ = [
+    "BUILTIN", "DatasetError", "PairedAugmentation", "PairedFolderDataset", "TensorPairs", "build_datasets",
+    "builtin_pairs", "discover_pairs", "orient", "side_channels", "Subset",
+]

@@ -1,0 +1,191 @@
+"""The UNet generator: an encoder-decoder with skip connections, assembled from blocks.
+
+Layout (``depth`` = number of 2x downsamplings)::
+
+    stem ─► enc[1] ─► … ─► enc[n] ─► bottleneck
+     │        │              │            │
+     └skip    └skip          └skip        ▼
+    head ◄─ dec[0] ◄─ … ◄─ dec[n-1] ◄─────┘
+
+With ``conv_unit=none`` (pix2pix) the stem is the first 4x4 stride-2 conv and the
+head the last transposed conv, so every level is a single sampling conv. With a
+convolution unit (U-Net) the stem runs that unit at full resolution and the head
+is a 1x1 conv.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..config import ConfigError, ConvUnit, FinalActivation, UNetConfig, from_dict, to_dict
+from .blocks import BOTTLENECKS, CONV_UNITS, DOWNSAMPLERS, SKIPS, UPSAMPLERS, StridedDown
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+class EncoderLevel(nn.Module):
+    """Halve the resolution, then run the convolution unit (if any)."""
+
+    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, *, innermost: bool) -> None:
+        super().__init__()
+        # pix2pix leaves the innermost (1x1) level un-normalised: instance norm would zero it.
+        self.down = DOWNSAMPLERS[cfg.down](in_channels, out_channels, cfg, norm=not innermost)
+        unit = CONV_UNITS[cfg.conv_unit]
+        self.conv = nn.Identity() if unit is None else unit(self.down.out_channels, out_channels, cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.down(x))
+
+
+class DecoderLevel(nn.Module):
+    """Double the resolution, merge the encoder skip, then run the convolution unit (if any)."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, cfg: UNetConfig, *, dropout: float) -> None:
+        super().__init__()
+        self.up = UPSAMPLERS[cfg.up](in_channels, skip_channels, cfg, dropout=dropout)
+        self.skip = SKIPS[cfg.skip](skip_channels, skip_channels, cfg)
+        unit = CONV_UNITS[cfg.conv_unit]
+        self.conv = nn.Identity() if unit is None else unit(self.skip.out_channels, out_channels, cfg)
+        self.out_channels = self.skip.out_channels if unit is None else out_channels
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.skip(self.up(x), skip))
+
+
+_FINAL = {FinalActivation.TANH: nn.Tanh, FinalActivation.SIGMOID: nn.Sigmoid, FinalActivation.NONE: nn.Identity}
+
+
+class UNet(nn.Module):
+    """UNet generator for image-to-image translation.
+
+    Args:
+        config: the architecture; see :class:`~pix2pix_unet.config.UNetConfig`.
+
+    Shape:
+        - Input: ``(B, in_channels, H, W)`` for any ``H, W``: padded to a multiple of
+          ``config.factor`` by reflection and cropped back.
+        - Output: ``(B, out_channels, H, W)``.
+
+    Examples:
+        >>> net = UNet(UNetConfig(depth=3, base_channels=8))
+        >>> net(torch.randn(2, 3, 30, 45)).shape
+        torch.Size([2, 3, 30, 45])
+    """
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = cfg = config
+        pix2pix_style = cfg.conv_unit is ConvUnit.NONE
+        # One width per stored feature level, doubling and capped.
+        num_levels = cfg.depth if pix2pix_style else cfg.depth + 1
+        widths = [min(cfg.base_channels * 2**i, cfg.max_channels) for i in range(num_levels)]
+
+        if pix2pix_style:
+            self.stem: nn.Module = StridedDown(cfg.in_channels, widths[0], cfg, act=False, norm=False)
+        else:
+            self.stem = CONV_UNITS[cfg.conv_unit](cfg.in_channels, widths[0], cfg)
+        self.encoder = nn.ModuleList(
+            EncoderLevel(widths[i - 1], widths[i], cfg, innermost=i == num_levels - 1) for i in range(1, num_levels)
+        )
+        self.bottleneck = BOTTLENECKS[cfg.bottleneck](widths[-1], cfg)
+
+        decoder = []
+        channels = widths[-1]
+        for k, i in enumerate(range(num_levels - 1, 0, -1)):  # k = 0 is the innermost level
+            dropout = cfg.dropout if 1 <= k <= cfg.dropout_levels else 0.0
+            level = DecoderLevel(channels, widths[i - 1], widths[i - 1], cfg, dropout=dropout)
+            decoder.append(level)
+            channels = level.out_channels
+        self.decoder = nn.ModuleList(decoder)
+
+        if pix2pix_style:
+            head = [nn.ReLU(), nn.ConvTranspose2d(channels, cfg.out_channels, 4, stride=2, padding=1)]
+        else:
+            head = [nn.Conv2d(channels, cfg.out_channels, 1)]
+        self.head = nn.Sequential(*head, _FINAL[cfg.final_activation]())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"UNet expects (B, {self.config.in_channels}, H, W) input, got shape {tuple(x.shape)}"
+            )
+        # 1. pad to a multiple of the downsampling factor           (b, c, H', W')
+        h, w = x.shape[-2:]
+        x = pad_to_multiple(x, self.config.factor)
+        # 2. encode, keeping every level for the skips              (b, c_i, H'/2^i, W'/2^i)
+        skips = [self.stem(x)]
+        for level in self.encoder:
+            skips.append(level(skips[-1]))
+        # 3. bottleneck on the deepest level                        (b, c_n, H'/2^n, W'/2^n)
+        x = self.bottleneck(skips.pop())
+        # 4. decode, merging the skip of each level on the way up
+        for level in self.decoder:
+            x = level(x, skips.pop())
+        # 5. head to the output channels, crop the padding away     (b, out, H, W)
+        return self.head(x)[..., :h, :w]
+
+    # ----------------------------------------------------------------- export
+
+    def save_pretrained(self, directory: str | Path, **metadata: Any) -> Path:
+        """Write ``model.safetensors`` and ``config.json`` (architecture + ``metadata``) to ``directory``."""
+        from .. import __version__
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME))
+        meta = {"version": __version__, "generator": to_dict(self.config), **metadata}
+        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "UNet":
+        """Load a generator written by :meth:`save_pretrained`; ``path`` is its folder or a run folder."""
+        directory = resolve_export_dir(path)
+        meta = json.loads((directory / CONFIG_NAME).read_text())
+        model = cls(from_dict(UNetConfig, meta["generator"], "generator"))
+        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+        model.metadata = meta
+        return model.eval()
+
+
+def resolve_export_dir(path: str | Path) -> Path:
+    """Accept an export folder, a run folder (``run/checkpoints/generator``) or its ``checkpoints`` folder."""
+    path = Path(path)
+    for candidate in (path, path / "generator", path / "checkpoints" / "generator"):
+        if (candidate / WEIGHTS_NAME).is_file() and (candidate / CONFIG_NAME).is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no generator export ({WEIGHTS_NAME} + {CONFIG_NAME}) found at {path}, {path / 'generator'} "
+        f"or {path / 'checkpoints' / 'generator'}"
+    )
+
+
+def pad_to_multiple(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Pad the bottom/right of ``x`` so H and W are multiples of ``factor``.
+
+    Reflection where the image is large enough (no hard edge for the convs to
+    see), replication otherwise.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % factor, (-w) % factor
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = ["UNet", "pad_to_multiple", "count_parameters", "resolve_export_dir", "ConfigError"]

@@ -1,0 +1,254 @@
+"""The training loop: data, nets and optimisers prepared by Accelerate, checkpoints, samples, logs.
+
+Run folder written by :func:`train` (``cfg.output_dir``)::
+
+    config.yaml                 resolved config + package version
+    metrics.jsonl               every logged scalar (losses, lr, validation)
+    samples/step_XXXXXXXX.png   input | output | target rows on fixed validation pairs
+    checkpoints/step_XXXXXXXX/  full training state (the newest ``keep_checkpoints``)
+    checkpoints/generator/      generator export: model.safetensors + config.json
+    wandb/                      the W&B run (offline without an API key)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import kornia.metrics
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..config import TrainConfig, save_config, to_dict
+from ..data import PairedAugmentation, build_datasets, orient, side_channels
+from ..models import Discriminator, UNet
+from .checkpoint import TrainState, export_generator, latest_checkpoint, save_checkpoint
+from .samples import save_sample_grid
+from .step import train_step
+from .tracking import RunLogger
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh permutation each epoch, seeded by ``(seed, epoch)``: the data order is
+    reproducible and a resumed run can skip exactly the batches it already saw."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        rng = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=rng).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def linear_decay(max_steps: int, decay_start: float):
+    """Constant lr until ``decay_start * max_steps``, then linearly down to 0 at ``max_steps``."""
+    start = int(decay_start * max_steps)
+
+    def factor(step: int) -> float:
+        if step < start:
+            return 1.0
+        return max(0.0, (max_steps - step) / max(1, max_steps - start))
+
+    return factor
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    inputs: torch.Tensor
+    outputs: torch.Tensor
+    targets: torch.Tensor
+
+
+@torch.no_grad()
+def evaluate(generator: nn.Module, dataset: Dataset, cfg: TrainConfig, device: torch.device) -> Evaluation:
+    """L1 and PSNR of ``generator`` on the whole validation set, in eval mode, plus the first outputs.
+
+    PSNR is measured on images mapped to [0, 1].
+    """
+    was_training = generator.training
+    generator.eval()
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=0, generator=torch.Generator())
+    l1_sum, psnr_sum, count = 0.0, 0.0, 0
+    shown: list[torch.Tensor] = []
+    for batch in loader:
+        inputs, targets = (t.to(device) for t in orient(batch, cfg.data.direction))
+        outputs = generator(inputs).float()
+        l1 = (outputs - targets).abs().flatten(1).mean(1)
+        psnr = torch.stack([
+            kornia.metrics.psnr((o + 1) / 2, (t + 1) / 2, max_val=1.0) for o, t in zip(outputs.clamp(-1, 1), targets)
+        ])
+        l1_sum += l1.sum().item()
+        psnr_sum += psnr.sum().item()
+        count += len(inputs)
+        if sum(len(s[0]) for s in shown) < cfg.num_samples:
+            shown.append((inputs, outputs, targets))
+    generator.train(was_training)
+    parts = [torch.cat([s[k] for s in shown])[: cfg.num_samples] for k in range(3)]
+    return Evaluation({"val/l1": l1_sum / count, "val/psnr": psnr_sum / count}, *parts)
+
+
+def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> Path:
+    """Train a pix2pix model as described by ``cfg``; returns the run folder.
+
+    Args:
+        cfg: the resolved config.
+        resume: continue from the newest checkpoint in ``cfg.output_dir``.
+        stop_at: end this session after this step (saving a checkpoint) without
+            changing the schedule, which still runs to ``cfg.max_steps``.
+    """
+    end = min(cfg.max_steps, stop_at) if stop_at else cfg.max_steps
+    run_dir = Path(cfg.output_dir)
+    ckpt_root = run_dir / "checkpoints"
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision.value,
+        gradient_accumulation_steps=cfg.grad_accum,
+        project_dir=str(run_dir),
+    )
+    set_seed(cfg.seed, device_specific=True)
+    main = accelerator.is_main_process
+
+    # 1. data: validated up front, so a bad folder fails before any model is built
+    train_set, val_set = build_datasets(cfg.data, cfg.generator, cfg.seed)
+    sampler = EpochSampler(len(train_set), cfg.seed)
+    loader = DataLoader(
+        train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_set) >= cfg.batch_size,
+        num_workers=cfg.data.num_workers, pin_memory=torch.cuda.is_available(),
+        persistent_workers=cfg.data.num_workers > 0,
+        # Its own generator: starting an iterator must not draw from the global RNG, or a
+        # resumed run (which starts one mid-epoch) would drift from an uninterrupted one.
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    augment = PairedAugmentation(cfg.data.crop_size, cfg.data.flip)
+
+    # 2. nets, optimisers, schedules
+    a_ch, b_ch = side_channels(cfg.data, cfg.generator)
+    generator = UNet(cfg.generator)
+    discriminator = Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
+    betas = (cfg.optim.beta1, cfg.optim.beta2)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.optim.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.optim.lr_d, betas=betas)
+    schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
+    sched_g, sched_d = LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)
+    generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
+    augment = augment.to(accelerator.device)
+    ema = None
+    if cfg.ema:
+        ema = AveragedModel(
+            accelerator.unwrap_model(generator), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+        )
+    state = TrainState()
+    accelerator.register_for_checkpointing(sched_g, sched_d, state, *([ema] if ema is not None else []))
+
+    # 3. resume, or start a fresh run folder
+    if resume:
+        checkpoint = latest_checkpoint(ckpt_root)
+        if checkpoint is None:
+            raise FileNotFoundError(f"--resume: no checkpoint under {ckpt_root}")
+        accelerator.load_state(str(checkpoint))
+        accelerator.print(f"resumed from {checkpoint} at step {state.step}")
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml", version=__version__)
+    logger = RunLogger(run_dir, to_dict(cfg), cfg.wandb, cfg.wandb_project) if main else None
+
+    def sample_net() -> nn.Module:
+        return ema.module if ema is not None else accelerator.unwrap_model(generator)
+
+    def export() -> None:
+        export_generator(
+            sample_net(), ckpt_root / "generator", step=state.step, direction=cfg.data.direction.value,
+            a_channels=a_ch, b_channels=b_ch, ema=ema is not None,
+        )
+
+    def eval_and_sample() -> None:
+        result = evaluate(sample_net(), val_set, cfg, accelerator.device)
+        path = save_sample_grid(run_dir / "samples" / f"step_{state.step:08d}.png",
+                                result.inputs, result.outputs, result.targets)
+        logger.log(result.metrics, state.step)
+        logger.log_image("samples", path, state.step, caption="input | output | target")
+        bar.write(f"step {state.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
+
+    bar = tqdm(total=end, initial=state.step, disable=not main, desc="train", unit="step", dynamic_ncols=True)
+    if main and state.step == 0:
+        eval_and_sample()  # the step-0 baseline every later number is compared with
+    running: torch.Tensor | None = None
+    names: list[str] = []
+    steps_since_log, t_log = 0, time.perf_counter()
+
+    # 4. the loop: one optimiser step per `grad_accum` micro-batches
+    while state.step < end:
+        epoch, offset = divmod(state.batches_seen, len(loader))
+        batches = accelerator.skip_first_batches(loader, offset) if offset else loader
+        batches.set_epoch(epoch)  # Accelerate's loaders pass this on to the sampler at each iteration
+        for batch in batches:
+            inputs, target = augment(*orient(batch, cfg.data.direction))
+            with accelerator.accumulate(generator, discriminator):
+                losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss)
+            state.batches_seen += 1
+            values = torch.stack(list(losses.values()))
+            running = values if running is None else running + values  # summed on device: no sync per step
+            names = list(losses)
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            steps_since_log += 1
+            sched_g.step()
+            sched_d.step()
+            if ema is not None:
+                ema.update_parameters(accelerator.unwrap_model(generator))
+            bar.update(1)
+
+            if state.step % cfg.log_every == 0 or state.step == end:
+                mean = accelerator.reduce(running, "mean") / (steps_since_log * cfg.grad_accum)
+                elapsed = time.perf_counter() - t_log
+                scalars = {f"train/{k}": v for k, v in zip(names, mean.tolist())}
+                scalars["train/lr_g"] = sched_g.get_last_lr()[0]
+                scalars["train/images_per_s"] = (
+                    steps_since_log * cfg.grad_accum * cfg.batch_size * accelerator.num_processes / elapsed
+                )
+                if main:
+                    logger.log(scalars, state.step)
+                    bar.set_postfix(g_l1=f"{scalars['train/g_l1']:.3f}", g_gan=f"{scalars['train/g_gan']:.3f}",
+                                    d=f"{scalars['train/d_total']:.3f}", img_s=f"{scalars['train/images_per_s']:.1f}")
+                running, steps_since_log, t_log = None, 0, time.perf_counter()
+            if main and (state.step % cfg.sample_every == 0 or state.step == end):
+                eval_and_sample()
+            if state.step % cfg.checkpoint_every == 0 or state.step == end:
+                save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints)
+                if main:
+                    export()
+            if state.step >= end:
+                break
+
+    # 5. wrap up and say where everything went
+    bar.close()
+    accelerator.wait_for_everyone()
+    if main:
+        wandb_dir = logger.wandb_dir
+        logger.finish()
+        print(f"\nRun folder: {run_dir.resolve()}")
+        print(f"  config:      {run_dir / 'config.yaml'}")
+        print(f"  metrics:     {run_dir / 'metrics.jsonl'}")
+        print(f"  samples:     {run_dir / 'samples'}")
+        print(f"  checkpoint:  {latest_checkpoint(ckpt_root)}")
+        print(f"  generator:   {ckpt_root / 'generator'}  (pix2pix-unet predict --checkpoint {run_dir} ...)")
+        print(f"  wandb:       {wandb_dir or 'off'}")
+    accelerator.end_training()
+    return run_dir
+
