@@ -6,12 +6,12 @@ import math
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from ..config import DataConfig, Direction, UNetConfig
 from .augment import PairedAugmentation
 from .folders import DatasetError, PairedFolderDataset, discover_pairs, validate_pairs
-from .synthetic import SyntheticPairs, SyntheticSpec
+from .synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 
 BUILTIN = "builtin"
 
@@ -29,9 +29,9 @@ class TensorPairs(Dataset):
         return {"A": self.a[index], "B": self.b[index]}
 
 
-def builtin_pairs(num: int, seed: int, size: int) -> TensorPairs:
+def builtin_pairs(num: int, seed: int, size: int, index_offset: int = 0) -> TensorPairs:
     """The procedural dataset (A = colourised label map, B = photo), generated once into memory."""
-    source = SyntheticPairs(num, seed=seed, spec=SyntheticSpec(size=size))
+    source = SyntheticPairs(num, seed=seed, spec=SyntheticSpec(size=size), index_offset=index_offset)
     samples = [source[i] for i in range(num)]
     a = torch.stack([s["label_rgb"] for s in samples]).mul(2).sub(1)
     b = torch.stack([s["photo"] for s in samples]).mul(2).sub(1)
@@ -53,10 +53,10 @@ def build_datasets(data: DataConfig, generator: UNetConfig, seed: int) -> tuple[
     pairs (at least one) is held out deterministically.
     """
     if data.path == BUILTIN:
-        # Disjoint seeds keep validation pairs out of the training set.
+        # Validation indices start at VAL_INDEX_OFFSET, as in datasets/make_synthetic.py: no overlap.
         return (
             builtin_pairs(data.builtin_train, seed, data.builtin_size),
-            builtin_pairs(data.builtin_val, seed + 1_000_003, data.builtin_size),
+            builtin_pairs(data.builtin_val, seed, data.builtin_size, index_offset=VAL_INDEX_OFFSET),
         )
     root = Path(data.path)
     if not root.is_dir():
@@ -95,5 +95,5 @@ def orient(batch: dict[str, torch.Tensor], direction: Direction) -> tuple[torch.
 
 __all__ = [
     "BUILTIN", "DatasetError", "PairedAugmentation", "PairedFolderDataset", "TensorPairs", "build_datasets",
-    "builtin_pairs", "discover_pairs", "orient", "side_channels", "Subset",
+    "builtin_pairs", "discover_pairs", "orient", "side_channels",
 ]

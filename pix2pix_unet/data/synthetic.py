@@ -593,8 +593,10 @@ def make_sample(
     Returns:
         Dict with
         ``'labels'`` (H, W) int64 class ids in ``[0, num_classes)``,
-        ``'instances'`` (H, W) int64 instance ids (0 = background, 1..K objects;
-        touching objects have different ids),
+        ``'instances'`` (H, W) int64 instance ids (0 = background, 1..K objects
+        in painting order; touching objects have different ids; same-class
+        instances are always separated by a 1 px background gap, so only
+        different-class instances are ever adjacent),
         ``'label_rgb'`` (3, H, W) float32 ``PALETTE[labels]``, and
         ``'photo'`` (3, H, W) float32 rendered photo in ``[0, 1]``.
 
