@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, ClassVar, TypeVar, Union
 
 import yaml
 
@@ -92,6 +93,29 @@ class MixedPrecision(str, enum.Enum):
     NO = "no"
     FP16 = "fp16"
     BF16 = "bf16"
+
+
+class Task(str, enum.Enum):
+    """What the generator learns; each task brings its data, losses and metrics (``pix2pix_unet/tasks``)."""
+
+    TRANSLATE = "translate"  # image or label map -> image, with the pix2pix losses
+    SEGMENT = "segment"  # image -> per-class logits
+    RESTORE = "restore"  # degraded image -> clean image
+
+
+class LabelFormat(str, enum.Enum):
+    """How ``task=translate`` reads its label maps."""
+
+    RGB = "rgb"  # colour label images in A/, fed as they are
+    INDEX = "index"  # class-id images in labels/, fed one-hot (pix2pixHD)
+
+
+class Intensity(str, enum.Enum):
+    """How image intensities are mapped to [-1, 1]."""
+
+    DTYPE = "dtype"  # by bit depth: 8-bit / 255, 16-bit / 65535
+    IMAGE = "image"  # each image's own min..max
+    RANGE = "range"  # the configured intensity_min..intensity_max, clipped
 
 
 # --------------------------------------------------------------------------- components
@@ -214,6 +238,183 @@ class DataConfig:
 
 
 @dataclass
+class LabelConfig:
+    """Label-map datasets, read by ``task=segment`` and by ``task=translate`` with ``format=index``.
+
+    Each split folder (or the dataset folder itself) holds ``images/`` (or ``B/``),
+    ``labels/`` with class ids and, optionally, ``instances/`` with instance ids,
+    paired by file name. The built-in data provides all three.
+    """
+
+    format: LabelFormat = LabelFormat.RGB  # translate only; segment always reads class ids
+    num_classes: int | None = None  # None: 1 + the largest id in the label maps (5 for the built-in data)
+    image_folder: str | None = None  # None: images/, or B/ where there is no images/
+    label_folder: str = "labels"
+    instance_folder: str = "instances"  # optional; without it instances are connected components
+
+    def validate(self, where: str = "labels") -> None:
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ConfigError(f"{where}.num_classes={self.num_classes} must be at least 2 (background + one class)")
+        if self.num_classes is not None and self.num_classes > 65536:
+            raise ConfigError(f"{where}.num_classes={self.num_classes} does not fit a 16-bit label map")
+
+
+@dataclass
+class SegmentConfig:
+    """``task=segment``: hybrid loss, U-Net weight map, paired augmentation, intensities.
+
+    The loss is ``ce_weight * CE + dice_weight * soft Dice + boundary_weight * weighted CE``,
+    the last weighted by the U-Net paper's map ``w_c(x) + w0 * exp(-(d1 + d2)^2 / (2 sigma^2))``.
+    """
+
+    ce_weight: float = 1.0
+    dice_weight: float = 1.0
+    boundary_weight: float = 1.0
+    adversarial: bool = False  # add loss.gan_weight x the PatchGAN loss on the predicted probabilities
+    w0: float = 10.0
+    sigma: float = 5.0  # pixels
+    class_balance: bool = True  # w_c(x) from each image's class frequencies; 1 otherwise
+    augment: bool = True  # flips, 90-degree rotations, affine and elastic deformation
+    rotate_degrees: float = 15.0
+    scale: float = 0.1  # affine zoom in [1 - scale, 1 + scale]
+    elastic_alpha: float = 3.0  # kornia's alpha: about 1.7 px mean displacement on a 64-px crop with sigma 8
+    elastic_sigma: float = 8.0  # smoothness of the displacement field, pixels
+    intensity: Intensity = Intensity.DTYPE
+    intensity_min: float = 0.0  # used by intensity=range
+    intensity_max: float = 255.0
+
+    def validate(self, where: str = "segment") -> None:
+        for name in ("ce_weight", "dice_weight", "boundary_weight", "w0", "rotate_degrees", "elastic_alpha"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}.{name}={getattr(self, name)} must be >= 0")
+        if self.ce_weight + self.dice_weight + self.boundary_weight <= 0:
+            raise ConfigError(f"{where}: ce_weight, dice_weight and boundary_weight are all 0; nothing to learn")
+        _positive(self, where, "sigma", "elastic_sigma")
+        if not 0.0 <= self.scale < 1.0:
+            raise ConfigError(f"{where}.scale={self.scale} must be in [0, 1)")
+        if self.intensity_max <= self.intensity_min:
+            raise ConfigError(
+                f"{where}.intensity_max={self.intensity_max} must be above intensity_min={self.intensity_min}"
+            )
+
+
+@dataclass
+class Degradation:
+    """One degradation of ``task=restore``: applied to a sample with probability ``p``, at a strength
+    drawn uniformly from ``[low, high]`` for each sample. ``p=0`` turns it off."""
+
+    p: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+    bounds: ClassVar[tuple[float, float]] = (0.0, math.inf)  # what low and high may be
+
+    def validate(self, where: str) -> None:
+        if not 0.0 <= self.p <= 1.0:
+            raise ConfigError(f"{where}.p={self.p} must be in [0, 1]")
+        lo, hi = self.bounds
+        for name in ("low", "high"):
+            if not lo <= getattr(self, name) <= hi:
+                raise ConfigError(f"{where}.{name}={getattr(self, name)} must be in [{lo}, {hi}]")
+        if self.low > self.high:
+            raise ConfigError(f"{where}.low={self.low} is above high={self.high}")
+
+
+@dataclass
+class GaussianNoise(Degradation):
+    """Additive noise; strength = its standard deviation on the [0, 1] intensity scale."""
+
+    p: float = 0.5
+    low: float = 0.01
+    high: float = 0.08
+
+
+@dataclass
+class PoissonNoise(Degradation):
+    """Shot noise; strength = photons at full intensity (fewer is noisier)."""
+
+    p: float = 0.25
+    low: float = 30.0
+    high: float = 300.0
+    bounds: ClassVar[tuple[float, float]] = (1.0, math.inf)
+
+
+@dataclass
+class GaussianBlur(Degradation):
+    """Strength = the blur sigma in pixels."""
+
+    p: float = 0.4
+    low: float = 0.5
+    high: float = 1.5
+    bounds: ClassVar[tuple[float, float]] = (0.1, 10.0)
+
+
+@dataclass
+class MotionBlur(Degradation):
+    """Strength = the length of the (odd-sized) kernel in pixels; the angle is random."""
+
+    p: float = 0.2
+    low: float = 3.0
+    high: float = 7.0
+    bounds: ClassVar[tuple[float, float]] = (3.0, 31.0)
+
+
+@dataclass
+class Jpeg(Degradation):
+    """Strength = the JPEG quality (lower is worse)."""
+
+    p: float = 0.4
+    low: float = 30.0
+    high: float = 90.0
+    bounds: ClassVar[tuple[float, float]] = (1.0, 100.0)
+
+
+@dataclass
+class Downsample(Degradation):
+    """Super-resolution: shrink by this factor (antialiased) and scale back up (bicubic)."""
+
+    p: float = 0.2
+    low: float = 1.5
+    high: float = 3.0
+    bounds: ClassVar[tuple[float, float]] = (1.0, 16.0)
+
+
+@dataclass
+class Inpaint(Degradation):
+    """Holes to fill: strength = the number of random strokes and boxes. The hole mask is given
+    to the generator as an extra input channel (only when ``p > 0``)."""
+
+    p: float = 0.0
+    low: float = 1.0
+    high: float = 4.0
+    bounds: ClassVar[tuple[float, float]] = (1.0, 32.0)
+
+
+@dataclass
+class RestoreConfig:
+    """``task=restore``: degradations made on the fly on the device, in this order.
+
+    Validation degrades with the fixed ``val_seed``, so its numbers are comparable
+    from one evaluation (and one run) to the next.
+    """
+
+    gaussian_blur: GaussianBlur = field(default_factory=GaussianBlur)
+    motion_blur: MotionBlur = field(default_factory=MotionBlur)
+    downsample: Downsample = field(default_factory=Downsample)
+    gaussian_noise: GaussianNoise = field(default_factory=GaussianNoise)
+    poisson_noise: PoissonNoise = field(default_factory=PoissonNoise)
+    jpeg: Jpeg = field(default_factory=Jpeg)
+    inpaint: Inpaint = field(default_factory=Inpaint)
+    val_seed: int = 1234
+
+    def degradations(self) -> dict[str, Degradation]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "val_seed"}
+
+    def validate(self, where: str = "restore") -> None:
+        for name, degradation in self.degradations().items():
+            degradation.validate(f"{where}.{name}")
+
+
+@dataclass
 class TrainConfig:
     generator: UNetConfig = field(default_factory=UNetConfig)
     discriminator: PatchGANConfig = field(default_factory=PatchGANConfig)
@@ -235,6 +436,10 @@ class TrainConfig:
     ema_decay: float = 0.999
     wandb: bool = True
     wandb_project: str = "pix2pix-unet"
+    task: Task = Task.TRANSLATE
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    restore: RestoreConfig = field(default_factory=RestoreConfig)
 
     def validate(self) -> None:
         self.generator.validate()
@@ -247,6 +452,9 @@ class TrainConfig:
         )
         if not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in (0, 1)")
+        self.labels.validate()
+        self.segment.validate()
+        self.restore.validate()
 
 
 def _positive(obj: Any, where: str, *names: str) -> None:

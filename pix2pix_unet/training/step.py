@@ -6,6 +6,9 @@ a batch, and returns its losses (detached) for logging.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Protocol
+
 import torch
 from accelerate import Accelerator
 from torch import nn
@@ -48,6 +51,32 @@ def discriminator_losses(
     }
 
 
+class Objective(Protocol):
+    """What D and G minimise; a task (``pix2pix_unet/tasks``) brings its own. ``target`` is
+    whatever the task's batches carry. Returning no D losses leaves D untouched."""
+
+    def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
+                             target: Any) -> dict[str, torch.Tensor]: ...
+
+    def generator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
+                         target: Any) -> dict[str, torch.Tensor]: ...
+
+
+@dataclass
+class Pix2PixObjective:
+    """The pix2pix losses above: GAN + L1 to the target image."""
+
+    cfg: LossConfig
+
+    def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
+                             target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return discriminator_losses(discriminator, inputs, fake, target, self.cfg)
+
+    def generator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
+                         target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return generator_losses(discriminator, inputs, fake, target, self.cfg)
+
+
 def train_step(
     accelerator: Accelerator,
     generator: nn.Module,
@@ -55,14 +84,17 @@ def train_step(
     opt_g: torch.optim.Optimizer,
     opt_d: torch.optim.Optimizer,
     inputs: torch.Tensor,
-    target: torch.Tensor,
+    target: Any,
     cfg: LossConfig,
+    objective: Objective | None = None,
 ) -> dict[str, torch.Tensor]:
     """Update D, then G, on one batch; returns every loss, detached.
 
-    Under ``accelerator.accumulate`` the optimisers only step (and zero) on
+    ``objective`` defaults to the pix2pix losses with ``cfg``. Under
+    ``accelerator.accumulate`` the optimisers only step (and zero) on
     gradient-sync micro-batches, so accumulation needs nothing here.
     """
+    objective = objective or Pix2PixObjective(cfg)
     # 1. generate                                                 (b, c_out, h, w)
     with accelerator.autocast():
         fake = generator(inputs)
@@ -70,15 +102,16 @@ def train_step(
     # 2. discriminator step on real and fake pairs
     set_requires_grad(discriminator, True)
     with accelerator.autocast():
-        d_losses = discriminator_losses(discriminator, inputs, fake, target, cfg)
-    accelerator.backward(d_losses["d_total"])
-    opt_d.step()
-    opt_d.zero_grad(set_to_none=True)
+        d_losses = objective.discriminator_losses(discriminator, inputs, fake, target)
+    if d_losses:
+        accelerator.backward(d_losses["d_total"])
+        opt_d.step()
+        opt_d.zero_grad(set_to_none=True)
 
     # 3. generator step through a frozen D; the unwrapped D skips DDP's gradient hooks
     set_requires_grad(discriminator, False)
     with accelerator.autocast():
-        g_losses = generator_losses(accelerator.unwrap_model(discriminator), inputs, fake, target, cfg)
+        g_losses = objective.generator_losses(accelerator.unwrap_model(discriminator), inputs, fake, target)
     accelerator.backward(g_losses["g_total"])
     opt_g.step()
     opt_g.zero_grad(set_to_none=True)
