@@ -18,6 +18,7 @@ TRAIN_FLAGS = {
     "mixed_precision": "mixed_precision",
     "seed": "seed",
     "preset": "generator.preset",
+    "task": "task",
 }
 
 
@@ -35,6 +36,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--direction", choices=["AtoB", "BtoA"])
     p.add_argument("--preset", help="generator preset: pix2pix, small, unet")
+    p.add_argument("--task", choices=["translate", "segment", "restore"],
+                   help="what to learn: translate (default), segment (image -> labels), restore (degraded -> clean)")
     p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
@@ -100,7 +103,46 @@ def predict_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-COMMANDS = {"train": train_main, "predict": predict_main}
+def synthesize_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="pix2pix-unet synthesize",
+        description="Write a paired dataset (images/ + labels/) from label maps with a trained label -> image "
+                    "generator (--task translate labels.format=index).",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
+    p.add_argument("--labels", required=True, type=Path, help="a class-id label map or a folder of them")
+    p.add_argument("--output", required=True, type=Path, help="dataset folder to write (images/, labels/)")
+    p.add_argument("--num", type=int, help="pairs to write (default: one per label map); may exceed the maps")
+    p.add_argument("--augment-labels", action="store_true",
+                   help="flip, rotate and deform each label map (nearest neighbour) first, for new layouts")
+    p.add_argument("--seed", type=int, default=0, help="seed of the label-map augmentation")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from .data import DatasetError
+    from .inference import collect_inputs
+    from .models import UNet
+    from .tasks.synthesize import label_generator_classes, synthesize
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        generator = UNet.from_pretrained(args.checkpoint)
+        num_classes = label_generator_classes(generator, args.checkpoint)
+        files = collect_inputs(args.labels)
+        num = args.num if args.num is not None else len(files)
+        if num < 1:
+            raise DatasetError(f"--num {num}: need at least one pair")
+        written = synthesize(generator, num_classes, files, args.output, num, args.augment_labels, args.seed, device)
+    except (DatasetError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(written)} pairs to {args.output}/images and {args.output}/labels")
+    return 0
+
+
+COMMANDS = {"train": train_main, "predict": predict_main, "synthesize": synthesize_main}
 
 
 def main(argv: list[str] | None = None) -> int:

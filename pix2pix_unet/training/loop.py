@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..config import TrainConfig, save_config, to_dict
-from ..data import PairedAugmentation, build_datasets, orient, side_channels
+from ..data import orient, side_channels
 from ..models import Discriminator, UNet
 from .checkpoint import TrainState, export_generator, latest_checkpoint, save_checkpoint
 from .samples import save_sample_grid
@@ -124,7 +124,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     main = accelerator.is_main_process
 
     # 1. data: validated up front, so a bad folder fails before any model is built
-    train_set, val_set = build_datasets(cfg.data, cfg.generator, cfg.seed)
+    from ..tasks import build_task  # here, not at the top: the tasks build on this module
+
+    task = build_task(cfg)
+    train_set, val_set = task.build_datasets()
+    cfg = task.cfg  # generator channels and head set for the task, num_classes from the data
     sampler = EpochSampler(len(train_set), cfg.seed)
     loader = DataLoader(
         train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_set) >= cfg.batch_size,
@@ -134,7 +138,6 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         # resumed run (which starts one mid-epoch) would drift from an uninterrupted one.
         generator=torch.Generator().manual_seed(cfg.seed),
     )
-    augment = PairedAugmentation(cfg.data.crop_size, cfg.data.flip)
 
     # 2. nets, optimisers, schedules
     a_ch, b_ch = side_channels(cfg.data, cfg.generator)
@@ -146,7 +149,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
     sched_g, sched_d = LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
-    augment = augment.to(accelerator.device)
+    task = task.to(accelerator.device)
     ema = None
     if cfg.ema:
         ema = AveragedModel(
@@ -173,11 +176,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     def export() -> None:
         export_generator(
             sample_net(), ckpt_root / "generator", step=state.step, direction=cfg.data.direction.value,
-            a_channels=a_ch, b_channels=b_ch, ema=ema is not None,
+            a_channels=a_ch, b_channels=b_ch, ema=ema is not None, **task.export_metadata(),
         )
 
     def eval_and_sample() -> None:
-        result = evaluate(sample_net(), val_set, cfg, accelerator.device)
+        result = task.evaluate(sample_net(), val_set, accelerator.device)
         path = save_sample_grid(run_dir / "samples" / f"step_{state.step:08d}.png",
                                 result.inputs, result.outputs, result.targets)
         logger.log(result.metrics, state.step)
@@ -197,9 +200,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         batches = accelerator.skip_first_batches(loader, offset) if offset else loader
         batches.set_epoch(epoch)  # Accelerate's loaders pass this on to the sampler at each iteration
         for batch in batches:
-            inputs, target = augment(*orient(batch, cfg.data.direction))
+            inputs, target = task.train_batch(batch)
             with accelerator.accumulate(generator, discriminator):
-                losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss)
+                losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss,
+                                    objective=task)
             state.batches_seen += 1
             values = torch.stack(list(losses.values()))
             running = values if running is None else running + values  # summed on device: no sync per step
@@ -224,8 +228,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
                 )
                 if main:
                     logger.log(scalars, state.step)
-                    bar.set_postfix(g_l1=f"{scalars['train/g_l1']:.3f}", g_gan=f"{scalars['train/g_gan']:.3f}",
-                                    d=f"{scalars['train/d_total']:.3f}", img_s=f"{scalars['train/images_per_s']:.1f}")
+                    bar.set_postfix({k.removeprefix("train/"): f"{v:.3f}" for k, v in scalars.items()
+                                     if k not in ("train/lr_g", "train/g_total")})
                 running, steps_since_log, t_log = None, 0, time.perf_counter()
             if main and (state.step % cfg.sample_every == 0 or state.step == end):
                 eval_and_sample()

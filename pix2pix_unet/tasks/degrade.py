@@ -1,0 +1,171 @@
+"""Degradations for ``task=restore``, made on the fly on whatever device the batch is on.
+
+Each degradation is a pure function of a ``(B, C, H, W)`` batch in [0, 1] and a
+per-sample strength ``(B,)``; :func:`degrade` applies the ones a
+:class:`~pix2pix_unet.config.RestoreConfig` turns on, each to a random subset of
+the batch at a random strength per sample, in a fixed order: blur, motion blur,
+down-sampling, Gaussian noise, Poisson noise, JPEG, holes. Every random number is
+drawn from ``generator`` (the global RNG when it is None), so a seeded generator
+gives the same degraded batch every time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import kornia
+import torch
+import torch.nn.functional as F
+
+from ..config import Degradation, RestoreConfig
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator, device=device)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image with its own ``sigma`` (pixels); the kernel spans 3 sigma of the largest."""
+    kernel = 2 * math.ceil(3 * float(sigma.max())) + 1
+    kernel = min(kernel, 2 * ((min(x.shape[-2:]) - 1) // 2) + 1)  # reflect padding needs it below the size
+    return kornia.filters.gaussian_blur2d(x, (kernel, kernel), sigma[:, None].expand(-1, 2))
+
+
+def motion_blur(x: torch.Tensor, length: torch.Tensor, angle: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """Blur each image along a line of ``length`` pixels (rounded to odd) at ``angle`` degrees.
+
+    ``direction`` in [-1, 1] shifts the weight towards one end of the line (kornia's motion kernel).
+    """
+    sizes = (length.round().long() // 2 * 2 + 1).tolist()
+    largest = max(sizes)
+    kernels = torch.zeros(len(x), largest, largest, device=x.device, dtype=x.dtype)
+    for size in set(sizes):
+        rows = [i for i, s in enumerate(sizes) if s == size]
+        pad = (largest - size) // 2
+        k = kornia.filters.get_motion_kernel2d(size, angle[rows], direction[rows])  # (n, size, size)
+        kernels[rows] = F.pad(k.to(x.dtype), (pad, pad, pad, pad))
+    return kornia.filters.filter2d(x, kernels, border_type="reflect")
+
+
+def downsample(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Shrink each image by its ``factor`` (antialiased bicubic) and scale it back to its size."""
+    h, w = x.shape[-2:]
+    out = []
+    for image, f in zip(x, factor.tolist()):
+        small = F.interpolate(image[None], size=(max(1, round(h / f)), max(1, round(w / f))), mode="bicubic",
+                              antialias=True, align_corners=False)
+        out.append(F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False))
+    return torch.cat(out)
+
+
+def gaussian_noise(x: torch.Tensor, std: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Add zero-mean Gaussian noise with each image's ``std``."""
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x + std[:, None, None, None] * noise
+
+
+def poisson_noise(x: torch.Tensor, peak: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shot noise: count ``Poisson(x * peak)`` photons and scale back; a lower ``peak`` is noisier."""
+    peak = peak[:, None, None, None]
+    return torch.poisson(x.clamp(min=0) * peak, generator=generator) / peak
+
+
+def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """JPEG-compress each image at its ``quality`` (kornia's differentiable codec); gray images
+    go through as RGB."""
+    channels = x.shape[1]
+    rgb = x if channels == 3 else x[:, :1].expand(-1, 3, -1, -1)
+    out = kornia.enhance.jpeg_codec_differentiable(rgb.clamp(0, 1), quality)
+    return out if channels == 3 else out.mean(1, keepdim=True)
+
+
+def hole_mask(shape: tuple[int, int, int], count: torch.Tensor, generator: torch.Generator | None,
+              device: torch.device) -> torch.Tensor:
+    """Random boxes and thick strokes, ``count`` of them per image (1 = hole).
+
+    Boxes are 10-30 % of the image side; strokes are straight segments up to half
+    the side long and 3-8 % of it thick.
+
+    Shape:
+        ``shape = (B, H, W)``, ``count (B,)`` -> ``(B, 1, H, W)`` float.
+    """
+    b, h, w = shape
+    n = int(count.max())
+    side = float(min(h, w))
+    ys = torch.arange(h, device=device, dtype=torch.float32)[:, None]  # (h, 1)
+    xs = torch.arange(w, device=device, dtype=torch.float32)[None, :]  # (1, w)
+
+    def draw(*size: int) -> torch.Tensor:
+        return torch.rand(b, n, *size, generator=generator, device=device)
+
+    # 1. shape parameters for n shapes per image                      (b, n, ...)
+    centre = draw(2) * torch.tensor([h, w], device=device)
+    half = (0.05 + 0.10 * draw(2)) * side
+    angle = draw() * 2 * math.pi
+    length = draw() * 0.5 * side
+    thickness = (0.015 + 0.025 * draw()) * side
+    is_box = draw() < 0.5
+    active = torch.arange(n, device=device)[None, :] < count[:, None]  # (b, n)
+    # 2. rasterise every shape on the grid                            (b, n, h, w)
+    dy, dx = ys - centre[..., 0, None, None], xs - centre[..., 1, None, None]
+    box = (dy.abs() <= half[..., 0, None, None]) & (dx.abs() <= half[..., 1, None, None])
+    along = dx * angle.cos()[..., None, None] + dy * angle.sin()[..., None, None]
+    across = -dx * angle.sin()[..., None, None] + dy * angle.cos()[..., None, None]
+    stroke = (along.abs() <= length[..., None, None] / 2) & (across.abs() <= thickness[..., None, None])
+    shapes = torch.where(is_box[..., None, None], box, stroke) & active[..., None, None]
+    # 3. union over the shapes                                        (b, 1, h, w)
+    return shapes.any(1, keepdim=True).float()
+
+
+_ORDER: list[tuple[str, Callable[..., torch.Tensor]]] = [
+    ("gaussian_blur", lambda x, s, g: gaussian_blur(x, s)),
+    ("motion_blur", lambda x, s, g: motion_blur(
+        x, s, torch.rand(len(x), generator=g, device=x.device) * 360,
+        torch.rand(len(x), generator=g, device=x.device) * 2 - 1)),
+    ("downsample", lambda x, s, g: downsample(x, s)),
+    ("gaussian_noise", gaussian_noise),
+    ("poisson_noise", poisson_noise),
+    ("jpeg", lambda x, s, g: jpeg(x, s)),
+]
+
+
+def degrade(clean: torch.Tensor, cfg: RestoreConfig,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Degrade a clean batch as ``cfg`` says.
+
+    Each degradation with ``p > 0`` picks each image with probability ``p``; an image
+    that none picked gets one of them at random, so no image stays clean (a clean
+    input teaches nothing, and its PSNR would be infinite).
+
+    Args:
+        clean: ``(B, C, H, W)`` images in [0, 1], C = 1 or 3.
+        cfg: which degradations, how often and how strong.
+        generator: the source of every random number, on ``clean``'s device; None uses the global RNG.
+
+    Returns:
+        The degraded batch in [0, 1], holes filled with mid-gray, and the ``(B, 1, H, W)``
+        hole mask (1 = hole) when ``cfg.inpaint.p > 0``, else None.
+    """
+    b, device = len(clean), clean.device
+    steps = [(name, apply) for name, apply in _ORDER if getattr(cfg, name).p > 0]
+    names = [name for name, _ in steps] + (["inpaint"] if cfg.inpaint.p > 0 else [])
+    if not names:
+        return clean, None
+    # 1. which images each degradation picks, and at which strength            (d, b)
+    specs: list[Degradation] = [getattr(cfg, name) for name in names]
+    p = torch.tensor([spec.p for spec in specs], device=device)
+    chosen = torch.rand(len(names), b, generator=generator, device=device) < p[:, None]
+    fallback = torch.randint(len(names), (b,), generator=generator, device=device)
+    chosen |= ~chosen.any(0) & (torch.arange(len(names), device=device)[:, None] == fallback)
+    strength = torch.stack([_uniform(b, spec.low, spec.high, generator, device) for spec in specs])
+    # 2. degrade the whole batch at each step, keep the chosen images (a batch op beats gathering)
+    x = clean
+    for d, (name, apply) in enumerate(steps):
+        x = torch.where(chosen[d, :, None, None, None], apply(x, strength[d], generator).clamp(0, 1), x)
+    if cfg.inpaint.p == 0:
+        return x, None
+    # 3. holes: a whole number of shapes in [low, high]                          (b, 1, h, w)
+    count = strength[-1].round().long()
+    mask = hole_mask((b, *clean.shape[-2:]), count, generator, device) * chosen[-1, :, None, None, None]
+    return x * (1 - mask) + 0.5 * mask, mask

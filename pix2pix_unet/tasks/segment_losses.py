@@ -1,0 +1,49 @@
+"""Segmentation losses as pure functions of per-class logits and class ids.
+
+The hybrid objective of ``task=segment``: cross-entropy for per-pixel calibration,
+soft Dice for overlap (insensitive to how much of the image a class covers), and
+cross-entropy weighted by the U-Net weight map for the thin gaps between objects.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..config import SegmentConfig
+from .labels import one_hot
+
+
+def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """``1 - mean over classes of (2 |P n G| + s) / (|P| + |G| + s)`` with softmax probabilities ``P``.
+
+    Sums run over the whole batch, so a class absent from one image does not count
+    as a perfect score there; ``smooth`` keeps a class absent from the batch at 1.
+
+    Shape:
+        ``logits (B, K, H, W)``, ``labels (B, H, W)`` -> scalar.
+    """
+    probs = logits.float().softmax(1)  # (b, k, h, w)
+    target = one_hot(labels, logits.shape[1])  # (b, k, h, w)
+    intersection = (probs * target).sum((0, 2, 3))  # (k,)
+    total = probs.sum((0, 2, 3)) + target.sum((0, 2, 3))  # (k,)
+    return 1.0 - ((2 * intersection + smooth) / (total + smooth)).mean()
+
+
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of ``weight(x) * CE(x)``: the U-Net paper's weighted energy.
+
+    Shape:
+        ``logits (B, K, H, W)``, ``labels (B, H, W)``, ``weight (B, H, W)`` -> scalar.
+    """
+    return (F.cross_entropy(logits.float(), labels, reduction="none") * weight).mean()
+
+
+def segmentation_losses(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
+                        cfg: SegmentConfig) -> dict[str, torch.Tensor]:
+    """The weighted hybrid loss and its parts (``g_seg`` = weighted sum)."""
+    ce = F.cross_entropy(logits.float(), labels)
+    dice = soft_dice_loss(logits, labels)
+    boundary = weighted_cross_entropy(logits, labels, weight)
+    total = cfg.ce_weight * ce + cfg.dice_weight * dice + cfg.boundary_weight * boundary
+    return {"g_seg": total, "g_ce": ce, "g_dice": dice, "g_boundary": boundary}

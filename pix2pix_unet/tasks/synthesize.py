@@ -1,0 +1,101 @@
+"""Synthetic training data: a trained label -> image generator turns label maps into new pairs.
+
+``pix2pix-unet synthesize --checkpoint RUN --labels DIR --output OUT --num N [--augment-labels]``
+writes ``OUT/images/00000.png`` + ``OUT/labels/00000.png`` (class ids), the layout
+``task=segment`` reads. Label map ``i % L`` of the ``L`` inputs makes pair ``i``,
+so ``N`` may exceed ``L``; with ``--augment-labels`` each map is first flipped,
+rotated and deformed (nearest neighbour, so ids stay ids), giving new layouts.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import kornia.augmentation as K
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..data.folders import DatasetError, list_images
+from ..inference import to_image
+from ..models import UNet
+from .labels import one_hot, read_index_map
+
+
+def label_augmentation(sigma: float = 8.0, alpha: float = 3.0) -> nn.Module:
+    """Flips, 90-degree rotations, a mild affine and an elastic deformation for ``(B, 1, H, W)`` label
+    maps, every resampling nearest-neighbour so class ids stay class ids."""
+    kernel = 2 * math.ceil(2.5 * sigma) + 1
+    return K.AugmentationSequential(
+        K.RandomHorizontalFlip(), K.RandomVerticalFlip(), K.RandomRotation90(times=(0, 3), p=1.0, resample="nearest"),
+        K.RandomAffine(degrees=15.0, scale=(0.9, 1.1), padding_mode="reflection", resample="nearest", p=0.75),
+        K.RandomElasticTransform(kernel_size=(kernel, kernel), sigma=(sigma, sigma), alpha=(alpha, alpha),
+                                 align_corners=False, padding_mode="reflection", resample="nearest", p=0.75),
+    )
+
+
+def label_generator_classes(generator: UNet, checkpoint: Path) -> int:
+    """``num_classes`` of a label -> image generator export, or an error saying what the checkpoint is."""
+    meta = getattr(generator, "metadata", {})
+    if meta.get("task", "translate") != "translate" or meta.get("label_format") != "index" or not meta.get("num_classes"):
+        raise DatasetError(
+            f"{checkpoint} is not a label -> image generator (its export says task={meta.get('task')!r}, "
+            f"label_format={meta.get('label_format')!r}); train one with --task translate labels.format=index"
+        )
+    return int(meta["num_classes"])
+
+
+@torch.no_grad()
+def synthesize(generator: UNet, num_classes: int, label_files: list[Path], output: Path, num: int,
+               augment_labels: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> list[Path]:
+    """Write ``num`` (image, label map) pairs made from ``label_files``; returns the image paths.
+
+    Args:
+        generator: a label -> image generator taking ``num_classes`` one-hot channels.
+        num_classes: its number of classes; every label map is checked against it.
+        label_files: class-id label maps (8/16-bit grayscale or palette PNGs).
+        output: the dataset folder to write; its ``images/`` and ``labels/`` must not hold images yet.
+        num: pairs to write; label map ``i % len(label_files)`` makes pair ``i``.
+        augment_labels: deform each map randomly first (seeded by ``seed``), so repeats differ.
+        device: where the generator runs.
+
+    Raises:
+        DatasetError: naming the file for a colour label map or a class id >= ``num_classes``.
+        FileExistsError: when ``output`` already holds a dataset.
+    """
+    if not label_files:
+        raise DatasetError("no label maps to synthesise from")
+    images_dir, labels_dir = output / "images", output / "labels"
+    for folder in (images_dir, labels_dir):
+        if folder.is_dir() and list_images(folder):
+            raise FileExistsError(f"{folder} already holds images; choose another --output folder")
+    # 1. read and check every label map before writing anything
+    maps = []
+    for path in label_files:
+        ids = read_index_map(path)
+        if ids.max() >= num_classes:
+            raise DatasetError(f"label map {path} holds class id {ids.max()}, but the generator knows "
+                               f"{num_classes} classes (ids 0..{num_classes - 1})")
+        maps.append(torch.from_numpy(ids))
+    images_dir.mkdir(parents=True, exist_ok=True)
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    generator = generator.to(device).eval()
+    augment = label_augmentation().to(device)
+    dtype = np.uint8 if num_classes <= 256 else np.uint16
+    written = []
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # kornia draws its parameters from the global RNG
+        for i in range(num):
+            labels = maps[i % len(maps)].to(device)  # (h, w)
+            # 2. a new layout: the map deformed by nearest-neighbour resampling
+            if augment_labels:
+                labels = augment(labels[None, None].float())[0, 0].round().long()
+            # 3. one-hot -> image                                          (1, c, h, w)
+            image = generator(one_hot(labels, num_classes)[None])
+            name = f"{i:05d}.png"
+            to_image(image[0]).save(images_dir / name)
+            Image.fromarray(labels.cpu().numpy().astype(dtype)).save(labels_dir / name)
+            written.append(images_dir / name)
+    return written
