@@ -214,12 +214,22 @@ class DataConfig:
 
 
 @dataclass
+class PerfConfig:
+    """Speed options; none changes the maths beyond floating-point rounding."""
+
+    channels_last: bool = True  # NHWC tensors: faster convs on tensor cores and in oneDNN on CPU
+    compile: bool | None = None  # torch.compile G and D in place; None = on when CUDA is available
+    fused_adam: bool = True  # one fused kernel per optimiser step instead of a loop over tensors
+
+
+@dataclass
 class TrainConfig:
     generator: UNetConfig = field(default_factory=UNetConfig)
     discriminator: PatchGANConfig = field(default_factory=PatchGANConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
     output_dir: str = "runs/pix2pix"
     max_steps: int = 1000
     batch_size: int = 8

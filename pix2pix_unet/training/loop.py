@@ -31,6 +31,7 @@ from .. import __version__
 from ..config import TrainConfig, save_config, to_dict
 from ..data import PairedAugmentation, build_datasets, orient, side_channels
 from ..models import Discriminator, UNet
+from .perf import adam, speed_up_modules, to_memory_format
 from .checkpoint import TrainState, export_generator, latest_checkpoint, save_checkpoint
 from .samples import save_sample_grid
 from .step import train_step
@@ -141,8 +142,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     generator = UNet(cfg.generator)
     discriminator = Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.optim.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.optim.lr_d, betas=betas)
+    speed_up_modules([generator, discriminator], cfg.perf, accelerator.device)
+    opt_g = adam(generator.parameters(), cfg.optim.lr_g, betas, cfg.perf)
+    opt_d = adam(discriminator.parameters(), cfg.optim.lr_d, betas, cfg.perf)
     schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
     sched_g, sched_d = LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
@@ -197,7 +199,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         batches = accelerator.skip_first_batches(loader, offset) if offset else loader
         batches.set_epoch(epoch)  # Accelerate's loaders pass this on to the sampler at each iteration
         for batch in batches:
-            inputs, target = augment(*orient(batch, cfg.data.direction))
+            inputs, target = (to_memory_format(t, cfg.perf) for t in augment(*orient(batch, cfg.data.direction)))
             with accelerator.accumulate(generator, discriminator):
                 losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss)
             state.batches_seen += 1
