@@ -114,7 +114,7 @@ def test_gradient_penalty_is_nonzero_and_trains_the_discriminator():
     gp.backward()
     # every weight gets a gradient (biases may not: the gradient w.r.t. the input does not depend on them)
     weights = {n: p.grad for n, p in d.named_parameters() if n.endswith("weight")}
-    assert all(g is not None and g.abs().sum() > 0 and torch.isfinite(g).all() for g in weights.values()), weights.keys()
+    assert all(g is not None and g.abs().sum() > 0 and torch.isfinite(g).all() for g in weights.values()), weights
 
 
 def test_gradient_penalty_gradcheck():

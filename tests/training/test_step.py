@@ -50,7 +50,8 @@ def test_gradient_penalty_changes_the_discriminator_update():
     def d_after_step(gp_weight: float) -> list[torch.Tensor]:
         g, d, opt_g, opt_d, (x, y) = _setup(seed=1)
         torch.manual_seed(5)  # the same interpolates in both runs
-        train_step(Accelerator(cpu=True), g, d, opt_g, opt_d, x, y, LossConfig(gan=GanLoss.WGAN_GP, gp_weight=gp_weight))
+        cfg = LossConfig(gan=GanLoss.WGAN_GP, gp_weight=gp_weight)
+        train_step(Accelerator(cpu=True), g, d, opt_g, opt_d, x, y, cfg)
         return [p.detach().clone() for p in d.parameters()]
 
     without, with_gp = d_after_step(0.0), d_after_step(10.0)
