@@ -398,6 +398,11 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp in (int, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            return tp(value)
+        except ValueError:
+            raise ConfigError(f"{path}={value!r} must be of type {tp.__name__}") from None
     if tp in (int, float, str) and not (isinstance(value, tp) and not isinstance(value, bool)):
         raise ConfigError(f"{path}={value!r} must be of type {tp.__name__}")
     return value
