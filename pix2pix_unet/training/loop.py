@@ -201,7 +201,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         for batch in batches:
             inputs, target = (to_memory_format(t, cfg.perf) for t in augment(*orient(batch, cfg.data.direction)))
             with accelerator.accumulate(generator, discriminator):
-                losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss)
+                losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss,
+                                    d_steps=cfg.optim.d_steps_per_g)
             state.batches_seen += 1
             values = torch.stack(list(losses.values()))
             running = values if running is None else running + values  # summed on device: no sync per step
