@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import ConfigError, TrainConfig, load_config
+from .config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
 
 # Flags that are shortcuts for config keys: flag dest -> dotted key.
 TRAIN_FLAGS = {
@@ -35,7 +35,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="optimiser steps to train for")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--direction", choices=["AtoB", "BtoA"])
-    p.add_argument("--preset", help="generator preset: pix2pix, small, unet")
+    p.add_argument("--preset", help=f"generator preset: {', '.join(GENERATOR_PRESETS)}")
     p.add_argument("--task", choices=["translate", "segment", "restore"],
                    help="what to learn: translate (default), segment (image -> labels), restore (degraded -> clean)")
     p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])

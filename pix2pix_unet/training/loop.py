@@ -31,6 +31,7 @@ from .. import __version__
 from ..config import TrainConfig, save_config, to_dict
 from ..data import orient, side_channels
 from ..models import Discriminator, UNet
+from .perf import adam, speed_up_modules, to_memory_format
 from .checkpoint import TrainState, export_generator, latest_checkpoint, save_checkpoint
 from .samples import save_sample_grid
 from .step import train_step
@@ -144,8 +145,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     generator = UNet(cfg.generator)
     discriminator = Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.optim.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.optim.lr_d, betas=betas)
+    speed_up_modules([generator, discriminator], cfg.perf, accelerator.device)
+    opt_g = adam(generator.parameters(), cfg.optim.lr_g, betas, cfg.perf)
+    opt_d = adam(discriminator.parameters(), cfg.optim.lr_d, betas, cfg.perf)
     schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
     sched_g, sched_d = LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
@@ -201,9 +203,11 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         batches.set_epoch(epoch)  # Accelerate's loaders pass this on to the sampler at each iteration
         for batch in batches:
             inputs, target = task.train_batch(batch)
+            inputs = to_memory_format(inputs, cfg.perf)
+            target = to_memory_format(target, cfg.perf) if isinstance(target, torch.Tensor) else target
             with accelerator.accumulate(generator, discriminator):
                 losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss,
-                                    objective=task)
+                                    d_steps=cfg.optim.d_steps_per_g, objective=task)
             state.batches_seen += 1
             values = torch.stack(list(losses.values()))
             running = values if running is None else running + values  # summed on device: no sync per step

@@ -1,4 +1,4 @@
-"""One pix2pix optimisation step: a discriminator update, then a generator update.
+"""One pix2pix optimisation step: discriminator update(s), then a generator update.
 
 ``train_step`` holds no state of its own: it takes the nets, their optimisers and
 a batch, and returns its losses (detached) for logging.
@@ -14,7 +14,10 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..config import LossConfig
-from ..losses import discriminator_loss, generator_adversarial_loss, l1_loss
+from ..losses import (
+    PENALISED, discriminator_loss, feature_matching_loss, generator_adversarial_loss, gradient_penalty, interpolate,
+    l1_loss,
+)
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -25,11 +28,21 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
 def generator_losses(
     discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor, target: torch.Tensor, cfg: LossConfig
 ) -> dict[str, torch.Tensor]:
-    """G's losses: fool D on its pair, and stay close to the target in L1."""
-    adversarial = generator_adversarial_loss(discriminator(inputs, fake), cfg.gan)
+    """G's losses: fool D on its pair, stay close to the target in L1 and, with ``fm_weight``, in D's features.
+
+    ``discriminator`` is the unwrapped :class:`~pix2pix_unet.models.Discriminator`.
+    """
+    fake_features = discriminator.features(inputs, fake)
+    adversarial = generator_adversarial_loss([scale[-1] for scale in fake_features], cfg.gan)
     l1 = l1_loss(fake, target)
     total = cfg.gan_weight * adversarial + cfg.l1_weight * l1
-    return {"g_total": total, "g_gan": adversarial, "g_l1": l1}
+    losses = {"g_total": total, "g_gan": adversarial, "g_l1": l1}
+    if cfg.fm_weight > 0:
+        with torch.no_grad():  # the real pair's features are the fixed target
+            real_features = discriminator.features(inputs, target)
+        losses["g_fm"] = feature_matching_loss(real_features, fake_features)
+        losses["g_total"] = total + cfg.fm_weight * losses["g_fm"]
+    return losses
 
 
 def discriminator_losses(
@@ -38,17 +51,31 @@ def discriminator_losses(
     """D's loss on real and (detached) fake pairs, judged in one forward pass.
 
     One pass over the stacked batch (not two) keeps DistributedDataParallel to a
-    single forward per backward.
+    single forward per backward. For ``wgan-gp`` the interpolates between real
+    and fake images go into the same pass, and the gradient penalty on them is
+    added with weight ``gp_weight``.
     """
-    pairs_in = torch.cat([inputs, inputs])
-    pairs_out = torch.cat([target, fake.detach()])
-    real_logits, fake_logits = discriminator(pairs_in, pairs_out).chunk(2)
+    # 1. stack real, fake (and interpolated) pairs                 (n * b, c, h, w)
+    images = [target, fake.detach()]
+    penalised = cfg.gan in PENALISED
+    if penalised:
+        images.append(interpolate(target, fake.detach()).requires_grad_(True))
+    n = len(images)
+    logits = discriminator(torch.cat([inputs] * n), torch.cat(images))
+    # 2. split each scale's logits back into real / fake (/ interpolated)
+    parts = [scale.chunk(n) for scale in logits]
+    real_logits, fake_logits = [p[0] for p in parts], [p[1] for p in parts]
     loss = discriminator_loss(real_logits, fake_logits, cfg.gan)
-    return {
+    losses = {
         "d_total": cfg.gan_weight * loss,
-        "d_real": real_logits.detach().mean(),
-        "d_fake": fake_logits.detach().mean(),
+        "d_real": torch.stack([r.detach().mean() for r in real_logits]).mean(),
+        "d_fake": torch.stack([f.detach().mean() for f in fake_logits]).mean(),
     }
+    # 3. WGAN-GP: penalise the critic's gradient norm at the interpolates
+    if penalised:
+        losses["d_gp"] = gradient_penalty([p[2] for p in parts], images[2])
+        losses["d_total"] = losses["d_total"] + cfg.gp_weight * losses["d_gp"]
+    return losses
 
 
 class Objective(Protocol):
@@ -86,24 +113,29 @@ def train_step(
     inputs: torch.Tensor,
     target: Any,
     cfg: LossConfig,
+    d_steps: int = 1,
     objective: Objective | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Update D, then G, on one batch; returns every loss, detached.
+    """Update D ``d_steps`` times, then G once, on one batch; returns every loss, detached.
 
-    ``objective`` defaults to the pix2pix losses with ``cfg``. Under
-    ``accelerator.accumulate`` the optimisers only step (and zero) on
-    gradient-sync micro-batches, so accumulation needs nothing here.
+    The D losses returned are those of the last D update. ``objective`` defaults
+    to the pix2pix losses with ``cfg``. Under ``accelerator.accumulate`` the
+    optimisers only step (and zero) on gradient-sync micro-batches, so
+    accumulation needs nothing here (the config refuses ``d_steps > 1`` with
+    accumulation).
     """
     objective = objective or Pix2PixObjective(cfg)
     # 1. generate                                                 (b, c_out, h, w)
     with accelerator.autocast():
         fake = generator(inputs)
 
-    # 2. discriminator step on real and fake pairs
+    # 2. discriminator step(s) on real and fake pairs
     set_requires_grad(discriminator, True)
-    with accelerator.autocast():
-        d_losses = objective.discriminator_losses(discriminator, inputs, fake, target)
-    if d_losses:
+    for _ in range(d_steps):
+        with accelerator.autocast():
+            d_losses = objective.discriminator_losses(discriminator, inputs, fake, target)
+        if not d_losses:  # an objective without an adversarial term leaves D alone
+            break
         accelerator.backward(d_losses["d_total"])
         opt_d.step()
         opt_d.zero_grad(set_to_none=True)
