@@ -64,7 +64,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    args = train_parser().parse_args(argv)
+    args = train_parser().parse_intermixed_args(argv)
     from .data import DatasetError
     from .training import train
 

@@ -20,7 +20,7 @@ from typing import Iterator
 import kornia.metrics
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -120,6 +120,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         mixed_precision=cfg.mixed_precision.value,
         gradient_accumulation_steps=cfg.grad_accum,
         project_dir=str(run_dir),
+        # D runs several forwards per backward (real, fake); re-broadcasting batch-norm buffers
+        # in place between them would break autograd, and running stats only matter for eval.
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
     set_seed(cfg.seed, device_specific=True)
     main = accelerator.is_main_process

@@ -48,32 +48,30 @@ def generator_losses(
 def discriminator_losses(
     discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor, target: torch.Tensor, cfg: LossConfig
 ) -> dict[str, torch.Tensor]:
-    """D's loss on real and (detached) fake pairs, judged in one forward pass.
+    """D's loss on real and (detached) fake pairs.
 
-    One pass over the stacked batch (not two) keeps DistributedDataParallel to a
-    single forward per backward. For ``wgan-gp`` the interpolates between real
-    and fake images go into the same pass, and the gradient penalty on them is
-    added with weight ``gp_weight``.
+    Real and fake pairs go through D in separate forward passes, as in pix2pix:
+    a batch-norm D must never normalise real and fake images together, or it can
+    tell them apart by their batch statistics. For ``wgan-gp`` the interpolates
+    between real and fake images get a third pass, and the gradient penalty on
+    them is added with weight ``gp_weight``.
     """
-    # 1. stack real, fake (and interpolated) pairs                 (n * b, c, h, w)
-    images = [target, fake.detach()]
+    # 1. judge each kind of pair on its own                        [(b, 1, h', w') per scale]
+    images = {"real": target, "fake": fake.detach()}
     penalised = cfg.gan in PENALISED
     if penalised:
-        images.append(interpolate(target, fake.detach()).requires_grad_(True))
-    n = len(images)
-    logits = discriminator(torch.cat([inputs] * n), torch.cat(images))
-    # 2. split each scale's logits back into real / fake (/ interpolated)
-    parts = [scale.chunk(n) for scale in logits]
-    real_logits, fake_logits = [p[0] for p in parts], [p[1] for p in parts]
-    loss = discriminator_loss(real_logits, fake_logits, cfg.gan)
+        images["interpolated"] = interpolate(target, fake.detach()).requires_grad_(True)
+    logits = {kind: discriminator(inputs, image) for kind, image in images.items()}
+    # 2. the adversarial loss, averaged over scales
+    loss = discriminator_loss(logits["real"], logits["fake"], cfg.gan)
     losses = {
         "d_total": cfg.gan_weight * loss,
-        "d_real": torch.stack([r.detach().mean() for r in real_logits]).mean(),
-        "d_fake": torch.stack([f.detach().mean() for f in fake_logits]).mean(),
+        "d_real": torch.stack([r.detach().mean() for r in logits["real"]]).mean(),
+        "d_fake": torch.stack([f.detach().mean() for f in logits["fake"]]).mean(),
     }
     # 3. WGAN-GP: penalise the critic's gradient norm at the interpolates
     if penalised:
-        losses["d_gp"] = gradient_penalty([p[2] for p in parts], images[2])
+        losses["d_gp"] = gradient_penalty(logits["interpolated"], images["interpolated"])
         losses["d_total"] = losses["d_total"] + cfg.gp_weight * losses["d_gp"]
     return losses
 
