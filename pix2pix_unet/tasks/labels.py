@@ -49,7 +49,7 @@ def read_index_map(path: Path, what: str = "label map") -> np.ndarray:
             mode = img.mode
             if mode not in INDEX_MODES:
                 raise DatasetError(
-                    f"{what} {path} is a {mode} image; expected one channel of integer ids "
+                    f"{what} {path} is a {mode}-mode image; expected one channel of integer ids "
                     f"(8/16-bit grayscale or palette PNG), not colours"
                 )
             array = np.asarray(img)
@@ -234,7 +234,6 @@ def split_labelled(data: DataConfig, cfg: LabelConfig, seed: int) -> tuple[list[
 # --------------------------------------------------------------------------- datasets
 
 
-
 class LabelledFolder(Dataset):
     """Labelled examples read from files (checked beforehand by :func:`check_labelled`), as
     ``{"image": (C, H, W) in [-1, 1], "labels": (H, W) int64, "instances": (H, W) int64}``.
@@ -331,5 +330,8 @@ def build_labelled(data: DataConfig, cfg: LabelConfig, channels: int, seed: int,
     size = data.load_size or min(h, w)
     if data.crop_size and data.crop_size > size:
         raise DatasetError(f"data.crop_size={data.crop_size} is larger than the images in {data.path} ({h}x{w})")
-    make = lambda files: LabelledFolder(files, channels, data.load_size, intensity, value_range)  # noqa: E731
-    return make(train), make(val), num_classes
+    return (
+        LabelledFolder(train, channels, data.load_size, intensity, value_range),
+        LabelledFolder(val, channels, data.load_size, intensity, value_range),
+        num_classes,
+    )
