@@ -41,6 +41,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-at", type=int, metavar="STEP",
                    help="end this session after STEP (checkpointed; the lr schedule still runs to --max-steps)")
     p.add_argument("--no-wandb", action="store_true", help="do not log to Weights & Biases")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="train on the good pairs when some files are bad (default: list them all and stop)")
     return p
 
 
@@ -49,6 +51,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = [f"{key}={getattr(args, dest)}" for dest, key in TRAIN_FLAGS.items() if getattr(args, dest) is not None]
     if args.no_wandb:
         overrides.append("wandb=false")
+    if args.skip_bad:
+        overrides.append("data.skip_bad=true")
     overrides += args.overrides
     base = args.config
     if args.resume:
@@ -64,13 +68,17 @@ def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     from .data import DatasetError
     from .training import train
+    from .training.faults import TrainingStopped, error_message
 
     try:
         cfg = config_from_args(args)
         train(cfg, resume=args.resume, stop_at=args.stop_at)
     except (ConfigError, DatasetError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_message(err)}", file=sys.stderr)
         return 2
+    except TrainingStopped as err:
+        print(f"{error_message(err)}", file=sys.stderr)
+        return err.exit_code
     return 0
 
 

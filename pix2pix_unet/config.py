@@ -94,6 +94,13 @@ class MixedPrecision(str, enum.Enum):
     BF16 = "bf16"
 
 
+class MetricMode(str, enum.Enum):
+    """Whether a lower or a higher value of a validation metric is better."""
+
+    MIN = "min"
+    MAX = "max"
+
+
 # --------------------------------------------------------------------------- components
 
 
@@ -199,6 +206,7 @@ class DataConfig:
     builtin_train: int = 400
     builtin_val: int = 32
     builtin_size: int = 72
+    skip_bad: bool = False  # train on the good pairs when some files are bad, instead of stopping
 
     def validate(self, where: str = "data") -> None:
         if not 0.0 < self.val_fraction < 1.0:
@@ -235,6 +243,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     wandb: bool = True
     wandb_project: str = "pix2pix-unet"
+    max_bad_steps: int = 5  # stop after this many steps in a row skipped for a NaN/inf loss or gradient
+    best_metric: str = "val/l1"  # rotation also keeps the checkpoint with the best value of this
+    best_mode: MetricMode = MetricMode.MIN
 
     def validate(self) -> None:
         self.generator.validate()
@@ -247,6 +258,48 @@ class TrainConfig:
         )
         if not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in (0, 1)")
+        _positive(self, "", "max_bad_steps")
+        check_combinations(self)
+
+
+def patchgan_min_size(n_layers: int) -> int:
+    """Smallest input side for which the N-layer PatchGAN still outputs one logit.
+
+    Each of its ``n_layers`` 4x4 stride-2 convs (padding 1) halves the side, and the
+    two 4x4 stride-1 convs at the end each take one pixel off: ``s // 2**n - 2 >= 1``.
+    """
+    return 3 * 2**n_layers
+
+
+def check_combinations(cfg: TrainConfig) -> None:
+    """Options that are valid alone but cannot work together; the message names the keys."""
+    builtin = cfg.data.path == "builtin"
+    if builtin and (cfg.generator.in_channels, cfg.generator.out_channels) != (3, 3):
+        raise ConfigError(
+            f"generator.in_channels={cfg.generator.in_channels} and generator.out_channels="
+            f"{cfg.generator.out_channels}: the built-in data (data.path=builtin) is RGB on both sides, so both must be 3"
+        )
+    loaded = cfg.data.load_size or (cfg.data.builtin_size if builtin else None)
+    if builtin and cfg.data.crop_size and cfg.data.crop_size > loaded:
+        raise ConfigError(
+            f"data.crop_size={cfg.data.crop_size} is larger than the built-in images "
+            f"({'data.load_size' if cfg.data.load_size else 'data.builtin_size'}={loaded})"
+        )
+    sizes = [("data.crop_size", cfg.data.crop_size), ("data.load_size", cfg.data.load_size),
+             ("data.builtin_size", cfg.data.builtin_size if builtin else None)]
+    size_key, size = next(((k, v) for k, v in sizes if v), ("", None))  # what D will see in training
+    if size and cfg.discriminator.kind is DiscriminatorKind.NLAYER:
+        need = patchgan_min_size(cfg.discriminator.n_layers)
+        if size < need:
+            raise ConfigError(
+                f"discriminator.n_layers={cfg.discriminator.n_layers} needs training images of at least {need} px "
+                f"(its output would be empty), but {size_key}={size}; lower n_layers or use larger images"
+            )
+    if cfg.generator.norm is Norm.GROUP and cfg.generator.max_channels % cfg.generator.norm_groups:
+        raise ConfigError(
+            f"generator.norm_groups={cfg.generator.norm_groups} must divide generator.max_channels="
+            f"{cfg.generator.max_channels} for group norm"
+        )
 
 
 def _positive(obj: Any, where: str, *names: str) -> None:

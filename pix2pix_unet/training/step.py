@@ -12,6 +12,7 @@ from torch import nn
 
 from ..config import LossConfig
 from ..losses import discriminator_loss, generator_adversarial_loss, l1_loss
+from .faults import restore_buffers, snapshot_buffers, update_is_finite
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -58,11 +59,17 @@ def train_step(
     target: torch.Tensor,
     cfg: LossConfig,
 ) -> dict[str, torch.Tensor]:
-    """Update D, then G, on one batch; returns every loss, detached.
+    """Update D, then G, on one batch; returns every loss, detached, plus ``skipped``.
 
     Under ``accelerator.accumulate`` the optimisers only step (and zero) on
     gradient-sync micro-batches, so accumulation needs nothing here.
+
+    An update whose loss or gradients hold a NaN or inf is not applied (its
+    gradients are dropped); ``skipped`` is then 1.0 instead of 0.0, and both nets'
+    running statistics are put back as they were before this batch.
     """
+    buffers = snapshot_buffers(generator, discriminator)
+
     # 1. generate                                                 (b, c_out, h, w)
     with accelerator.autocast():
         fake = generator(inputs)
@@ -72,7 +79,9 @@ def train_step(
     with accelerator.autocast():
         d_losses = discriminator_losses(discriminator, inputs, fake, target, cfg)
     accelerator.backward(d_losses["d_total"])
-    opt_d.step()
+    d_applied = update_is_finite(accelerator, d_losses.values(), discriminator)
+    if d_applied:
+        opt_d.step()
     opt_d.zero_grad(set_to_none=True)
 
     # 3. generator step through a frozen D; the unwrapped D skips DDP's gradient hooks
@@ -80,8 +89,13 @@ def train_step(
     with accelerator.autocast():
         g_losses = generator_losses(accelerator.unwrap_model(discriminator), inputs, fake, target, cfg)
     accelerator.backward(g_losses["g_total"])
-    opt_g.step()
+    g_applied = update_is_finite(accelerator, g_losses.values(), generator)
+    if g_applied:
+        opt_g.step()
     opt_g.zero_grad(set_to_none=True)
     set_requires_grad(discriminator, True)
+    if not (d_applied and g_applied):
+        restore_buffers(buffers)
 
-    return {k: v.detach() for k, v in {**d_losses, **g_losses}.items()}
+    skipped = torch.tensor(float(not (d_applied and g_applied)))
+    return {**{k: v.detach() for k, v in {**d_losses, **g_losses}.items()}, "skipped": skipped}
