@@ -174,15 +174,14 @@ class StopSignals:
         return self.received or signal.SIGTERM  # another process got it
 
 
-def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: workers ignore SIGINT/SIGTERM sent to the whole process group.
+def ignore_sigint(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore SIGINT, so Ctrl-C stops the run cleanly.
 
-    A Ctrl-C in a terminal, or a scheduler signalling every process of a job, would
-    otherwise kill the workers first and turn a clean stop into a DataLoader crash.
-    The main process still shuts the workers down when it exits.
+    A Ctrl-C in a terminal reaches every process of the group; the workers would
+    die first and turn the clean stop into a DataLoader crash. SIGTERM keeps
+    PyTorch's own worker handler: the main process shuts its workers down with it.
     """
-    for sig in StopSignals.SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def signal_stop(signum: int, step: int, checkpoint: str) -> TrainingStopped:

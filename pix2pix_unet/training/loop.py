@@ -34,7 +34,7 @@ from ..models import Discriminator, UNet
 from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
 from .distributed import cpu_only_processes
 from .faults import (
-    BadStepPolicy, StopSignals, TrainingStopped, ignore_stop_signals, report_skipped_files, signal_stop,
+    BadStepPolicy, StopSignals, TrainingStopped, ignore_sigint, report_skipped_files, signal_stop,
 )
 from .samples import save_sample_grid
 from .step import train_step
@@ -148,7 +148,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         # Its own generator: starting an iterator must not draw from the global RNG, or a
         # resumed run (which starts one mid-epoch) would drift from an uninterrupted one.
         generator=torch.Generator().manual_seed(cfg.seed),
-        worker_init_fn=ignore_stop_signals,
+        worker_init_fn=ignore_sigint,
     )
     augment = PairedAugmentation(cfg.data.crop_size, cfg.data.flip)
 
