@@ -85,13 +85,13 @@ def update_is_finite(accelerator: Accelerator, losses: Iterable[torch.Tensor], m
 
 
 def snapshot_buffers(*modules: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Copies of every floating-point buffer (BatchNorm running statistics), to undo a bad step.
+    """Copies of every buffer (BatchNorm running statistics and batch counts), to undo a bad step.
 
     A skipped update leaves the weights alone, but the forward pass has already
     folded the batch into the running statistics; a NaN there would make every
-    later evaluation and export NaN.
+    later evaluation and export NaN. The copies are small: a few numbers per channel.
     """
-    return [(b, b.detach().clone()) for m in modules for b in m.buffers() if b.is_floating_point()]
+    return [(b, b.detach().clone()) for m in modules for b in m.buffers()]
 
 
 def restore_buffers(snapshot: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
