@@ -13,6 +13,7 @@ Run folder written by :func:`train` (``cfg.output_dir``)::
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -121,11 +122,12 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
             checkpoint, too many NaN steps in a row, a checkpoint that could not be
             written); the message says what was kept.
     """
-    with StopSignals() as signals:  # SIGTERM/SIGINT end the run after a step, with a checkpoint
-        return _train(cfg, resume, stop_at, signals)
+    # SIGTERM/SIGINT end the run after a step, with a checkpoint; `cleanup` closes the progress bar on any error
+    with StopSignals() as signals, ExitStack() as cleanup:
+        return _train(cfg, resume, stop_at, signals, cleanup)
 
 
-def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSignals) -> Path:
+def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSignals, cleanup: ExitStack) -> Path:
     end = min(cfg.max_steps, stop_at) if stop_at else cfg.max_steps
     run_dir = Path(cfg.output_dir)
     ckpt_root = run_dir / "checkpoints"
@@ -220,7 +222,9 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     best = BestRule(cfg.best_metric, cfg.best_mode)
     bad_steps = BadStepPolicy(cfg.max_bad_steps)
     stop: TrainingStopped | None = None
-    bar = tqdm(total=end, initial=state.step, disable=not main, desc="train", unit="step", dynamic_ncols=True)
+    bar = cleanup.enter_context(
+        tqdm(total=end, initial=state.step, disable=not main, desc="train", unit="step", dynamic_ncols=True)
+    )
     if main and state.step == 0:
         eval_and_sample()  # the step-0 baseline every later number is compared with
     running: torch.Tensor | None = None
