@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .folders import PairFiles
+from .folders import DatasetError, PairFiles
 
 MIN_SIDE = 8  # smaller images hold nothing to learn; usually a placeholder or a failed export
 
@@ -106,12 +106,16 @@ def screen_pairs(
         need_uniform: all pairs must share one size (there is no ``load_size`` to resize them
             to); pairs of any other size than the most common one are bad.
         threads: decoding threads (default: the CPU count, at most 16).
+
+    Raises:
+        DatasetError: ``crop_size`` is larger than every image that is otherwise fine.
     """
     files = list(dict.fromkeys(p for pair in pairs for p in (pair.a, pair.b) if p is not None))
     with ThreadPoolExecutor(threads or min(16, os.cpu_count() or 1)) as pool:
         info = dict(zip(files, pool.map(inspect_image, files)))
     bad = [BadFile(path, f"no partner: {partner} does not exist") for path, partner in unpaired]
     sized: list[tuple[PairFiles, tuple[int, int]]] = []
+    under_crop: list[tuple[PairFiles, tuple[int, int]]] = []
     for pair in pairs:
         problems = [BadFile(p, info[p]) for p in (pair.a, pair.b) if p is not None and isinstance(info[p], str)]
         if problems:
@@ -131,8 +135,13 @@ def screen_pairs(
             continue
         if crop_size and min(width, height) < crop_size:
             bad.append(BadFile(pair.a, f"{width}x{height} px, smaller than data.crop_size={crop_size}"))
+            under_crop.append((pair, (height, width)))
             continue
         sized.append((pair, (height, width)))
+    if under_crop and not sized:  # the crop fits no image at all: the config is wrong, not the files
+        (pair, (h, w)), *_ = under_crop
+        raise DatasetError(f"data.crop_size={crop_size} is larger than every usable image (e.g. {pair.a} is {w}x{h}): "
+                           f"lower data.crop_size, or set data.load_size to resize the images")
     size = None
     if need_uniform and sized:
         size = Counter(s for _, s in sized).most_common(1)[0][0]
