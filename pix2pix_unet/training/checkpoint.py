@@ -254,7 +254,8 @@ def load_latest(accelerator: Accelerator, root: Path) -> Path:
             accelerator.load_state(str(path))
             return path
         except Exception as err:  # noqa: BLE001 - a damaged checkpoint must not hide an older good one
-            reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            detail = " ".join(str(err).split())
+            reason = f"{type(err).__name__}: {detail[:300]}{'...' if len(detail) > 300 else ''}"
             failures.append(f"{path.name} ({reason})")
             accelerator.print(f"warning: cannot load checkpoint {path} ({reason}); trying the one before it")
     raise CheckpointError(
