@@ -1,4 +1,4 @@
-"""Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``) and ``pix2pix-unet predict``."""
+"""Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``), ``predict``, ``export``, ``evaluate``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .commands import evaluate_main, export_main, predict_main
 from .config import ConfigError, TrainConfig, load_config
 
 # Flags that are shortcuts for config keys: flag dest -> dotted key.
@@ -74,33 +75,7 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def predict_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pix2pix-unet predict", description="Run a trained generator on images.")
-    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
-    p.add_argument("--input", required=True, type=Path, help="an image or a folder of images")
-    p.add_argument("--output", required=True, type=Path, help="folder for the outputs (same file names)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    args = p.parse_args(argv)
-
-    import torch
-
-    from .data import DatasetError
-    from .inference import collect_inputs, predict_files
-    from .models import UNet
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        generator = UNet.from_pretrained(args.checkpoint)
-        files = collect_inputs(args.input)
-        written = predict_files(generator, files, args.output, device)
-    except (DatasetError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(written)} image(s) to {args.output}")
-    return 0
-
-
-COMMANDS = {"train": train_main, "predict": predict_main}
+COMMANDS = {"train": train_main, "predict": predict_main, "export": export_main, "evaluate": evaluate_main}
 
 
 def main(argv: list[str] | None = None) -> int:

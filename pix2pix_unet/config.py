@@ -94,6 +94,22 @@ class MixedPrecision(str, enum.Enum):
     BF16 = "bf16"
 
 
+class BlendWindow(str, enum.Enum):
+    """How overlapping tiles are weighted where they meet (see ``pix2pix_unet.tiling``)."""
+
+    LINEAR = "linear"  # a quarter of the overlap is context only, then a linear cross-fade
+    GAUSSIAN = "gaussian"  # nnU-Net style: a Gaussian centred on each tile (sigma = tile / 8)
+
+
+class OutputDtype(str, enum.Enum):
+    """Pixel type of written images; ``input`` follows each input file."""
+
+    INPUT = "input"
+    UINT8 = "uint8"
+    UINT16 = "uint16"
+    FLOAT32 = "float32"
+
+
 # --------------------------------------------------------------------------- components
 
 
@@ -247,6 +263,31 @@ class TrainConfig:
         )
         if not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in (0, 1)")
+
+
+@dataclass
+class InferenceConfig:
+    """How ``predict`` and ``evaluate`` run a generator on images of any size.
+
+    Images of at most ``tile_above_mp`` megapixels run whole (padded to the UNet's
+    multiple and cropped back); larger ones run as overlapping ``tile`` x ``tile``
+    tiles blended with ``window``. ``tile`` must be a multiple of the generator's
+    ``2 ** depth``; the step between tiles is rounded down to one.
+    """
+
+    batch_size: int = 4  # images of one size, or tiles, per forward pass
+    tile: int = 512
+    overlap: int = 128
+    window: BlendWindow = BlendWindow.LINEAR
+    tile_above_mp: float = 4.0  # tile images with more megapixels than this; 0 tiles every image
+    output_dtype: OutputDtype = OutputDtype.INPUT
+
+    def validate(self, where: str = "inference") -> None:
+        _positive(self, where, "batch_size", "tile")
+        if not 0 <= self.overlap < self.tile:
+            raise ConfigError(f"{where}.overlap={self.overlap} must be in [0, tile={self.tile})")
+        if self.tile_above_mp < 0:
+            raise ConfigError(f"{where}.tile_above_mp={self.tile_above_mp} must be >= 0")
 
 
 def _positive(obj: Any, where: str, *names: str) -> None:
