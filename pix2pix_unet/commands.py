@@ -84,8 +84,8 @@ def predict_main(argv: list[str] | None = None) -> int:
         print(f"  {len(summary.existing)} skipped because the output exists (--overwrite replaces them)")
     if summary.failed:
         print(f"  {len(summary.failed)} failed:", file=sys.stderr)
-        for path, reason in summary.failed:
-            print(f"    {path}: {reason}", file=sys.stderr)
+        for _, reason in summary.failed:
+            print(f"    {reason}", file=sys.stderr)
         return 1
     return 0
 
@@ -170,8 +170,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     print(f"wrote {result.json_path}, {result.html_path}" + (f", {result.png_path}" if result.png_path else ""))
     if result.failed:
         print(f"  {len(result.failed)} pair(s) failed:", file=sys.stderr)
-        for path, reason in result.failed:
-            print(f"    {path}: {reason}", file=sys.stderr)
+        for _, reason in result.failed:
+            print(f"    {reason}", file=sys.stderr)
         return 1
     return 0
 

@@ -98,7 +98,7 @@ class BlendWindow(str, enum.Enum):
     """How overlapping tiles are weighted where they meet (see ``pix2pix_unet.tiling``)."""
 
     LINEAR = "linear"  # a quarter of the overlap is context only, then a linear cross-fade
-    GAUSSIAN = "gaussian"  # nnU-Net style: a Gaussian centred on each tile (sigma = tile / 8)
+    GAUSSIAN = "gaussian"  # a half-Gaussian across the overlap (sigma = overlap / 3)
 
 
 class OutputDtype(str, enum.Enum):

@@ -294,7 +294,7 @@ def evaluate_pairs(
             _, inputs, target = _load_pair(pair, generator, evaluator)
         except (ImageReadError, ChannelError, DatasetError) as err:
             failed.append((pair.input, str(err)))
-            tqdm.write(f"warning: skipped {pair.input}: {err}", file=sys.stderr)
+            tqdm.write(f"warning: {err} (skipped)", file=sys.stderr)
             continue
         output = run_generator(generator, inputs[None], cfg, device)[0]
         row = {"name": pair.name, **evaluator.score(output, inputs, target)}

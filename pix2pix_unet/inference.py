@@ -200,8 +200,10 @@ class PredictSummary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
     def fail(self, path: Path, reason: str) -> None:
+        """Count ``path`` as failed and warn now; ``reason`` is kept as a message that names the file."""
+        reason = reason if str(path) in reason else f"{path}: {reason}"
         self.failed.append((path, reason))
-        tqdm.write(f"warning: skipped {path}: {reason}", file=sys.stderr)
+        tqdm.write(f"warning: {reason} (skipped)", file=sys.stderr)
 
 
 def _chunks(items: list[InputFile], size: int) -> list[list[InputFile]]:

@@ -74,7 +74,10 @@ class ImageFile:
 
 
 def _read_png(path: Path) -> ImageFile:
-    pixels = imagecodecs.png_decode(path.read_bytes())
+    try:
+        pixels = imagecodecs.png_decode(path.read_bytes())
+    except imagecodecs.PngError as err:
+        raise ValueError(f"corrupt or truncated PNG ({err})") from None
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
     return ImageFile(pixels, alpha=pixels.shape[-1] in (2, 4))
 
@@ -116,6 +119,15 @@ def _read_pil(path: Path) -> ImageFile:
 READERS: dict[str, Callable[[Path], ImageFile]] = {".png": _read_png, ".tif": _read_tiff, ".tiff": _read_tiff}
 
 
+def _reason(err: Exception) -> str:
+    """The error without the file name, which Pillow repeats and our messages already carry."""
+    if isinstance(err, UnidentifiedImageError):
+        return "not an image in a known format, or corrupt"
+    if isinstance(err, FileNotFoundError):
+        return "no such file"
+    return str(err)
+
+
 def read_image(path: str | Path) -> ImageFile:
     """Decode an image file to ``(H, W, C)`` pixels in its own dtype.
 
@@ -127,7 +139,7 @@ def read_image(path: str | Path) -> ImageFile:
     try:
         image = READERS.get(path.suffix.lower(), _read_pil)(path)
     except (OSError, ValueError, RuntimeError, SyntaxError, UnidentifiedImageError, tifffile.TiffFileError) as err:
-        raise ImageReadError(f"cannot read image {path}: {err}") from None
+        raise ImageReadError(f"cannot read image {path}: {_reason(err)}") from None
     pixels = image.pixels
     if pixels.dtype == np.float64 or pixels.dtype == np.float16:
         pixels = pixels.astype(np.float32)
@@ -156,7 +168,7 @@ def image_shape(path: str | Path) -> tuple[int, int]:
         with Image.open(path) as img:
             return img.height, img.width
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError, tifffile.TiffFileError) as err:
-        raise ImageReadError(f"cannot read image {path}: {err}") from None
+        raise ImageReadError(f"cannot read image {path}: {_reason(err)}") from None
 
 
 # --------------------------------------------------------------------------- tensors
@@ -309,7 +321,7 @@ def read_label_map(path: str | Path) -> np.ndarray:
                 if img.mode == "P":
                     return np.asarray(img).astype(np.int64)
         except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as err:
-            raise ImageReadError(f"cannot read label map {path}: {err}") from None
+            raise ImageReadError(f"cannot read label map {path}: {_reason(err)}") from None
     image = read_image(path)
     if image.shape[2] != 1 or image.dtype.kind == "f":
         raise ImageReadError(

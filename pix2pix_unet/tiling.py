@@ -90,7 +90,8 @@ def window_1d(length: int, overlap: int, before: bool, after: bool, kind: BlendW
         overlap: pixels shared with each neighbour.
         before, after: whether a neighbouring tile lies before / after on this axis.
         kind: ``linear`` (zero over the first quarter of the overlap, then a linear
-            ramp whose mirror image sums with it to 1) or ``gaussian`` (sigma = length / 8).
+            ramp whose mirror image sums with it to 1) or ``gaussian`` (a half-Gaussian
+            across the overlap, sigma = overlap / 3, never exactly zero).
     """
     weights = torch.ones(length)
     if kind is BlendWindow.LINEAR:
@@ -103,13 +104,13 @@ def window_1d(length: int, overlap: int, before: bool, after: bool, kind: BlendW
         if after:
             weights[length - len(edge):] = edge.flip(0)
         return weights
-    centre, sigma = (length - 1) / 2, length / 8
-    gauss = torch.exp(-((torch.arange(length) - centre) ** 2) / (2 * sigma**2)).clamp_min(1e-4)
-    half = torch.arange(length) < centre
-    if before:
-        weights[half] = gauss[half]
-    if after:
-        weights[~half] = gauss[~half]
+    # a half-Gaussian across the overlap band: 1 at its inner edge, exp(-4.5) at the tile's edge
+    depth = torch.arange(overlap, 0, -1) - 0.5  # distance from the band's inner edge, tile edge first
+    fall = torch.exp(-(depth**2) / (2 * (max(overlap, 1) / 3) ** 2))
+    if before and overlap:
+        weights[:overlap] = fall
+    if after and overlap:
+        weights[length - overlap:] = fall.flip(0)
     return weights
 
 
