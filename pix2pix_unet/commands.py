@@ -72,7 +72,7 @@ def predict_main(argv: list[str] | None = None) -> int:
         generator = _load_generator(args.checkpoint)
         suffix = args.suffix if not args.suffix or args.suffix.startswith(".") else f".{args.suffix}"
         writer = make_writer(generator, cfg, suffix, args.overlay)
-        inputs = collect_inputs(args.input)
+        inputs = collect_inputs(args.input, exclude=args.output)
         device = best_device(args.device)
         summary = predict_files(generator, inputs, args.output, cfg, device=device, overwrite=args.overwrite,
                                 writer=writer, progress=not args.no_progress)

@@ -47,18 +47,21 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def collect_inputs(spec: str | Path) -> list[InputFile]:
+def collect_inputs(spec: str | Path, exclude: Path | None = None) -> list[InputFile]:
     """Every image named by ``spec``: a file, a folder (searched recursively) or a glob pattern.
 
     Outputs mirror the path below the folder, or below the pattern's fixed
-    leading folders (``data/**/*.tif`` mirrors what follows ``data/``). There is no cap.
+    leading folders (``data/**/*.tif`` mirrors what follows ``data/``). There is
+    no cap. Files under ``exclude`` (an output folder inside the input folder)
+    are left out, so a second run does not take the first run's outputs as inputs.
 
     Raises:
         FileNotFoundError: nothing matches ``spec``; names it.
     """
     path = Path(spec)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if _is_image(p))
+        skip = exclude.resolve() if exclude is not None and exclude.resolve() != path.resolve() else None
+        files = sorted(p for p in path.rglob("*") if _is_image(p) and not (skip and skip in p.resolve().parents))
         if not files:
             raise FileNotFoundError(f"input folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return [InputFile(p, p.relative_to(path)) for p in files]

@@ -85,6 +85,14 @@ def test_existing_outputs_are_kept_unless_overwrite(generator_dir, tmp_path, cap
     assert read_image(out / "a.png").shape == (32, 32, 3)
 
 
+def test_output_folder_inside_the_input_folder_is_not_read_back(generator_dir, tmp_path):
+    write_image(tmp_path / "in" / "a.png", RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    args = ["predict", "--checkpoint", str(generator_dir), "--input", str(tmp_path / "in"),
+            "--output", str(tmp_path / "in" / "out"), "--no-progress"]
+    assert main(args) == 0 and main(args) == 0
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png")) == ["in/a.png", "in/out/a.png"]
+
+
 def test_glob_input_and_output_dtype_override(generator_dir, tmp_path):
     for split in ("x", "y"):
         write_image(tmp_path / "data" / split / "scan.tif", RNG.integers(0, 65536, (20, 24, 3), dtype=np.uint16))
