@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     for i, panel in enumerate(panels):
         canvas.paste(panel, (0, i * (h + 4)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(args.out, optimize=True)
+    # an adaptive 256-colour palette keeps the picture small; the label maps and photos have few colours
+    canvas.quantize(256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB)")
 
 

@@ -318,8 +318,9 @@ def evaluate_pairs(
 # --------------------------------------------------------------------------- reports
 
 
-def _row_height(examples: list[Example], limit: int = 192) -> int:
-    return min(limit, max(p.shape[0] for e in examples for p in e.pictures))
+def _row_height(examples: list[Example], low: int = 128, high: int = 192) -> int:
+    """Small images are enlarged (nearest neighbour) to ``low`` px, large ones shrunk to ``high``."""
+    return min(high, max(low, max(p.shape[0] for e in examples for p in e.pictures)))
 
 
 def _resized(picture: np.ndarray, height: int) -> Image.Image:
