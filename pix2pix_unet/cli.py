@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .commands import evaluate_main, export_main, predict_main
-from .config import ConfigError, TrainConfig, load_config
+from .config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
 
 # Flags that are shortcuts for config keys: flag dest -> dotted key.
 TRAIN_FLAGS = {
@@ -35,7 +35,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="optimiser steps to train for")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--direction", choices=["AtoB", "BtoA"])
-    p.add_argument("--preset", help="generator preset: pix2pix, small, unet")
+    p.add_argument("--preset", help=f"generator preset: {', '.join(GENERATOR_PRESETS)}")
     p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
@@ -62,7 +62,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    args = train_parser().parse_args(argv)
+    args = train_parser().parse_intermixed_args(argv)
     from .data import DatasetError
     from .training import train
 

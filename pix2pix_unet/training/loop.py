@@ -20,7 +20,7 @@ from typing import Iterator
 import kornia.metrics
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -31,6 +31,7 @@ from .. import __version__
 from ..config import TrainConfig, save_config, to_dict
 from ..data import PairedAugmentation, build_datasets, orient, side_channels
 from ..models import Discriminator, UNet
+from .perf import adam, speed_up_modules, to_memory_format
 from .checkpoint import TrainState, export_generator, latest_checkpoint, save_checkpoint
 from .samples import save_sample_grid
 from .step import train_step
@@ -119,6 +120,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         mixed_precision=cfg.mixed_precision.value,
         gradient_accumulation_steps=cfg.grad_accum,
         project_dir=str(run_dir),
+        # D runs several forwards per backward (real, fake); re-broadcasting batch-norm buffers
+        # in place between them would break autograd, and running stats only matter for eval.
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
     set_seed(cfg.seed, device_specific=True)
     main = accelerator.is_main_process
@@ -141,8 +145,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     generator = UNet(cfg.generator)
     discriminator = Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.optim.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.optim.lr_d, betas=betas)
+    speed_up_modules([generator, discriminator], cfg.perf, accelerator.device)
+    opt_g = adam(generator.parameters(), cfg.optim.lr_g, betas, cfg.perf)
+    opt_d = adam(discriminator.parameters(), cfg.optim.lr_d, betas, cfg.perf)
     schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
     sched_g, sched_d = LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
@@ -197,9 +202,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         batches = accelerator.skip_first_batches(loader, offset) if offset else loader
         batches.set_epoch(epoch)  # Accelerate's loaders pass this on to the sampler at each iteration
         for batch in batches:
-            inputs, target = augment(*orient(batch, cfg.data.direction))
+            inputs, target = (to_memory_format(t, cfg.perf) for t in augment(*orient(batch, cfg.data.direction)))
             with accelerator.accumulate(generator, discriminator):
-                losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss)
+                losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss,
+                                    d_steps=cfg.optim.d_steps_per_g)
             state.batches_seen += 1
             values = torch.stack(list(losses.values()))
             running = values if running is None else running + values  # summed on device: no sync per step
