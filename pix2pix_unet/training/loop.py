@@ -20,6 +20,7 @@ from typing import Iterator
 import kornia.metrics
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
@@ -116,6 +117,9 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     end = min(cfg.max_steps, stop_at) if stop_at else cfg.max_steps
     run_dir = Path(cfg.output_dir)
     ckpt_root = run_dir / "checkpoints"
+    # A process may train more than once (notebooks, tests): forget the previous run's precision
+    # settings. The distributed part (PartialState) is kept.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision.value,
         gradient_accumulation_steps=cfg.grad_accum,

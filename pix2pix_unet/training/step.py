@@ -6,6 +6,8 @@ a batch, and returns its losses (detached) for logging.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from accelerate import Accelerator
 from torch import nn
@@ -83,6 +85,7 @@ def train_step(
     target: torch.Tensor,
     cfg: LossConfig,
     d_steps: int = 1,
+    on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Update D ``d_steps`` times, then G once, on one batch; returns every loss, detached.
 
@@ -90,10 +93,15 @@ def train_step(
     ``accelerator.accumulate`` the optimisers only step (and zero) on
     gradient-sync micro-batches, so accumulation needs nothing here (the config
     refuses ``d_steps > 1`` with accumulation).
+
+    ``on_phase(name)``, if given, is called as each phase ends ("generate",
+    "discriminator", "generator"); the benchmarks time the phases with it.
     """
+    mark = on_phase or (lambda name: None)
     # 1. generate                                                 (b, c_out, h, w)
     with accelerator.autocast():
         fake = generator(inputs)
+    mark("generate")
 
     # 2. discriminator step(s) on real and fake pairs
     set_requires_grad(discriminator, True)
@@ -103,6 +111,7 @@ def train_step(
         accelerator.backward(d_losses["d_total"])
         opt_d.step()
         opt_d.zero_grad(set_to_none=True)
+    mark("discriminator")
 
     # 3. generator step through a frozen D; the unwrapped D skips DDP's gradient hooks
     set_requires_grad(discriminator, False)
@@ -112,5 +121,6 @@ def train_step(
     opt_g.step()
     opt_g.zero_grad(set_to_none=True)
     set_requires_grad(discriminator, True)
+    mark("generator")
 
     return {k: v.detach() for k, v in {**d_losses, **g_losses}.items()}
