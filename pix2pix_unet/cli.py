@@ -1,4 +1,4 @@
-"""Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``) and ``pix2pix-unet predict``."""
+"""Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``), ``predict``, ``export``, ``evaluate``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import ConfigError, TrainConfig, load_config
+from .commands import evaluate_main, export_main, predict_main
+from .config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
 
 # Flags that are shortcuts for config keys: flag dest -> dotted key.
 TRAIN_FLAGS = {
@@ -34,7 +35,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="optimiser steps to train for")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--direction", choices=["AtoB", "BtoA"])
-    p.add_argument("--preset", help="generator preset: pix2pix, small, unet")
+    p.add_argument("--preset", help=f"generator preset: {', '.join(GENERATOR_PRESETS)}")
     p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
@@ -65,7 +66,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    args = train_parser().parse_args(argv)
+    args = train_parser().parse_intermixed_args(argv)
     from .data import DatasetError
     from .training import train
     from .training.faults import TrainingStopped, error_message
@@ -82,33 +83,7 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def predict_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pix2pix-unet predict", description="Run a trained generator on images.")
-    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
-    p.add_argument("--input", required=True, type=Path, help="an image or a folder of images")
-    p.add_argument("--output", required=True, type=Path, help="folder for the outputs (same file names)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    args = p.parse_args(argv)
-
-    import torch
-
-    from .data import DatasetError
-    from .inference import collect_inputs, predict_files
-    from .models import UNet
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        generator = UNet.from_pretrained(args.checkpoint)
-        files = collect_inputs(args.input)
-        written = predict_files(generator, files, args.output, device)
-    except (DatasetError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(written)} image(s) to {args.output}")
-    return 0
-
-
-COMMANDS = {"train": train_main, "predict": predict_main}
+COMMANDS = {"train": train_main, "predict": predict_main, "export": export_main, "evaluate": evaluate_main}
 
 
 def main(argv: list[str] | None = None) -> int:

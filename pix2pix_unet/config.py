@@ -7,6 +7,7 @@ with nothing else.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import types
@@ -50,6 +51,9 @@ class ConvUnit(str, enum.Enum):
 
     NONE = "none"  # pix2pix: each level is a single 4x4 stride-2 conv, nothing else
     DOUBLE = "double"  # original U-Net: two 3x3 conv-norm-act
+    RESIDUAL = "residual"  # two 3x3 conv-norm + identity (or 1x1 projection) shortcut, then act
+    SEPARABLE = "separable"  # two depthwise-separable (depthwise 3x3 + pointwise 1x1) conv-norm-act
+    DILATED = "dilated"  # two 3x3 conv-norm-act dilated by `dilation`
 
 
 class Down(str, enum.Enum):
@@ -66,10 +70,12 @@ class Up(str, enum.Enum):
 
 class Skip(str, enum.Enum):
     CONCAT = "concat"
+    ATTENTION = "attention"  # Attention U-Net: a [0, 1] gate from the coarser level weights the skip, then concat
 
 
 class Bottleneck(str, enum.Enum):
     NONE = "none"
+    ASPP = "aspp"  # atrous spatial pyramid pooling at `aspp_rates` + image pooling, projected back
 
 
 class DiscriminatorKind(str, enum.Enum):
@@ -81,6 +87,7 @@ class GanLoss(str, enum.Enum):
     VANILLA = "vanilla"  # BCE with logits
     LSGAN = "lsgan"
     HINGE = "hinge"
+    WGAN_GP = "wgan-gp"  # Wasserstein critic with the gradient penalty (weight `loss.gp_weight`)
 
 
 class Direction(str, enum.Enum):
@@ -99,6 +106,22 @@ class MetricMode(str, enum.Enum):
 
     MIN = "min"
     MAX = "max"
+
+
+class BlendWindow(str, enum.Enum):
+    """How overlapping tiles are weighted where they meet (see ``pix2pix_unet.tiling``)."""
+
+    LINEAR = "linear"  # a quarter of the overlap is context only, then a linear cross-fade
+    GAUSSIAN = "gaussian"  # a half-Gaussian across the overlap (sigma = overlap / 3)
+
+
+class OutputDtype(str, enum.Enum):
+    """Pixel type of written images; ``input`` follows each input file."""
+
+    INPUT = "input"
+    UINT8 = "uint8"
+    UINT16 = "uint16"
+    FLOAT32 = "float32"
 
 
 # --------------------------------------------------------------------------- components
@@ -129,6 +152,9 @@ class UNetConfig:
     up: Up = Up.TRANSPOSED
     skip: Skip = Skip.CONCAT
     bottleneck: Bottleneck = Bottleneck.NONE
+    dilation: int = 2  # rate of the `dilated` conv unit
+    aspp_rates: list[int] = field(default_factory=lambda: [1, 3, 6, 9])  # `aspp` branches; rate 1 is a 1x1 conv
+    spectral_norm: bool = False  # spectral normalisation on every conv weight
 
     @property
     def factor(self) -> int:
@@ -149,6 +175,11 @@ class UNetConfig:
             raise ConfigError(
                 f"{where}.norm_groups={self.norm_groups} must divide base_channels={self.base_channels} for group norm"
             )
+        _positive(self, where, "dilation")
+        rates = self.aspp_rates
+        if not isinstance(rates, list) or not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0
+                                                                for r in rates):
+            raise ConfigError(f"{where}.aspp_rates={rates!r} must be a non-empty list of positive integers")
 
 
 @dataclass
@@ -159,9 +190,11 @@ class PatchGANConfig:
     base_channels: int = 64
     n_layers: int = 3
     norm: Norm = Norm.BATCH
+    num_scales: int = 1  # pix2pixHD multi-scale: one PatchGAN per scale, each input avg-pooled 2x from the last
+    spectral_norm: bool = False  # spectral normalisation on every conv weight
 
     def validate(self, where: str = "discriminator") -> None:
-        _positive(self, where, "base_channels", "n_layers")
+        _positive(self, where, "base_channels", "n_layers", "num_scales")
 
 
 @dataclass
@@ -169,6 +202,13 @@ class LossConfig:
     gan: GanLoss = GanLoss.VANILLA
     gan_weight: float = 1.0
     l1_weight: float = 100.0
+    fm_weight: float = 0.0  # pix2pixHD feature matching on D's intermediate features; 0 turns it off
+    gp_weight: float = 10.0  # WGAN-GP gradient penalty weight (used with gan=wgan-gp)
+
+    def validate(self, where: str = "loss") -> None:
+        for name in ("gan_weight", "l1_weight", "fm_weight", "gp_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}.{name}={getattr(self, name)} must be >= 0")
 
 
 @dataclass
@@ -180,9 +220,10 @@ class OptimConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     decay_start: float = 0.5  # fraction of max_steps after which the lr decays linearly
+    d_steps_per_g: int = 1  # discriminator updates (on the same batch) before each generator update
 
     def validate(self, where: str = "optim") -> None:
-        _positive(self, where, "lr_g", "lr_d")
+        _positive(self, where, "lr_g", "lr_d", "d_steps_per_g")
         if not 0.0 <= self.decay_start <= 1.0:
             raise ConfigError(f"{where}.decay_start={self.decay_start} must be in [0, 1]")
 
@@ -222,12 +263,22 @@ class DataConfig:
 
 
 @dataclass
+class PerfConfig:
+    """Speed options; none changes the maths beyond floating-point rounding."""
+
+    channels_last: bool = True  # NHWC tensors: faster convs on tensor cores and in oneDNN on CPU
+    compile: bool | None = None  # torch.compile G and D in place; None = on when CUDA is available
+    fused_adam: bool = True  # one fused kernel per optimiser step instead of a loop over tensors
+
+
+@dataclass
 class TrainConfig:
     generator: UNetConfig = field(default_factory=UNetConfig)
     discriminator: PatchGANConfig = field(default_factory=PatchGANConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
     output_dir: str = "runs/pix2pix"
     max_steps: int = 1000
     batch_size: int = 8
@@ -252,6 +303,8 @@ class TrainConfig:
         self.discriminator.validate()
         self.optim.validate()
         self.data.validate()
+        self.loss.validate()
+        _check_gan_variant(self)
         _positive(
             self, "", "max_steps", "batch_size", "grad_accum", "log_every", "sample_every",
             "checkpoint_every", "keep_checkpoints", "num_samples",
@@ -262,13 +315,18 @@ class TrainConfig:
         check_combinations(self)
 
 
-def patchgan_min_size(n_layers: int) -> int:
-    """Smallest input side for which the N-layer PatchGAN still outputs one logit.
+def patchgan_min_size(n_layers: int, num_scales: int = 1) -> int:
+    """Smallest input side for which every scale of the N-layer PatchGAN still outputs one logit.
 
-    Each of its ``n_layers`` 4x4 stride-2 convs (padding 1) halves the side, and the
-    two 4x4 stride-1 convs at the end each take one pixel off: ``s // 2**n - 2 >= 1``.
+    Each of its ``n_layers`` 4x4 stride-2 convs (padding 1) halves the side and the
+    two 4x4 stride-1 convs at the end each take one pixel off, so a scale needs
+    ``3 * 2**n_layers`` px; each further scale sees the input average-pooled by 2
+    (3x3, stride 2, padding 1: ``ceil(s / 2)``), which ``2 * s - 1`` px survive.
     """
-    return 3 * 2**n_layers
+    size = 3 * 2**n_layers
+    for _ in range(num_scales - 1):
+        size = 2 * size - 1
+    return size
 
 
 def check_combinations(cfg: TrainConfig) -> None:
@@ -289,17 +347,58 @@ def check_combinations(cfg: TrainConfig) -> None:
              ("data.builtin_size", cfg.data.builtin_size if builtin else None)]
     size_key, size = next(((k, v) for k, v in sizes if v), ("", None))  # what D will see in training
     if size and cfg.discriminator.kind is DiscriminatorKind.NLAYER:
-        need = patchgan_min_size(cfg.discriminator.n_layers)
+        need = patchgan_min_size(cfg.discriminator.n_layers, cfg.discriminator.num_scales)
         if size < need:
+            scales = f" with num_scales={cfg.discriminator.num_scales}" if cfg.discriminator.num_scales > 1 else ""
             raise ConfigError(
-                f"discriminator.n_layers={cfg.discriminator.n_layers} needs training images of at least {need} px "
-                f"(its output would be empty), but {size_key}={size}; lower n_layers or use larger images"
+                f"discriminator.n_layers={cfg.discriminator.n_layers}{scales} needs training images of at least "
+                f"{need} px (its output would be empty), but {size_key}={size}; lower n_layers or use larger images"
             )
     if cfg.generator.norm is Norm.GROUP and cfg.generator.max_channels % cfg.generator.norm_groups:
         raise ConfigError(
             f"generator.norm_groups={cfg.generator.norm_groups} must divide generator.max_channels="
             f"{cfg.generator.max_channels} for group norm"
         )
+
+
+def _check_gan_variant(cfg: TrainConfig) -> None:
+    """Combinations of discriminator, loss and optimisation options that cannot work together."""
+    if cfg.loss.gan is GanLoss.WGAN_GP and cfg.discriminator.norm is Norm.BATCH:
+        # The penalty constrains D's gradient per sample; batch norm makes each output depend on the whole batch.
+        raise ConfigError(
+            "loss.gan=wgan-gp needs a per-sample discriminator norm (discriminator.norm=instance, group or none), "
+            "got discriminator.norm=batch"
+        )
+    if cfg.optim.d_steps_per_g > 1 and cfg.grad_accum > 1:
+        raise ConfigError(
+            f"optim.d_steps_per_g={cfg.optim.d_steps_per_g} cannot be combined with grad_accum={cfg.grad_accum}: "
+            "the repeated discriminator updates would accumulate into one"
+        )
+
+
+@dataclass
+class InferenceConfig:
+    """How ``predict`` and ``evaluate`` run a generator on images of any size.
+
+    Images of at most ``tile_above_mp`` megapixels run whole (padded to the UNet's
+    multiple and cropped back); larger ones run as overlapping ``tile`` x ``tile``
+    tiles blended with ``window``. ``tile`` must be a multiple of the generator's
+    ``2 ** depth``; the step between tiles is rounded down to one.
+    """
+
+    batch_size: int = 4  # images of one size, or tiles, per forward pass
+    tile: int = 512
+    overlap: int = 128
+    window: BlendWindow = BlendWindow.LINEAR
+    tile_above_mp: float = 4.0  # tile images with more megapixels than this; 0 tiles every image
+    output_dtype: OutputDtype = OutputDtype.INPUT
+
+    def validate(self, where: str = "inference") -> None:
+        _positive(self, where, "batch_size", "tile")
+        if not 0 <= self.overlap < self.tile:
+            raise ConfigError(f"{where}.overlap={self.overlap} must be in [0, tile={self.tile})")
+        if self.tile_above_mp < 0:
+            raise ConfigError(f"{where}.tile_above_mp={self.tile_above_mp} must be >= 0")
 
 
 def _positive(obj: Any, where: str, *names: str) -> None:
@@ -321,6 +420,26 @@ GENERATOR_PRESETS: dict[str, UNetConfig] = {
     "unet": UNetConfig(
         depth=4, base_channels=64, max_channels=1024, conv_unit=ConvUnit.DOUBLE, down=Down.MAXPOOL,
         up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0,
+    ),
+    # Oktay et al.'s Attention U-Net: the `unet` preset with attention-gated skips.
+    "attention-unet": UNetConfig(
+        depth=4, base_channels=64, max_channels=1024, conv_unit=ConvUnit.DOUBLE, down=Down.MAXPOOL,
+        up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0, skip=Skip.ATTENTION,
+    ),
+    # Res-UNet (Zhang et al.): the `unet` preset with residual units (1x1 projection where channels change).
+    "res-unet": UNetConfig(
+        depth=4, base_channels=64, max_channels=1024, conv_unit=ConvUnit.RESIDUAL, down=Down.MAXPOOL,
+        up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0,
+    ),
+    # For CPU and edge devices: depthwise-separable units, 16->256 channels, 5 levels.
+    "lite": UNetConfig(
+        depth=5, base_channels=16, max_channels=256, conv_unit=ConvUnit.SEPARABLE, down=Down.MAXPOOL,
+        up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0,
+    ),
+    # The `unet` preset with atrous spatial pyramid pooling (DeepLabv3) at the deepest level.
+    "aspp-unet": UNetConfig(
+        depth=4, base_channels=64, max_channels=1024, conv_unit=ConvUnit.DOUBLE, down=Down.MAXPOOL,
+        up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0, bottleneck=Bottleneck.ASPP,
     ),
 }
 
@@ -356,7 +475,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         name = data.pop("preset")
         if name not in GENERATOR_PRESETS:
             raise ConfigError(f"{where}.preset={name!r} is not one of {sorted(GENERATOR_PRESETS)}")
-        base = dataclasses.replace(GENERATOR_PRESETS[name])
+        base = copy.deepcopy(GENERATOR_PRESETS[name])  # deep: a preset must never share its lists
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key, value in data.items():
@@ -389,6 +508,11 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp in (int, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            return tp(value)
+        except ValueError:
+            raise ConfigError(f"{path}={value!r} must be of type {tp.__name__}") from None
     if tp in (int, float, str) and not (isinstance(value, tp) and not isinstance(value, bool)):
         raise ConfigError(f"{path}={value!r} must be of type {tp.__name__}")
     return value

@@ -19,6 +19,11 @@ def test_yaml_and_overrides(tmp_path):
     assert cfg.max_steps == 7 and cfg.data.crop_size is None
 
 
+def test_scientific_notation_without_dot():
+    cfg = load_config(None, ["optim.lr_g=1e-3", "max_steps=100"])
+    assert cfg.optim.lr_g == 1e-3 and isinstance(cfg.optim.lr_g, float)
+
+
 def test_roundtrip(tmp_path):
     cfg = load_config(None, ["generator.preset=unet", "ema=true"])
     save_config(cfg, tmp_path / "config.yaml", version="x")

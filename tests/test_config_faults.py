@@ -27,6 +27,8 @@ from tests.conftest import TINY
         (["data.crop_size=null", "data.load_size=48", "data.builtin_size=40"], None),  # resized: fine
         (["discriminator.n_layers=5"], "discriminator.n_layers=5 needs training images of at least 96 px"),
         (["data.crop_size=null", "discriminator.n_layers=5"], "but data.builtin_size=72"),
+        (["discriminator.num_scales=2", "data.crop_size=40", "data.builtin_size=40"],
+         "discriminator.n_layers=3 with num_scales=2 needs training images of at least 47 px"),
         (["generator.norm=group", "generator.base_channels=24", "generator.max_channels=100"],
          "generator.norm_groups=8 must divide generator.max_channels=100"),
     ],
@@ -39,17 +41,19 @@ def test_bad_configs_name_the_key(overrides, message):
         load_config(None, overrides)
 
 
-@pytest.mark.parametrize("n_layers", [1, 2, 3, 4])
-def test_patchgan_min_size_is_exact(n_layers):
+@pytest.mark.parametrize("n_layers, num_scales", [(1, 1), (2, 1), (3, 1), (4, 1), (2, 2), (1, 3)])
+def test_patchgan_min_size_is_exact(n_layers, num_scales):
     import torch
 
     from pix2pix_unet.config import PatchGANConfig
 
-    d = Discriminator(3, 3, PatchGANConfig(base_channels=4, n_layers=n_layers)).eval()
-    size = patchgan_min_size(n_layers)
-    assert d(torch.zeros(1, 3, size, size), torch.zeros(1, 3, size, size)).shape[-2:] == (1, 1)
-    with pytest.raises(RuntimeError):
-        d(torch.zeros(1, 3, size - 1, size - 1), torch.zeros(1, 3, size - 1, size - 1))
+    d = Discriminator(3, 3, PatchGANConfig(base_channels=4, n_layers=n_layers, num_scales=num_scales)).eval()
+    size = patchgan_min_size(n_layers, num_scales)
+    x = torch.zeros(1, 3, size, size)
+    assert d(x, x)[-1].shape[-2:] == (1, 1)  # the coarsest scale still has one logit
+    x = torch.zeros(1, 3, size - 1, size - 1)
+    with pytest.raises((ValueError, RuntimeError)):
+        d(x, x)
 
 
 def test_the_cli_fails_before_writing_anything(tmp_path, capsys):

@@ -9,10 +9,15 @@ pix2pix; convolution units are post-activation (conv, norm, act) as in U-Net.
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
+from einops import repeat
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from ..config import Activation, Bottleneck, ConvUnit, Down, Norm, Skip, UNetConfig, Up
 
@@ -26,7 +31,7 @@ def make_norm(kind: Norm, channels: int, groups: int = 8) -> nn.Module:
     if kind is Norm.INSTANCE:
         return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
     if kind is Norm.GROUP:
-        return nn.GroupNorm(min(groups, channels), channels)
+        return nn.GroupNorm(math.gcd(groups, channels), channels)  # a group count that divides channels
     return nn.Identity()
 
 
@@ -44,28 +49,96 @@ def conv_bias(norm: Norm) -> bool:
     return norm in (Norm.NONE, Norm.INSTANCE)
 
 
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Reparametrise every conv, transposed conv and linear weight in ``module`` to spectral norm 1, in place.
+
+    Miyato et al. (2018): each weight is divided by its largest singular value,
+    estimated by one power iteration per training forward. Parameters are then
+    named ``...parametrizations.weight.original``.
+    """
+    layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    for layer in layers:
+        spectral_norm(layer)
+    return module
+
+
+def conv3x3(in_channels: int, out_channels: int, *, bias: bool, dilation: int = 1) -> nn.Module:
+    """A 3x3 conv that keeps the resolution (padding = dilation)."""
+    return nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=bias)
+
+
+class SeparableConv2d(nn.Sequential):
+    """Depthwise 3x3 conv (one filter per input channel) then pointwise 1x1 conv (MobileNet, Xception).
+
+    About ``1/9 + 1/out_channels`` of a full 3x3 conv's weights and multiply-adds.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, bias: bool, dilation: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, in_channels, 3, padding=dilation, dilation=dilation, groups=in_channels, bias=False),
+            nn.Conv2d(in_channels, out_channels, 1, bias=bias),
+        )
+
+
+ConvFactory = Callable[..., nn.Module]  # (in_channels, out_channels, *, bias) -> resolution-keeping conv
+
+
 # --------------------------------------------------------------------------- convolution units
 
 
 class DoubleConv(nn.Sequential):
-    """Two 3x3 conv-norm-act layers: the original U-Net's unit."""
+    """Two conv-norm-act layers: the original U-Net's unit with 3x3 convs.
 
-    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig) -> None:
+    ``conv`` swaps the convolution (depthwise-separable, dilated) and keeps the rest.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, conv: ConvFactory = conv3x3) -> None:
         bias = conv_bias(cfg.norm)
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias),
+            conv(in_channels, out_channels, bias=bias),
             make_norm(cfg.norm, out_channels, cfg.norm_groups),
             make_activation(cfg.activation),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias),
+            conv(out_channels, out_channels, bias=bias),
             make_norm(cfg.norm, out_channels, cfg.norm_groups),
             make_activation(cfg.activation),
         )
+
+
+class ResidualUnit(nn.Module):
+    """Residual block (He et al. 2016; Res-UNet): ``act(conv-norm-act-conv-norm(x) + shortcut(x))``.
+
+    The shortcut is the identity when the channel count is unchanged, otherwise a
+    1x1 conv-norm projection.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig) -> None:
+        super().__init__()
+        bias = conv_bias(cfg.norm)
+        self.body = nn.Sequential(
+            conv3x3(in_channels, out_channels, bias=bias),
+            make_norm(cfg.norm, out_channels, cfg.norm_groups),
+            make_activation(cfg.activation),
+            conv3x3(out_channels, out_channels, bias=bias),
+            make_norm(cfg.norm, out_channels, cfg.norm_groups),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, bias=bias), make_norm(cfg.norm, out_channels, cfg.norm_groups)
+            )
+        self.act = make_activation(cfg.activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))  # (b, c_out, h, w)
 
 
 ConvUnitFactory = Callable[[int, int, UNetConfig], nn.Module]
 CONV_UNITS: dict[ConvUnit, ConvUnitFactory | None] = {
     ConvUnit.NONE: None,  # the level is its sampling conv alone (pix2pix)
     ConvUnit.DOUBLE: DoubleConv,
+    ConvUnit.RESIDUAL: ResidualUnit,
+    ConvUnit.SEPARABLE: partial(DoubleConv, conv=SeparableConv2d),
+    ConvUnit.DILATED: lambda i, o, cfg: DoubleConv(i, o, cfg, conv=partial(conv3x3, dilation=cfg.dilation)),
 }
 
 # --------------------------------------------------------------------------- downsampling
@@ -151,12 +224,89 @@ class ConcatSkip(nn.Module):
         return torch.cat([x, skip], dim=1)
 
 
+class AttentionSkip(nn.Module):
+    """Attention U-Net's skip (Oktay et al. 2018): a gate from the coarser level weights the skip, then concat.
+
+    ``alpha = sigmoid(psi(relu(W_x skip + W_g g)))``, one weight in [0, 1] per
+    skip pixel, where the gating signal ``g`` is the decoder's features coming up
+    from the coarser level (already upsampled to the skip's resolution, as in the
+    common 2D implementations; the paper resamples the skip to the coarse grid
+    instead). The paper's gate has no normalisation, and neither has this one.
+    """
+
+    def __init__(self, channels: int, skip_channels: int, cfg: UNetConfig) -> None:
+        super().__init__()
+        inner = max(1, skip_channels // 2)
+        self.w_g = nn.Conv2d(channels, inner, 1)
+        self.w_x = nn.Conv2d(skip_channels, inner, 1, bias=False)  # one bias (b_g) is enough before the sum
+        self.psi = nn.Conv2d(inner, 1, 1)
+        self.out_channels = channels + skip_channels
+
+    def gate(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The attention coefficients ``(B, 1, H, W)`` in [0, 1] for ``skip``, gated by ``x``."""
+        return torch.sigmoid(self.psi(F.relu(self.w_g(x) + self.w_x(skip))))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        # 1. attention coefficients from the gating signal and the skip      (b, 1, h, w)
+        alpha = self.gate(x, skip)
+        # 2. weight the skip and concatenate                                 (b, c + c_skip, h, w)
+        return torch.cat([x, skip * alpha], dim=1)
+
+
 SKIPS: dict[Skip, Callable[[int, int, UNetConfig], nn.Module]] = {
     Skip.CONCAT: ConcatSkip,
+    Skip.ATTENTION: AttentionSkip,
 }
 
 # --------------------------------------------------------------------------- bottlenecks
 
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling (DeepLabv3, Chen et al. 2017) at the UNet's deepest level.
+
+    One branch per rate in ``cfg.aspp_rates`` (rate 1: a 1x1 conv; otherwise a 3x3
+    conv with that dilation), each conv-norm-act with ``channels // 4`` outputs,
+    plus an image-level branch (global average pool, 1x1 conv, act, broadcast to
+    every pixel). The branches are concatenated and projected back to ``channels``
+    by a 1x1 conv-norm-act. The image branch has no norm: on a 1x1 map batch norm
+    fails for batch size 1 and instance norm outputs zeros.
+    """
+
+    def __init__(self, channels: int, cfg: UNetConfig) -> None:
+        super().__init__()
+        width = max(1, channels // 4)
+        bias = conv_bias(cfg.norm)
+
+        def branch(rate: int) -> nn.Module:
+            conv = nn.Conv2d(channels, width, 1, bias=bias) if rate == 1 else conv3x3(channels, width, bias=bias,
+                                                                                      dilation=rate)
+            return nn.Sequential(conv, make_norm(cfg.norm, width, cfg.norm_groups), make_activation(cfg.activation))
+
+        self.branches = nn.ModuleList(branch(rate) for rate in cfg.aspp_rates)
+        self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, width, 1),
+                                        make_activation(cfg.activation))
+        self.project = nn.Sequential(
+            nn.Conv2d(width * (len(self.branches) + 1), channels, 1, bias=bias),
+            make_norm(cfg.norm, channels, cfg.norm_groups),
+            make_activation(cfg.activation),
+        )
+
+    @property
+    def num_branches(self) -> int:
+        """Parallel branches, the image-level one included."""
+        return len(self.branches) + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        # 1. parallel atrous branches                                  k x (b, c/4, h, w)
+        features = [branch(x) for branch in self.branches]
+        # 2. image-level features, the same at every pixel              (b, c/4, h, w)
+        features.append(repeat(self.image_pool(x), "b c 1 1 -> b c h w", h=h, w=w))
+        # 3. concatenate and project back                               (b, c, h, w)
+        return self.project(torch.cat(features, dim=1))
+
+
 BOTTLENECKS: dict[Bottleneck, Callable[[int, UNetConfig], nn.Module]] = {
     Bottleneck.NONE: lambda channels, cfg: nn.Identity(),
+    Bottleneck.ASPP: ASPP,
 }

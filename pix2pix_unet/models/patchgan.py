@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..config import DiscriminatorKind, PatchGANConfig
-from .blocks import conv_bias, make_norm
+from .blocks import apply_spectral_norm, conv_bias, make_norm
 
 
 class NLayerPatchGAN(nn.Module):
@@ -37,6 +37,8 @@ class NLayerPatchGAN(nn.Module):
             width = out
         blocks.append(nn.Sequential(nn.Conv2d(width, 1, 4, stride=1, padding=1)))
         self.blocks = nn.ModuleList(blocks)
+        # n_layers halvings, then two 4x4 stride-1 convs that each lose a pixel: >= 3 px must be left.
+        self.min_size = 3 * 2**cfg.n_layers
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
@@ -63,6 +65,7 @@ class PixelGAN(nn.Module):
                 nn.Sequential(nn.Conv2d(width * 2, 1, 1)),
             ]
         )
+        self.min_size = 1
 
     forward = NLayerPatchGAN.forward
 
@@ -71,26 +74,56 @@ _KINDS = {DiscriminatorKind.NLAYER: NLayerPatchGAN, DiscriminatorKind.PIXEL: Pix
 
 
 class Discriminator(nn.Module):
-    """Conditional discriminator: concatenates the condition and the (real or fake) image.
+    """Conditional, optionally multi-scale discriminator on the condition and the (real or fake) image.
+
+    With ``config.num_scales = n`` (pix2pixHD) there are ``n`` PatchGANs of the
+    same shape but separate weights; scale ``k`` judges the pair average-pooled
+    ``k`` times by 2, so the coarser scales see more of the image per patch.
 
     Args:
         condition_channels: channels of the generator input.
         image_channels: channels of the generator output.
-        config: which PatchGAN and its width, depth and norm.
+        config: which PatchGAN, its width, depth, norm, scales and spectral norm.
 
     Shape:
-        - ``forward(condition, image)``: ``(B, Cc, H, W), (B, Ci, H, W)`` -> logits ``(B, 1, H', W')``.
-        - ``features(condition, image)``: every block's output, the logits last.
+        - ``forward(condition, image)``: ``(B, Cc, H, W), (B, Ci, H, W)`` -> one logits map
+          ``(B, 1, H_k, W_k)`` per scale, finest first.
+        - ``features(condition, image)``: per scale, every block's output, the logits last.
+
+    Examples:
+        >>> d = Discriminator(3, 3, PatchGANConfig(num_scales=2))
+        >>> [t.shape for t in d(torch.randn(1, 3, 256, 256), torch.randn(1, 3, 256, 256))]
+        [torch.Size([1, 1, 30, 30]), torch.Size([1, 1, 14, 14])]
     """
 
     def __init__(self, condition_channels: int, image_channels: int, config: PatchGANConfig) -> None:
         super().__init__()
         config.validate()
         self.config = config
-        self.net = _KINDS[config.kind](condition_channels + image_channels, config)
+        self.scales = nn.ModuleList(
+            _KINDS[config.kind](condition_channels + image_channels, config) for _ in range(config.num_scales)
+        )
+        # pix2pixHD's downsampling between scales; padding not counted so borders are not darkened.
+        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        if config.spectral_norm:
+            apply_spectral_norm(self)
 
-    def features(self, condition: torch.Tensor, image: torch.Tensor) -> list[torch.Tensor]:
-        return self.net(torch.cat([condition, image], dim=1))
+    def features(self, condition: torch.Tensor, image: torch.Tensor) -> list[list[torch.Tensor]]:
+        # 1. the conditional pair                                       (b, cc + ci, h, w)
+        x = torch.cat([condition, image], dim=1)
+        # 2. each scale judges its own resolution, then halves it for the next
+        features = []
+        for k, net in enumerate(self.scales):
+            if k > 0:
+                x = self.downsample(x)  # (b, cc + ci, h / 2^k, w / 2^k)
+            if min(x.shape[-2:]) < net.min_size:
+                raise ValueError(
+                    f"discriminator scale {k} sees {x.shape[-2]}x{x.shape[-1]} px (the {condition.shape[-2]}x"
+                    f"{condition.shape[-1]} input pooled {k} times), but n_layers={self.config.n_layers} needs at "
+                    f"least {net.min_size} px: use larger crops, fewer num_scales or fewer n_layers"
+                )
+            features.append(net(x))
+        return features
 
-    def forward(self, condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        return self.features(condition, image)[-1]
+    def forward(self, condition: torch.Tensor, image: torch.Tensor) -> list[torch.Tensor]:
+        return [scale[-1] for scale in self.features(condition, image)]

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import ConfigError, ConvUnit, FinalActivation, UNetConfig, from_dict, to_dict
-from .blocks import BOTTLENECKS, CONV_UNITS, DOWNSAMPLERS, SKIPS, UPSAMPLERS, StridedDown
+from .blocks import BOTTLENECKS, CONV_UNITS, DOWNSAMPLERS, SKIPS, UPSAMPLERS, StridedDown, apply_spectral_norm
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -112,6 +112,8 @@ class UNet(nn.Module):
         else:
             head = [nn.Conv2d(channels, cfg.out_channels, 1)]
         self.head = nn.Sequential(*head, _FINAL[cfg.final_activation]())
+        if cfg.spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:

@@ -21,7 +21,8 @@ from typing import Iterator
 import kornia.metrics
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -32,6 +33,7 @@ from .. import __version__
 from ..config import TrainConfig, save_config, to_dict
 from ..data import PairedAugmentation, build_datasets, orient, side_channels
 from ..models import Discriminator, UNet
+from .perf import adam, speed_up_modules, to_memory_format
 from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
 from .distributed import cpu_only_processes
 from .faults import (
@@ -131,11 +133,17 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     end = min(cfg.max_steps, stop_at) if stop_at else cfg.max_steps
     run_dir = Path(cfg.output_dir)
     ckpt_root = run_dir / "checkpoints"
+    # A process may train more than once (notebooks, tests): forget the previous run's precision
+    # settings. The distributed part (PartialState) is kept.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         cpu=cpu_only_processes(),
         mixed_precision=cfg.mixed_precision.value,
         gradient_accumulation_steps=cfg.grad_accum,
         project_dir=str(run_dir),
+        # D runs several forwards per backward (real, fake); re-broadcasting batch-norm buffers
+        # in place between them would break autograd, and running stats only matter for eval.
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
     set_seed(cfg.seed, device_specific=True)
     main = accelerator.is_main_process
@@ -159,8 +167,9 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     generator = UNet(cfg.generator)
     discriminator = Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.optim.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.optim.lr_d, betas=betas)
+    speed_up_modules([generator, discriminator], cfg.perf, accelerator.device)
+    opt_g = adam(generator.parameters(), cfg.optim.lr_g, betas, cfg.perf)
+    opt_d = adam(discriminator.parameters(), cfg.optim.lr_d, betas, cfg.perf)
     schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
     sched_g, sched_d = LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
@@ -237,9 +246,10 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         batches = accelerator.skip_first_batches(loader, offset) if offset else loader
         batches.set_epoch(epoch)  # Accelerate's loaders pass this on to the sampler at each iteration
         for batch in batches:
-            inputs, target = augment(*orient(batch, cfg.data.direction))
+            inputs, target = (to_memory_format(t, cfg.perf) for t in augment(*orient(batch, cfg.data.direction)))
             with accelerator.accumulate(generator, discriminator):
-                losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss)
+                losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss,
+                                    d_steps=cfg.optim.d_steps_per_g)
             skipped = bool(losses.pop("skipped"))
             state.batches_seen += 1
             values = torch.stack(list(losses.values()))

@@ -1,4 +1,4 @@
-"""One pix2pix optimisation step: a discriminator update, then a generator update.
+"""One pix2pix optimisation step: discriminator update(s), then a generator update.
 
 ``train_step`` holds no state of its own: it takes the nets, their optimisers and
 a batch, and returns its losses (detached) for logging.
@@ -6,12 +6,17 @@ a batch, and returns its losses (detached) for logging.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from accelerate import Accelerator
 from torch import nn
 
 from ..config import LossConfig
-from ..losses import discriminator_loss, generator_adversarial_loss, l1_loss
+from ..losses import (
+    PENALISED, discriminator_loss, feature_matching_loss, generator_adversarial_loss, gradient_penalty, interpolate,
+    l1_loss,
+)
 from .faults import restore_buffers, snapshot_buffers, update_is_finite
 
 
@@ -23,30 +28,52 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
 def generator_losses(
     discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor, target: torch.Tensor, cfg: LossConfig
 ) -> dict[str, torch.Tensor]:
-    """G's losses: fool D on its pair, and stay close to the target in L1."""
-    adversarial = generator_adversarial_loss(discriminator(inputs, fake), cfg.gan)
+    """G's losses: fool D on its pair, stay close to the target in L1 and, with ``fm_weight``, in D's features.
+
+    ``discriminator`` is the unwrapped :class:`~pix2pix_unet.models.Discriminator`.
+    """
+    fake_features = discriminator.features(inputs, fake)
+    adversarial = generator_adversarial_loss([scale[-1] for scale in fake_features], cfg.gan)
     l1 = l1_loss(fake, target)
     total = cfg.gan_weight * adversarial + cfg.l1_weight * l1
-    return {"g_total": total, "g_gan": adversarial, "g_l1": l1}
+    losses = {"g_total": total, "g_gan": adversarial, "g_l1": l1}
+    if cfg.fm_weight > 0:
+        with torch.no_grad():  # the real pair's features are the fixed target
+            real_features = discriminator.features(inputs, target)
+        losses["g_fm"] = feature_matching_loss(real_features, fake_features)
+        losses["g_total"] = total + cfg.fm_weight * losses["g_fm"]
+    return losses
 
 
 def discriminator_losses(
     discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor, target: torch.Tensor, cfg: LossConfig
 ) -> dict[str, torch.Tensor]:
-    """D's loss on real and (detached) fake pairs, judged in one forward pass.
+    """D's loss on real and (detached) fake pairs.
 
-    One pass over the stacked batch (not two) keeps DistributedDataParallel to a
-    single forward per backward.
+    Real and fake pairs go through D in separate forward passes, as in pix2pix:
+    a batch-norm D must never normalise real and fake images together, or it can
+    tell them apart by their batch statistics. For ``wgan-gp`` the interpolates
+    between real and fake images get a third pass, and the gradient penalty on
+    them is added with weight ``gp_weight``.
     """
-    pairs_in = torch.cat([inputs, inputs])
-    pairs_out = torch.cat([target, fake.detach()])
-    real_logits, fake_logits = discriminator(pairs_in, pairs_out).chunk(2)
-    loss = discriminator_loss(real_logits, fake_logits, cfg.gan)
-    return {
+    # 1. judge each kind of pair on its own                        [(b, 1, h', w') per scale]
+    images = {"real": target, "fake": fake.detach()}
+    penalised = cfg.gan in PENALISED
+    if penalised:
+        images["interpolated"] = interpolate(target, fake.detach()).requires_grad_(True)
+    logits = {kind: discriminator(inputs, image) for kind, image in images.items()}
+    # 2. the adversarial loss, averaged over scales
+    loss = discriminator_loss(logits["real"], logits["fake"], cfg.gan)
+    losses = {
         "d_total": cfg.gan_weight * loss,
-        "d_real": real_logits.detach().mean(),
-        "d_fake": fake_logits.detach().mean(),
+        "d_real": torch.stack([r.detach().mean() for r in logits["real"]]).mean(),
+        "d_fake": torch.stack([f.detach().mean() for f in logits["fake"]]).mean(),
     }
+    # 3. WGAN-GP: penalise the critic's gradient norm at the interpolates
+    if penalised:
+        losses["d_gp"] = gradient_penalty(logits["interpolated"], images["interpolated"])
+        losses["d_total"] = losses["d_total"] + cfg.gp_weight * losses["d_gp"]
+    return losses
 
 
 def train_step(
@@ -58,31 +85,43 @@ def train_step(
     inputs: torch.Tensor,
     target: torch.Tensor,
     cfg: LossConfig,
+    d_steps: int = 1,
+    on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Update D, then G, on one batch; returns every loss, detached, plus ``skipped``.
+    """Update D ``d_steps`` times, then G once, on one batch; returns every loss, detached, plus ``skipped``.
 
-    Under ``accelerator.accumulate`` the optimisers only step (and zero) on
-    gradient-sync micro-batches, so accumulation needs nothing here.
+    The D losses returned are those of the last D update. Under
+    ``accelerator.accumulate`` the optimisers only step (and zero) on
+    gradient-sync micro-batches, so accumulation needs nothing here (the config
+    refuses ``d_steps > 1`` with accumulation).
 
     An update whose loss or gradients hold a NaN or inf is not applied (its
     gradients are dropped); ``skipped`` is then 1.0 instead of 0.0, and both nets'
     running statistics are put back as they were before this batch.
-    """
-    buffers = snapshot_buffers(generator, discriminator)
 
+    ``on_phase(name)``, if given, is called as each phase ends ("generate",
+    "discriminator", "generator"); the benchmarks time the phases with it.
+    """
+    mark = on_phase or (lambda name: None)
+    buffers = snapshot_buffers(generator, discriminator)
     # 1. generate                                                 (b, c_out, h, w)
     with accelerator.autocast():
         fake = generator(inputs)
+    mark("generate")
 
-    # 2. discriminator step on real and fake pairs
+    # 2. discriminator step(s) on real and fake pairs
     set_requires_grad(discriminator, True)
-    with accelerator.autocast():
-        d_losses = discriminator_losses(discriminator, inputs, fake, target, cfg)
-    accelerator.backward(d_losses["d_total"])
-    d_applied = update_is_finite(accelerator, d_losses.values(), discriminator)
-    if d_applied:
-        opt_d.step()
-    opt_d.zero_grad(set_to_none=True)
+    d_applied = True
+    for _ in range(d_steps):
+        with accelerator.autocast():
+            d_losses = discriminator_losses(discriminator, inputs, fake, target, cfg)
+        accelerator.backward(d_losses["d_total"])
+        if update_is_finite(accelerator, d_losses.values(), discriminator):
+            opt_d.step()
+        else:
+            d_applied = False
+        opt_d.zero_grad(set_to_none=True)
+    mark("discriminator")
 
     # 3. generator step through a frozen D; the unwrapped D skips DDP's gradient hooks
     set_requires_grad(discriminator, False)
@@ -96,6 +135,7 @@ def train_step(
     set_requires_grad(discriminator, True)
     if not (d_applied and g_applied):
         restore_buffers(buffers)
+    mark("generator")
 
     skipped = torch.tensor(float(not (d_applied and g_applied)))
     return {**{k: v.detach() for k, v in {**d_losses, **g_losses}.items()}, "skipped": skipped}

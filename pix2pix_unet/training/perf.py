@@ -1,0 +1,34 @@
+"""Speed options applied to the nets, optimisers and batches (see :class:`~pix2pix_unet.config.PerfConfig`)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from ..config import PerfConfig
+
+
+def compile_enabled(cfg: PerfConfig, device: torch.device) -> bool:
+    """``perf.compile`` if set, else on for CUDA (where it pays back its compile time) and off elsewhere."""
+    return cfg.compile if cfg.compile is not None else device.type == "cuda"
+
+
+def speed_up_modules(modules: Iterable[nn.Module], cfg: PerfConfig, device: torch.device) -> None:
+    """Convert to channels-last and compile in place (``nn.Module.compile`` keeps state_dict keys and types,
+    so checkpoints and exports do not depend on these options)."""
+    for module in modules:
+        if cfg.channels_last:
+            module.to(memory_format=torch.channels_last)
+        if compile_enabled(cfg, device):
+            module.compile()
+
+
+def to_memory_format(x: torch.Tensor, cfg: PerfConfig) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last and x.ndim == 4 else x
+
+
+def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], cfg: PerfConfig) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step where asked (supported on CPU and CUDA)."""
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=cfg.fused_adam or None)

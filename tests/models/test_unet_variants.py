@@ -1,0 +1,86 @@
+"""Generator presets and block combinations: odd sizes, gradients everywhere, pinned sizes, export."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from pix2pix_unet import from_pretrained
+from pix2pix_unet.config import GENERATOR_PRESETS, Activation, Bottleneck, ConvUnit, Down, Norm, Skip, UNetConfig, Up
+from pix2pix_unet.models import UNet, count_parameters
+
+# Full-size parameter counts (the README table comes from benchmarks/model_table.py).
+PRESET_PARAMETERS = {
+    "pix2pix": 54_413_955,
+    "small": 7_314_755,
+    "unet": 39_394_563,
+    "attention-unet": 39_743_687,
+    "res-unet": 40_793_283,
+    "lite": 2_299_406,
+    "aspp-unet": 48_311_811,
+}
+
+
+def tiny(cfg: UNetConfig, **changes) -> UNetConfig:
+    """The same blocks at a test size: 3 levels, 8 -> 32 channels."""
+    return dataclasses.replace(cfg, depth=3, base_channels=8, max_channels=32, **changes)
+
+
+def assert_gradients_everywhere(net: torch.nn.Module, x: torch.Tensor) -> None:
+    net(x).square().mean().backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_every_preset_is_pinned():
+    assert set(PRESET_PARAMETERS) == set(GENERATOR_PRESETS)
+
+
+@pytest.mark.parametrize("name", list(GENERATOR_PRESETS))
+def test_preset_parameter_count(name):
+    assert count_parameters(UNet(GENERATOR_PRESETS[name])) == PRESET_PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", list(GENERATOR_PRESETS))
+def test_preset_blocks_on_odd_sizes_with_gradients_everywhere(name):
+    net = UNet(tiny(GENERATOR_PRESETS[name], in_channels=2, out_channels=5)).train()
+    x = torch.randn(2, 2, 29, 43)
+    assert net(x).shape == (2, 5, 29, 43)
+    assert_gradients_everywhere(net, x)
+
+
+COMBINATIONS = {
+    "residual-avgpool-bilinear-attention-aspp-group": dict(
+        conv_unit=ConvUnit.RESIDUAL, down=Down.AVGPOOL, up=Up.BILINEAR, skip=Skip.ATTENTION,
+        bottleneck=Bottleneck.ASPP, norm=Norm.GROUP, norm_groups=4,
+    ),
+    "separable-strided-nearest-attention-instance-gelu": dict(
+        conv_unit=ConvUnit.SEPARABLE, down=Down.STRIDED, up=Up.NEAREST, skip=Skip.ATTENTION, norm=Norm.INSTANCE,
+        activation=Activation.GELU,
+    ),
+    "dilated-maxpool-transposed-aspp-nonorm-silu": dict(
+        conv_unit=ConvUnit.DILATED, dilation=3, down=Down.MAXPOOL, bottleneck=Bottleneck.ASPP, aspp_rates=[1, 2],
+        norm=Norm.NONE, activation=Activation.SILU,
+    ),
+    "pix2pix-attention-aspp-spectral": dict(skip=Skip.ATTENTION, bottleneck=Bottleneck.ASPP, spectral_norm=True),
+    "residual-strided-spectral": dict(conv_unit=ConvUnit.RESIDUAL, down=Down.STRIDED, spectral_norm=True),
+}
+
+
+@pytest.mark.parametrize("changes", COMBINATIONS.values(), ids=COMBINATIONS.keys())
+def test_block_combinations(changes):
+    net = UNet(tiny(UNetConfig(), **changes)).train()
+    x = torch.randn(2, 3, 21, 34)
+    assert net(x).shape == (2, 3, 21, 34)
+    assert_gradients_everywhere(net, x)
+
+
+def test_spectral_norm_generator_round_trips(tmp_path):
+    net = UNet(tiny(UNetConfig(), spectral_norm=True, skip=Skip.ATTENTION, bottleneck=Bottleneck.ASPP))
+    assert any("parametrizations" in n for n, _ in net.named_parameters())
+    net.train()(torch.randn(2, 3, 32, 32))  # a power iteration moves the spectral norm's u, v buffers
+    net.eval().save_pretrained(tmp_path / "g")
+    loaded = from_pretrained(tmp_path / "g")
+    assert loaded.config == net.config
+    x = torch.randn(1, 3, 19, 23)
+    assert torch.equal(loaded(x), net(x))
