@@ -335,7 +335,8 @@ def check_combinations(cfg: TrainConfig) -> None:
     if builtin and (cfg.generator.in_channels, cfg.generator.out_channels) != (3, 3):
         raise ConfigError(
             f"generator.in_channels={cfg.generator.in_channels} and generator.out_channels="
-            f"{cfg.generator.out_channels}: the built-in data (data.path=builtin) is RGB on both sides, so both must be 3"
+            f"{cfg.generator.out_channels}: the built-in data (data.path=builtin) is RGB on both sides, "
+            f"so both must be 3"
         )
     loaded = cfg.data.load_size or (cfg.data.builtin_size if builtin else None)
     if builtin and cfg.data.crop_size and cfg.data.crop_size > loaded:

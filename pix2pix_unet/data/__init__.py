@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig, Direction, UNetConfig
 from .augment import PairedAugmentation
-from .folders import DatasetError, PairedFolderDataset, discover_pairs, find_pairs, validate_pairs
+from .folders import DatasetError, PairedFolderDataset, discover_pairs, find_pairs
 from .screening import BadFile, format_report, screen_pairs
 from .synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 

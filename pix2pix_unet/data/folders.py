@@ -53,7 +53,7 @@ def discover_pairs(folder: str | Path) -> list[PairFiles]:
 
 
 def find_pairs(folder: str | Path) -> tuple[list[PairFiles], list[tuple[Path, Path]]]:
-    """The pairs in one split folder, plus ``(file, missing partner)`` for each file of ``A/`` or ``B/`` without one."""
+    """The pairs in one split folder, plus ``(file, partner pattern)`` for each file of ``A/`` or ``B/`` without one."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"dataset folder {folder} does not exist")
@@ -63,7 +63,7 @@ def find_pairs(folder: str | Path) -> tuple[list[PairFiles], list[tuple[Path, Pa
             raise DatasetError(f"{folder} has only one of A/ and B/; paired folders need both")
         a_files = {p.stem: p for p in list_images(a_dir)}
         b_files = {p.stem: p for p in list_images(b_dir)}
-        unpaired = [(a_files[m], b_dir / a_files[m].name) if m in a_files else (b_files[m], a_dir / b_files[m].name)
+        unpaired = [(a_files[m], b_dir / f"{m}.*") if m in a_files else (b_files[m], a_dir / f"{m}.*")
                     for m in sorted(set(a_files) ^ set(b_files))]
         pairs = [PairFiles(a_files[k], b_files[k]) for k in sorted(set(a_files) & set(b_files))]
     else:
@@ -71,43 +71,6 @@ def find_pairs(folder: str | Path) -> tuple[list[PairFiles], list[tuple[Path, Pa
     if not pairs and not unpaired:
         raise DatasetError(f"dataset folder {folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return pairs, unpaired
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the header, raising :class:`DatasetError` naming the file if it is unreadable."""
-    try:
-        with Image.open(path) as img:
-            img.verify()
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DatasetError(f"cannot read image {path}: {err}") from None
-
-
-def validate_pairs(pairs: list[PairFiles], *, need_uniform: bool) -> tuple[int, int]:
-    """Check every file; returns the (height, width) of one pair side.
-
-    Args:
-        pairs: the pairs to check.
-        need_uniform: images must all share one size (no ``load_size`` to resize them to).
-    """
-    sizes: dict[tuple[int, int], Path] = {}
-    for pair in pairs:
-        w, h = image_size(pair.a)
-        if pair.b is None:
-            if w % 2:
-                raise DatasetError(f"aligned image {pair.a} is {w} px wide; A|B side by side needs an even width")
-            w //= 2
-        else:
-            wb, hb = image_size(pair.b)
-            if (wb, hb) != (w, h):
-                raise DatasetError(f"pair sizes differ: {pair.a} is {w}x{h} but {pair.b} is {wb}x{hb}")
-        sizes.setdefault((h, w), pair.a)
-    if need_uniform and len(sizes) > 1:
-        examples = ", ".join(f"{p} ({w}x{h})" for (h, w), p in list(sizes.items())[:3])
-        raise DatasetError(f"images have different sizes ({examples}); set data.load_size to resize them")
-    (h, w), _ = next(iter(sizes.items()))
-    return h, w
 
 
 def load_image(path: Path, channels: int) -> torch.Tensor:

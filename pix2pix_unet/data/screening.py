@@ -101,7 +101,7 @@ def screen_pairs(
 
     Args:
         pairs: the pairs to check.
-        unpaired: ``(file, missing partner)`` from :func:`~.folders.find_pairs`, reported as bad.
+        unpaired: ``(file, partner pattern)`` from :func:`~.folders.find_pairs`, reported as bad.
         crop_size: pairs smaller than this are bad (pass None when images are resized on load).
         need_uniform: all pairs must share one size (there is no ``load_size`` to resize them
             to); pairs of any other size than the most common one are bad.
@@ -113,7 +113,7 @@ def screen_pairs(
     files = list(dict.fromkeys(p for pair in pairs for p in (pair.a, pair.b) if p is not None))
     with ThreadPoolExecutor(threads or min(16, os.cpu_count() or 1)) as pool:
         info = dict(zip(files, pool.map(inspect_image, files)))
-    bad = [BadFile(path, f"no partner: {partner} does not exist") for path, partner in unpaired]
+    bad = [BadFile(path, f"no partner: there is no {partner}") for path, partner in unpaired]
     sized: list[tuple[PairFiles, tuple[int, int]]] = []
     under_crop: list[tuple[PairFiles, tuple[int, int]]] = []
     for pair in pairs:

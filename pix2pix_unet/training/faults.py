@@ -211,7 +211,8 @@ def error_message(err: BaseException) -> str:
 
 
 def report_skipped_files(dataset: object, run_dir: Path, logger: RunLogger, step: int) -> None:
-    """With ``data.skip_bad``: say how many bad files were left out, list them in ``RUN/bad_files.txt``, log the count."""
+    """With ``data.skip_bad``: say how many bad files were left out, list them in ``RUN/bad_files.txt``,
+    and log the count as ``data/bad_files``."""
     skipped = getattr(dataset, "skipped", [])
     if not skipped:
         return
