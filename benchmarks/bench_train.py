@@ -35,7 +35,7 @@ from pix2pix_unet.config import (  # noqa: E402
 )
 from pix2pix_unet.data import PairedAugmentation, builtin_pairs  # noqa: E402
 from pix2pix_unet.models import Discriminator, UNet  # noqa: E402
-from pix2pix_unet.training.perf import adam, compile_enabled, speed_up_modules, to_memory_format  # noqa: E402
+from pix2pix_unet.training.perf import adam, compile_enabled, resolve, speed_up_modules, to_memory_format  # noqa: E402
 from pix2pix_unet.training.step import train_step  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     p.add_argument("--mixed-precision", default="no", choices=[m.value for m in MixedPrecision])
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC tensors (default: on with CUDA)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile G and D (default: on with CUDA)")
     p.add_argument("--fused-adam", action=argparse.BooleanOptionalAction, default=True)
@@ -130,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=args.cpu)
     device = accelerator.device
-    perf = PerfConfig(channels_last=args.channels_last, compile=args.compile, fused_adam=args.fused_adam)
+    perf = resolve(PerfConfig(channels_last=args.channels_last, compile=args.compile, fused_adam=args.fused_adam),
+                   device)
     gen_cfg = from_dict(UNetConfig, {"preset": args.preset})
     disc_cfg = PatchGANConfig()
     torch.manual_seed(0)

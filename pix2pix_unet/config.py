@@ -266,7 +266,7 @@ class DataConfig:
 class PerfConfig:
     """Speed options; none changes the maths beyond floating-point rounding."""
 
-    channels_last: bool = True  # NHWC tensors: faster convs on tensor cores and in oneDNN on CPU
+    channels_last: bool | None = None  # NHWC tensors (faster on tensor cores); None = on when CUDA is available
     compile: bool | None = None  # torch.compile G and D in place; None = on when CUDA is available
     fused_adam: bool = True  # one fused kernel per optimiser step instead of a loop over tensors
 

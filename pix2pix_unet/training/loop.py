@@ -33,7 +33,7 @@ from .. import __version__
 from ..config import TrainConfig, save_config, to_dict
 from ..data import PairedAugmentation, build_datasets, orient, side_channels
 from ..models import Discriminator, UNet
-from .perf import adam, speed_up_modules, to_memory_format
+from .perf import adam, resolve, speed_up_modules, to_memory_format
 from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
 from .distributed import cpu_only_processes
 from .faults import (
@@ -167,9 +167,10 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     generator = UNet(cfg.generator)
     discriminator = Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
-    speed_up_modules([generator, discriminator], cfg.perf, accelerator.device)
-    opt_g = adam(generator.parameters(), cfg.optim.lr_g, betas, cfg.perf)
-    opt_d = adam(discriminator.parameters(), cfg.optim.lr_d, betas, cfg.perf)
+    perf = resolve(cfg.perf, accelerator.device)
+    speed_up_modules([generator, discriminator], perf, accelerator.device)
+    opt_g = adam(generator.parameters(), cfg.optim.lr_g, betas, perf)
+    opt_d = adam(discriminator.parameters(), cfg.optim.lr_d, betas, perf)
     schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
     sched_g, sched_d = LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
@@ -246,7 +247,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         batches = accelerator.skip_first_batches(loader, offset) if offset else loader
         batches.set_epoch(epoch)  # Accelerate's loaders pass this on to the sampler at each iteration
         for batch in batches:
-            inputs, target = (to_memory_format(t, cfg.perf) for t in augment(*orient(batch, cfg.data.direction)))
+            inputs, target = (to_memory_format(t, perf) for t in augment(*orient(batch, cfg.data.direction)))
             with accelerator.accumulate(generator, discriminator):
                 losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss,
                                     d_steps=cfg.optim.d_steps_per_g)

@@ -15,7 +15,7 @@ from accelerate import Accelerator
 from pix2pix_unet.cli import train_main
 from pix2pix_unet.config import LossConfig, PatchGANConfig, PerfConfig, UNetConfig
 from pix2pix_unet.models import Discriminator, UNet
-from pix2pix_unet.training.perf import adam, compile_enabled, speed_up_modules, to_memory_format
+from pix2pix_unet.training.perf import adam, compile_enabled, resolve, speed_up_modules, to_memory_format
 from pix2pix_unet.training.step import train_step
 from tests.conftest import TINY
 
@@ -75,10 +75,13 @@ def test_compiled_step_matches_eager_on_cpu():
     assert list(comp_g.state_dict()) == list(eager_g.state_dict())
 
 
-def test_compile_defaults_to_cuda_only():
+def test_automatic_options_are_cuda_only():
     assert not compile_enabled(PerfConfig(), torch.device("cpu"))
     assert compile_enabled(PerfConfig(), torch.device("cuda"))
     assert not compile_enabled(PerfConfig(compile=False), torch.device("cuda"))
+    assert resolve(PerfConfig(), torch.device("cuda")) == PerfConfig(channels_last=True, compile=True, fused_adam=True)
+    assert resolve(PerfConfig(), torch.device("cpu")) == PerfConfig(channels_last=False, compile=False, fused_adam=True)
+    assert resolve(PerfConfig(channels_last=True), torch.device("cpu")).channels_last
 
 
 def test_bf16_autocast_trains_on_cpu(pair_folder, tmp_path):
