@@ -1,4 +1,4 @@
-"""Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``) and ``pix2pix-unet predict``."""
+"""Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``), ``predict``, ``export``, ``evaluate``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .commands import evaluate_main, export_main, predict_main
 from .config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
 
 # Flags that are shortcuts for config keys: flag dest -> dotted key.
@@ -44,6 +45,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-at", type=int, metavar="STEP",
                    help="end this session after STEP (checkpointed; the lr schedule still runs to --max-steps)")
     p.add_argument("--no-wandb", action="store_true", help="do not log to Weights & Biases")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="train on the good pairs when some files are bad (default: list them all and stop)")
     return p
 
 
@@ -52,6 +55,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = [f"{key}={getattr(args, dest)}" for dest, key in TRAIN_FLAGS.items() if getattr(args, dest) is not None]
     if args.no_wandb:
         overrides.append("wandb=false")
+    if args.skip_bad:
+        overrides.append("data.skip_bad=true")
     overrides += args.overrides
     base = args.config
     if args.resume:
@@ -67,39 +72,17 @@ def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_intermixed_args(argv)
     from .data import DatasetError
     from .training import train
+    from .training.faults import TrainingStopped, error_message
 
     try:
         cfg = config_from_args(args)
         train(cfg, resume=args.resume, stop_at=args.stop_at)
     except (ConfigError, DatasetError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {error_message(err)}", file=sys.stderr)
         return 2
-    return 0
-
-
-def predict_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pix2pix-unet predict", description="Run a trained generator on images.")
-    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
-    p.add_argument("--input", required=True, type=Path, help="an image or a folder of images")
-    p.add_argument("--output", required=True, type=Path, help="folder for the outputs (same file names)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    args = p.parse_args(argv)
-
-    import torch
-
-    from .data import DatasetError
-    from .inference import collect_inputs, predict_files
-    from .models import UNet
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        generator = UNet.from_pretrained(args.checkpoint)
-        files = collect_inputs(args.input)
-        written = predict_files(generator, files, args.output, device)
-    except (DatasetError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {len(written)} image(s) to {args.output}")
+    except TrainingStopped as err:
+        print(f"{error_message(err)}", file=sys.stderr)
+        return err.exit_code
     return 0
 
 
@@ -130,7 +113,7 @@ def synthesize_main(argv: list[str] | None = None) -> int:
     try:
         generator = UNet.from_pretrained(args.checkpoint)
         num_classes = label_generator_classes(generator, args.checkpoint)
-        files = collect_inputs(args.labels)
+        files = [found.path for found in collect_inputs(args.labels)]
         num = args.num if args.num is not None else len(files)
         if num < 1:
             raise DatasetError(f"--num {num}: need at least one pair")
@@ -142,7 +125,10 @@ def synthesize_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-COMMANDS = {"train": train_main, "predict": predict_main, "synthesize": synthesize_main}
+COMMANDS = {
+    "train": train_main, "predict": predict_main, "export": export_main, "evaluate": evaluate_main,
+    "synthesize": synthesize_main,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,6 +125,29 @@ class Intensity(str, enum.Enum):
     RANGE = "range"  # the configured intensity_min..intensity_max, clipped
 
 
+class MetricMode(str, enum.Enum):
+    """Whether a lower or a higher value of a validation metric is better."""
+
+    MIN = "min"
+    MAX = "max"
+
+
+class BlendWindow(str, enum.Enum):
+    """How overlapping tiles are weighted where they meet (see ``pix2pix_unet.tiling``)."""
+
+    LINEAR = "linear"  # a quarter of the overlap is context only, then a linear cross-fade
+    GAUSSIAN = "gaussian"  # a half-Gaussian across the overlap (sigma = overlap / 3)
+
+
+class OutputDtype(str, enum.Enum):
+    """Pixel type of written images; ``input`` follows each input file."""
+
+    INPUT = "input"
+    UINT8 = "uint8"
+    UINT16 = "uint16"
+    FLOAT32 = "float32"
+
+
 # --------------------------------------------------------------------------- components
 
 
@@ -248,6 +271,7 @@ class DataConfig:
     builtin_train: int = 400
     builtin_val: int = 32
     builtin_size: int = 72
+    skip_bad: bool = False  # train on the good pairs when some files are bad, instead of stopping
 
     def validate(self, where: str = "data") -> None:
         if not 0.0 < self.val_fraction < 1.0:
@@ -266,7 +290,7 @@ class DataConfig:
 class PerfConfig:
     """Speed options; none changes the maths beyond floating-point rounding."""
 
-    channels_last: bool = True  # NHWC tensors: faster convs on tensor cores and in oneDNN on CPU
+    channels_last: bool | None = None  # NHWC tensors (faster on tensor cores); None = on when CUDA is available
     compile: bool | None = None  # torch.compile G and D in place; None = on when CUDA is available
     fused_adam: bool = True  # one fused kernel per optimiser step instead of a loop over tensors
 
@@ -475,6 +499,9 @@ class TrainConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     restore: RestoreConfig = field(default_factory=RestoreConfig)
+    max_bad_steps: int = 5  # stop after this many steps in a row skipped for a NaN/inf loss or gradient
+    best_metric: str = "val/l1"  # rotation also keeps the checkpoint with the best value of this
+    best_mode: MetricMode = MetricMode.MIN
 
     def validate(self) -> None:
         self.generator.validate()
@@ -492,6 +519,57 @@ class TrainConfig:
         self.labels.validate()
         self.segment.validate()
         self.restore.validate()
+        _positive(self, "", "max_bad_steps")
+        check_combinations(self)
+
+
+def patchgan_min_size(n_layers: int, num_scales: int = 1) -> int:
+    """Smallest input side for which every scale of the N-layer PatchGAN still outputs one logit.
+
+    Each of its ``n_layers`` 4x4 stride-2 convs (padding 1) halves the side and the
+    two 4x4 stride-1 convs at the end each take one pixel off, so a scale needs
+    ``3 * 2**n_layers`` px; each further scale sees the input average-pooled by 2
+    (3x3, stride 2, padding 1: ``ceil(s / 2)``), which ``2 * s - 1`` px survive.
+    """
+    size = 3 * 2**n_layers
+    for _ in range(num_scales - 1):
+        size = 2 * size - 1
+    return size
+
+
+def check_combinations(cfg: TrainConfig) -> None:
+    """Options that are valid alone but cannot work together; the message names the keys."""
+    builtin = cfg.data.path == "builtin"
+    # Other tasks set the generator's channels from the data themselves (pix2pix_unet/tasks).
+    rgb_pairs = cfg.task is Task.TRANSLATE and cfg.labels.format is LabelFormat.RGB
+    if builtin and rgb_pairs and (cfg.generator.in_channels, cfg.generator.out_channels) != (3, 3):
+        raise ConfigError(
+            f"generator.in_channels={cfg.generator.in_channels} and generator.out_channels="
+            f"{cfg.generator.out_channels}: the built-in data (data.path=builtin) is RGB on both sides, "
+            f"so both must be 3"
+        )
+    loaded = cfg.data.load_size or (cfg.data.builtin_size if builtin else None)
+    if builtin and cfg.data.crop_size and cfg.data.crop_size > loaded:
+        raise ConfigError(
+            f"data.crop_size={cfg.data.crop_size} is larger than the built-in images "
+            f"({'data.load_size' if cfg.data.load_size else 'data.builtin_size'}={loaded})"
+        )
+    sizes = [("data.crop_size", cfg.data.crop_size), ("data.load_size", cfg.data.load_size),
+             ("data.builtin_size", cfg.data.builtin_size if builtin else None)]
+    size_key, size = next(((k, v) for k, v in sizes if v), ("", None))  # what D will see in training
+    if size and cfg.discriminator.kind is DiscriminatorKind.NLAYER:
+        need = patchgan_min_size(cfg.discriminator.n_layers, cfg.discriminator.num_scales)
+        if size < need:
+            scales = f" with num_scales={cfg.discriminator.num_scales}" if cfg.discriminator.num_scales > 1 else ""
+            raise ConfigError(
+                f"discriminator.n_layers={cfg.discriminator.n_layers}{scales} needs training images of at least "
+                f"{need} px (its output would be empty), but {size_key}={size}; lower n_layers or use larger images"
+            )
+    if cfg.generator.norm is Norm.GROUP and cfg.generator.max_channels % cfg.generator.norm_groups:
+        raise ConfigError(
+            f"generator.norm_groups={cfg.generator.norm_groups} must divide generator.max_channels="
+            f"{cfg.generator.max_channels} for group norm"
+        )
 
 
 def _check_gan_variant(cfg: TrainConfig) -> None:
@@ -507,6 +585,31 @@ def _check_gan_variant(cfg: TrainConfig) -> None:
             f"optim.d_steps_per_g={cfg.optim.d_steps_per_g} cannot be combined with grad_accum={cfg.grad_accum}: "
             "the repeated discriminator updates would accumulate into one"
         )
+
+
+@dataclass
+class InferenceConfig:
+    """How ``predict`` and ``evaluate`` run a generator on images of any size.
+
+    Images of at most ``tile_above_mp`` megapixels run whole (padded to the UNet's
+    multiple and cropped back); larger ones run as overlapping ``tile`` x ``tile``
+    tiles blended with ``window``. ``tile`` must be a multiple of the generator's
+    ``2 ** depth``; the step between tiles is rounded down to one.
+    """
+
+    batch_size: int = 4  # images of one size, or tiles, per forward pass
+    tile: int = 512
+    overlap: int = 128
+    window: BlendWindow = BlendWindow.LINEAR
+    tile_above_mp: float = 4.0  # tile images with more megapixels than this; 0 tiles every image
+    output_dtype: OutputDtype = OutputDtype.INPUT
+
+    def validate(self, where: str = "inference") -> None:
+        _positive(self, where, "batch_size", "tile")
+        if not 0 <= self.overlap < self.tile:
+            raise ConfigError(f"{where}.overlap={self.overlap} must be in [0, tile={self.tile})")
+        if self.tile_above_mp < 0:
+            raise ConfigError(f"{where}.tile_above_mp={self.tile_above_mp} must be >= 0")
 
 
 def _positive(obj: Any, where: str, *names: str) -> None:

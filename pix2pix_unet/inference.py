@@ -1,52 +1,305 @@
-"""Run a trained generator on image files."""
+"""Run a trained generator on image files: any size, any bit depth, batched, tiled when large.
+
+:func:`predict_files` reads each input with :mod:`pix2pix_unet.io`, groups images
+of one size into batches, runs small images whole (the UNet pads and crops) and
+large ones by overlap-tile (:mod:`pix2pix_unet.tiling`), and hands each output to
+the writer of the generator's task (read from its export's ``config.json``):
+
+- ``translate`` / ``restore``: an image in the input's dtype (or ``output_dtype``), same name;
+- ``segment``: the argmax class ids as an indexed PNG, plus an optional colour overlay.
+
+A file that cannot be read, or whose channels the generator does not take, is
+skipped with a warning naming it and counted as failed; the run goes on.
+"""
 
 from __future__ import annotations
 
+import glob
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Protocol
 
+import numpy as np
 import torch
-from PIL import Image
-from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
 
-from .data.folders import IMAGE_EXTENSIONS, DatasetError, load_image, list_images
+from .config import InferenceConfig, OutputDtype
+from .io import (
+    IMAGE_SUFFIXES, ChannelError, ImageFile, ImageReadError, ImageWriteError, display_rgb8, from_tensor,
+    image_shape, overlay, read_image, to_tensor, write_image, write_label_map,
+)
 from .models import UNet
+from .tiling import predict_tiled
+
+# --------------------------------------------------------------------------- inputs and devices
 
 
-def collect_inputs(path: Path) -> list[Path]:
-    """One image, or every image in a folder (no cap)."""
+@dataclass(frozen=True)
+class InputFile:
+    """An input image and its path relative to the input root, which its outputs mirror."""
+
+    path: Path
+    relative: Path
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def collect_inputs(spec: str | Path, exclude: Path | None = None) -> list[InputFile]:
+    """Every image named by ``spec``: a file, a folder (searched recursively) or a glob pattern.
+
+    Outputs mirror the path below the folder, or below the pattern's fixed
+    leading folders (``data/**/*.tif`` mirrors what follows ``data/``). There is
+    no cap. Files under ``exclude`` (an output folder inside the input folder)
+    are left out, so a second run does not take the first run's outputs as inputs.
+
+    Raises:
+        FileNotFoundError: nothing matches ``spec``; names it.
+    """
+    path = Path(spec)
     if path.is_dir():
-        files = list_images(path)
+        skip = exclude.resolve() if exclude is not None and exclude.resolve() != path.resolve() else None
+        files = sorted(p for p in path.rglob("*") if _is_image(p) and not (skip and skip in p.resolve().parents))
         if not files:
-            raise DatasetError(f"input folder {path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-        return files
+            raise FileNotFoundError(f"input folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return [InputFile(p, p.relative_to(path)) for p in files]
     if path.is_file():
-        return [path]
-    raise FileNotFoundError(f"input {path} does not exist")
+        return [InputFile(path, Path(path.name))]
+    if glob.has_magic(str(spec)):
+        prefix = _fixed_prefix(Path(spec).parts)
+        root = Path(*prefix) if prefix else Path()
+        files = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if _is_image(Path(p)))
+        if files:
+            return [InputFile(p, p.relative_to(root)) for p in files]
+        raise FileNotFoundError(f"no images match the pattern {spec}")
+    raise FileNotFoundError(f"input {spec} does not exist")
 
 
-def to_image(tensor: torch.Tensor) -> Image.Image:
-    """(C, H, W) in [-1, 1] -> 8-bit PIL image (C = 1 gray, 3 RGB, 4 RGBA)."""
-    array = tensor.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).cpu()
-    return TF.to_pil_image(array)
+def _fixed_prefix(parts: tuple[str, ...]) -> list[str]:
+    prefix = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        prefix.append(part)
+    return prefix
+
+
+def best_device(requested: str | None = None) -> torch.device:
+    """``requested`` if given, else CUDA, then Apple MPS, then the CPU."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- running the generator
 
 
 @torch.no_grad()
-def predict_files(generator: UNet, inputs: list[Path], output_dir: Path, device: torch.device | str = "cpu") -> list[Path]:
-    """Translate each file at its own size and write it under ``output_dir`` with the same name.
+def run_generator(
+    generator: UNet, batch: torch.Tensor, cfg: InferenceConfig, device: torch.device | str, progress: bool = False
+) -> torch.Tensor:
+    """Outputs ``(B, C', H, W)`` (float32, CPU) for inputs ``(B, C, H, W)`` in [-1, 1].
 
-    Refuses to write over an input file.
+    Images of at most ``cfg.tile_above_mp`` megapixels run whole in one batch;
+    larger ones run one at a time by overlap-tile.
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    in_ch = generator.config.in_channels
+    h, w = batch.shape[-2:]
+    if h * w <= cfg.tile_above_mp * 1e6:
+        return generator(batch.to(device)).float().cpu()
+    return torch.stack([
+        predict_tiled(generator, image, tile=cfg.tile, overlap=cfg.overlap, factor=generator.config.factor,
+                      window=cfg.window, batch_size=cfg.batch_size, device=device, progress=progress)
+        for image in batch
+    ])
+
+
+def generator_task(generator: UNet) -> tuple[str, int]:
+    """``(task, num_classes)`` from the export's metadata; ``translate`` when it names none."""
+    meta = getattr(generator, "metadata", None) or {}
+    return str(meta.get("task", "translate")), int(meta.get("num_classes") or generator.config.out_channels)
+
+
+# --------------------------------------------------------------------------- writing outputs, per task
+
+
+class OutputWriter(Protocol):
+    """Writes one output and returns the paths written."""
+
+    def output_path(self, item: InputFile, output_dir: Path) -> Path: ...
+
+    def __call__(self, item: InputFile, image: ImageFile, output: torch.Tensor, path: Path) -> list[Path]: ...
+
+
+@dataclass
+class ImageWriter:
+    """Translations and restorations: the output image in the input's dtype (or ``dtype``) and format."""
+
+    dtype: OutputDtype = OutputDtype.INPUT
+    suffix: str | None = None  # None keeps each input's suffix
+
+    def output_path(self, item: InputFile, output_dir: Path) -> Path:
+        return output_dir / item.relative.with_suffix(self.suffix or item.relative.suffix)
+
+    def __call__(self, item: InputFile, image: ImageFile, output: torch.Tensor, path: Path) -> list[Path]:
+        dtype = image.dtype if self.dtype is OutputDtype.INPUT else np.dtype(self.dtype.value)
+        return [write_image(path, from_tensor(output, dtype))]
+
+
+@dataclass
+class LabelWriter:
+    """Segmentations: the argmax class ids as an indexed PNG, and a colour overlay on the input if asked."""
+
+    num_classes: int
+    overlay_dir: Path | None = None
+
+    def output_path(self, item: InputFile, output_dir: Path) -> Path:
+        return output_dir / item.relative.with_suffix(".png")
+
+    def __call__(self, item: InputFile, image: ImageFile, output: torch.Tensor, path: Path) -> list[Path]:
+        labels = output.argmax(0).numpy()
+        written = [write_label_map(path, labels, self.num_classes)]
+        if self.overlay_dir is not None:
+            picture = overlay(display_rgb8(image), labels, self.num_classes)
+            written.append(write_image(self.overlay_dir / item.relative.with_suffix(".png"), picture))
+        return written
+
+
+WriterFactory = Callable[[int, InferenceConfig, "str | None", "Path | None"], OutputWriter]
+TASK_WRITERS: dict[str, WriterFactory] = {
+    "translate": lambda k, cfg, suffix, overlay_dir: ImageWriter(cfg.output_dtype, suffix),
+    "restore": lambda k, cfg, suffix, overlay_dir: ImageWriter(cfg.output_dtype, suffix),
+    "segment": lambda k, cfg, suffix, overlay_dir: LabelWriter(k, overlay_dir),
+}
+
+
+def make_writer(generator: UNet, cfg: InferenceConfig, suffix: str | None = None,
+                overlay_dir: Path | None = None) -> OutputWriter:
+    """The output writer for the generator's task.
+
+    Raises:
+        ValueError: the export names a task this version cannot write.
+    """
+    task, num_classes = generator_task(generator)
+    if task not in TASK_WRITERS:
+        raise ValueError(f"the generator's config.json names task {task!r}; known tasks: {sorted(TASK_WRITERS)}")
+    return TASK_WRITERS[task](num_classes, cfg, suffix, overlay_dir)
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+@dataclass
+class PredictSummary:
+    """What a run did: outputs written, inputs skipped because their output exists, inputs that failed."""
+
+    written: list[Path] = field(default_factory=list)
+    existing: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    def fail(self, path: Path, reason: str) -> None:
+        """Count ``path`` as failed and warn now; ``reason`` is kept as a message that names the file."""
+        reason = reason if str(path) in reason else f"{path}: {reason}"
+        self.failed.append((path, reason))
+        tqdm.write(f"warning: {reason} (skipped)", file=sys.stderr)
+
+
+def _chunks(items: list[InputFile], size: int) -> list[list[InputFile]]:
+    return [items[i: i + size] for i in range(0, len(items), size)]
+
+
+@torch.no_grad()
+def predict_files(
+    generator: UNet,
+    inputs: list[InputFile],
+    output_dir: Path,
+    cfg: InferenceConfig | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    overwrite: bool = False,
+    writer: OutputWriter | None = None,
+    progress: bool = True,
+) -> PredictSummary:
+    """Run ``generator`` on every input and write each output under ``output_dir``, mirroring its name.
+
+    Existing outputs are kept (counted in ``existing``) unless ``overwrite``.
+    Unreadable files, channel mismatches and unwritable outputs are counted in
+    ``failed`` with the reason, and the run goes on.
+
+    Raises:
+        FileExistsError: an output would replace one of the inputs (checked before anything runs).
+    """
+    cfg = cfg or InferenceConfig()
+    cfg.validate()
+    writer = writer or make_writer(generator, cfg)
     generator = generator.to(device).eval()
-    written = []
-    resolved_inputs = {p.resolve() for p in inputs}
-    for path in inputs:
-        out_path = output_dir / path.name
-        if out_path.resolve() in resolved_inputs:
-            raise FileExistsError(f"refusing to overwrite input {path}: choose another --output folder")
-        x = load_image(path, in_ch).unsqueeze(0).to(device)
-        y = generator(x)[0]
-        to_image(y).save(out_path)
-        written.append(out_path)
-    return written
+    summary = PredictSummary()
+
+    # 1. plan: where each output goes; never over an input, never over an old output unless asked
+    sources = {item.path.resolve() for item in inputs}
+    todo: list[tuple[InputFile, Path]] = []
+    claimed: dict[Path, Path] = {}
+    for item in inputs:
+        path = writer.output_path(item, output_dir)
+        if path.resolve() in sources:
+            raise FileExistsError(f"refusing to overwrite input {item.path}: choose another --output folder")
+        if path in claimed:
+            summary.fail(item.path, f"its output {path} would replace the output of {claimed[path]}")
+        elif path.exists() and not overwrite:
+            summary.existing.append(path)
+        else:
+            todo.append((item, path))
+        claimed.setdefault(path, item.path)
+
+    # 2. group by size from the headers, so a batch stacks
+    groups: dict[tuple[int, int], list[InputFile]] = {}
+    out_paths = {item.path: path for item, path in todo}
+    for item, _ in todo:
+        try:
+            groups.setdefault(image_shape(item.path), []).append(item)
+        except ImageReadError as err:
+            summary.fail(item.path, str(err))
+
+    # 3. decode, run and write, batch by batch
+    bar = tqdm(total=sum(len(g) for g in groups.values()), desc="predict", unit="img", disable=not progress,
+               dynamic_ncols=True)
+    for (h, w), items in groups.items():
+        batch_size = cfg.batch_size if h * w <= cfg.tile_above_mp * 1e6 else 1
+        for chunk in _chunks(items, batch_size):
+            decoded: list[tuple[InputFile, ImageFile, torch.Tensor]] = []
+            for item in chunk:
+                try:
+                    image = read_image(item.path)
+                    decoded.append((item, image, to_tensor(image, generator.config.in_channels, item.path)))
+                except (ImageReadError, ChannelError) as err:
+                    summary.fail(item.path, str(err))
+            # a header may promise a size its pixels do not have; run those apart
+            for same in _same_shape(decoded):
+                outputs = run_generator(generator, torch.stack([t for _, _, t in same]), cfg, device,
+                                        progress=progress)
+                for (item, image, _), output in zip(same, outputs):
+                    try:
+                        summary.written += writer(item, image, output, out_paths[item.path])
+                    except (ImageWriteError, OSError) as err:
+                        summary.fail(item.path, str(err))
+            bar.update(len(chunk))
+    bar.close()
+    return summary
+
+
+def _same_shape(decoded: list[tuple[InputFile, ImageFile, torch.Tensor]]) -> list[list]:
+    groups: dict[tuple[int, ...], list] = {}
+    for entry in decoded:
+        groups.setdefault(tuple(entry[2].shape), []).append(entry)
+    return list(groups.values())
+
+
+__all__ = [
+    "InputFile", "ImageWriter", "LabelWriter", "PredictSummary", "TASK_WRITERS", "best_device", "collect_inputs",
+    "generator_task", "make_writer", "predict_files", "run_generator",
+]

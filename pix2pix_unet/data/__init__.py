@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig, Direction, UNetConfig
 from .augment import PairedAugmentation
-from .folders import DatasetError, PairedFolderDataset, discover_pairs, validate_pairs
+from .folders import DatasetError, PairedFolderDataset, discover_pairs, find_pairs
+from .screening import BadFile, format_report, screen_pairs
 from .synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 
 BUILTIN = "builtin"
@@ -51,6 +52,10 @@ def build_datasets(data: DataConfig, generator: UNetConfig, seed: int) -> tuple[
     A folder with ``train/`` (and optionally ``val/`` or ``test/``) uses those
     splits; any other folder is one split from which ``val_fraction`` of the
     pairs (at least one) is held out deterministically.
+
+    Every file is screened first (:func:`~.screening.screen_pairs`). Any bad file
+    raises a :class:`DatasetError` listing all of them, unless ``data.skip_bad``,
+    which leaves them out (the train dataset's ``skipped`` lists them).
     """
     if data.path == BUILTIN:
         # Validation indices start at VAL_INDEX_OFFSET, as in datasets/make_synthetic.py: no overlap.
@@ -64,10 +69,17 @@ def build_datasets(data: DataConfig, generator: UNetConfig, seed: int) -> tuple[
     a_ch, b_ch = side_channels(data, generator)
     val_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
     if (root / "train").is_dir():
-        train_pairs = discover_pairs(root / "train")
-        val_pairs = discover_pairs(val_dir) if val_dir else []
+        train_pairs, unpaired = find_pairs(root / "train")
+        val_pairs, val_unpaired = find_pairs(val_dir) if val_dir else ([], [])
+        unpaired += val_unpaired
     else:
-        train_pairs, val_pairs = discover_pairs(root), []
+        (train_pairs, unpaired), val_pairs = find_pairs(root), []
+    screening = screen_pairs(train_pairs + val_pairs, unpaired, crop_size=None if data.load_size else data.crop_size,
+                             need_uniform=data.load_size is None)
+    if screening.bad and not (data.skip_bad and screening.good):
+        raise DatasetError(format_report(root, screening))
+    good = set(screening.good)
+    train_pairs, val_pairs = [p for p in train_pairs if p in good], [p for p in val_pairs if p in good]
     if not val_pairs:
         if len(train_pairs) < 2:
             raise DatasetError(f"{root} holds {len(train_pairs)} pair; need at least 2 to hold one out for validation")
@@ -75,13 +87,8 @@ def build_datasets(data: DataConfig, generator: UNetConfig, seed: int) -> tuple[
         n_val = max(1, math.floor(len(train_pairs) * data.val_fraction))
         val_pairs = [train_pairs[i] for i in sorted(order[:n_val])]
         train_pairs = [train_pairs[i] for i in sorted(order[n_val:])]
-    need_uniform = data.load_size is None
-    h, w = validate_pairs(train_pairs + val_pairs, need_uniform=need_uniform)
-    size = (data.load_size, data.load_size) if data.load_size else (h, w)
-    if data.crop_size and data.crop_size > min(size):
-        raise DatasetError(f"data.crop_size={data.crop_size} is larger than the images in {root} ({size[0]}x{size[1]})")
     return (
-        PairedFolderDataset(train_pairs, a_ch, b_ch, data.load_size),
+        PairedFolderDataset(train_pairs, a_ch, b_ch, data.load_size, skipped=screening.bad),
         PairedFolderDataset(val_pairs, a_ch, b_ch, data.load_size),
     )
 
@@ -94,6 +101,6 @@ def orient(batch: dict[str, torch.Tensor], direction: Direction) -> tuple[torch.
 
 
 __all__ = [
-    "BUILTIN", "DatasetError", "PairedAugmentation", "PairedFolderDataset", "TensorPairs", "build_datasets",
-    "builtin_pairs", "discover_pairs", "orient", "side_channels",
+    "BUILTIN", "BadFile", "DatasetError", "PairedAugmentation", "PairedFolderDataset", "TensorPairs", "build_datasets",
+    "builtin_pairs", "discover_pairs", "find_pairs", "orient", "screen_pairs", "side_channels",
 ]

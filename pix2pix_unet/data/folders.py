@@ -1,19 +1,24 @@
 """Paired image folders: pix2pix "aligned" images (A|B side by side) and ``A/`` + ``B/`` folders.
 
-Every file is checked before training starts (it exists, its header decodes,
-partners have the same size), so a bad dataset fails with the file's name
-instead of a traceback from deep inside a DataLoader worker.
+Every file is checked before training starts (:mod:`.screening`: each is decoded,
+partners have the same size), so a bad dataset fails with a report naming every
+bad file instead of a traceback from deep inside a DataLoader worker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
+
+if TYPE_CHECKING:
+    from .screening import BadFile
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -35,7 +40,20 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def discover_pairs(folder: str | Path) -> list[PairFiles]:
-    """Find the pairs in one split folder: ``A/`` + ``B/`` paired by file name, else aligned images."""
+    """Find the pairs in one split folder: ``A/`` + ``B/`` paired by file name, else aligned images.
+
+    Raises:
+        DatasetError: a file of ``A/`` or ``B/`` has no partner (see :func:`find_pairs` to get them instead).
+    """
+    pairs, unpaired = find_pairs(folder)
+    if unpaired:
+        where = [str(path) for path, _ in unpaired[:5]]
+        raise DatasetError(f"{len(unpaired)} file(s) in {folder} have no partner in A/ or B/, e.g. {where}")
+    return pairs
+
+
+def find_pairs(folder: str | Path) -> tuple[list[PairFiles], list[tuple[Path, Path]]]:
+    """The pairs in one split folder, plus ``(file, partner pattern)`` for each file of ``A/`` or ``B/`` without one."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"dataset folder {folder} does not exist")
@@ -45,53 +63,14 @@ def discover_pairs(folder: str | Path) -> list[PairFiles]:
             raise DatasetError(f"{folder} has only one of A/ and B/; paired folders need both")
         a_files = {p.stem: p for p in list_images(a_dir)}
         b_files = {p.stem: p for p in list_images(b_dir)}
-        missing = sorted(set(a_files) ^ set(b_files))
-        if missing:
-            where = [str((a_dir if m in a_files else b_dir) / a_files.get(m, b_files.get(m)).name) for m in missing[:5]]
-            raise DatasetError(f"{len(missing)} file(s) in {folder} have no partner in A/ or B/, e.g. {where}")
-        pairs = [PairFiles(a_files[k], b_files[k]) for k in sorted(a_files)]
+        unpaired = [(a_files[m], b_dir / f"{m}.*") if m in a_files else (b_files[m], a_dir / f"{m}.*")
+                    for m in sorted(set(a_files) ^ set(b_files))]
+        pairs = [PairFiles(a_files[k], b_files[k]) for k in sorted(set(a_files) & set(b_files))]
     else:
-        pairs = [PairFiles(p) for p in list_images(folder)]
-    if not pairs:
+        pairs, unpaired = [PairFiles(p) for p in list_images(folder)], []
+    if not pairs and not unpaired:
         raise DatasetError(f"dataset folder {folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return pairs
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the header, raising :class:`DatasetError` naming the file if it is unreadable."""
-    try:
-        with Image.open(path) as img:
-            img.verify()
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DatasetError(f"cannot read image {path}: {err}") from None
-
-
-def validate_pairs(pairs: list[PairFiles], *, need_uniform: bool) -> tuple[int, int]:
-    """Check every file; returns the (height, width) of one pair side.
-
-    Args:
-        pairs: the pairs to check.
-        need_uniform: images must all share one size (no ``load_size`` to resize them to).
-    """
-    sizes: dict[tuple[int, int], Path] = {}
-    for pair in pairs:
-        w, h = image_size(pair.a)
-        if pair.b is None:
-            if w % 2:
-                raise DatasetError(f"aligned image {pair.a} is {w} px wide; A|B side by side needs an even width")
-            w //= 2
-        else:
-            wb, hb = image_size(pair.b)
-            if (wb, hb) != (w, h):
-                raise DatasetError(f"pair sizes differ: {pair.a} is {w}x{h} but {pair.b} is {wb}x{hb}")
-        sizes.setdefault((h, w), pair.a)
-    if need_uniform and len(sizes) > 1:
-        examples = ", ".join(f"{p} ({w}x{h})" for (h, w), p in list(sizes.items())[:3])
-        raise DatasetError(f"images have different sizes ({examples}); set data.load_size to resize them")
-    (h, w), _ = next(iter(sizes.items()))
-    return h, w
+    return pairs, unpaired
 
 
 def load_image(path: Path, channels: int) -> torch.Tensor:
@@ -115,10 +94,15 @@ class PairedFolderDataset(Dataset):
         pairs: from :func:`discover_pairs`.
         a_channels / b_channels: channels of the A and B sides as stored on disk.
         load_size: resize both sides to this square size, or keep the stored size.
+        skipped: bad files left out of ``pairs`` (``data.skip_bad``), for the run's report.
     """
 
-    def __init__(self, pairs: list[PairFiles], a_channels: int, b_channels: int, load_size: int | None = None) -> None:
+    def __init__(
+        self, pairs: list[PairFiles], a_channels: int, b_channels: int, load_size: int | None = None,
+        skipped: Sequence[BadFile] = (),
+    ) -> None:
         self.pairs = pairs
+        self.skipped = list(skipped)
         self.a_channels, self.b_channels = a_channels, b_channels
         self.load_size = load_size
 

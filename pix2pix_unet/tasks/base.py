@@ -14,13 +14,14 @@ The loop (``training/loop.py``) is the same for every task; it asks the task for
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import Task, TrainConfig
+from ..config import MetricMode, Task, TrainConfig
 from ..training.loop import Evaluation
 from ..training.step import Objective
 
@@ -49,8 +50,13 @@ class TaskBase:
     """
 
     kind: ClassVar[Task]
+    best: ClassVar[tuple[str, MetricMode]] = ("val/l1", MetricMode.MIN)  # the task's own `best_metric`
 
     def __init__(self, cfg: TrainConfig) -> None:
+        # A run that keeps the default `best_metric` gets the task's: val/l1 is not measured by every task.
+        default = TrainConfig()
+        if (cfg.best_metric, cfg.best_mode) == (default.best_metric, default.best_mode):
+            cfg = dataclasses.replace(cfg, best_metric=self.best[0], best_mode=self.best[1])
         self.cfg = cfg
         self.augment: nn.Module = nn.Identity()  # set by build_datasets; runs on the batch's device
 

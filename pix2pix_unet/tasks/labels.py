@@ -3,7 +3,7 @@
 Read by ``task=segment`` (image -> labels) and ``task=translate`` with
 ``labels.format=index`` (labels -> image). A split folder holds::
 
-    images/0001.png     (or B/, as datasets/make_synthetic.py writes)  8- or 16-bit, gray or RGB
+    images/0001.png     (or B/, as datasets/make_synthetic.py writes)  8- or 16-bit, gray or RGB, PNG or TIFF
     labels/0001.png     class ids: 8-bit or 16-bit grayscale, or a palette PNG
     instances/0001.png  optional instance ids (0 = background), 8- or 16-bit
 
@@ -20,71 +20,39 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from einops import rearrange
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from .. import io
 from ..config import DataConfig, Intensity, LabelConfig
-from ..data.folders import DatasetError, image_size, list_images
-from ..data.synthetic import NUM_CLASSES, NUM_CLASSES_MAX, PALETTE, VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
-
-INDEX_MODES = {"L", "P", "I", "I;16", "I;16B", "I;16L", "1"}
-"""PIL modes holding one integer per pixel: what a class-id or instance-id map must be."""
-
-_SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L"}
-
+from ..data.folders import DatasetError, list_images
+from ..data.synthetic import NUM_CLASSES, NUM_CLASSES_MAX, VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
+from ..io import read_label_map
 
 # --------------------------------------------------------------------------- reading files
 
 
-def read_index_map(path: Path, what: str = "label map") -> np.ndarray:
-    """Decode a class-id or instance-id image to an ``(H, W)`` int64 array.
-
-    Raises:
-        DatasetError: naming ``path`` if it is unreadable or not a single-channel
-            integer image (an RGB label image where ids are expected, for example).
-    """
-    try:
-        with Image.open(path) as img:
-            mode = img.mode
-            if mode not in INDEX_MODES:
-                raise DatasetError(
-                    f"{what} {path} is a {mode}-mode image; expected one channel of integer ids "
-                    f"(8/16-bit grayscale or palette PNG), not colours"
-                )
-            array = np.asarray(img)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DatasetError(f"cannot read {what} {path}: {err}") from None
-    return array.astype(np.int64)
-
-
 def read_image(path: Path, channels: int, intensity: Intensity = Intensity.DTYPE,
                value_range: tuple[float, float] = (0.0, 255.0)) -> torch.Tensor:
-    """Decode an 8- or 16-bit gray or colour image to float ``(channels, H, W)`` in [-1, 1].
+    """Decode an 8- or 16-bit (or float) gray or colour image to float ``(channels, H, W)`` in [-1, 1].
 
     Args:
-        path: the image file.
-        channels: 1 (gray; colour images are converted) or 3 (gray images are repeated).
+        path: the image file (PNG, TIFF, JPEG ..., read by :func:`pix2pix_unet.io.read_image`).
+        channels: 1 (colour images are averaged to gray) or 3 (gray images are repeated).
         intensity: ``dtype`` divides by the bit depth's maximum, ``image`` stretches each
             image's own min..max, ``range`` maps ``value_range`` to [-1, 1] and clips.
         value_range: (low, high) for ``intensity=range``, in the file's units.
     """
     if channels not in (1, 3):
         raise DatasetError(f"cannot load {path} with {channels} channels; label-map tasks read 1 or 3")
-    try:
-        with Image.open(path) as img:
-            if img.mode in _SIXTEEN_BIT_MODES:
-                array, full = np.asarray(img).astype(np.float32), 65535.0
-            else:
-                array, full = np.asarray(img.convert("L" if channels == 1 else "RGB")).astype(np.float32), 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DatasetError(f"cannot decode image {path}: {err}") from None
-    x = torch.from_numpy(array)
-    x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)  # (c, h, w)
+    image = io.read_image(path)
+    pixels = image.pixels[..., :-1] if image.alpha else image.pixels
+    x = rearrange(torch.from_numpy(pixels.astype(np.float32)), "h w c -> c h w")
     if x.shape[0] != channels:
-        x = x.mean(0, keepdim=True) if channels == 1 else x.expand(channels, -1, -1)
+        x = x.mean(0, keepdim=True) if channels == 1 else x[:1].expand(channels, -1, -1)
     if intensity is Intensity.DTYPE:
-        x = x / full
+        x = x / io.DTYPE_MAX[image.dtype]
     elif intensity is Intensity.IMAGE:
         lo, hi = x.min(), x.max()
         x = (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
@@ -93,21 +61,28 @@ def read_image(path: Path, channels: int, intensity: Intensity = Intensity.DTYPE
     return x.mul(2).sub(1).contiguous()
 
 
+def uniform_size(paths: list[Path], *, need_uniform: bool) -> tuple[int, int]:
+    """``(height, width)`` of the first image, read from the headers; all the same if ``need_uniform``.
+
+    Raises:
+        DatasetError: naming an unreadable file, or images of different sizes.
+    """
+    sizes: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        sizes.setdefault(io.image_shape(path), path)
+    if need_uniform and len(sizes) > 1:
+        examples = ", ".join(f"{p} ({w}x{h})" for (h, w), p in list(sizes.items())[:3])
+        raise DatasetError(f"images have different sizes ({examples}); set data.load_size to resize them")
+    return next(iter(sizes))
+
+
 # --------------------------------------------------------------------------- label helpers
 
 
-def label_palette(num_classes: int) -> torch.Tensor:
-    """``(num_classes, 3)`` display colours in [0, 1]: the built-in data's palette, then fixed random ones."""
-    if num_classes <= NUM_CLASSES_MAX:
-        return PALETTE[:num_classes]
-    extra = torch.rand(num_classes - NUM_CLASSES_MAX, 3, generator=torch.Generator().manual_seed(0))
-    return torch.cat([PALETTE, extra])
-
-
 def colorize_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``(B, H, W)`` class ids -> ``(B, 3, H, W)`` palette colours in [-1, 1], for sample grids."""
-    rgb = label_palette(num_classes).to(labels.device)[labels.long()]  # (b, h, w, 3)
-    return rgb.permute(0, 3, 1, 2).mul(2).sub(1)
+    """``(B, H, W)`` class ids -> ``(B, 3, H, W)`` colours of :func:`pix2pix_unet.io.palette` in [-1, 1]."""
+    colours = torch.from_numpy(io.palette(num_classes)).to(labels.device).float() / 127.5 - 1  # (k, 3)
+    return rearrange(colours[labels.long()], "b h w c -> b c h w")
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -185,13 +160,13 @@ def check_labelled(files: list[LabelledFiles], num_classes: int | None, *, need_
             label or instance map whose size differs from its image, a class id at or
             above ``num_classes``, or images of different sizes.
     """
-    largest, sizes = 0, {}
+    largest = 0
     for item in files:
-        w, h = image_size(item.image)
+        h, w = io.image_shape(item.image)
         for path, what in ((item.labels, "label map"), (item.instances, "instance map")):
             if path is None:
                 continue
-            ids = read_index_map(path, what)
+            ids = read_label_map(path)
             if ids.shape != (h, w):
                 raise DatasetError(
                     f"{what} {path} is {ids.shape[1]}x{ids.shape[0]} but its image {item.image} is {w}x{h}"
@@ -204,10 +179,7 @@ def check_labelled(files: list[LabelledFiles], num_classes: int | None, *, need_
                         f"(ids must be 0..{num_classes - 1})"
                     )
                 largest = max(largest, top)
-        sizes.setdefault((h, w), item.image)
-    if need_uniform and len(sizes) > 1:
-        examples = ", ".join(f"{p} ({w}x{h})" for (h, w), p in list(sizes.items())[:3])
-        raise DatasetError(f"images have different sizes ({examples}); set data.load_size to resize them")
+    uniform_size([item.image for item in files], need_uniform=need_uniform)
     return num_classes if num_classes is not None else max(2, largest + 1)
 
 
@@ -260,8 +232,8 @@ class LabelledFolder(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = self.files[index]
         image = read_image(item.image, self.channels, self.intensity, self.value_range)
-        labels = read_index_map(item.labels)
-        instances = read_index_map(item.instances, "instance map") if item.instances else instances_from_labels(labels)
+        labels = read_label_map(item.labels)
+        instances = read_label_map(item.instances) if item.instances else instances_from_labels(labels)
         labels_t, instances_t = torch.from_numpy(labels), torch.from_numpy(instances)
         if self.load_size:
             size = [self.load_size, self.load_size]
@@ -325,8 +297,7 @@ def build_labelled(data: DataConfig, cfg: LabelConfig, channels: int, seed: int,
         )
     train, val = split_labelled(data, cfg, seed)
     num_classes = check_labelled(train + val, cfg.num_classes, need_uniform=data.load_size is None)
-    first = train[0].image
-    w, h = image_size(first)
+    h, w = io.image_shape(train[0].image)
     size = data.load_size or min(h, w)
     if data.crop_size and data.crop_size > size:
         raise DatasetError(f"data.crop_size={data.crop_size} is larger than the images in {data.path} ({h}x{w})")

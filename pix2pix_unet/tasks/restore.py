@@ -21,14 +21,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import DataConfig, Intensity, Task, TrainConfig
-from ..data.folders import DatasetError, PairFiles, list_images, validate_pairs
+from ..config import DataConfig, Intensity, MetricMode, Task, TrainConfig
+from ..data.folders import DatasetError, list_images
 from ..data.synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 from ..training.loop import Evaluation
 from ..training.step import Pix2PixObjective
 from .base import TaskBase
 from .degrade import degrade
-from .labels import read_image
+from .labels import read_image, uniform_size
 
 
 class CleanImages(Dataset):
@@ -99,7 +99,7 @@ def build_clean(data: DataConfig, channels: int, seed: int) -> tuple[CleanImages
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
         n_val = max(1, math.floor(len(train) * data.val_fraction))
         train, val = [train[i] for i in sorted(order[n_val:])], [train[i] for i in sorted(order[:n_val])]
-    h, w = validate_pairs([PairFiles(p, p) for p in train + val], need_uniform=data.load_size is None)
+    h, w = uniform_size(train + val, need_uniform=data.load_size is None)
     size = data.load_size or min(h, w)
     if data.crop_size and data.crop_size > size:
         raise DatasetError(f"data.crop_size={data.crop_size} is larger than the images in {root} ({h}x{w})")
@@ -110,6 +110,7 @@ class RestoreTask(TaskBase):
     """Degraded image (+ hole mask) -> clean image; see the module docstring."""
 
     kind = Task.RESTORE
+    best = ("val/psnr", MetricMode.MAX)
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)

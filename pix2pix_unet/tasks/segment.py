@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import FinalActivation, SegmentConfig, Task
+from ..config import FinalActivation, MetricMode, SegmentConfig, Task
 from ..losses import generator_adversarial_loss
 from ..training.loop import Evaluation
 from ..training.step import discriminator_losses
@@ -106,6 +106,7 @@ class SegmentTask(TaskBase):
     """Image -> per-class logits; see the module docstring."""
 
     kind = Task.SEGMENT
+    best = ("val/miou", MetricMode.MAX)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         cfg, seg = self.cfg, self.cfg.segment

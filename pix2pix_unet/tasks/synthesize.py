@@ -1,7 +1,7 @@
 """Synthetic training data: a trained label -> image generator turns label maps into new pairs.
 
 ``pix2pix-unet synthesize --checkpoint RUN --labels DIR --output OUT --num N [--augment-labels]``
-writes ``OUT/images/00000.png`` + ``OUT/labels/00000.png`` (class ids), the layout
+writes ``OUT/images/00000.png`` + ``OUT/labels/00000.png`` (class ids, an indexed PNG), the layout
 ``task=segment`` reads. Label map ``i % L`` of the ``L`` inputs makes pair ``i``,
 so ``N`` may exceed ``L``; with ``--augment-labels`` each map is first flipped,
 rotated and deformed (nearest neighbour, so ids stay ids), giving new layouts.
@@ -15,13 +15,12 @@ from pathlib import Path
 import kornia.augmentation as K
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from ..data.folders import DatasetError, list_images
-from ..inference import to_image
+from ..io import from_tensor, read_label_map, write_image, write_label_map
 from ..models import UNet
-from .labels import one_hot, read_index_map
+from .labels import one_hot
 
 
 def label_augmentation(sigma: float = 8.0, alpha: float = 3.0) -> nn.Module:
@@ -74,7 +73,7 @@ def synthesize(generator: UNet, num_classes: int, label_files: list[Path], outpu
     # 1. read and check every label map before writing anything
     maps = []
     for path in label_files:
-        ids = read_index_map(path)
+        ids = read_label_map(path)
         if ids.max() >= num_classes:
             raise DatasetError(f"label map {path} holds class id {ids.max()}, but the generator knows "
                                f"{num_classes} classes (ids 0..{num_classes - 1})")
@@ -83,7 +82,6 @@ def synthesize(generator: UNet, num_classes: int, label_files: list[Path], outpu
     labels_dir.mkdir(parents=True, exist_ok=True)
     generator = generator.to(device).eval()
     augment = label_augmentation().to(device)
-    dtype = np.uint8 if num_classes <= 256 else np.uint16
     written = []
     with torch.random.fork_rng():
         torch.manual_seed(seed)  # kornia draws its parameters from the global RNG
@@ -95,7 +93,7 @@ def synthesize(generator: UNet, num_classes: int, label_files: list[Path], outpu
             # 3. one-hot -> image                                          (1, c, h, w)
             image = generator(one_hot(labels, num_classes)[None])
             name = f"{i:05d}.png"
-            to_image(image[0]).save(images_dir / name)
-            Image.fromarray(labels.cpu().numpy().astype(dtype)).save(labels_dir / name)
+            write_image(images_dir / name, from_tensor(image[0], np.uint8))
+            write_label_map(labels_dir / name, labels.cpu().numpy(), num_classes)
             written.append(images_dir / name)
     return written

@@ -5,7 +5,7 @@ Run folder written by :func:`train` (``cfg.output_dir``)::
     config.yaml                 resolved config + package version
     metrics.jsonl               every logged scalar (losses, lr, validation)
     samples/step_XXXXXXXX.png   input | output | target rows on fixed validation pairs
-    checkpoints/step_XXXXXXXX/  full training state (the newest ``keep_checkpoints``)
+    checkpoints/step_XXXXXXXX/  full training state (the newest ``keep_checkpoints`` + the best)
     checkpoints/generator/      generator export: model.safetensors + config.json
     wandb/                      the W&B run (offline without an API key)
 """
@@ -13,6 +13,7 @@ Run folder written by :func:`train` (``cfg.output_dir``)::
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +21,7 @@ from typing import Iterator
 import kornia.metrics
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
@@ -31,8 +33,12 @@ from .. import __version__
 from ..config import TrainConfig, save_config, to_dict
 from ..data import orient, side_channels
 from ..models import Discriminator, UNet
-from .perf import adam, speed_up_modules, to_memory_format
-from .checkpoint import TrainState, export_generator, latest_checkpoint, save_checkpoint
+from .perf import adam, resolve, speed_up_modules, to_memory_format
+from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
+from .distributed import cpu_only_processes
+from .faults import (
+    BadStepPolicy, StopSignals, TrainingStopped, ignore_sigint, report_skipped_files, signal_stop,
+)
 from .samples import save_sample_grid
 from .step import train_step
 from .tracking import RunLogger
@@ -112,11 +118,26 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         resume: continue from the newest checkpoint in ``cfg.output_dir``.
         stop_at: end this session after this step (saving a checkpoint) without
             changing the schedule, which still runs to ``cfg.max_steps``.
+
+    Raises:
+        TrainingStopped: the run ended early on purpose (SIGTERM/SIGINT after saving a
+            checkpoint, too many NaN steps in a row, a checkpoint that could not be
+            written); the message says what was kept.
     """
+    # SIGTERM/SIGINT end the run after a step, with a checkpoint; `cleanup` closes the progress bar on any error
+    with StopSignals() as signals, ExitStack() as cleanup:
+        return _train(cfg, resume, stop_at, signals, cleanup)
+
+
+def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSignals, cleanup: ExitStack) -> Path:
     end = min(cfg.max_steps, stop_at) if stop_at else cfg.max_steps
     run_dir = Path(cfg.output_dir)
     ckpt_root = run_dir / "checkpoints"
+    # A process may train more than once (notebooks, tests): forget the previous run's precision
+    # settings. The distributed part (PartialState) is kept.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
+        cpu=cpu_only_processes(),
         mixed_precision=cfg.mixed_precision.value,
         gradient_accumulation_steps=cfg.grad_accum,
         project_dir=str(run_dir),
@@ -141,6 +162,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         # Its own generator: starting an iterator must not draw from the global RNG, or a
         # resumed run (which starts one mid-epoch) would drift from an uninterrupted one.
         generator=torch.Generator().manual_seed(cfg.seed),
+        worker_init_fn=ignore_sigint,
     )
 
     # 2. nets, optimisers, schedules
@@ -148,9 +170,10 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     generator = UNet(cfg.generator)
     discriminator = Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
-    speed_up_modules([generator, discriminator], cfg.perf, accelerator.device)
-    opt_g = adam(generator.parameters(), cfg.optim.lr_g, betas, cfg.perf)
-    opt_d = adam(discriminator.parameters(), cfg.optim.lr_d, betas, cfg.perf)
+    perf = resolve(cfg.perf, accelerator.device)
+    speed_up_modules([generator, discriminator], perf, accelerator.device)
+    opt_g = adam(generator.parameters(), cfg.optim.lr_g, betas, perf)
+    opt_d = adam(discriminator.parameters(), cfg.optim.lr_d, betas, perf)
     schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
     sched_g, sched_d = LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
@@ -165,15 +188,14 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
 
     # 3. resume, or start a fresh run folder
     if resume:
-        checkpoint = latest_checkpoint(ckpt_root)
-        if checkpoint is None:
-            raise FileNotFoundError(f"--resume: no checkpoint under {ckpt_root}")
-        accelerator.load_state(str(checkpoint))
+        checkpoint = load_latest(accelerator, ckpt_root)
         accelerator.print(f"resumed from {checkpoint} at step {state.step}")
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml", version=__version__)
     logger = RunLogger(run_dir, to_dict(cfg), cfg.wandb, cfg.wandb_project) if main else None
+    if main:
+        report_skipped_files(train_set, run_dir, logger, state.step)
 
     def sample_net() -> nn.Module:
         return ema.module if ema is not None else accelerator.unwrap_model(generator)
@@ -189,10 +211,33 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         path = save_sample_grid(run_dir / "samples" / f"step_{state.step:08d}.png",
                                 result.inputs, result.outputs, result.targets)
         logger.log(result.metrics, state.step)
+        best.check(result.metrics)
+        evaluated.update(step=state.step, metrics=result.metrics)
         logger.log_image("samples", path, state.step, caption="input | output | target")
         bar.write(f"step {state.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
 
-    bar = tqdm(total=end, initial=state.step, disable=not main, desc="train", unit="step", dynamic_ncols=True)
+    evaluated: dict = {}  # the latest evaluation: its step and metrics, stored with a checkpoint of that step
+
+    def checkpoint(measure: bool = True) -> Path:
+        """Save the state, with metrics measured on these very weights (for "best"), and the export."""
+        metrics = None
+        if main and measure:
+            if evaluated.get("step") != state.step:
+                result = task.evaluate(sample_net(), val_set, accelerator.device)
+                evaluated.update(step=state.step, metrics=result.metrics)
+            metrics = evaluated["metrics"]
+            best.check(metrics)
+        path = save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints, metrics, best)
+        if main:
+            export()
+        return path
+
+    best = BestRule(cfg.best_metric, cfg.best_mode)
+    bad_steps = BadStepPolicy(cfg.max_bad_steps)
+    stop: TrainingStopped | None = None
+    bar = cleanup.enter_context(
+        tqdm(total=end, initial=state.step, disable=not main, desc="train", unit="step", dynamic_ncols=True)
+    )
     if main and state.step == 0:
         eval_and_sample()  # the step-0 baseline every later number is compared with
     running: torch.Tensor | None = None
@@ -200,17 +245,18 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     steps_since_log, t_log = 0, time.perf_counter()
 
     # 4. the loop: one optimiser step per `grad_accum` micro-batches
-    while state.step < end:
+    while state.step < end and stop is None:
         epoch, offset = divmod(state.batches_seen, len(loader))
         batches = accelerator.skip_first_batches(loader, offset) if offset else loader
         batches.set_epoch(epoch)  # Accelerate's loaders pass this on to the sampler at each iteration
         for batch in batches:
             inputs, target = task.train_batch(batch)
-            inputs = to_memory_format(inputs, cfg.perf)
-            target = to_memory_format(target, cfg.perf) if isinstance(target, torch.Tensor) else target
+            inputs = to_memory_format(inputs, perf)
+            target = to_memory_format(target, perf) if isinstance(target, torch.Tensor) else target
             with accelerator.accumulate(generator, discriminator):
                 losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss,
                                     d_steps=cfg.optim.d_steps_per_g, objective=task)
+            skipped = bool(losses.pop("skipped"))
             state.batches_seen += 1
             values = torch.stack(list(losses.values()))
             running = values if running is None else running + values  # summed on device: no sync per step
@@ -221,15 +267,23 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
             steps_since_log += 1
             sched_g.step()
             sched_d.step()
-            if ema is not None:
+            if ema is not None and not skipped:
                 ema.update_parameters(accelerator.unwrap_model(generator))
             bar.update(1)
+            state.bad_steps += skipped
+            if skipped and main:
+                bar.write(f"step {state.step}: NaN or inf loss or gradient, update skipped "
+                          f"({bad_steps.in_row + 1} in a row, max_bad_steps={cfg.max_bad_steps})")
+            if bad_steps.update(skipped):
+                last = latest_checkpoint(ckpt_root)
+                stop = bad_steps.stop(state.step, state.bad_steps, str(last) if last else None)
 
             if state.step % cfg.log_every == 0 or state.step == end:
                 mean = accelerator.reduce(running, "mean") / (steps_since_log * cfg.grad_accum)
                 elapsed = time.perf_counter() - t_log
                 scalars = {f"train/{k}": v for k, v in zip(names, mean.tolist())}
                 scalars["train/lr_g"] = sched_g.get_last_lr()[0]
+                scalars["train/bad_steps"] = state.bad_steps
                 scalars["train/images_per_s"] = (
                     steps_since_log * cfg.grad_accum * cfg.batch_size * accelerator.num_processes / elapsed
                 )
@@ -238,13 +292,19 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
                     bar.set_postfix({k.removeprefix("train/"): f"{v:.3f}" for k, v in scalars.items()
                                      if k not in ("train/lr_g", "train/g_total")})
                 running, steps_since_log, t_log = None, 0, time.perf_counter()
-            if main and (state.step % cfg.sample_every == 0 or state.step == end):
+            if stop is not None:
+                break  # diverged: keep the last good checkpoint, write nothing more
+            received = signals.agreed(accelerator)
+            if main and received is None and (state.step % cfg.sample_every == 0 or state.step == end):
                 eval_and_sample()
-            if state.step % cfg.checkpoint_every == 0 or state.step == end:
-                save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints)
-                if main:
-                    export()
-            if state.step >= end:
+            if received is not None or state.step % cfg.checkpoint_every == 0 or state.step == end:
+                try:
+                    path = checkpoint(measure=received is None)  # no evaluation in a signal's grace period
+                    if received is not None:
+                        stop = signal_stop(received, state.step, str(path))
+                except TrainingStopped as err:  # the checkpoint could not be written
+                    stop = err
+            if state.step >= end or stop is not None:
                 break
 
     # 5. wrap up and say where everything went
@@ -261,5 +321,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         print(f"  generator:   {ckpt_root / 'generator'}  (pix2pix-unet predict --checkpoint {run_dir} ...)")
         print(f"  wandb:       {wandb_dir or 'off'}")
     accelerator.end_training()
+    if stop is not None:
+        raise stop
     return run_dir
 

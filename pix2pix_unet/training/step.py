@@ -7,7 +7,7 @@ a batch, and returns its losses (detached) for logging.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from accelerate import Accelerator
@@ -18,6 +18,7 @@ from ..losses import (
     PENALISED, discriminator_loss, feature_matching_loss, generator_adversarial_loss, gradient_penalty, interpolate,
     l1_loss,
 )
+from .faults import restore_buffers, snapshot_buffers, update_is_finite
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -112,39 +113,61 @@ def train_step(
     target: Any,
     cfg: LossConfig,
     d_steps: int = 1,
+    on_phase: Callable[[str], None] | None = None,
     objective: Objective | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Update D ``d_steps`` times, then G once, on one batch; returns every loss, detached.
+    """Update D ``d_steps`` times, then G once, on one batch; returns every loss, detached, plus ``skipped``.
 
     The D losses returned are those of the last D update. ``objective`` defaults
     to the pix2pix losses with ``cfg``. Under ``accelerator.accumulate`` the
     optimisers only step (and zero) on gradient-sync micro-batches, so
     accumulation needs nothing here (the config refuses ``d_steps > 1`` with
     accumulation).
+
+    An update whose loss or gradients hold a NaN or inf is not applied (its
+    gradients are dropped); ``skipped`` is then 1.0 instead of 0.0, and both nets'
+    running statistics are put back as they were before this batch.
+
+    ``on_phase(name)``, if given, is called as each phase ends ("generate",
+    "discriminator", "generator"); the benchmarks time the phases with it.
     """
     objective = objective or Pix2PixObjective(cfg)
+    mark = on_phase or (lambda name: None)
+    buffers = snapshot_buffers(generator, discriminator)
     # 1. generate                                                 (b, c_out, h, w)
     with accelerator.autocast():
         fake = generator(inputs)
+    mark("generate")
 
     # 2. discriminator step(s) on real and fake pairs
     set_requires_grad(discriminator, True)
+    d_applied = True
     for _ in range(d_steps):
         with accelerator.autocast():
             d_losses = objective.discriminator_losses(discriminator, inputs, fake, target)
         if not d_losses:  # an objective without an adversarial term leaves D alone
             break
         accelerator.backward(d_losses["d_total"])
-        opt_d.step()
+        if update_is_finite(accelerator, d_losses.values(), discriminator):
+            opt_d.step()
+        else:
+            d_applied = False
         opt_d.zero_grad(set_to_none=True)
+    mark("discriminator")
 
     # 3. generator step through a frozen D; the unwrapped D skips DDP's gradient hooks
     set_requires_grad(discriminator, False)
     with accelerator.autocast():
         g_losses = objective.generator_losses(accelerator.unwrap_model(discriminator), inputs, fake, target)
     accelerator.backward(g_losses["g_total"])
-    opt_g.step()
+    g_applied = update_is_finite(accelerator, g_losses.values(), generator)
+    if g_applied:
+        opt_g.step()
     opt_g.zero_grad(set_to_none=True)
     set_requires_grad(discriminator, True)
+    if not (d_applied and g_applied):
+        restore_buffers(buffers)
+    mark("generator")
 
-    return {k: v.detach() for k, v in {**d_losses, **g_losses}.items()}
+    skipped = torch.tensor(float(not (d_applied and g_applied)))
+    return {**{k: v.detach() for k, v in {**d_losses, **g_losses}.items()}, "skipped": skipped}

@@ -35,7 +35,8 @@ def test_wgan_gp_feature_matching_and_two_d_steps():
     g, d, opt_g, opt_d, (x, y) = _setup()
     cfg = LossConfig(gan=GanLoss.WGAN_GP, fm_weight=10.0, gp_weight=10.0)
     losses = train_step(Accelerator(cpu=True), g, d, opt_g, opt_d, x, y, cfg, d_steps=2)
-    assert set(losses) == {"d_total", "d_real", "d_fake", "d_gp", "g_total", "g_gan", "g_l1", "g_fm"}
+    assert set(losses) == {"d_total", "d_real", "d_fake", "d_gp", "g_total", "g_gan", "g_l1", "g_fm", "skipped"}
+    assert losses["skipped"].item() == 0.0  # every update was finite and applied
     assert all(torch.isfinite(v) and not v.requires_grad for v in losses.values())
     assert losses["d_gp"] > 0 and losses["g_fm"] > 0
     wasserstein = losses["d_fake"] - losses["d_real"]

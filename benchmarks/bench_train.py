@@ -1,0 +1,274 @@
+"""Training and inference speed of a pix2pix configuration: prints a table and JSON.
+
+    python benchmarks/bench_train.py                                  # the baseline: pix2pix preset, 256 px, batch 1, fp32
+    python benchmarks/bench_train.py --mixed-precision bf16 --batch-size 64 --compile
+    python benchmarks/bench_train.py --compare-plain --steps 10       # vs a straightforward eager step, same run
+
+Reports, per training step: throughput (images/s) and time split into data
+(loader + augmentation), generate (G forward), discriminator update and generator
+update; peak memory; model FLOPs per image (torch's FlopCounterMode on one
+uncompiled step) and the achieved fraction of the device's peak (MFU); and the
+generator's inference latency at 256 and 512 px (batch 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pix2pix_unet.config import (  # noqa: E402
+    GENERATOR_PRESETS, LossConfig, MixedPrecision, PatchGANConfig, PerfConfig, from_dict, UNetConfig,
+)
+from pix2pix_unet.data import PairedAugmentation, builtin_pairs  # noqa: E402
+from pix2pix_unet.models import Discriminator, UNet  # noqa: E402
+from pix2pix_unet.training.perf import adam, compile_enabled, resolve, speed_up_modules, to_memory_format  # noqa: E402
+from pix2pix_unet.training.step import train_step  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_step import ReferenceStep  # noqa: E402
+
+# Dense tensor-core peaks (TFLOP/s) from the vendors' data sheets; fp32 convs run as TF32 by default in PyTorch.
+PEAK_TFLOPS = {
+    "H100": {"bf16": 989.4, "fp16": 989.4, "no": 494.7},
+    "H200": {"bf16": 989.4, "fp16": 989.4, "no": 494.7},
+    "A100": {"bf16": 312.0, "fp16": 312.0, "no": 156.0},
+    "L4": {"bf16": 121.0, "fp16": 121.0, "no": 60.0},
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="pix2pix", choices=sorted(GENERATOR_PRESETS))
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--steps", type=int, default=20, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
+    p.add_argument("--mixed-precision", default="no", choices=[m.value for m in MixedPrecision])
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC tensors (default: on with CUDA)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile G and D (default: on with CUDA)")
+    p.add_argument("--fused-adam", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is there")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--compare-plain", action="store_true",
+                   help="also time the straightforward eager step (benchmarks/reference_step.py) on the same data")
+    p.add_argument("--inference-sizes", type=int, nargs="*", default=[256, 512])
+    p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (known GPUs are built in)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return p.parse_args(argv)
+
+
+class Clock:
+    """Wall-clock marks that wait for the device first, so each phase is charged its own work."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.last = time.perf_counter()
+        self.phases: dict[str, list[float]] = {}
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def reset(self) -> None:
+        self.sync()
+        self.last = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        self.sync()
+        now = time.perf_counter()
+        self.phases.setdefault(name, []).append(now - self.last)
+        self.last = now
+
+
+def peak_tflops(device: torch.device, precision: str, override: float | None) -> float | None:
+    if override:
+        return override
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((table[precision] for key, table in PEAK_TFLOPS.items() if key in name), None)
+
+
+def train_flops_per_image(gen_cfg: UNetConfig, disc_cfg: PatchGANConfig, size: int, device: torch.device) -> float:
+    """FLOPs of one eager training step (G and D, forward and backward) divided by the batch (2 images)."""
+    g = UNet(gen_cfg).to(device)
+    d = Discriminator(gen_cfg.in_channels, gen_cfg.out_channels, disc_cfg).to(device)
+    acc = Accelerator(cpu=device.type == "cpu")
+    opt_g, opt_d = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
+    x = torch.randn(2, gen_cfg.in_channels, size, size, device=device)
+    y = torch.randn(2, gen_cfg.out_channels, size, size, device=device)
+    with FlopCounterMode(display=False) as counter:
+        train_step(acc, g, d, opt_g, opt_d, x, y, LossConfig())
+    return counter.get_total_flops() / 2
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=args.cpu)
+    device = accelerator.device
+    perf = resolve(PerfConfig(channels_last=args.channels_last, compile=args.compile, fused_adam=args.fused_adam),
+                   device)
+    gen_cfg = from_dict(UNetConfig, {"preset": args.preset})
+    disc_cfg = PatchGANConfig()
+    torch.manual_seed(0)
+
+    # 1. nets and data, as train_gan.py builds them
+    generator = UNet(gen_cfg)
+    discriminator = Discriminator(gen_cfg.in_channels, gen_cfg.out_channels, disc_cfg)
+    plain = ReferenceStep(copy.deepcopy(generator).to(device), copy.deepcopy(discriminator).to(device)) \
+        if args.compare_plain else None
+    speed_up_modules([generator, discriminator], perf, device)
+    opt_g = adam(generator.parameters(), 2e-4, (0.5, 0.999), perf)
+    opt_d = adam(discriminator.parameters(), 2e-4, (0.5, 0.999), perf)
+    dataset = builtin_pairs(max(16, args.batch_size), seed=0, size=args.size)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                        num_workers=args.num_workers, pin_memory=device.type == "cuda",
+                        persistent_workers=args.num_workers > 0)
+    generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
+    augment = PairedAugmentation(crop_size=None, flip=True).to(device)
+    loss_cfg = LossConfig()
+
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+    clock = Clock(device)
+
+    def one_step(timed: bool) -> None:
+        clock.reset()
+        batch = next(stream)
+        inputs, target = (to_memory_format(t, perf) for t in augment(batch["A"], batch["B"]))
+        clock.mark("data")
+        train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, loss_cfg,
+                   on_phase=clock.mark if timed else None)
+        clock.sync()
+
+    # 2. training: warm up (and compile), then time each phase
+    for _ in range(args.warmup):
+        one_step(timed=False)
+    clock.phases.clear()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(args.steps):
+        one_step(timed=True)
+    phase_ms = {k: 1000 * statistics.mean(v) for k, v in clock.phases.items()}
+    step_ms = sum(phase_ms.values())
+
+    # 3. the straightforward eager step on the same batches, interleaved so both see the same machine load
+    plain_ms = optimised_ms = None
+    if plain is not None:
+        fixed = next(stream)
+        x, y = fixed["A"].float(), fixed["B"].float()
+        xo, yo = to_memory_format(x, perf), to_memory_format(y, perf)
+        for _ in range(args.warmup):
+            plain(x, y)
+        t_plain, t_opt = [], []
+        for _ in range(args.steps):
+            clock.reset()
+            plain(x, y)
+            clock.sync()
+            t_plain.append(time.perf_counter() - clock.last)
+            clock.reset()
+            train_step(accelerator, generator, discriminator, opt_g, opt_d, xo, yo, loss_cfg)
+            clock.sync()
+            t_opt.append(time.perf_counter() - clock.last)
+        plain_ms, optimised_ms = 1000 * statistics.median(t_plain), 1000 * statistics.median(t_opt)
+
+    # 4. FLOPs and MFU
+    flops = train_flops_per_image(gen_cfg, disc_cfg, args.size, device)
+    images_per_s = args.batch_size / (step_ms / 1000)
+    peak = peak_tflops(device, args.mixed_precision, args.peak_tflops)
+    mfu = flops * images_per_s / (peak * 1e12) if peak else None
+    memory = peak_memory_mb(device)
+
+    # 5. inference latency, batch 1
+    net = accelerator.unwrap_model(generator).eval()
+    latency = {}
+    with torch.inference_mode(), accelerator.autocast():
+        for size in args.inference_sizes:
+            x = to_memory_format(torch.randn(1, gen_cfg.in_channels, size, size, device=device), perf)
+            times = []
+            for i in range(args.warmup + max(5, args.steps // 2)):
+                clock.reset()
+                net(x)
+                clock.sync()
+                if i >= args.warmup:
+                    times.append(time.perf_counter() - clock.last)
+            latency[size] = 1000 * statistics.median(times)
+
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "preset": args.preset, "size": args.size, "batch_size": args.batch_size,
+        "mixed_precision": args.mixed_precision, "channels_last": perf.channels_last,
+        "compile": compile_enabled(perf, device), "fused_adam": perf.fused_adam,
+        "steps": args.steps,
+        "images_per_s": images_per_s,
+        "step_ms": step_ms,
+        "phase_ms": phase_ms,
+        "peak_memory_mb": memory,
+        "train_gflop_per_image": flops / 1e9,
+        "achieved_tflops": flops * images_per_s / 1e12,
+        "peak_tflops": peak,
+        "mfu": mfu,
+        "inference_ms": latency,
+        "plain_step_ms": plain_ms,
+        "optimised_step_ms": optimised_ms,
+        "optimised_over_plain": optimised_ms / plain_ms if plain_ms else None,
+    }
+    print_table(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    return result
+
+
+def print_table(r: dict) -> None:
+    rows = [
+        ("device", r["device"]),
+        ("config", f"{r['preset']} @ {r['size']} px, batch {r['batch_size']}, precision {r['mixed_precision']}, "
+                   f"channels_last={r['channels_last']}, compile={r['compile']}, fused_adam={r['fused_adam']}"),
+        ("throughput", f"{r['images_per_s']:.2f} images/s"),
+        ("time per step", f"{r['step_ms']:.1f} ms = " + " + ".join(f"{k} {v:.1f}" for k, v in r["phase_ms"].items())),
+        ("peak memory", f"{r['peak_memory_mb']:.0f} MiB"),
+        ("model FLOPs", f"{r['train_gflop_per_image']:.1f} GFLOP per image per training step"),
+        ("achieved", f"{r['achieved_tflops']:.3f} TFLOP/s" + (f", MFU {100 * r['mfu']:.1f}% of {r['peak_tflops']} TFLOP/s"
+                                                               if r["mfu"] is not None else ", MFU n/a (no known peak; --peak-tflops)")),
+        ("inference", ", ".join(f"{s} px {ms:.1f} ms" for s, ms in r["inference_ms"].items())),
+    ]
+    if r["plain_step_ms"]:
+        rows.append(("vs plain eager", f"optimised {r['optimised_step_ms']:.1f} ms vs plain {r['plain_step_ms']:.1f} ms "
+                                       f"per step = {r['optimised_over_plain']:.2f}x"))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:>{width}}  {v}")
+
+
+if __name__ == "__main__":
+    main()

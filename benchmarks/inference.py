@@ -1,0 +1,106 @@
+"""Inference speed: latency at 256 and 512 px, and megapixels per second of overlap-tile inference.
+
+Runs a generator with random weights (speed does not depend on them) on the CPU
+and, where one is available, on CUDA. Example::
+
+    python benchmarks/inference.py                        # the default `small` preset
+    python benchmarks/inference.py --preset pix2pix --large 4096 --repeats 5
+
+Prints one table per device. Latency is the median of ``--repeats`` timed
+forward passes (batch 1) after ``--warmup`` untimed ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+try:
+    import pix2pix_unet  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pix2pix_unet.config import GENERATOR_PRESETS, BlendWindow  # noqa: E402
+from pix2pix_unet.models import UNet, count_parameters  # noqa: E402
+from pix2pix_unet.tiling import plan_tiles, predict_tiled  # noqa: E402
+from pix2pix_unet.models.unet import pad_to_multiple  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeats: int, warmup: int) -> list[float]:
+    """Seconds per call of ``fn``, ``repeats`` times after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+@torch.no_grad()
+def bench_device(net: UNet, device: torch.device, args: argparse.Namespace) -> list[tuple[str, str]]:
+    net = net.to(device).eval()
+    channels = net.config.in_channels
+    rows = []
+    for size in (256, 512):
+        x = torch.rand(1, channels, size, size, device=device) * 2 - 1
+        t = statistics.median(timed(lambda: net(x), device, args.repeats, args.warmup))
+        rows.append((f"latency {size}x{size}", f"{t * 1e3:.1f} ms  ({size * size / t / 1e6:.2f} MP/s)"))
+    large = torch.rand(channels, args.large, args.large) * 2 - 1  # on the CPU, as a decoded image would be
+    padded = pad_to_multiple(large[None], net.config.factor)[0]
+    plan = plan_tiles(padded.shape[-2], padded.shape[-1], args.tile, args.overlap, net.config.factor)
+
+    def tiled() -> torch.Tensor:
+        return predict_tiled(net, large, tile=args.tile, overlap=args.overlap, factor=net.config.factor,
+                             window=BlendWindow(args.window), batch_size=args.batch_size, device=device)
+
+    t = statistics.median(timed(tiled, device, max(1, args.repeats // 4), 1))
+    mp = args.large * args.large / 1e6
+    rows.append((f"tiled {args.large}x{args.large} ({len(plan)} tiles of {args.tile}, overlap "
+                 f"{args.tile - plan.step}, batch {args.batch_size})", f"{t:.2f} s  ({mp / t:.2f} MP/s)"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="small", choices=sorted(GENERATOR_PRESETS))
+    p.add_argument("--large", type=int, default=2048, help="side of the large image for tiled inference (2048)")
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--overlap", type=int, default=128)
+    p.add_argument("--window", default="linear", choices=[w.value for w in BlendWindow])
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (4)")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--devices", nargs="*", help="default: cpu, plus cuda where available")
+    args = p.parse_args(argv)
+
+    torch.manual_seed(0)
+    net = UNet(GENERATOR_PRESETS[args.preset])
+    devices = args.devices or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    print(f"generator preset {args.preset}: {count_parameters(net) / 1e6:.1f} M parameters, "
+          f"2**depth = {net.config.factor}; torch {torch.__version__}")
+    for name in devices:
+        device = torch.device(name)
+        where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                 else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+        print(f"\n{name} ({where})")
+        for label, value in bench_device(net, device, args):
+            print(f"  {label:<55} {value}")
+
+
+if __name__ == "__main__":
+    main()

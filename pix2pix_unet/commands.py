@@ -1,0 +1,179 @@
+"""``pix2pix-unet predict``, ``export`` and ``evaluate``: argument parsing and the summary each prints.
+
+Exit codes: 0 all went well; 1 some inputs failed (each named in a warning and
+in the summary); 2 the command could not start (bad checkpoint, options or paths).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import BlendWindow, ConfigError, InferenceConfig, OutputDtype, from_dict
+
+# Flags that are shortcuts for InferenceConfig fields: flag dest -> field.
+INFERENCE_FLAGS = {
+    "batch_size": "batch_size", "tile": "tile", "overlap": "overlap", "window": "window",
+    "tile_above": "tile_above_mp", "output_dtype": "output_dtype",
+}
+
+
+def add_inference_flags(p: argparse.ArgumentParser) -> None:
+    d = InferenceConfig()
+    g = p.add_argument_group("running the generator")
+    g.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda, then mps, then cpu)")
+    g.add_argument("--batch-size", type=int, help=f"images of one size, or tiles, per forward pass ({d.batch_size})")
+    g.add_argument("--tile", type=int, help=f"tile side for large images, a multiple of 2**depth ({d.tile})")
+    g.add_argument("--overlap", type=int, help=f"pixels shared by neighbouring tiles ({d.overlap})")
+    g.add_argument("--window", choices=[w.value for w in BlendWindow], help=f"tile blending ({d.window.value})")
+    g.add_argument("--tile-above", type=float, metavar="MP",
+                   help=f"tile images of more than MP megapixels; 0 tiles every image ({d.tile_above_mp})")
+
+
+def inference_config(args: argparse.Namespace) -> InferenceConfig:
+    values = {key: getattr(args, dest) for dest, key in INFERENCE_FLAGS.items() if getattr(args, dest, None) is not None}
+    cfg = from_dict(InferenceConfig, values, "inference")
+    cfg.validate()
+    return cfg
+
+
+def _load_generator(path: Path):
+    from .models import UNet
+
+    return UNet.from_pretrained(path)
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="pix2pix-unet predict",
+        description="Run a trained generator on images of any size and bit depth; outputs mirror the input names.",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
+    p.add_argument("--input", required=True, help="an image, a folder (searched recursively) or a quoted glob")
+    p.add_argument("--output", required=True, type=Path, help="folder for the outputs")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--output-dtype", choices=[d.value for d in OutputDtype],
+                   help="pixel type of written images (default: that of each input)")
+    p.add_argument("--suffix", help="write this format instead of each input's, e.g. .tif (translate/restore)")
+    p.add_argument("--overlay", type=Path, metavar="DIR",
+                   help="segment: also write each label map blended over its input, as PNGs in DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_inference_flags(p)
+    args = p.parse_args(argv)
+
+    from .inference import best_device, collect_inputs, make_writer, predict_files
+
+    try:
+        cfg = inference_config(args)
+        generator = _load_generator(args.checkpoint)
+        suffix = args.suffix if not args.suffix or args.suffix.startswith(".") else f".{args.suffix}"
+        writer = make_writer(generator, cfg, suffix, args.overlay)
+        inputs = collect_inputs(args.input, exclude=args.output)
+        device = best_device(args.device)
+        summary = predict_files(generator, inputs, args.output, cfg, device=device, overwrite=args.overwrite,
+                                writer=writer, progress=not args.no_progress)
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(inputs)} input(s) on {device}: wrote {len(summary.written)} file(s) to {args.output}")
+    if summary.existing:
+        print(f"  {len(summary.existing)} skipped because the output exists (--overwrite replaces them)")
+    if summary.failed:
+        print(f"  {len(summary.failed)} failed:", file=sys.stderr)
+        for _, reason in summary.failed:
+            print(f"    {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    from .export import EXPORTERS, ExportFormat
+
+    p = argparse.ArgumentParser(
+        prog="pix2pix-unet export",
+        description="Export a trained generator as ONNX (dynamic batch, height, width) or a safetensors folder.",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
+    p.add_argument("--format", required=True, choices=[f.value for f in ExportFormat])
+    p.add_argument("out", type=Path, help="the .onnx file, or the folder for safetensors")
+    p.add_argument("--no-check", action="store_true", help="onnx: skip the onnxruntime vs PyTorch comparison")
+    args = p.parse_args(argv)
+
+    try:
+        generator = _load_generator(args.checkpoint)
+        fmt = ExportFormat(args.format)
+        path = EXPORTERS[fmt](generator, args.out)
+    except (FileNotFoundError, ImportError, ValueError, RuntimeError) as err:
+        hint = " (pip install 'pix2pix-unet[export]')" if isinstance(err, ImportError) else ""
+        print(f"error: {err}{hint}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    if fmt is ExportFormat.ONNX and not args.no_check:
+        from .export import onnx_max_difference
+
+        diff = onnx_max_difference(generator, path)
+        ok = diff <= 1e-3
+        print(f"onnxruntime vs PyTorch on a batch of 2 at another odd size: max |difference| = {diff:.2e}"
+              + ("" if ok else "  (too large)"))
+        return 0 if ok else 1
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="pix2pix-unet evaluate",
+        description="Score a generator on a folder of pairs: metrics.json plus report.html and report.png.",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
+    p.add_argument("--data", required=True, type=Path,
+                   help="folder of pairs: A/ + B/ (by file stem) or aligned A|B images; test/ or val/ used if present")
+    p.add_argument("--split", help="sub-folder of --data to score (default: test/, else val/, else --data itself)")
+    p.add_argument("--inputs", help="sub-folder holding the generator inputs (default A, or B for BtoA)")
+    p.add_argument("--targets", help="sub-folder holding the targets (default B, or A for BtoA; labels for segment)")
+    p.add_argument("--output", type=Path, help="folder for metrics.json and the reports (default CHECKPOINT/eval)")
+    p.add_argument("--num-examples", type=int, default=8, help="worst examples shown in the report (8)")
+    p.add_argument("--no-progress", action="store_true")
+    add_inference_flags(p)
+    args = p.parse_args(argv)
+
+    from .data import DatasetError
+    from .evaluation import evaluate_pairs, find_pairs, split_folder
+    from .inference import best_device
+
+    try:
+        cfg = inference_config(args)
+        generator = _load_generator(args.checkpoint)
+        meta = getattr(generator, "metadata", {}) or {}
+        root = split_folder(args.data, args.split)
+        pairs = find_pairs(root, args.inputs, args.targets, str(meta.get("direction", "AtoB")))
+        device = best_device(args.device)
+        out = args.output or args.checkpoint / "eval"
+        info = {"checkpoint": str(args.checkpoint), "data": str(root), "step": meta.get("step"),
+                "device": str(device)}
+        result = evaluate_pairs(generator, pairs, out, cfg, device=device, num_examples=args.num_examples,
+                                progress=not args.no_progress, info=info)
+    except (ConfigError, DatasetError, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    shown = {k: v for k, v in result.metrics.items() if not isinstance(v, list)}
+    print(", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+    print(f"wrote {result.json_path}, {result.html_path}" + (f", {result.png_path}" if result.png_path else ""))
+    if result.failed:
+        print(f"  {len(result.failed)} pair(s) failed:", file=sys.stderr)
+        for _, reason in result.failed:
+            print(f"    {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["evaluate_main", "export_main", "predict_main"]

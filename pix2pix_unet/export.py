@@ -1,0 +1,104 @@
+"""Export a trained generator: ONNX with dynamic batch, height and width, or a safetensors folder.
+
+The ONNX graph keeps the UNet's pad-to-multiple and crop, so it takes any size
+whose sides exceed half of ``2 ** depth`` (the padding is a reflection, which
+cannot reach further than the image). Its ``metadata_props`` carry the export's
+``config.json`` under the key ``pix2pix_unet``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import io as stdio
+import json
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import to_dict
+from .models import UNet
+
+ONNX_METADATA_KEY = "pix2pix_unet"
+
+
+class ExportFormat(str, enum.Enum):
+    ONNX = "onnx"
+    SAFETENSORS = "safetensors"
+
+
+def _metadata(generator: UNet) -> dict:
+    meta = dict(getattr(generator, "metadata", None) or {})
+    meta["generator"] = to_dict(generator.config)
+    return meta
+
+
+def example_input(generator: UNet, batch: int = 1) -> torch.Tensor:
+    """A seeded input whose sides are not multiples of ``2 ** depth``, so the padding path is traced."""
+    f = generator.config.factor
+    rng = torch.Generator().manual_seed(0)
+    return torch.rand(batch, generator.config.in_channels, f + 5, 2 * f + 3, generator=rng) * 2 - 1
+
+
+def export_onnx(generator: UNet, path: str | Path) -> Path:
+    """Write ``generator`` as an ONNX file with dynamic ``batch``, ``height`` and ``width``.
+
+    Needs the ``export`` extra (onnx, onnxscript).
+    """
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    generator = generator.cpu().eval()
+    # torch.onnx narrates each stage on stdout; keep it quiet unless it fails (the error carries the story)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(stdio.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            generator, (example_input(generator),), str(path), dynamo=True, external_data=False,
+            dynamic_shapes={"x": {0: "batch", 2: "height", 3: "width"}},
+            input_names=["input"], output_names=["output"],
+        )
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(_metadata(generator))
+    onnx.save(model, str(path))
+    return path
+
+
+def export_safetensors(generator: UNet, path: str | Path) -> Path:
+    """Write a ``save_pretrained`` folder (``model.safetensors`` + ``config.json``) at ``path``."""
+    meta = {k: v for k, v in _metadata(generator).items() if k not in ("generator", "version")}
+    return generator.save_pretrained(path, **meta)
+
+
+EXPORTERS: dict[ExportFormat, Callable[[UNet, Path], Path]] = {
+    ExportFormat.ONNX: export_onnx,
+    ExportFormat.SAFETENSORS: export_safetensors,
+}
+
+
+def onnx_max_difference(generator: UNet, path: str | Path, inputs: torch.Tensor | None = None) -> float:
+    """Largest absolute difference between onnxruntime's and PyTorch's outputs on ``inputs``.
+
+    ``inputs`` defaults to a batch of 2 at an odd size other than the one traced.
+    """
+    import onnxruntime
+
+    f = generator.config.factor
+    if inputs is None:
+        rng = torch.Generator().manual_seed(1)
+        inputs = torch.rand(2, generator.config.in_channels, 2 * f + 7, f + 9, generator=rng) * 2 - 1
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ours = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]
+    with torch.no_grad():
+        reference = generator.cpu().eval()(inputs).numpy()
+    if ours.shape != reference.shape:
+        raise ValueError(f"ONNX output shape {ours.shape} differs from PyTorch's {reference.shape}")
+    return float(np.abs(ours - reference).max())
+
+
+__all__ = ["EXPORTERS", "ExportFormat", "ONNX_METADATA_KEY", "export_onnx", "export_safetensors",
+           "onnx_max_difference"]

@@ -1,0 +1,60 @@
+"""``pix2pix-unet export``: ONNX with dynamic sizes (checked against PyTorch with onnxruntime) and safetensors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pix2pix_unet import from_pretrained
+from pix2pix_unet.cli import main
+from pix2pix_unet.config import UNetConfig, from_dict
+from pix2pix_unet.models import UNet
+
+onnxruntime = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+
+def test_onnx_export_takes_any_size_and_matches_pytorch(tmp_path, capsys):
+    torch.manual_seed(0)
+    generator = UNet(from_dict(UNetConfig, {"depth": 3, "base_channels": 8, "max_channels": 32,
+                                            "in_channels": 1, "out_channels": 2}))
+    generator.save_pretrained(tmp_path / "g", task="translate", direction="AtoB", step=7)
+    out = tmp_path / "export" / "generator.onnx"
+    assert main(["export", "--checkpoint", str(tmp_path / "g"), "--format", "onnx", str(out)]) == 0
+    assert "max |difference|" in capsys.readouterr().out
+
+    model = onnx.load(str(out))
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 1, "height", "width"]
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["pix2pix_unet"])
+    assert meta["step"] == 7 and meta["generator"]["out_channels"] == 2
+
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    reference = UNet.from_pretrained(tmp_path / "g")
+    for shape in [(1, 1, 45, 70), (3, 1, 64, 64), (2, 1, 100, 33), (1, 1, 257, 129)]:
+        x = torch.rand(shape) * 2 - 1
+        (ours,) = session.run(None, {"input": x.numpy()})
+        with torch.no_grad():
+            expected = reference(x)
+        assert ours.shape == tuple(expected.shape)
+        assert torch.allclose(torch.from_numpy(ours), expected, atol=1e-5), shape
+
+
+def test_safetensors_export_loads_with_no_other_arguments(tmp_path):
+    torch.manual_seed(0)
+    generator = UNet(from_dict(UNetConfig, {"depth": 2, "base_channels": 4, "max_channels": 8}))
+    generator.save_pretrained(tmp_path / "run" / "checkpoints" / "generator", task="segment", num_classes=3)
+    assert main(["export", "--checkpoint", str(tmp_path / "run"), "--format", "safetensors",
+                 str(tmp_path / "copy")]) == 0
+    loaded = from_pretrained(str(tmp_path / "copy"))
+    assert not loaded.training and loaded.metadata["task"] == "segment" and loaded.metadata["num_classes"] == 3
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), generator.eval()(x))
+
+
+def test_export_of_a_missing_checkpoint_names_it(tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(tmp_path / "nothing"), "--format", "onnx", str(tmp_path / "a.onnx")]) == 2
+    assert "nothing" in capsys.readouterr().err

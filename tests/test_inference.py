@@ -1,0 +1,183 @@
+"""``pix2pix-unet predict``: files, folders and globs of any format, batched, tiled, never overwriting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from pix2pix_unet.cli import main
+from pix2pix_unet.config import InferenceConfig, UNetConfig, from_dict
+from pix2pix_unet.inference import collect_inputs, predict_files, run_generator
+from pix2pix_unet.io import read_image, read_label_map, write_image
+from pix2pix_unet.models import UNet
+
+RNG = np.random.default_rng(0)
+TINY_G = {"depth": 3, "base_channels": 4, "max_channels": 16}
+
+
+def save_generator(path: Path, **overrides) -> Path:
+    torch.manual_seed(0)
+    meta = overrides.pop("meta", {})
+    UNet(from_dict(UNetConfig, {**TINY_G, **overrides})).save_pretrained(path, **meta)
+    return path
+
+
+@pytest.fixture
+def generator_dir(tmp_path: Path) -> Path:
+    return save_generator(tmp_path / "g")
+
+
+@pytest.fixture
+def mixed_inputs(tmp_path: Path) -> Path:
+    """A folder tree of every kind of input: 8/16-bit PNG, JPEG, TIFF, gray, RGBA, and two bad files."""
+    root = tmp_path / "in"
+    write_image(root / "rgb8.png", RNG.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    write_image(root / "photo.jpg", RNG.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    write_image(root / "rgba.png", RNG.integers(0, 256, (29, 45, 4), dtype=np.uint8))
+    write_image(root / "deep" / "rgb16.png", RNG.integers(0, 65536, (33, 47, 3), dtype=np.uint16))
+    write_image(root / "deep" / "gray16.tif", RNG.integers(0, 65536, (33, 47, 1), dtype=np.uint16))
+    good = (root / "rgb8.png").read_bytes()
+    (root / "deep" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "notes.png").write_text("not an image")
+    (root / "readme.txt").write_text("ignored: not an image suffix")
+    return root
+
+
+def test_predict_folder_mirrors_names_dtypes_and_sizes(generator_dir, mixed_inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    before = {p: p.read_bytes() for p in mixed_inputs.rglob("*") if p.is_file()}
+    code = main(["predict", "--checkpoint", str(generator_dir), "--input", str(mixed_inputs), "--output", str(out),
+                 "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1  # two inputs failed
+    for bad in ("truncated.png", "notes.png"):  # each named in a warning and in the summary
+        assert err.count(bad) == 2, err
+    assert "2 failed" in err
+    expected = {  # name -> (shape, dtype): outputs follow the input's size, dtype and format
+        "rgb8.png": ((40, 50, 3), np.uint8), "photo.jpg": ((40, 50, 3), np.uint8),
+        "rgba.png": ((29, 45, 3), np.uint8), "deep/rgb16.png": ((33, 47, 3), np.uint16),
+        "deep/gray16.tif": ((33, 47, 3), np.uint16),
+    }
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert written == set(expected)
+    for name, (shape, dtype) in expected.items():
+        image = read_image(out / name)
+        assert image.shape == shape and image.dtype == dtype, name
+    assert {p: p.read_bytes() for p in mixed_inputs.rglob("*") if p.is_file()} == before  # inputs untouched
+
+
+def test_existing_outputs_are_kept_unless_overwrite(generator_dir, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    write_image(inputs / "a.png", RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    write_image(out / "a.png", np.zeros((4, 4, 3), np.uint8))  # an old output
+    args = ["predict", "--checkpoint", str(generator_dir), "--input", str(inputs), "--output", str(out),
+            "--no-progress"]
+    assert main(args) == 0
+    assert "1 skipped because the output exists" in capsys.readouterr().out
+    assert read_image(out / "a.png").shape == (4, 4, 3)
+    assert main([*args, "--overwrite"]) == 0
+    assert read_image(out / "a.png").shape == (32, 32, 3)
+
+
+def test_output_folder_inside_the_input_folder_is_not_read_back(generator_dir, tmp_path):
+    write_image(tmp_path / "in" / "a.png", RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    args = ["predict", "--checkpoint", str(generator_dir), "--input", str(tmp_path / "in"),
+            "--output", str(tmp_path / "in" / "out"), "--no-progress"]
+    assert main(args) == 0 and main(args) == 0
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png")) == ["in/a.png", "in/out/a.png"]
+
+
+def test_glob_input_and_output_dtype_override(generator_dir, tmp_path):
+    for split in ("x", "y"):
+        write_image(tmp_path / "data" / split / "scan.tif", RNG.integers(0, 65536, (20, 24, 3), dtype=np.uint16))
+    write_image(tmp_path / "data" / "x" / "skip.png", np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(generator_dir), "--input", str(tmp_path / "data" / "*" / "*.tif"),
+                 "--output", str(out), "--output-dtype", "float32", "--no-progress"]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.tif")) == ["x/scan.tif", "y/scan.tif"]
+    image = read_image(out / "x" / "scan.tif")
+    assert image.dtype == np.float32 and 0 <= image.pixels.min() and image.pixels.max() <= 1
+
+
+def test_channel_mismatch_names_file_and_both_counts(tmp_path, capsys):
+    gen = save_generator(tmp_path / "g", in_channels=3)
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, RNG.integers(0, 65536, (5, 16, 16), dtype=np.uint16), metadata={"axes": "CYX"})
+    code = main(["predict", "--checkpoint", str(gen), "--input", str(stack), "--output", str(tmp_path / "o"),
+                 "--no-progress"])
+    assert code == 1
+    assert "stack.tif has 5 channel(s) but the generator takes 3" in capsys.readouterr().err
+
+
+def test_multichannel_in_and_out(tmp_path):
+    gen = save_generator(tmp_path / "g", in_channels=5, out_channels=2)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "s.tif", RNG.random((5, 24, 20), dtype=np.float32), metadata={"axes": "CYX"})
+    assert main(["predict", "--checkpoint", str(gen), "--input", str(tmp_path / "in"), "--output",
+                 str(tmp_path / "o"), "--no-progress"]) == 0
+    image = read_image(tmp_path / "o" / "s.tif")
+    assert image.shape == (24, 20, 2) and image.dtype == np.float32
+
+
+def test_large_images_are_tiled_and_match_whole(tmp_path):
+    """Above the tiling threshold the result is tiled; with batch norm in eval mode it equals the whole pass."""
+    gen = UNet(from_dict(UNetConfig, {**TINY_G, "depth": 2})).eval()
+    batch = torch.rand(1, 3, 100, 140) * 2 - 1
+    whole = run_generator(gen, batch, InferenceConfig(tile_above_mp=1.0), "cpu")
+    tiled = run_generator(gen, batch, InferenceConfig(tile_above_mp=0.0, tile=48, overlap=32), "cpu")
+    assert torch.allclose(whole, tiled, atol=1e-5)
+
+
+def test_same_size_images_share_a_batch(generator_dir, tmp_path):
+    for i in range(5):
+        write_image(tmp_path / "in" / f"{i}.png", RNG.integers(0, 256, (16 + 8 * (i % 2), 24, 3), dtype=np.uint8))
+    generator = UNet.from_pretrained(generator_dir)
+    batches = []
+    generator.register_forward_hook(lambda module, args, output: batches.append(args[0].shape[0]))
+    summary = predict_files(generator, collect_inputs(tmp_path / "in"), tmp_path / "out",
+                            InferenceConfig(batch_size=2), progress=False)
+    assert len(summary.written) == 5 and not summary.failed
+    assert sorted(batches) == [1, 2, 2]  # three 16-px images (2 + 1) and two 24-px images (2)
+
+
+def test_segmentation_writes_indexed_label_maps_and_overlays(tmp_path):
+    gen_dir = save_generator(tmp_path / "seg", out_channels=4, final_activation="none",
+                             meta={"task": "segment", "num_classes": 4, "direction": "BtoA"})
+    write_image(tmp_path / "in" / "cells.tif", RNG.integers(0, 65536, (30, 36, 3), dtype=np.uint16))
+    out, overlays = tmp_path / "labels", tmp_path / "overlays"
+    assert main(["predict", "--checkpoint", str(gen_dir), "--input", str(tmp_path / "in"), "--output", str(out),
+                 "--overlay", str(overlays), "--no-progress"]) == 0
+    with Image.open(out / "cells.png") as img:
+        assert img.mode == "P" and img.size == (36, 30)
+    labels = read_label_map(out / "cells.png")
+    generator = UNet.from_pretrained(gen_dir)
+    from pix2pix_unet.io import to_tensor
+
+    expected = generator(to_tensor(read_image(tmp_path / "in" / "cells.tif"), 3)[None])[0].argmax(0).numpy()
+    np.testing.assert_array_equal(labels, expected)
+    picture = read_image(overlays / "cells.png")
+    assert picture.shape == (30, 36, 3) and picture.dtype == np.uint8
+
+
+def test_never_writes_over_inputs_even_with_overwrite(generator_dir, tmp_path):
+    write_image(tmp_path / "in" / "a.png", RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    before = (tmp_path / "in" / "a.png").read_bytes()
+    assert main(["predict", "--checkpoint", str(generator_dir), "--input", str(tmp_path / "in"),
+                 "--output", str(tmp_path / "in"), "--overwrite", "--no-progress"]) == 2
+    assert (tmp_path / "in" / "a.png").read_bytes() == before
+
+
+def test_bad_options_and_paths_fail_before_running(generator_dir, tmp_path, capsys):
+    base = ["predict", "--checkpoint", str(generator_dir), "--output", str(tmp_path / "o"), "--no-progress"]
+    assert main([*base, "--input", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    assert main([*base, "--input", str(tmp_path / "a.png"), "--overlap", "600"]) == 2
+    assert "inference.overlap=600" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
