@@ -135,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.perf_counter() - start) / 60
     print(f"\nsegment task, {args.seg_steps} steps, validated on {args.val} real pairs "
           f"(label -> image: {args.gan_steps} steps on the same {args.real} real pairs; {minutes:.1f} min in all)")
-    print(f"{'training data':<34} {'val mIoU':>9} {'pixel acc':>10} {'object F1':>10}")
+    print(f"{'training data':<40} {'val mIoU':>9} {'pixel acc':>10} {'object F1':>10}")
     sizes = {"real only": f"{args.real}", "real + synthetic": f"{args.real} x{repeats} + {args.synthetic}"}
     for name, m in results.items():
         label = f"{name} ({sizes[name]} pairs)"
-        print(f"{label:<34} {m['val/miou']:>9.3f} {m['val/pixel_acc']:>10.3f} {m['val/object_f1']:>10.3f}")
+        print(f"{label:<40} {m['val/miou']:>9.3f} {m['val/pixel_acc']:>10.3f} {m['val/object_f1']:>10.3f}")
     return 0
 
 
