@@ -3,22 +3,29 @@
     python benchmarks/bench_train.py                                  # the baseline: pix2pix preset, 256 px, batch 1, fp32
     python benchmarks/bench_train.py --mixed-precision bf16 --batch-size 64 --compile
     python benchmarks/bench_train.py --compare-plain --steps 10       # vs a straightforward eager step, same run
+    python benchmarks/bench_train.py --no-small-conv-gemm             # turn one CPU option off to see what it gives
 
 Reports, per training step: throughput (images/s) and time split into data
 (loader + augmentation), generate (G forward), discriminator update and generator
 update; peak memory; model FLOPs per image (torch's FlopCounterMode on one
 uncompiled step) and the achieved fraction of the device's peak (MFU); and the
 generator's inference latency at 256 and 512 px (batch 1).
+
+``--compare-plain`` times benchmarks/reference_step.py, a straightforward eager
+step, in a process of its own (as a user's plain script runs: default
+allocator, no speed settings), alternating with blocks of the optimised step in
+this process, so both see the same machine load; both step the same fixed batch.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import json
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,11 +42,11 @@ from pix2pix_unet.config import (  # noqa: E402
 )
 from pix2pix_unet.data import PairedAugmentation, builtin_pairs  # noqa: E402
 from pix2pix_unet.models import Discriminator, UNet  # noqa: E402
-from pix2pix_unet.training.perf import adam, compile_enabled, resolve, speed_up_modules, to_memory_format  # noqa: E402
+from pix2pix_unet.training.perf import SpeedPlan, adam, plan, speed_up  # noqa: E402
 from pix2pix_unet.training.step import train_step  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_step import ReferenceStep  # noqa: E402
+from reference_step import fixed_batch  # noqa: E402
 
 # Dense tensor-core peaks (TFLOP/s) from the vendors' data sheets; fp32 convs run as TF32 by default in PyTorch.
 PEAK_TFLOPS = {
@@ -48,6 +55,8 @@ PEAK_TFLOPS = {
     "A100": {"bf16": 312.0, "fp16": 312.0, "no": 156.0},
     "L4": {"bf16": 121.0, "fp16": 121.0, "no": 60.0},
 }
+
+SPEED_OPTIONS = [f.name for f in dataclasses.fields(SpeedPlan)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,15 +68,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     p.add_argument("--mixed-precision", default="no", choices=[m.value for m in MixedPrecision])
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC tensors (default: on with CUDA)")
+                   help="NHWC G and D (default: both with CUDA, D only on CPU)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile G and D (default: on with CUDA)")
     p.add_argument("--fused-adam", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--small-conv-gemm", action=argparse.BooleanOptionalAction, default=True,
+                   help="CPU: convs on inputs of <= 16x16 px through im2col + GEMM")
+    p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="CPU: malloc keeps freed memory for reuse")
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is there")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--compare-plain", action="store_true",
-                   help="also time the straightforward eager step (benchmarks/reference_step.py) on the same data")
+                   help="also time the straightforward eager step (benchmarks/reference_step.py, own process)")
+    p.add_argument("--blocks", type=int, default=3, help="--compare-plain: alternating blocks of each")
     p.add_argument("--inference-sizes", type=int, nargs="*", default=[256, 512])
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (known GPUs are built in)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -125,14 +139,25 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def plain_block(args: argparse.Namespace, device: torch.device) -> list[float]:
+    """Step times (s) of benchmarks/reference_step.py, run in a fresh process with the same settings."""
+    cmd = [sys.executable, str(Path(__file__).with_name("reference_step.py")), "--preset", args.preset,
+           "--size", str(args.size), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--device", str(device)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [ms / 1000 for ms in json.loads(out.strip().splitlines()[-1])["step_ms"]]
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=args.cpu)
     device = accelerator.device
-    perf = resolve(PerfConfig(channels_last=args.channels_last, compile=args.compile, fused_adam=args.fused_adam),
-                   device)
+    speed = plan(PerfConfig(channels_last=args.channels_last, compile=args.compile, fused_adam=args.fused_adam,
+                            small_conv_gemm=args.small_conv_gemm, keep_freed_memory=args.keep_freed_memory), device)
     gen_cfg = from_dict(UNetConfig, {"preset": args.preset})
     disc_cfg = PatchGANConfig()
     torch.manual_seed(0)
@@ -140,11 +165,9 @@ def main(argv: list[str] | None = None) -> dict:
     # 1. nets and data, as train_gan.py builds them
     generator = UNet(gen_cfg)
     discriminator = Discriminator(gen_cfg.in_channels, gen_cfg.out_channels, disc_cfg)
-    plain = ReferenceStep(copy.deepcopy(generator).to(device), copy.deepcopy(discriminator).to(device)) \
-        if args.compare_plain else None
-    speed_up_modules([generator, discriminator], perf, device)
-    opt_g = adam(generator.parameters(), 2e-4, (0.5, 0.999), perf)
-    opt_d = adam(discriminator.parameters(), 2e-4, (0.5, 0.999), perf)
+    speed_up(generator, discriminator, speed)
+    opt_g = adam(generator.parameters(), 2e-4, (0.5, 0.999), speed)
+    opt_d = adam(discriminator.parameters(), 2e-4, (0.5, 0.999), speed)
     dataset = builtin_pairs(max(16, args.batch_size), seed=0, size=args.size)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                         num_workers=args.num_workers, pin_memory=device.type == "cuda",
@@ -163,10 +186,11 @@ def main(argv: list[str] | None = None) -> dict:
     def one_step(timed: bool) -> None:
         clock.reset()
         batch = next(stream)
-        inputs, target = (to_memory_format(t, perf) for t in augment(batch["A"], batch["B"]))
+        inputs, target = (speed.batch(t) for t in augment(batch["A"], batch["B"]))
         clock.mark("data")
-        train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, loss_cfg,
-                   on_phase=clock.mark if timed else None)
+        with speed.kernels():
+            train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, loss_cfg,
+                       on_phase=clock.mark if timed else None)
         clock.sync()
 
     # 2. training: warm up (and compile), then time each phase
@@ -179,27 +203,23 @@ def main(argv: list[str] | None = None) -> dict:
         one_step(timed=True)
     phase_ms = {k: 1000 * statistics.mean(v) for k, v in clock.phases.items()}
     step_ms = sum(phase_ms.values())
+    memory = peak_memory_mb(device)
 
-    # 3. the straightforward eager step on the same batch, in alternating blocks (plain, ours, plain, ours)
-    #    so both see the same machine load and each block reuses its own allocations
+    # 3. the straightforward eager step (own process) and ours on the same fixed batch, in alternating blocks
     plain_ms = optimised_ms = None
-    if plain is not None:
-        fixed = next(stream)
-        x, y = fixed["A"].float(), fixed["B"].float()
-        xo, yo = to_memory_format(x, perf), to_memory_format(y, perf)
-        runs = {
-            "plain": lambda: plain(x, y),
-            "optimised": lambda: train_step(accelerator, generator, discriminator, opt_g, opt_d, xo, yo, loss_cfg),
-        }
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        for _ in range(2):
-            for name, run in runs.items():
-                for i in range(args.warmup + args.steps):
-                    clock.reset()
-                    run()
-                    clock.sync()
-                    if i >= args.warmup:
-                        times[name].append(time.perf_counter() - clock.last)
+    if args.compare_plain:
+        x, y = (speed.batch(t) for t in fixed_batch((gen_cfg.in_channels, gen_cfg.out_channels), args.size,
+                                                       args.batch_size, device))
+        times: dict[str, list[float]] = {"plain": [], "optimised": []}
+        for _ in range(args.blocks):
+            times["plain"] += plain_block(args, device)
+            for i in range(args.warmup + args.steps):
+                clock.reset()
+                with speed.kernels():
+                    train_step(accelerator, generator, discriminator, opt_g, opt_d, x, y, loss_cfg)
+                clock.sync()
+                if i >= args.warmup:
+                    times["optimised"].append(time.perf_counter() - clock.last)
         plain_ms = 1000 * statistics.median(times["plain"])
         optimised_ms = 1000 * statistics.median(times["optimised"])
 
@@ -208,14 +228,13 @@ def main(argv: list[str] | None = None) -> dict:
     images_per_s = args.batch_size / (step_ms / 1000)
     peak = peak_tflops(device, args.mixed_precision, args.peak_tflops)
     mfu = flops * images_per_s / (peak * 1e12) if peak else None
-    memory = peak_memory_mb(device)
 
     # 5. inference latency, batch 1
     net = accelerator.unwrap_model(generator).eval()
     latency = {}
-    with torch.inference_mode(), accelerator.autocast():
+    with torch.inference_mode(), accelerator.autocast(), speed.kernels():
         for size in args.inference_sizes:
-            x = to_memory_format(torch.randn(1, gen_cfg.in_channels, size, size, device=device), perf)
+            x = speed.batch(torch.randn(1, gen_cfg.in_channels, size, size, device=device))
             times = []
             for i in range(args.warmup + max(5, args.steps // 2)):
                 clock.reset()
@@ -229,8 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "preset": args.preset, "size": args.size, "batch_size": args.batch_size,
-        "mixed_precision": args.mixed_precision, "channels_last": perf.channels_last,
-        "compile": compile_enabled(perf, device), "fused_adam": perf.fused_adam,
+        "mixed_precision": args.mixed_precision, **dataclasses.asdict(speed),
         "steps": args.steps,
         "images_per_s": images_per_s,
         "step_ms": step_ms,
@@ -255,8 +273,8 @@ def main(argv: list[str] | None = None) -> dict:
 def print_table(r: dict) -> None:
     rows = [
         ("device", r["device"]),
-        ("config", f"{r['preset']} @ {r['size']} px, batch {r['batch_size']}, precision {r['mixed_precision']}, "
-                   f"channels_last={r['channels_last']}, compile={r['compile']}, fused_adam={r['fused_adam']}"),
+        ("config", f"{r['preset']} @ {r['size']} px, batch {r['batch_size']}, precision {r['mixed_precision']}"),
+        ("speed options", ", ".join(f"{k}={r[k]}" for k in SPEED_OPTIONS)),
         ("throughput", f"{r['images_per_s']:.2f} images/s"),
         ("time per step", f"{r['step_ms']:.1f} ms = " + " + ".join(f"{k} {v:.1f}" for k, v in r["phase_ms"].items())),
         ("peak memory", f"{r['peak_memory_mb']:.0f} MiB"),

@@ -30,6 +30,7 @@ from pix2pix_unet.config import GENERATOR_PRESETS, BlendWindow  # noqa: E402
 from pix2pix_unet.models import UNet, count_parameters  # noqa: E402
 from pix2pix_unet.tiling import plan_tiles, predict_tiled  # noqa: E402
 from pix2pix_unet.models.unet import pad_to_multiple  # noqa: E402
+from pix2pix_unet.training.perf import keep_freed_memory  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -86,7 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--devices", nargs="*", help="default: cpu, plus cuda where available")
+    p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="malloc keeps freed memory, as `pix2pix-unet predict` sets it on CPU")
     args = p.parse_args(argv)
+    if args.keep_freed_memory:
+        keep_freed_memory()
 
     torch.manual_seed(0)
     net = UNet(GENERATOR_PRESETS[args.preset])

@@ -288,11 +288,17 @@ class DataConfig:
 
 @dataclass
 class PerfConfig:
-    """Speed options; none changes the maths beyond floating-point rounding."""
+    """Speed options; none changes the maths beyond floating-point rounding.
 
-    channels_last: bool | None = None  # NHWC tensors (faster on tensor cores); None = on when CUDA is available
+    What each does and why the automatic choices are what they are (measured):
+    :mod:`pix2pix_unet.training.perf`.
+    """
+
+    channels_last: bool | None = None  # NHWC G and D; None = both with CUDA, only D on CPU (measured faster)
     compile: bool | None = None  # torch.compile G and D in place; None = on when CUDA is available
     fused_adam: bool = True  # one fused kernel per optimiser step instead of a loop over tensors
+    small_conv_gemm: bool = True  # CPU: convs on inputs of <= 16x16 px through im2col + GEMM, not oneDNN
+    keep_freed_memory: bool = True  # CPU, Linux: malloc keeps freed memory, no page faults every step
 
 
 @dataclass

@@ -33,7 +33,7 @@ from .. import __version__
 from ..config import TrainConfig, save_config, to_dict
 from ..data import orient, side_channels
 from ..models import Discriminator, UNet
-from .perf import adam, resolve, speed_up_modules, to_memory_format
+from .perf import adam, plan, speed_up
 from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
 from .distributed import cpu_only_processes
 from .faults import (
@@ -170,10 +170,10 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     generator = UNet(cfg.generator)
     discriminator = Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
-    perf = resolve(cfg.perf, accelerator.device)
-    speed_up_modules([generator, discriminator], perf, accelerator.device)
-    opt_g = adam(generator.parameters(), cfg.optim.lr_g, betas, perf)
-    opt_d = adam(discriminator.parameters(), cfg.optim.lr_d, betas, perf)
+    speed = plan(cfg.perf, accelerator.device)
+    speed_up(generator, discriminator, speed)
+    opt_g = adam(generator.parameters(), cfg.optim.lr_g, betas, speed)
+    opt_d = adam(discriminator.parameters(), cfg.optim.lr_d, betas, speed)
     schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
     sched_g, sched_d = LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
@@ -251,9 +251,9 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         batches.set_epoch(epoch)  # Accelerate's loaders pass this on to the sampler at each iteration
         for batch in batches:
             inputs, target = task.train_batch(batch)
-            inputs = to_memory_format(inputs, perf)
-            target = to_memory_format(target, perf) if isinstance(target, torch.Tensor) else target
-            with accelerator.accumulate(generator, discriminator):
+            inputs = speed.batch(inputs)
+            target = speed.batch(target) if isinstance(target, torch.Tensor) else target
+            with accelerator.accumulate(generator, discriminator), speed.kernels():
                 losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss,
                                     d_steps=cfg.optim.d_steps_per_g, objective=task)
             skipped = bool(losses.pop("skipped"))

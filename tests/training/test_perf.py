@@ -1,5 +1,6 @@
-"""The speed options change no results: the optimised step matches a plain eager step, and the
-GPU code paths (compile, channels_last, bf16 autocast, fused Adam) run on CPU."""
+"""The speed options change no results: the optimised step matches a plain eager step, the CPU
+kernels match the default ones, and the GPU code paths (compile, channels_last, bf16 autocast,
+fused Adam) run on CPU."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 
 from pix2pix_unet.cli import train_main
-from pix2pix_unet.config import LossConfig, PatchGANConfig, PerfConfig, UNetConfig
+from pix2pix_unet.config import LossConfig, PatchGANConfig, PerfConfig, UNetConfig, from_dict
 from pix2pix_unet.models import Discriminator, UNet
-from pix2pix_unet.training.perf import adam, compile_enabled, resolve, speed_up_modules, to_memory_format
+from pix2pix_unet.training import perf
+from pix2pix_unet.training.perf import SmallConvolutionsAsGemm, adam, keep_freed_memory, plan, speed_up
 from pix2pix_unet.training.step import train_step
 from tests.conftest import TINY
 
@@ -33,19 +36,24 @@ def nets(seed: int = 0) -> tuple[UNet, Discriminator]:
     return g, d
 
 
-@pytest.mark.parametrize("perf", [PerfConfig(channels_last=True, fused_adam=True, compile=False),
-                                  PerfConfig(channels_last=False, fused_adam=False, compile=False)],
-                         ids=["channels_last+fused", "plain-options"])
-def test_optimised_step_matches_plain_eager_step(perf):
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("cfg", [PerfConfig(), PerfConfig(channels_last=True),
+                                 PerfConfig(channels_last=False, fused_adam=False, small_conv_gemm=False)],
+                         ids=["cpu-defaults", "channels_last", "all-off"])
+def test_optimised_step_matches_plain_eager_step(cfg):
     g, d = nets()
     plain = reference_step.ReferenceStep(copy.deepcopy(g), copy.deepcopy(d))
-    speed_up_modules([g, d], perf, torch.device("cpu"))
-    opt_g, opt_d = adam(g.parameters(), 2e-4, (0.5, 0.999), perf), adam(d.parameters(), 2e-4, (0.5, 0.999), perf)
+    speed = plan(cfg, CPU)
+    speed_up(g, d, speed)
+    opt_g, opt_d = adam(g.parameters(), 2e-4, (0.5, 0.999), speed), adam(d.parameters(), 2e-4, (0.5, 0.999), speed)
     acc = Accelerator(cpu=True)
     torch.manual_seed(1)
     for _ in range(3):
         x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
-        ours = train_step(acc, g, d, opt_g, opt_d, to_memory_format(x, perf), to_memory_format(y, perf), LossConfig())
+        with speed.kernels():
+            ours = train_step(acc, g, d, opt_g, opt_d, speed.batch(x), speed.batch(y), LossConfig())
         ref = plain(x, y)
         for key in ("d_total", "g_gan", "g_l1", "g_total"):
             assert ours[key].item() == pytest.approx(ref[key], rel=1e-4, abs=1e-5), key
@@ -57,13 +65,13 @@ def test_compiled_step_matches_eager_on_cpu():
     """torch.compile (inductor, CPU) gives the same losses as eager for two steps."""
     eager_g, eager_d = nets()
     comp_g, comp_d = copy.deepcopy(eager_g), copy.deepcopy(eager_d)
-    perf = PerfConfig(channels_last=True, compile=True)
-    assert compile_enabled(perf, torch.device("cpu"))
-    speed_up_modules([comp_g, comp_d], perf, torch.device("cpu"))
+    speed = plan(PerfConfig(channels_last=True, compile=True), CPU)
+    assert speed.compile
+    speed_up(comp_g, comp_d, speed)
     acc = Accelerator(cpu=True)
     runs = []
     for g, d in ((eager_g, eager_d), (comp_g, comp_d)):
-        opt_g, opt_d = adam(g.parameters(), 2e-4, (0.5, 0.999), perf), adam(d.parameters(), 2e-4, (0.5, 0.999), perf)
+        opt_g, opt_d = adam(g.parameters(), 2e-4, (0.5, 0.999), speed), adam(d.parameters(), 2e-4, (0.5, 0.999), speed)
         torch.manual_seed(1)
         losses = []
         for _ in range(2):
@@ -75,13 +83,85 @@ def test_compiled_step_matches_eager_on_cpu():
     assert list(comp_g.state_dict()) == list(eager_g.state_dict())
 
 
-def test_automatic_options_are_cuda_only():
-    assert not compile_enabled(PerfConfig(), torch.device("cpu"))
-    assert compile_enabled(PerfConfig(), torch.device("cuda"))
-    assert not compile_enabled(PerfConfig(compile=False), torch.device("cuda"))
-    assert resolve(PerfConfig(), torch.device("cuda")) == PerfConfig(channels_last=True, compile=True, fused_adam=True)
-    assert resolve(PerfConfig(), torch.device("cpu")) == PerfConfig(channels_last=False, compile=False, fused_adam=True)
-    assert resolve(PerfConfig(channels_last=True), torch.device("cpu")).channels_last
+def test_automatic_choices_per_device():
+    cuda, cpu = plan(PerfConfig(), torch.device("cuda")), plan(PerfConfig(), CPU)
+    assert cuda.generator_channels_last and cuda.discriminator_channels_last and cuda.compile and cuda.fused_adam
+    assert not (cuda.small_conv_gemm or cuda.keep_freed_memory)  # CPU-only measures
+    assert not cpu.generator_channels_last and cpu.discriminator_channels_last and not cpu.compile
+    assert cpu.small_conv_gemm and cpu.keep_freed_memory
+    off = plan(PerfConfig(channels_last=False, compile=False), torch.device("cuda"))
+    assert not (off.generator_channels_last or off.discriminator_channels_last or off.compile)
+    assert plan(PerfConfig(channels_last=True), CPU).generator_channels_last
+
+
+def _spy_routes(monkeypatch) -> list[int]:
+    calls = []
+    apply = perf._GemmConvolution.apply
+    monkeypatch.setattr(perf._GemmConvolution, "apply", lambda *a: calls.append(1) or apply(*a))
+    return calls
+
+
+@pytest.mark.parametrize("conv", [
+    dict(fn=F.conv2d, w=(16, 8, 4, 4), kw=dict(stride=2, padding=1)),
+    dict(fn=F.conv2d, w=(16, 4, 3, 3), kw=dict(padding=2, dilation=2, groups=2), bias=True),
+    dict(fn=F.conv_transpose2d, w=(8, 16, 4, 4), kw=dict(stride=2, padding=1)),
+    dict(fn=F.conv_transpose2d, w=(8, 16, 3, 3), kw=dict(stride=2, padding=1, output_padding=1), bias=True),
+], ids=["conv-s2", "conv-dilated-groups-bias", "convT-s2", "convT-output-padding-bias"])
+def test_small_convolutions_as_gemm_match_the_default_kernels(conv, monkeypatch):
+    calls = _spy_routes(monkeypatch)
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 8, 8)
+    w = torch.randn(*conv["w"]) * 0.1
+    b = torch.randn(w.shape[1] if conv["fn"] is F.conv_transpose2d else w.shape[0]) if conv.get("bias") else None
+    results = []
+    for mode in (SmallConvolutionsAsGemm(), perf.contextlib.nullcontext()):
+        leaves = [t.clone().requires_grad_(True) for t in (x, w) + ((b,) if b is not None else ())]
+        with mode:
+            out = conv["fn"](leaves[0], leaves[1], leaves[2] if b is not None else None, **conv["kw"])
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append([out.detach()] + [t.grad for t in leaves])
+    assert calls == [1]
+    for ours, default in zip(*results):
+        assert ours.shape == default.shape
+        assert torch.allclose(ours, default, rtol=1e-4, atol=1e-5), (ours - default).abs().max()
+
+
+def test_small_convolutions_as_gemm_leave_other_convolutions_alone(monkeypatch):
+    calls = _spy_routes(monkeypatch)
+    w = torch.randn(4, 3, 3, 3)
+    with SmallConvolutionsAsGemm(max_pixels=16 * 16):
+        F.conv2d(torch.randn(1, 3, 32, 32), w, padding=1)  # bigger than 16x16
+        F.conv2d(torch.randn(1, 3, 8, 8).contiguous(memory_format=torch.channels_last),
+                 w.contiguous(memory_format=torch.channels_last), padding=1)  # NHWC stays with oneDNN
+        F.conv2d(torch.randn(1, 3, 8, 8), w, padding="same")
+        assert not calls
+        F.conv2d(torch.randn(1, 3, 8, 8), w, padding=1)
+    assert calls == [1]
+    F.conv2d(torch.randn(1, 3, 8, 8), w, padding=1)  # outside the context
+    assert calls == [1]
+
+
+def test_gemm_kernels_run_the_pix2pix_preset_unchanged(monkeypatch):
+    """On the real preset (inner layers at 16x16 and below) the output and every gradient match the default kernels."""
+    calls = _spy_routes(monkeypatch)
+    torch.manual_seed(0)
+    g = UNet(from_dict(UNetConfig, {"preset": "pix2pix", "dropout": 0.0}))
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+    runs = []
+    for mode in (SmallConvolutionsAsGemm(), perf.contextlib.nullcontext()):
+        g.zero_grad(set_to_none=True)
+        with mode:
+            out = g(x)
+        out.square().mean().backward()
+        runs.append([out.detach()] + [p.grad.clone() for p in g.parameters()])
+    assert len(calls) == 9  # 4 encoder convs (16, 8, 4, 2 px) and 5 decoder convs (1, 2, 4, 8, 16 px)
+    for ours, default in zip(*runs):
+        assert torch.allclose(ours, default, rtol=1e-3, atol=1e-5), (ours - default).abs().max()
+
+
+@pytest.mark.skipif(not perf.sys.platform.startswith("linux"), reason="glibc malloc")
+def test_keep_freed_memory_takes_effect_on_glibc():
+    assert keep_freed_memory()
 
 
 def test_bf16_autocast_trains_on_cpu(pair_folder, tmp_path):
