@@ -242,6 +242,24 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         eval_and_sample()  # the step-0 baseline every later number is compared with
     running: torch.Tensor | None = None
     names: list[str] = []
+    pending_skips: list[torch.Tensor] = []  # each step's `skipped` flag, on the device until read
+
+    def settle_skips() -> TrainingStopped | None:
+        """Read the flags of the steps since the last call (one host sync), count and report the skipped
+        updates, and apply the bad-step policy; the stop to make if it says so."""
+        flags = torch.stack(pending_skips).tolist() if pending_skips else []
+        first = state.step - len(flags) + 1
+        pending_skips.clear()
+        for step, flag in enumerate(flags, start=first):
+            if flag:
+                state.bad_steps += 1
+                if main:
+                    bar.write(f"step {step}: NaN or inf loss or gradient, update skipped "
+                              f"({bad_steps.in_row + 1} in a row, max_bad_steps={cfg.max_bad_steps})")
+            if bad_steps.update(bool(flag)):
+                last = latest_checkpoint(ckpt_root)
+                return bad_steps.stop(state.step, state.bad_steps, str(last) if last else None)
+        return None
     steps_since_log, t_log = 0, time.perf_counter()
 
     # 4. the loop: one optimiser step per `grad_accum` micro-batches
@@ -256,7 +274,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
             with accelerator.accumulate(generator, discriminator), speed.kernels():
                 losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss,
                                     d_steps=cfg.optim.d_steps_per_g, objective=task)
-            skipped = bool(losses.pop("skipped"))
+            skipped = losses.pop("skipped")
             state.batches_seen += 1
             values = torch.stack(list(losses.values()))
             running = values if running is None else running + values  # summed on device: no sync per step
@@ -267,18 +285,18 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
             steps_since_log += 1
             sched_g.step()
             sched_d.step()
-            if ema is not None and not skipped:
+            if ema is not None:  # after a skipped update G is unchanged, so the average just holds still-good weights
                 ema.update_parameters(accelerator.unwrap_model(generator))
             bar.update(1)
-            state.bad_steps += skipped
-            if skipped and main:
-                bar.write(f"step {state.step}: NaN or inf loss or gradient, update skipped "
-                          f"({bad_steps.in_row + 1} in a row, max_bad_steps={cfg.max_bad_steps})")
-            if bad_steps.update(skipped):
-                last = latest_checkpoint(ckpt_root)
-                stop = bad_steps.stop(state.step, state.bad_steps, str(last) if last else None)
+            pending_skips.append(skipped)
 
-            if state.step % cfg.log_every == 0 or state.step == end:
+            # skipped updates are read (one sync) only when logging or saving, so steps never wait for the device
+            received = signals.agreed(accelerator)
+            log_now = state.step % cfg.log_every == 0 or state.step == end
+            save_now = received is not None or state.step % cfg.checkpoint_every == 0 or state.step == end
+            if log_now or save_now:
+                stop = settle_skips()
+            if log_now:
                 mean = accelerator.reduce(running, "mean") / (steps_since_log * cfg.grad_accum)
                 elapsed = time.perf_counter() - t_log
                 scalars = {f"train/{k}": v for k, v in zip(names, mean.tolist())}
@@ -294,10 +312,9 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                 running, steps_since_log, t_log = None, 0, time.perf_counter()
             if stop is not None:
                 break  # diverged: keep the last good checkpoint, write nothing more
-            received = signals.agreed(accelerator)
             if main and received is None and (state.step % cfg.sample_every == 0 or state.step == end):
                 eval_and_sample()
-            if received is not None or state.step % cfg.checkpoint_every == 0 or state.step == end:
+            if save_now:
                 try:
                     path = checkpoint(measure=received is None)  # no evaluation in a signal's grace period
                     if received is not None:

@@ -18,7 +18,7 @@ from ..losses import (
     PENALISED, discriminator_loss, feature_matching_loss, generator_adversarial_loss, gradient_penalty, interpolate,
     l1_loss,
 )
-from .faults import restore_buffers, snapshot_buffers, update_is_finite
+from .faults import guarded_step, restore_buffers, snapshot_buffers
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -126,7 +126,9 @@ def train_step(
 
     An update whose loss or gradients hold a NaN or inf is not applied (its
     gradients are dropped); ``skipped`` is then 1.0 instead of 0.0, and both nets'
-    running statistics are put back as they were before this batch.
+    running statistics are put back as they were before this batch. With fused
+    Adam all of this happens on the device: the step never waits for it
+    (:func:`~pix2pix_unet.training.faults.guarded_step`).
 
     ``on_phase(name)``, if given, is called as each phase ends ("generate",
     "discriminator", "generator"); the benchmarks time the phases with it.
@@ -141,17 +143,14 @@ def train_step(
 
     # 2. discriminator step(s) on real and fake pairs
     set_requires_grad(discriminator, True)
-    d_applied = True
+    d_skipped = torch.zeros((), device=accelerator.device)
     for _ in range(d_steps):
         with accelerator.autocast():
             d_losses = objective.discriminator_losses(discriminator, inputs, fake, target)
         if not d_losses:  # an objective without an adversarial term leaves D alone
             break
         accelerator.backward(d_losses["d_total"])
-        if update_is_finite(accelerator, d_losses.values(), discriminator):
-            opt_d.step()
-        else:
-            d_applied = False
+        d_skipped = torch.maximum(d_skipped, guarded_step(accelerator, opt_d, d_losses.values(), discriminator))
         opt_d.zero_grad(set_to_none=True)
     mark("discriminator")
 
@@ -160,14 +159,11 @@ def train_step(
     with accelerator.autocast():
         g_losses = objective.generator_losses(accelerator.unwrap_model(discriminator), inputs, fake, target)
     accelerator.backward(g_losses["g_total"])
-    g_applied = update_is_finite(accelerator, g_losses.values(), generator)
-    if g_applied:
-        opt_g.step()
+    g_skipped = guarded_step(accelerator, opt_g, g_losses.values(), generator)
     opt_g.zero_grad(set_to_none=True)
     set_requires_grad(discriminator, True)
-    if not (d_applied and g_applied):
-        restore_buffers(buffers)
+    skipped = torch.maximum(d_skipped, g_skipped)
+    restore_buffers(buffers, where=skipped)
     mark("generator")
 
-    skipped = torch.tensor(float(not (d_applied and g_applied)))
     return {**{k: v.detach() for k, v in {**d_losses, **g_losses}.items()}, "skipped": skipped}

@@ -102,3 +102,66 @@ def test_bad_steps_are_skipped_counted_and_a_streak_stops_the_run(pair_folder, t
     for path in [run / "checkpoints" / "step_00000006" / "model.safetensors",
                  run / "checkpoints" / "generator" / "model.safetensors"]:
         assert all(torch.isfinite(t).all() for t in load_file(path).values())
+
+
+def fused_setup():
+    accelerator, g, d, _, _ = tiny_setup()
+    opt_g, opt_d = torch.optim.Adam(g.parameters(), fused=True), torch.optim.Adam(d.parameters(), fused=True)
+    opt_g, opt_d = accelerator.prepare(opt_g, opt_d)
+    return accelerator, g, d, opt_g, opt_d
+
+
+def test_with_fused_adam_a_nan_batch_is_skipped_on_the_device():
+    """The default optimiser gets the verdict as its found_inf flag: same outcome, no host sync."""
+    accelerator, g, d, opt_g, opt_d = fused_setup()
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    train_step(accelerator, g, d, opt_g, opt_d, x, y, LossConfig())
+    g_before, d_before = snapshot(g), snapshot(d)
+    x[0, 0, 0, 0] = math.nan
+    losses = train_step(accelerator, g, d, opt_g, opt_d, x, y, LossConfig())
+    assert losses["skipped"].item() == 1.0
+    assert unchanged(g, g_before) and unchanged(d, d_before)
+    for opt in (opt_g, opt_d):
+        assert all(int(s["step"]) == 1 for s in opt.state_dict()["state"].values())  # the step count taken back
+        assert not hasattr(opt.optimizer, "found_inf")  # the flag does not outlive the step
+    losses = train_step(accelerator, g, d, opt_g, opt_d, torch.rand(2, 3, 16, 16), y, LossConfig())
+    assert losses["skipped"].item() == 0.0 and not unchanged(g, g_before)
+
+
+def test_with_fused_adam_the_step_never_reads_a_tensor_on_the_host(monkeypatch):
+    accelerator, g, d, opt_g, opt_d = fused_setup()
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+
+    def sync(*args, **kwargs):
+        raise AssertionError("host sync in the training step")
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, sync)
+    losses = train_step(accelerator, g, d, opt_g, opt_d, x, y, LossConfig())
+    monkeypatch.undo()
+    assert losses["skipped"].item() == 0.0
+
+
+def test_skipped_updates_are_read_when_logging_or_saving(pair_folder, tmp_path, monkeypatch, capsys):
+    """With log_every=4 the flags stay on the device between log and checkpoint steps; the streak of steps
+    5-7 is found at the step-8 log, and each skipped step is still named."""
+    calls = {"n": 0}
+    real_l1 = step_module.l1_loss
+
+    def l1_with_faults(fake, real):
+        calls["n"] += 1
+        loss = real_l1(fake, real)
+        return loss * math.nan if calls["n"] == 2 or calls["n"] >= 5 else loss
+
+    monkeypatch.setattr(step_module, "l1_loss", l1_with_faults)
+    run = tmp_path / "run"
+    code = train_main(["--data", str(pair_folder), "--output-dir", str(run), "--no-wandb", "--max-steps", "20",
+                       "checkpoint_every=3", "sample_every=100", "max_bad_steps=3", *TINY, "log_every=4"])
+    captured = capsys.readouterr()
+    assert code == EXIT_DIVERGED, captured.err
+    assert "stopped at step 8: 3 steps in a row had a NaN or inf loss or gradient" in captured.err, captured.err
+    for step in (2, 5, 6, 7):
+        assert f"step {step}: NaN or inf loss or gradient, update skipped" in captured.out
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if "train/bad_steps" in x]
+    assert [(r["step"], r["train/bad_steps"]) for r in rows] == [(4, 1), (8, 4)]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["generator", "step_00000003", "step_00000006"]
