@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    AcceleratorState._reset_state()  # a process may benchmark more than once (tests): forget earlier precision settings
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=args.cpu)
     device = accelerator.device
     speed = plan(PerfConfig(channels_last=args.channels_last, compile=args.compile, fused_adam=args.fused_adam,
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
                 clock.sync()
                 if i >= args.warmup:
                     times.append(time.perf_counter() - clock.last)
-            latency[size] = 1000 * statistics.median(times)
+            latency[str(size)] = 1000 * statistics.median(times)
 
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",

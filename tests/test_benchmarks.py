@@ -1,0 +1,46 @@
+"""The benchmark scripts run end to end on a tiny configuration and print every figure they promise.
+
+Only that they run and report sane values is checked here; the figures themselves
+are measured by running the scripts (README, Performance).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_train_reports_every_figure(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    result = load("bench_train").main(["--preset", "small", "--size", "64", "--steps", "2", "--warmup", "1",
+                                       "--num-workers", "0", "--compare-plain", "--blocks", "1",
+                                       "--inference-sizes", "64", "--json", str(out)])
+    printed = capsys.readouterr().out
+    for row in ("throughput", "time per step", "peak memory", "model FLOPs", "inference", "vs plain eager"):
+        assert row in printed
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert set(result["phase_ms"]) == {"data", "generate", "discriminator", "generator"}
+    assert math.isclose(result["step_ms"], sum(result["phase_ms"].values()))
+    assert result["images_per_s"] > 0 and result["peak_memory_mb"] > 0 and result["inference_ms"]["64"] > 0
+    assert result["train_gflop_per_image"] > 1  # the small preset's step is 3.4 GFLOP per image at 64 px
+    assert result["plain_step_ms"] > 0 and result["optimised_over_plain"] > 0
+    assert result["mfu"] is None  # no known peak for a CPU
+    assert result["small_conv_gemm"] and result["discriminator_channels_last"] and not result["compile"]
+
+
+def test_reference_step_times_itself_in_its_own_process(capsys):
+    result = load("reference_step").main(["--preset", "small", "--size", "64", "--steps", "2", "--warmup", "1",
+                                          "--device", "cpu"])
+    assert len(result["step_ms"]) == 2 and all(ms > 0 for ms in result["step_ms"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
