@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py                                  # the baseline: pix2pix preset, 256 px, batch 1, fp32
     python benchmarks/bench_train.py --mixed-precision bf16 --batch-size 64 --compile
+    python benchmarks/bench_train.py --mixed-precision bf16 --compile-mode reduce-overhead   # + CUDA graphs
     python benchmarks/bench_train.py --compare-plain --steps 10       # vs a straightforward eager step, same run
     python benchmarks/bench_train.py --no-small-conv-gemm             # turn one CPU option off to see what it gives
 
@@ -39,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pix2pix_unet.config import (  # noqa: E402
-    GENERATOR_PRESETS, LossConfig, MixedPrecision, PatchGANConfig, PerfConfig, from_dict, UNetConfig,
+    GENERATOR_PRESETS, CompileMode, LossConfig, MixedPrecision, PatchGANConfig, PerfConfig, from_dict, UNetConfig,
 )
 from pix2pix_unet.data import PairedAugmentation, builtin_pairs  # noqa: E402
 from pix2pix_unet.models import Discriminator, UNet  # noqa: E402
@@ -72,7 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="NHWC G and D (default: both with CUDA, D only on CPU)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile G and D (default: on with CUDA)")
+    p.add_argument("--compile-mode", default="default", choices=[m.value for m in CompileMode],
+                   help="with compile: reduce-overhead adds CUDA graphs")
     p.add_argument("--fused-adam", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
+                   help="CUDA: autotune cuDNN's conv algorithms per shape")
     p.add_argument("--small-conv-gemm", action=argparse.BooleanOptionalAction, default=True,
                    help="CPU: convs on inputs of <= 16x16 px through im2col + GEMM")
     p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
@@ -158,8 +163,10 @@ def main(argv: list[str] | None = None) -> dict:
     AcceleratorState._reset_state()  # a process may benchmark more than once (tests): forget earlier precision settings
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=args.cpu)
     device = accelerator.device
-    speed = plan(PerfConfig(channels_last=args.channels_last, compile=args.compile, fused_adam=args.fused_adam,
-                            small_conv_gemm=args.small_conv_gemm, keep_freed_memory=args.keep_freed_memory), device)
+    speed = plan(PerfConfig(channels_last=args.channels_last, compile=args.compile,
+                            compile_mode=CompileMode(args.compile_mode), fused_adam=args.fused_adam,
+                            cudnn_benchmark=args.cudnn_benchmark, small_conv_gemm=args.small_conv_gemm,
+                            keep_freed_memory=args.keep_freed_memory), device)
     gen_cfg = from_dict(UNetConfig, {"preset": args.preset})
     disc_cfg = PatchGANConfig()
     torch.manual_seed(0)

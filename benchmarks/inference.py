@@ -5,9 +5,12 @@ and, where one is available, on CUDA. Example::
 
     python benchmarks/inference.py                        # the default `small` preset
     python benchmarks/inference.py --preset pix2pix --large 4096 --repeats 5
+    python benchmarks/inference.py --preset pix2pix --devices cuda --precision bf16 --compile --compile-mode reduce-overhead
 
 Prints one table per device. Latency is the median of ``--repeats`` timed
-forward passes (batch 1) after ``--warmup`` untimed ones.
+forward passes (batch 1) after ``--warmup`` untimed ones. The generator is set up
+and run exactly as ``pix2pix-unet predict`` runs it with the same ``--precision``
+and ``--compile`` options (:func:`pix2pix_unet.inference.prepare_generator`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pix2pix_unet.config import GENERATOR_PRESETS, BlendWindow  # noqa: E402
+from pix2pix_unet.config import GENERATOR_PRESETS, BlendWindow, CompileMode, InferenceConfig, MixedPrecision  # noqa: E402
+from pix2pix_unet.inference import autocast, prepare_generator  # noqa: E402
 from pix2pix_unet.models import UNet, count_parameters  # noqa: E402
 from pix2pix_unet.tiling import plan_tiles, predict_tiled  # noqa: E402
 from pix2pix_unet.models.unet import pad_to_multiple  # noqa: E402
@@ -54,20 +58,28 @@ def timed(fn, device: torch.device, repeats: int, warmup: int) -> list[float]:
 
 @torch.no_grad()
 def bench_device(net: UNet, device: torch.device, args: argparse.Namespace) -> list[tuple[str, str]]:
-    net = net.to(device).eval()
+    cfg = InferenceConfig(precision=MixedPrecision(args.precision), compile=args.compile,
+                          compile_mode=CompileMode(args.compile_mode))
+    net = prepare_generator(net, cfg, device)
     channels = net.config.in_channels
     rows = []
     for size in (256, 512):
         x = torch.rand(1, channels, size, size, device=device) * 2 - 1
-        t = statistics.median(timed(lambda: net(x), device, args.repeats, args.warmup))
+
+        def forward() -> torch.Tensor:
+            with autocast(cfg, device):
+                return net(x)
+
+        t = statistics.median(timed(forward, device, args.repeats, args.warmup))
         rows.append((f"latency {size}x{size}", f"{t * 1e3:.1f} ms  ({size * size / t / 1e6:.2f} MP/s)"))
     large = torch.rand(channels, args.large, args.large) * 2 - 1  # on the CPU, as a decoded image would be
     padded = pad_to_multiple(large[None], net.config.factor)[0]
     plan = plan_tiles(padded.shape[-2], padded.shape[-1], args.tile, args.overlap, net.config.factor)
 
     def tiled() -> torch.Tensor:
-        return predict_tiled(net, large, tile=args.tile, overlap=args.overlap, factor=net.config.factor,
-                             window=BlendWindow(args.window), batch_size=args.batch_size, device=device)
+        with autocast(cfg, device):
+            return predict_tiled(net, large, tile=args.tile, overlap=args.overlap, factor=net.config.factor,
+                                 window=BlendWindow(args.window), batch_size=args.batch_size, device=device)
 
     t = statistics.median(timed(tiled, device, max(1, args.repeats // 4), 1))
     mp = args.large * args.large / 1e6
@@ -87,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--devices", nargs="*", help="default: cpu, plus cuda where available")
+    p.add_argument("--precision", default="no", choices=[m.value for m in MixedPrecision], help="autocast (no)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the generator (warm-up pays for it)")
+    p.add_argument("--compile-mode", default="default", choices=[m.value for m in CompileMode])
     p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
                    help="malloc keeps freed memory, as `pix2pix-unet predict` sets it on CPU")
     args = p.parse_args(argv)
@@ -102,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         device = torch.device(name)
         where = (torch.cuda.get_device_name(device) if device.type == "cuda"
                  else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-        print(f"\n{name} ({where})")
+        print(f"\n{name} ({where}; precision {args.precision}, compile {args.compile and args.compile_mode})")
         for label, value in bench_device(net, device, args):
             print(f"  {label:<55} {value}")
 

@@ -10,12 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import BlendWindow, ConfigError, InferenceConfig, OutputDtype, from_dict
+from .config import BlendWindow, CompileMode, ConfigError, InferenceConfig, MixedPrecision, OutputDtype, from_dict
 
 # Flags that are shortcuts for InferenceConfig fields: flag dest -> field.
 INFERENCE_FLAGS = {
     "batch_size": "batch_size", "tile": "tile", "overlap": "overlap", "window": "window",
-    "tile_above": "tile_above_mp", "output_dtype": "output_dtype",
+    "tile_above": "tile_above_mp", "output_dtype": "output_dtype", "precision": "precision", "compile": "compile",
+    "compile_mode": "compile_mode",
 }
 
 
@@ -29,6 +30,12 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window", choices=[w.value for w in BlendWindow], help=f"tile blending ({d.window.value})")
     g.add_argument("--tile-above", type=float, metavar="MP",
                    help=f"tile images of more than MP megapixels; 0 tiles every image ({d.tile_above_mp})")
+    g.add_argument("--precision", choices=[m.value for m in MixedPrecision],
+                   help=f"autocast the generator to bf16 or fp16 (CUDA); outputs stay float32 ({d.precision.value})")
+    g.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the generator: the first batch of each size is slow, later ones faster")
+    g.add_argument("--compile-mode", choices=[m.value for m in CompileMode],
+                   help=f"with --compile; reduce-overhead adds CUDA graphs ({d.compile_mode.value})")
 
 
 def inference_config(args: argparse.Namespace) -> InferenceConfig:

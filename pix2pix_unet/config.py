@@ -102,6 +102,23 @@ class MixedPrecision(str, enum.Enum):
     BF16 = "bf16"
 
 
+class CompileMode(str, enum.Enum):
+    """``torch.compile`` modes (``perf.compile_mode``); the CUDA graph modes do nothing different on a CPU."""
+
+    DEFAULT = "default"  # fused Triton/C++ kernels
+    REDUCE_OVERHEAD = "reduce-overhead"  # + CUDA graphs: a whole forward or backward replayed as one launch
+    MAX_AUTOTUNE = "max-autotune"  # + kernel autotuning and CUDA graphs; minutes of compilation
+    MAX_AUTOTUNE_NO_CUDAGRAPHS = "max-autotune-no-cudagraphs"
+
+
+class LrScaling(str, enum.Enum):
+    """How ``optim.lr_g``/``lr_d`` follow the global batch size (``optim.lr_scaling``)."""
+
+    NONE = "none"  # the learning rates as given, whatever the batch
+    SQRT = "sqrt"  # x sqrt(batch / base_batch_size): the usual rule for Adam
+    LINEAR = "linear"  # x batch / base_batch_size: the SGD rule; aggressive for Adam and GANs
+
+
 class Task(str, enum.Enum):
     """What the generator learns; each task brings its data, losses and metrics (``pix2pix_unet/tasks``)."""
 
@@ -245,9 +262,11 @@ class OptimConfig:
     beta2: float = 0.999
     decay_start: float = 0.5  # fraction of max_steps after which the lr decays linearly
     d_steps_per_g: int = 1  # discriminator updates (on the same batch) before each generator update
+    lr_scaling: LrScaling = LrScaling.NONE  # scale both lrs by the global batch (batch x accum x processes)
+    base_batch_size: int = 1  # the global batch lr_g and lr_d were tuned for (pix2pix: 1)
 
     def validate(self, where: str = "optim") -> None:
-        _positive(self, where, "lr_g", "lr_d", "d_steps_per_g")
+        _positive(self, where, "lr_g", "lr_d", "d_steps_per_g", "base_batch_size")
         if not 0.0 <= self.decay_start <= 1.0:
             raise ConfigError(f"{where}.decay_start={self.decay_start} must be in [0, 1]")
 
@@ -296,6 +315,8 @@ class PerfConfig:
 
     channels_last: bool | None = None  # NHWC G and D; None = both with CUDA, only D on CPU (measured faster)
     compile: bool | None = None  # torch.compile G and D in place; None = on when CUDA is available
+    compile_mode: CompileMode = CompileMode.DEFAULT  # reduce-overhead adds CUDA graphs
+    cudnn_benchmark: bool = True  # CUDA: time cuDNN's conv algorithms once per input shape, keep the fastest
     fused_adam: bool = True  # one fused kernel per optimiser step instead of a loop over tensors
     small_conv_gemm: bool = True  # CPU: convs on inputs of <= 16x16 px through im2col + GEMM, not oneDNN
     keep_freed_memory: bool = True  # CPU, Linux: malloc keeps freed memory, no page faults every step
@@ -609,6 +630,9 @@ class InferenceConfig:
     window: BlendWindow = BlendWindow.LINEAR
     tile_above_mp: float = 4.0  # tile images with more megapixels than this; 0 tiles every image
     output_dtype: OutputDtype = OutputDtype.INPUT
+    precision: MixedPrecision = MixedPrecision.NO  # bf16/fp16: autocast the generator (outputs stay float32)
+    compile: bool = False  # torch.compile the generator: slow first batch (and per new size), faster after
+    compile_mode: CompileMode = CompileMode.DEFAULT  # reduce-overhead: CUDA graphs, for small batches
 
     def validate(self, where: str = "inference") -> None:
         _positive(self, where, "batch_size", "tile")

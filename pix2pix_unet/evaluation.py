@@ -31,7 +31,7 @@ from .io import (
     ChannelError, ImageFile, ImageReadError, display_rgb8, from_tensor, palette, read_image, read_label_map,
     to_tensor,
 )
-from .inference import generator_task, run_generator
+from .inference import generator_task, prepare_generator, run_generator
 from .models import UNet
 
 # --------------------------------------------------------------------------- metrics (pure functions)
@@ -285,7 +285,7 @@ def evaluate_pairs(
     if task not in EVALUATORS:
         raise ValueError(f"the generator's config.json names task {task!r}; known tasks: {sorted(EVALUATORS)}")
     evaluator = EVALUATORS[task](generator, num_classes)
-    generator = generator.to(device).eval()
+    generator = prepare_generator(generator, cfg, device)
     rows: list[dict[str, Any]] = []
     examples: list[Example] = []
     failed: list[tuple[Path, str]] = []

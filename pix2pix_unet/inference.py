@@ -14,6 +14,7 @@ skipped with a warning naming it and counted as failed; the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import sys
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import InferenceConfig, OutputDtype
+from .config import InferenceConfig, MixedPrecision, OutputDtype
 from .io import (
     IMAGE_SUFFIXES, ChannelError, ImageFile, ImageReadError, ImageWriteError, display_rgb8, from_tensor,
     image_shape, overlay, read_image, to_tensor, write_image, write_label_map,
@@ -99,6 +100,36 @@ def best_device(requested: str | None = None) -> torch.device:
 
 # --------------------------------------------------------------------------- running the generator
 
+AUTOCAST_DTYPES = {MixedPrecision.BF16: torch.bfloat16, MixedPrecision.FP16: torch.float16}
+
+
+def prepare_generator(generator: UNet, cfg: InferenceConfig, device: torch.device | str) -> UNet:
+    """``generator`` moved to ``device`` in eval mode and set up for speed as ``cfg`` says, in place.
+
+    With CUDA it goes channels-last (tensor cores want NHWC) and cuDNN picks each
+    conv's fastest algorithm once per input size; ``cfg.compile`` compiles it
+    (the first batch of each new size pays for the compilation).
+
+    Raises:
+        ValueError: ``cfg.precision`` is fp16 on a device other than CUDA.
+    """
+    device = torch.device(device)
+    if cfg.precision is MixedPrecision.FP16 and device.type != "cuda":
+        raise ValueError(f"inference precision fp16 needs a CUDA device, not {device}; use bf16 or no")
+    generator = generator.to(device).eval()
+    if device.type == "cuda":
+        generator.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    if cfg.compile:
+        generator.compile(mode=cfg.compile_mode.value)
+    return generator
+
+
+def autocast(cfg: InferenceConfig, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """The generator's precision context for ``cfg.precision`` on ``device`` (a no-op for ``no``)."""
+    dtype = AUTOCAST_DTYPES.get(cfg.precision)
+    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()
+
 
 @torch.no_grad()
 def run_generator(
@@ -107,16 +138,18 @@ def run_generator(
     """Outputs ``(B, C', H, W)`` (float32, CPU) for inputs ``(B, C, H, W)`` in [-1, 1].
 
     Images of at most ``cfg.tile_above_mp`` megapixels run whole in one batch;
-    larger ones run one at a time by overlap-tile.
+    larger ones run one at a time by overlap-tile. The generator runs at
+    ``cfg.precision``; set it up with :func:`prepare_generator` first.
     """
     h, w = batch.shape[-2:]
-    if h * w <= cfg.tile_above_mp * 1e6:
-        return generator(batch.to(device)).float().cpu()
-    return torch.stack([
-        predict_tiled(generator, image, tile=cfg.tile, overlap=cfg.overlap, factor=generator.config.factor,
-                      window=cfg.window, batch_size=cfg.batch_size, device=device, progress=progress)
-        for image in batch
-    ])
+    with autocast(cfg, device):
+        if h * w <= cfg.tile_above_mp * 1e6:
+            return generator(batch.to(device)).float().cpu()
+        return torch.stack([
+            predict_tiled(generator, image, tile=cfg.tile, overlap=cfg.overlap, factor=generator.config.factor,
+                          window=cfg.window, batch_size=cfg.batch_size, device=device, progress=progress)
+            for image in batch
+        ])
 
 
 def generator_task(generator: UNet) -> tuple[str, int]:
@@ -237,7 +270,7 @@ def predict_files(
     cfg = cfg or InferenceConfig()
     cfg.validate()
     writer = writer or make_writer(generator, cfg)
-    generator = generator.to(device).eval()
+    generator = prepare_generator(generator, cfg, device)
     summary = PredictSummary()
 
     # 1. plan: where each output goes; never over an input, never over an old output unless asked
@@ -301,5 +334,5 @@ def _same_shape(decoded: list[tuple[InputFile, ImageFile, torch.Tensor]]) -> lis
 
 __all__ = [
     "InputFile", "ImageWriter", "LabelWriter", "PredictSummary", "TASK_WRITERS", "best_device", "collect_inputs",
-    "generator_task", "make_writer", "predict_files", "run_generator",
+    "generator_task", "make_writer", "predict_files", "prepare_generator", "run_generator",
 ]

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from pix2pix_unet.cli import main
-from pix2pix_unet.config import InferenceConfig, UNetConfig, from_dict
-from pix2pix_unet.inference import collect_inputs, predict_files, run_generator
+from pix2pix_unet.config import InferenceConfig, MixedPrecision, UNetConfig, from_dict
+from pix2pix_unet.inference import collect_inputs, predict_files, prepare_generator, run_generator
 from pix2pix_unet.io import read_image, read_label_map, write_image
 from pix2pix_unet.models import UNet
 
@@ -181,3 +181,33 @@ def test_bad_options_and_paths_fail_before_running(generator_dir, tmp_path, caps
     assert main([*base, "--input", str(tmp_path / "a.png"), "--overlap", "600"]) == 2
     assert "inference.overlap=600" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_bf16_and_compiled_inference_match_fp32(generator_dir, tmp_path):
+    """The speed options of predict change outputs by rounding only: bf16 autocast within bf16's
+    precision, the compiled generator within float32's."""
+    torch.manual_seed(1)
+    batch = torch.rand(2, 3, 40, 48) * 2 - 1
+    fp32 = run_generator(prepare_generator(UNet.from_pretrained(generator_dir), InferenceConfig(), "cpu"),
+                         batch, InferenceConfig(), "cpu")
+    bf16_cfg = InferenceConfig(precision=MixedPrecision.BF16)
+    bf16 = run_generator(prepare_generator(UNet.from_pretrained(generator_dir), bf16_cfg, "cpu"),
+                         batch, bf16_cfg, "cpu")
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    assert 0 < (bf16 - fp32).abs().max() < 0.05  # bf16 keeps 8 bits of mantissa: it did run in bf16
+    compiled_cfg = InferenceConfig(compile=True)
+    compiled_net = prepare_generator(UNet.from_pretrained(generator_dir), compiled_cfg, "cpu")
+    assert compiled_net._compiled_call_impl is not None
+    assert torch.allclose(run_generator(compiled_net, batch, compiled_cfg, "cpu"), fp32, atol=1e-5)
+
+
+def test_predict_precision_flag_and_fp16_on_cpu_refused(generator_dir, tmp_path, capsys):
+    write_image(tmp_path / "in" / "a.png", RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    common = ["predict", "--checkpoint", str(generator_dir), "--input", str(tmp_path / "in"), "--device", "cpu",
+              "--no-progress"]
+    assert main(common + ["--output", str(tmp_path / "bf16"), "--precision", "bf16"]) == 0
+    assert read_image(tmp_path / "bf16" / "a.png").pixels.shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device, not cpu"):
+        prepare_generator(UNet.from_pretrained(generator_dir), InferenceConfig(precision=MixedPrecision.FP16), "cpu")
+    assert main(common + ["--output", str(tmp_path / "fp16"), "--precision", "fp16"]) == 2
+    assert "fp16 needs a CUDA device" in capsys.readouterr().err

@@ -12,6 +12,7 @@ Run folder written by :func:`train` (``cfg.output_dir``)::
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import kornia.metrics
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..config import TrainConfig, save_config, to_dict
+from ..config import LrScaling, TrainConfig, save_config, to_dict
 from ..data import orient, side_channels
 from ..models import Discriminator, UNet
 from .perf import adam, plan, speed_up
@@ -72,6 +73,12 @@ def linear_decay(max_steps: int, decay_start: float):
         return max(0.0, (max_steps - step) / max(1, max_steps - start))
 
     return factor
+
+
+def batch_scaled_lr(lr: float, global_batch: int, base_batch: int, rule: LrScaling) -> float:
+    """``lr`` for ``global_batch`` images per update, when it was tuned for ``base_batch`` (``optim.lr_scaling``)."""
+    ratio = global_batch / base_batch
+    return lr * {LrScaling.NONE: 1.0, LrScaling.SQRT: math.sqrt(ratio), LrScaling.LINEAR: ratio}[rule]
 
 
 @dataclass
@@ -144,6 +151,8 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         # D runs several forwards per backward (real, fake); re-broadcasting batch-norm buffers
         # in place between them would break autograd, and running stats only matter for eval.
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+        # batches come from pinned memory (below): copy them to the GPU without waiting for the copy
+        dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
     )
     set_seed(cfg.seed, device_specific=True)
     main = accelerator.is_main_process
@@ -172,8 +181,15 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     betas = (cfg.optim.beta1, cfg.optim.beta2)
     speed = plan(cfg.perf, accelerator.device)
     speed_up(generator, discriminator, speed)
-    opt_g = adam(generator.parameters(), cfg.optim.lr_g, betas, speed)
-    opt_d = adam(discriminator.parameters(), cfg.optim.lr_d, betas, speed)
+    global_batch = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+    lr_g, lr_d = (batch_scaled_lr(lr, global_batch, cfg.optim.base_batch_size, cfg.optim.lr_scaling)
+                  for lr in (cfg.optim.lr_g, cfg.optim.lr_d))
+    if cfg.optim.lr_scaling is not LrScaling.NONE:
+        accelerator.print(f"optim.lr_scaling={cfg.optim.lr_scaling.value}: global batch {global_batch} vs "
+                          f"base_batch_size={cfg.optim.base_batch_size}, lr_g {cfg.optim.lr_g:g} -> {lr_g:g}, "
+                          f"lr_d {cfg.optim.lr_d:g} -> {lr_d:g}")
+    opt_g = adam(generator.parameters(), lr_g, betas, speed)
+    opt_d = adam(discriminator.parameters(), lr_d, betas, speed)
     schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
     sched_g, sched_d = LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)

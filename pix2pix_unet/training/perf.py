@@ -21,6 +21,14 @@ pix2pix preset, 256 px, batch 1, fp32, 2-core x86 CPU):
   layers, with 512-1024 channels and 4-16 MB weights). Computing those with
   im2col + GEMM is 2-3x faster per layer and 27 ms per step (416 vs 443 ms).
 * ``torch.compile``: with CUDA only; on this CPU inductor made the step 1.16x slower.
+  The discriminator's per-scale PatchGANs are compiled rather than its wrapper,
+  so the generator update (which calls ``Discriminator.features``) runs compiled
+  too. ``compile_mode=reduce-overhead`` adds CUDA graphs.
+* cuDNN autotuning (``torch.backends.cudnn.benchmark``), with CUDA: the shapes
+  repeat every step, so timing each conv's algorithms once pays off at once.
+
+The GPU choices follow common practice and are not yet measured here: no GPU
+was available to this project's benchmark runs (README, Performance).
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..config import PerfConfig
+from ..config import CompileMode, PerfConfig
+from ..models import Discriminator
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,9 @@ class SpeedPlan:
     generator_channels_last: bool
     discriminator_channels_last: bool
     compile: bool
+    compile_mode: CompileMode
     fused_adam: bool
+    cudnn_benchmark: bool  # CUDA only
     small_conv_gemm: bool  # CPU only
     keep_freed_memory: bool  # CPU only
 
@@ -69,7 +80,9 @@ def plan(cfg: PerfConfig, device: torch.device) -> SpeedPlan:
         generator_channels_last=cfg.channels_last if cfg.channels_last is not None else on_cuda,
         discriminator_channels_last=cfg.channels_last if cfg.channels_last is not None else on_cuda or on_cpu,
         compile=cfg.compile if cfg.compile is not None else on_cuda,
+        compile_mode=cfg.compile_mode,
         fused_adam=cfg.fused_adam,
+        cudnn_benchmark=cfg.cudnn_benchmark and on_cuda,
         small_conv_gemm=cfg.small_conv_gemm and on_cpu,
         keep_freed_memory=cfg.keep_freed_memory and on_cpu,
     )
@@ -86,9 +99,20 @@ def speed_up(generator: nn.Module, discriminator: nn.Module, speed: SpeedPlan) -
         if channels_last:
             module.to(memory_format=torch.channels_last)
         if speed.compile:
-            module.compile()
+            for part in compile_targets(module):
+                part.compile(mode=speed.compile_mode.value)
+    if speed.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
     if speed.keep_freed_memory:
         keep_freed_memory()
+
+
+def compile_targets(module: nn.Module) -> list[nn.Module]:
+    """The parts of ``module`` to compile: a :class:`Discriminator`'s per-scale nets, since both its
+    ``forward`` and its ``features`` (used by the generator loss) call them; anything else whole."""
+    if isinstance(module, Discriminator):
+        return list(module.scales)
+    return [module]
 
 
 def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], speed: SpeedPlan) -> torch.optim.Adam:

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from pix2pix_unet.cli import train_main
-from pix2pix_unet.config import LossConfig, PatchGANConfig, PerfConfig, UNetConfig, from_dict
+from pix2pix_unet.config import CompileMode, LossConfig, LrScaling, PatchGANConfig, PerfConfig, UNetConfig, from_dict
 from pix2pix_unet.models import Discriminator, UNet
 from pix2pix_unet.training import perf
-from pix2pix_unet.training.perf import SmallConvolutionsAsGemm, adam, keep_freed_memory, plan, speed_up
+from pix2pix_unet.training.loop import batch_scaled_lr
+from pix2pix_unet.training.perf import SmallConvolutionsAsGemm, adam, compile_targets, keep_freed_memory, plan, speed_up
 from pix2pix_unet.training.step import train_step
 from tests.conftest import TINY
 
@@ -61,13 +62,18 @@ def test_optimised_step_matches_plain_eager_step(cfg):
         assert torch.allclose(a, b, atol=1e-5), name
 
 
-def test_compiled_step_matches_eager_on_cpu():
-    """torch.compile (inductor, CPU) gives the same losses as eager for two steps."""
+@pytest.mark.parametrize("mode", [CompileMode.DEFAULT, CompileMode.REDUCE_OVERHEAD])
+def test_compiled_step_matches_eager_on_cpu(mode):
+    """torch.compile (inductor, CPU) gives the same losses as eager for two steps. The CUDA graph mode
+    (reduce-overhead) runs on CPU too, where it has no graphs to capture."""
     eager_g, eager_d = nets()
     comp_g, comp_d = copy.deepcopy(eager_g), copy.deepcopy(eager_d)
-    speed = plan(PerfConfig(channels_last=True, compile=True), CPU)
+    speed = plan(PerfConfig(channels_last=True, compile=True, compile_mode=mode), CPU)
     assert speed.compile
     speed_up(comp_g, comp_d, speed)
+    # D is compiled per scale, so the generator update (through D.features) runs compiled too
+    assert compile_targets(comp_d) == list(comp_d.scales)
+    assert all(part._compiled_call_impl is not None for part in [comp_g, *comp_d.scales])
     acc = Accelerator(cpu=True)
     runs = []
     for g, d in ((eager_g, eager_d), (comp_g, comp_d)):
@@ -86,6 +92,7 @@ def test_compiled_step_matches_eager_on_cpu():
 def test_automatic_choices_per_device():
     cuda, cpu = plan(PerfConfig(), torch.device("cuda")), plan(PerfConfig(), CPU)
     assert cuda.generator_channels_last and cuda.discriminator_channels_last and cuda.compile and cuda.fused_adam
+    assert cuda.cudnn_benchmark and not cpu.cudnn_benchmark
     assert not (cuda.small_conv_gemm or cuda.keep_freed_memory)  # CPU-only measures
     assert not cpu.generator_channels_last and cpu.discriminator_channels_last and not cpu.compile
     assert cpu.small_conv_gemm and cpu.keep_freed_memory
@@ -170,3 +177,19 @@ def test_bf16_autocast_trains_on_cpu(pair_folder, tmp_path):
                        "--mixed-precision", "bf16", "perf.channels_last=true", *TINY]) == 0
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if "train/g_total" in x]
     assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["train/g_total"])) for r in rows)
+
+
+def test_batch_scaled_learning_rate():
+    assert batch_scaled_lr(2e-4, 64, 1, LrScaling.NONE) == 2e-4
+    assert batch_scaled_lr(2e-4, 64, 1, LrScaling.SQRT) == pytest.approx(1.6e-3)
+    assert batch_scaled_lr(2e-4, 16, 4, LrScaling.LINEAR) == pytest.approx(8e-4)
+
+
+def test_training_applies_lr_scaling_to_the_global_batch(pair_folder, tmp_path):
+    run = tmp_path / "scaled"
+    # TINY trains batches of 2 with grad_accum 1: the global batch is 4 with grad_accum=2, so sqrt scaling doubles
+    assert train_main(["--data", str(pair_folder), "--output-dir", str(run), "--max-steps", "2", "--no-wandb",
+                       *TINY, "grad_accum=2", "optim.lr_scaling=sqrt", "optim.base_batch_size=1",
+                       "optim.lr_g=1e-4", "optim.decay_start=1.0"]) == 0
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if "train/lr_g" in x]
+    assert rows[0]["train/lr_g"] == pytest.approx(2e-4)
