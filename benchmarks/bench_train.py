@@ -40,9 +40,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pix2pix_unet.config import (  # noqa: E402
-    GENERATOR_PRESETS, CompileMode, LossConfig, MixedPrecision, PatchGANConfig, PerfConfig, from_dict, UNetConfig,
+    GENERATOR_PRESETS, CompileMode, DataConfig, LossConfig, MixedPrecision, PatchGANConfig, PerfConfig, from_dict, UNetConfig,
 )
-from pix2pix_unet.data import PairedAugmentation, builtin_pairs  # noqa: E402
+from pix2pix_unet.data import PairedAugmentation, build_datasets, builtin_pairs  # noqa: E402
 from pix2pix_unet.models import Discriminator, UNet  # noqa: E402
 from pix2pix_unet.training.perf import SpeedPlan, adam, plan, speed_up  # noqa: E402
 from pix2pix_unet.training.step import train_step  # noqa: E402
@@ -82,6 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="CPU: convs on inputs of <= 16x16 px through im2col + GEMM")
     p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
                    help="CPU: malloc keeps freed memory for reuse")
+    p.add_argument("--data", type=Path, default=None,
+                   help="a pair folder (A/ + B/ or aligned AB images) decoded from disk in the workers, resized to "
+                        "--size; default: the built-in pairs, held in memory")
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is there")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
@@ -177,7 +180,10 @@ def main(argv: list[str] | None = None) -> dict:
     speed_up(generator, discriminator, speed)
     opt_g = adam(generator.parameters(), 2e-4, (0.5, 0.999), speed)
     opt_d = adam(discriminator.parameters(), 2e-4, (0.5, 0.999), speed)
-    dataset = builtin_pairs(max(16, args.batch_size), seed=0, size=args.size)
+    if args.data:
+        dataset = build_datasets(DataConfig(path=str(args.data), load_size=args.size, crop_size=None), gen_cfg, 0)[0]
+    else:
+        dataset = builtin_pairs(max(16, args.batch_size), seed=0, size=args.size)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                         num_workers=args.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=args.num_workers > 0)
@@ -192,53 +198,74 @@ def main(argv: list[str] | None = None) -> dict:
     stream = batches()
     clock = Clock(device)
 
-    def one_step(timed: bool) -> None:
-        clock.reset()
+    def one_step(on_phase=None) -> None:
+        """One training step as the loop runs it; with ``on_phase``, each phase is timed (and waited for)."""
+        if on_phase:
+            clock.reset()
         batch = next(stream)
         inputs, target = (speed.batch(t) for t in augment(batch["A"], batch["B"]))
-        clock.mark("data")
+        if on_phase:
+            on_phase("data")
         with speed.kernels():
             train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, loss_cfg,
-                       on_phase=clock.mark if timed else None)
-        clock.sync()
+                       on_phase=on_phase)
 
-    # 2. training: warm up (and compile), then time each phase
+    x_fixed, y_fixed = (speed.batch(t) for t in fixed_batch((gen_cfg.in_channels, gen_cfg.out_channels), args.size,
+                                                             args.batch_size, device))
+
+    def fixed_step() -> None:
+        """The same step on one batch already on the device: the compute alone, no data pipeline."""
+        with speed.kernels():
+            train_step(accelerator, generator, discriminator, opt_g, opt_d, x_fixed, y_fixed, loss_cfg)
+
+    def back_to_back(step, n: int) -> float:
+        """Seconds per step over ``n`` steps run as training runs them: one wait for the device, at the end."""
+        clock.reset()
+        start = time.perf_counter()
+        for _ in range(n):
+            step()
+        clock.sync()
+        return (time.perf_counter() - start) / n
+
+    # 2. training: warm up (and compile) on both kinds of batch, then throughput as training runs
     for _ in range(args.warmup):
-        one_step(timed=False)
-    clock.phases.clear()
+        one_step()
+        fixed_step()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    pipelined_s = back_to_back(one_step, args.steps)
+    fixed_s = back_to_back(fixed_step, args.steps)
+
+    # 3. the split of a step into phases (each waited for, so the sum is a little above the pipelined step)
+    clock.phases.clear()
     for _ in range(args.steps):
-        one_step(timed=True)
+        one_step(on_phase=clock.mark)
     phase_ms = {k: 1000 * statistics.mean(v) for k, v in clock.phases.items()}
     step_ms = sum(phase_ms.values())
     memory = peak_memory_mb(device)
 
-    # 3. the straightforward eager step (own process) and ours on the same fixed batch, in alternating blocks
+    # 4. the straightforward eager step (own process) and ours on the same fixed batch, in alternating blocks
     plain_ms = optimised_ms = None
     if args.compare_plain:
-        x, y = (speed.batch(t) for t in fixed_batch((gen_cfg.in_channels, gen_cfg.out_channels), args.size,
-                                                       args.batch_size, device))
         times: dict[str, list[float]] = {"plain": [], "optimised": []}
         for _ in range(args.blocks):
             times["plain"] += plain_block(args, device)
             for i in range(args.warmup + args.steps):
                 clock.reset()
-                with speed.kernels():
-                    train_step(accelerator, generator, discriminator, opt_g, opt_d, x, y, loss_cfg)
+                fixed_step()
                 clock.sync()
                 if i >= args.warmup:
                     times["optimised"].append(time.perf_counter() - clock.last)
         plain_ms = 1000 * statistics.median(times["plain"])
         optimised_ms = 1000 * statistics.median(times["optimised"])
 
-    # 4. FLOPs and MFU
+    # 5. FLOPs and MFU, at the pipelined throughput
     flops = train_flops_per_image(gen_cfg, disc_cfg, args.size, device)
-    images_per_s = args.batch_size / (step_ms / 1000)
+    images_per_s = args.batch_size / pipelined_s
     peak = peak_tflops(device, args.mixed_precision, args.peak_tflops)
     mfu = flops * images_per_s / (peak * 1e12) if peak else None
 
-    # 5. inference latency, batch 1
+    # 6. inference latency, batch 1
     net = accelerator.unwrap_model(generator).eval()
     latency = {}
     with torch.inference_mode(), accelerator.autocast(), speed.kernels():
@@ -257,9 +284,14 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "preset": args.preset, "size": args.size, "batch_size": args.batch_size,
-        "mixed_precision": args.mixed_precision, **dataclasses.asdict(speed),
+        "data": str(args.data) if args.data else "built-in (in memory)", "num_workers": args.num_workers,
+        "mixed_precision": args.mixed_precision,
+        **{k: getattr(v, "value", v) for k, v in dataclasses.asdict(speed).items()},  # enums as their names
         "steps": args.steps,
         "images_per_s": images_per_s,
+        "pipelined_step_ms": 1000 * pipelined_s,
+        "fixed_batch_step_ms": 1000 * fixed_s,
+        "device_busy": min(1.0, fixed_s / pipelined_s),
         "step_ms": step_ms,
         "phase_ms": phase_ms,
         "peak_memory_mb": memory,
@@ -283,9 +315,13 @@ def print_table(r: dict) -> None:
     rows = [
         ("device", r["device"]),
         ("config", f"{r['preset']} @ {r['size']} px, batch {r['batch_size']}, precision {r['mixed_precision']}"),
+        ("data", f"{r['data']}, {r['num_workers']} loader workers"),
         ("speed options", ", ".join(f"{k}={r[k]}" for k in SPEED_OPTIONS)),
-        ("throughput", f"{r['images_per_s']:.2f} images/s"),
-        ("time per step", f"{r['step_ms']:.1f} ms = " + " + ".join(f"{k} {v:.1f}" for k, v in r["phase_ms"].items())),
+        ("throughput", f"{r['images_per_s']:.2f} images/s ({r['pipelined_step_ms']:.1f} ms per step, back to back)"),
+        ("data pipeline", f"a step on one batch kept on the device takes {r['fixed_batch_step_ms']:.1f} ms: "
+                          f"device busy ~{100 * r['device_busy']:.0f}% of the pipelined step"),
+        ("phases", f"{r['step_ms']:.1f} ms = " + " + ".join(f"{k} {v:.1f}" for k, v in r["phase_ms"].items())
+                   + " (each waited for)"),
         ("peak memory", f"{r['peak_memory_mb']:.0f} MiB"),
         ("model FLOPs", f"{r['train_gflop_per_image']:.1f} GFLOP per image per training step"),
         ("achieved", f"{r['achieved_tflops']:.3f} TFLOP/s" + (f", MFU {100 * r['mfu']:.1f}% of {r['peak_tflops']} TFLOP/s"

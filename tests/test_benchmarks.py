@@ -27,16 +27,28 @@ def test_bench_train_reports_every_figure(tmp_path, capsys):
                                        "--num-workers", "0", "--compare-plain", "--blocks", "1",
                                        "--inference-sizes", "64", "--json", str(out)])
     printed = capsys.readouterr().out
-    for row in ("throughput", "time per step", "peak memory", "model FLOPs", "inference", "vs plain eager"):
+    for row in ("throughput", "data pipeline", "phases", "peak memory", "model FLOPs", "inference", "vs plain eager"):
         assert row in printed
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert set(result["phase_ms"]) == {"data", "generate", "discriminator", "generator"}
     assert math.isclose(result["step_ms"], sum(result["phase_ms"].values()))
-    assert result["images_per_s"] > 0 and result["peak_memory_mb"] > 0 and result["inference_ms"]["64"] > 0
+    assert math.isclose(result["images_per_s"], 1000 / result["pipelined_step_ms"])  # batch 1, steps back to back
+    assert result["fixed_batch_step_ms"] > 0 and 0 < result["device_busy"] <= 1
+    assert result["peak_memory_mb"] > 0 and result["inference_ms"]["64"] > 0
     assert result["train_gflop_per_image"] > 1  # the small preset's step is 3.4 GFLOP per image at 64 px
     assert result["plain_step_ms"] > 0 and result["optimised_over_plain"] > 0
     assert result["mfu"] is None  # no known peak for a CPU
     assert result["small_conv_gemm"] and result["discriminator_channels_last"] and not result["compile"]
+    assert result["compile_mode"] == "default" and result["data"] == "built-in (in memory)"
+
+
+def test_bench_train_decodes_a_pair_folder(tmp_path):
+    from tests.conftest import write_pairs
+
+    data = write_pairs(tmp_path / "pairs", 4, size=36)
+    result = load("bench_train").main(["--preset", "small", "--size", "32", "--steps", "2", "--warmup", "1",
+                                       "--num-workers", "1", "--data", str(data), "--inference-sizes"])
+    assert result["data"] == str(data) and result["images_per_s"] > 0 and result["inference_ms"] == {}
 
 
 def test_reference_step_times_itself_in_its_own_process(capsys):
