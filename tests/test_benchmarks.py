@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -17,6 +18,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def load(name: str):
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -56,3 +58,27 @@ def test_reference_step_times_itself_in_its_own_process(capsys):
                                           "--device", "cpu"])
     assert len(result["step_ms"]) == 2 and all(ms > 0 for ms in result["step_ms"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+
+
+def test_gpu_suite_runs_its_whole_plan_and_reports_each_run(tmp_path, monkeypatch):
+    """The suite prepared for a GPU machine, run tiny on the CPU: every run ends with a result in
+    suite.json and a row in suite.md; the inference benchmark's table is kept too."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    runs = load("gpu_suite").main(["--out", str(tmp_path / "out"), "--quick", "--budget-s", "600"])
+    assert [r.status for r in runs] == ["ok"] * len(runs) and len(runs) == 4
+    report = json.loads((tmp_path / "out" / "suite.json").read_text())
+    assert [r["result"]["mixed_precision"] for r in report["runs"]] == ["no", "bf16", "bf16", "bf16"]
+    assert report["runs"][0]["result"]["optimised_over_plain"] > 0  # the baseline run compares with plain eager
+    assert report["runs"][2]["result"]["compile_mode"] == "reduce-overhead"
+    assert report["runs"][3]["result"]["data"].endswith("pix2pix_suite_pairs_quick")
+    assert "latency 256x256" in report["inference"] and "latency 512x512" in report["inference"]
+    table = (tmp_path / "out" / "suite.md").read_text()
+    assert all(f"| {r.name} | " in table for r in runs)
+
+
+def test_gpu_suite_skips_what_the_budget_cannot_fit(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    runs = load("gpu_suite").main(["--out", str(tmp_path / "out"), "--quick", "--budget-s", "10", "--reserve-s", "60"])
+    assert {r.status for r in runs} == {"skipped: out of budget"}
+    assert not (tmp_path / "pix2pix_suite_pairs_quick.partial").exists()  # no data written for nothing
+    assert "skipped: out of budget" in (tmp_path / "out" / "suite.md").read_text()

@@ -193,7 +193,7 @@ class SmallConvolutionsAsGemm(TorchFunctionMode):
     """While active, 2-D convolutions of contiguous CPU inputs of at most ``max_pixels`` go to im2col + GEMM.
 
     Everything else (CUDA tensors, channels-last or bigger inputs, string
-    padding, tracing, export and compilation) goes through untouched. Only the
+    padding, autocast, tracing, export and compilation) goes through untouched. Only the
     forward passes need to run inside: the backward goes the same way by itself.
 
     Examples:
@@ -219,6 +219,7 @@ class SmallConvolutionsAsGemm(TorchFunctionMode):
             or x.shape[-2] * x.shape[-1] > self.max_pixels
             or not (x.is_contiguous() and weight.is_contiguous())
             or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+            or torch.is_autocast_enabled("cpu")  # aten.convolution would skip autocast's casts
         ):
             return None
         if func is F.conv2d:  # (input, weight, bias, stride, padding, dilation, groups)

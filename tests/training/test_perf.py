@@ -141,6 +141,9 @@ def test_small_convolutions_as_gemm_leave_other_convolutions_alone(monkeypatch):
         F.conv2d(torch.randn(1, 3, 8, 8).contiguous(memory_format=torch.channels_last),
                  w.contiguous(memory_format=torch.channels_last), padding=1)  # NHWC stays with oneDNN
         F.conv2d(torch.randn(1, 3, 8, 8), w, padding="same")
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts only through F.conv2d itself
+            hidden = F.conv2d(torch.randn(1, 3, 8, 8), w, padding=1)  # bf16, into a conv with float32 weights
+            assert F.conv2d(hidden, torch.randn(4, 4, 3, 3), padding=1).dtype == torch.bfloat16
         assert not calls
         F.conv2d(torch.randn(1, 3, 8, 8), w, padding=1)
     assert calls == [1]
