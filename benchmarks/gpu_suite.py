@@ -3,15 +3,16 @@
     python benchmarks/gpu_suite.py --out $OUT --budget-s 540      # on the GPU machine
     python benchmarks/gpu_suite.py --out /tmp/suite --quick        # the same plan, tiny, on a CPU (tests)
 
-Runs :mod:`bench_train` (each configuration in a process of its own, so every
-one compiles and counts its peak memory afresh) and :mod:`inference`, in this
-order, most important first:
+Runs :mod:`bench_train` and :mod:`inference` (each configuration in a process of
+its own, so every one compiles and counts its peak memory afresh), most important
+first:
 
 1. the baseline, fp32 batch 1, optimised (compiled, channels-last) against the
-   plain eager step in the same run (``--compare-plain``);
-2. bf16 batch 1, then with CUDA graphs (``compile_mode=reduce-overhead``);
-3. bf16 at larger batches, decoding PNG pairs from disk in loader workers;
-4. inference latency (batch 1, bf16, compiled with CUDA graphs) at 256 and 512 px.
+   plain eager step in the same run (``--compare-plain``), with 512-px latency;
+2. bf16 at batch 128, decoding PNG pairs from disk in loader workers (the MFU target);
+3. inference latency at batch 1 as ``predict --precision bf16 --compile
+   --compile-mode reduce-overhead`` runs it (the 2 ms target);
+4. bf16 at batch 256 and 32 (PNG pairs), then bf16 batch 1 with and without CUDA graphs.
 
 A run that would start with less than ``--reserve-s`` of the budget left is
 skipped (and listed as such). After every run, ``suite.json`` (all results) and
@@ -38,8 +39,9 @@ ROOT = HERE.parent
 @dataclass
 class Run:
     name: str
-    argv: list[str]  # bench_train.py arguments
+    argv: list[str]  # the script's arguments
     needs_data: bool = False  # reads the PNG pair folder the suite writes
+    script: str = "bench_train.py"  # or inference.py, whose printed table is kept as it is
     result: dict | None = None
     status: str = "not run"
     seconds: float = 0.0
@@ -49,24 +51,32 @@ class Run:
 def plan(quick: bool, data: Path) -> list[Run]:
     """The runs, most important first. ``quick``: the same runs on a tiny model and image, uncompiled."""
     if quick:
-        common = ["--preset", "small", "--size", "64", "--steps", "2", "--warmup", "1", "--inference-sizes", "64",
-                  "--no-compile", "--num-workers", "1"]
-        batches = [4]
+        common = ["--preset", "small", "--size", "64", "--steps", "3", "--warmup", "1", "--no-compile",
+                  "--num-workers", "1"]
+        batches, latency, workers = [4, 8, 2], ["--inference-sizes", "64"], "1"
+        inference = ["--preset", "small", "--large", "256", "--tile", "128", "--overlap", "32", "--repeats", "2",
+                     "--warmup", "1", "--devices", "cpu"]
     else:
         common = ["--preset", "pix2pix", "--size", "256", "--steps", "30", "--warmup", "5"]
-        batches = [32, 128, 256]
-    runs = [
-        Run("fp32 b1 vs plain", [*common, "--batch-size", "1", "--compare-plain", "--blocks", "1"]),
-        Run("bf16 b1", [*common, "--batch-size", "1", "--mixed-precision", "bf16"]),
+        batches, latency, workers = [128, 256, 32], ["--inference-sizes", "512"], str(min(12, os.cpu_count() or 1))
+        inference = ["--preset", "pix2pix", "--repeats", "50", "--warmup", "10", "--devices", "cuda",
+                     "--precision", "bf16", "--compile", "--compile-mode", "reduce-overhead"]
+
+    def large(batch: int) -> Run:
+        return Run(f"bf16 b{batch} png", [*common, "--batch-size", str(batch), "--mixed-precision", "bf16",
+                                          "--data", str(data), "--num-workers", workers, "--inference-sizes"],
+                   needs_data=True)
+
+    return [
+        Run("fp32 b1 vs plain", [*common, "--batch-size", "1", "--compare-plain", "--blocks", "1", *latency]),
+        large(batches[0]),
+        Run("inference bf16 cuda-graphs", inference, script="inference.py"),
+        large(batches[1]),
+        large(batches[2]),
+        Run("bf16 b1", [*common, "--batch-size", "1", "--mixed-precision", "bf16", "--inference-sizes"]),
         Run("bf16 b1 cuda-graphs", [*common, "--batch-size", "1", "--mixed-precision", "bf16",
-                                     "--compile-mode", "reduce-overhead"]),
+                                     "--compile-mode", "reduce-overhead", *latency]),
     ]
-    workers = "1" if quick else str(min(12, os.cpu_count() or 1))
-    for batch in batches:
-        runs.append(Run(f"bf16 b{batch} png", [*common, "--batch-size", str(batch), "--mixed-precision", "bf16",
-                                               "--data", str(data), "--num-workers", workers,
-                                               "--inference-sizes"], needs_data=True))
-    return runs
 
 
 def row(run: Run) -> str:
@@ -80,17 +90,20 @@ def row(run: Run) -> str:
             f"| {mfu} | {r['peak_memory_mb']:.0f} | {latency} | {plain} |")
 
 
-def write_report(out: Path, runs: list[Run], extra: dict) -> None:
-    device = next((r.result["device"] for r in runs if r.result), "?")
+def write_report(out: Path, runs: list[Run]) -> None:
+    train = [r for r in runs if r.script == "bench_train.py"]
+    device = next((r.result["device"] for r in train if r.result), "?")
     lines = [f"device: {device}", "",
              "| run | images/s | ms/step | device busy | MFU | peak MiB | inference (batch 1) | vs plain eager |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |", *map(row, runs)]
-    if extra.get("inference"):
-        lines += ["", "benchmarks/inference.py " + " ".join(extra["inference_argv"]), "```", extra["inference"], "```"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- |", *map(row, train)]
+    for run in runs:
+        if run.script == "inference.py":
+            lines += ["", f"{run.name}: benchmarks/inference.py {' '.join(run.argv)} ({run.status})",
+                      "```", run.result["output"] if run.result else "\n".join(run.log), "```"]
     (out / "suite.md").write_text("\n".join(lines) + "\n")
     (out / "suite.json").write_text(json.dumps(
-        {"runs": [{"name": r.name, "argv": r.argv, "status": r.status, "seconds": r.seconds, "result": r.result}
-                  for r in runs], **extra}, indent=2))
+        {"runs": [{"name": r.name, "script": r.script, "argv": r.argv, "status": r.status, "seconds": r.seconds,
+                   "result": r.result} for r in runs]}, indent=2))
 
 
 def main(argv: list[str] | None = None) -> list[Run]:
@@ -104,7 +117,6 @@ def main(argv: list[str] | None = None) -> list[Run]:
     args.out.mkdir(parents=True, exist_ok=True)
     data = Path(os.environ.get("TMPDIR", "/tmp")) / f"pix2pix_suite_pairs_{'quick' if args.quick else 256}"
     runs = plan(args.quick, data)
-    extra: dict = {}
 
     def left() -> float:
         return args.budget_s - (time.perf_counter() - start)
@@ -129,36 +141,27 @@ def main(argv: list[str] | None = None) -> list[Run]:
             partial.rename(data)
             writer = None
         json_path = args.out / f"{run.name.replace(' ', '_')}.json"
-        cmd = [sys.executable, str(HERE / "bench_train.py"), *run.argv, "--json", str(json_path)]
+        cmd = [sys.executable, str(HERE / run.script), *run.argv]
+        if run.script == "bench_train.py":
+            cmd += ["--json", str(json_path)]
         t0 = time.perf_counter()
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=max(1.0, left() - 5))
             run.status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
             run.log = (done.stdout + done.stderr).splitlines()[-40:]
             if done.returncode == 0:
-                run.result = json.loads(json_path.read_text())
+                run.result = (json.loads(json_path.read_text()) if run.script == "bench_train.py"
+                              else {"output": done.stdout.strip()})
         except subprocess.TimeoutExpired:
             run.status = "timed out"
         run.seconds = time.perf_counter() - t0
         print(f"{run.name}: {run.status} in {run.seconds:.0f} s", flush=True)
         if run.result is None:
             print("\n".join(run.log), flush=True)
-        write_report(args.out, runs, extra)
-
-    # inference latency as `predict --precision bf16 --compile --compile-mode reduce-overhead` runs it
-    if left() >= args.reserve_s / 2:
-        device = "cpu" if args.quick else "cuda"
-        extra["inference_argv"] = (["--preset", "small", "--large", "256", "--tile", "128", "--overlap", "32",
-                                    "--repeats", "2", "--warmup", "1", "--devices", device] if args.quick else
-                                   ["--preset", "pix2pix", "--repeats", "50", "--warmup", "10", "--devices", device,
-                                    "--precision", "bf16", "--compile", "--compile-mode", "reduce-overhead"])
-        try:
-            done = subprocess.run([sys.executable, str(HERE / "inference.py"), *extra["inference_argv"]],
-                                  capture_output=True, text=True, timeout=max(1.0, left() - 5))
-            extra["inference"] = (done.stdout if done.returncode == 0 else done.stdout + done.stderr).strip()
-        except subprocess.TimeoutExpired:
-            extra["inference"] = "timed out"
-    write_report(args.out, runs, extra)
+        write_report(args.out, runs)
+    if writer is not None:  # every run that needed the pairs was skipped
+        writer.kill()
+    write_report(args.out, runs)
     print((args.out / "suite.md").read_text())
     return runs
 
