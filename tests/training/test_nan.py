@@ -72,8 +72,8 @@ def test_an_inf_gradient_with_finite_losses_skips_only_that_update():
     assert not torch.equal(d.state_dict()[first_d_weight], d_before[first_d_weight])  # D was updated
 
 
-def test_bad_steps_are_skipped_counted_and_a_streak_stops_the_run(pair_folder, tmp_path, monkeypatch, capsys):
-    """One isolated NaN step is survived; then NaN from step 5 on stops the run after max_bad_steps=3 in a row."""
+def nan_at_step_2_and_from_step_5(monkeypatch) -> None:
+    """Make the L1 loss NaN at the 2nd call and from the 5th on (one call per step)."""
     calls = {"n": 0}
     real_l1 = step_module.l1_loss
 
@@ -83,6 +83,11 @@ def test_bad_steps_are_skipped_counted_and_a_streak_stops_the_run(pair_folder, t
         return loss * math.nan if calls["n"] == 2 or calls["n"] >= 5 else loss
 
     monkeypatch.setattr(step_module, "l1_loss", l1_with_faults)
+
+
+def test_bad_steps_are_skipped_counted_and_a_streak_stops_the_run(pair_folder, tmp_path, monkeypatch, capsys):
+    """One isolated NaN step is survived; then NaN from step 5 on stops the run after max_bad_steps=3 in a row."""
+    nan_at_step_2_and_from_step_5(monkeypatch)
     run = tmp_path / "run"
     code = train_main(["--data", str(pair_folder), "--output-dir", str(run), "--no-wandb", "--max-steps", "20",
                        "checkpoint_every=3", "sample_every=100", "max_bad_steps=3", *TINY])
@@ -145,15 +150,7 @@ def test_with_fused_adam_the_step_never_reads_a_tensor_on_the_host(monkeypatch):
 def test_skipped_updates_are_read_when_logging_or_saving(pair_folder, tmp_path, monkeypatch, capsys):
     """With log_every=4 the flags stay on the device between log and checkpoint steps; the streak of steps
     5-7 is found at the step-8 log, and each skipped step is still named."""
-    calls = {"n": 0}
-    real_l1 = step_module.l1_loss
-
-    def l1_with_faults(fake, real):
-        calls["n"] += 1
-        loss = real_l1(fake, real)
-        return loss * math.nan if calls["n"] == 2 or calls["n"] >= 5 else loss
-
-    monkeypatch.setattr(step_module, "l1_loss", l1_with_faults)
+    nan_at_step_2_and_from_step_5(monkeypatch)
     run = tmp_path / "run"
     code = train_main(["--data", str(pair_folder), "--output-dir", str(run), "--no-wandb", "--max-steps", "20",
                        "checkpoint_every=3", "sample_every=100", "max_bad_steps=3", *TINY, "log_every=4"])
