@@ -30,7 +30,7 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pix2pix_unet.config import GENERATOR_PRESETS, BlendWindow, CompileMode, InferenceConfig, MixedPrecision  # noqa: E402
-from pix2pix_unet.inference import kernels, prepare_generator  # noqa: E402
+from pix2pix_unet.inference import autocast, prepare_generator  # noqa: E402
 from pix2pix_unet.models import UNet, count_parameters  # noqa: E402
 from pix2pix_unet.tiling import plan_tiles, predict_tiled  # noqa: E402
 from pix2pix_unet.models.unet import pad_to_multiple  # noqa: E402
@@ -67,7 +67,7 @@ def bench_device(net: UNet, device: torch.device, args: argparse.Namespace) -> l
         x = torch.rand(1, channels, size, size, device=device) * 2 - 1
 
         def forward() -> torch.Tensor:
-            with kernels(cfg, device):
+            with autocast(cfg, device):
                 return net(x)
 
         t = statistics.median(timed(forward, device, args.repeats, args.warmup))
@@ -77,7 +77,7 @@ def bench_device(net: UNet, device: torch.device, args: argparse.Namespace) -> l
     plan = plan_tiles(padded.shape[-2], padded.shape[-1], args.tile, args.overlap, net.config.factor)
 
     def tiled() -> torch.Tensor:
-        with kernels(cfg, device):
+        with autocast(cfg, device):
             return predict_tiled(net, large, tile=args.tile, overlap=args.overlap, factor=net.config.factor,
                                  window=BlendWindow(args.window), batch_size=args.batch_size, device=device)
 

@@ -213,14 +213,10 @@ def test_predict_precision_flag_and_fp16_on_cpu_refused(generator_dir, tmp_path,
     assert "fp16 needs a CUDA device" in capsys.readouterr().err
 
 
-def test_cpu_inference_runs_small_convolutions_as_gemm(generator_dir, monkeypatch):
-    from pix2pix_unet.training import perf
-
-    calls = []
-    apply = perf._GemmConvolution.apply
-    monkeypatch.setattr(perf._GemmConvolution, "apply", lambda *a: calls.append(1) or apply(*a))
+def test_prepared_generator_is_channels_last_and_gives_the_same_outputs(generator_dir):
+    plain = UNet.from_pretrained(generator_dir).eval()
     net = prepare_generator(UNet.from_pretrained(generator_dir), InferenceConfig(), "cpu")
-    batch = torch.rand(1, 3, 32, 32) * 2 - 1
-    out = run_generator(net, batch, InferenceConfig(), "cpu")
-    assert calls  # the 16-px and smaller levels went to im2col + GEMM
-    assert torch.allclose(out, net(batch), atol=1e-5)  # the same output as the default kernels
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.ndim == 4)
+    batch = torch.rand(2, 3, 40, 48) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(run_generator(net, batch, InferenceConfig(), "cpu"), plain(batch), atol=1e-5)
