@@ -307,9 +307,13 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
             pending_skips.append(skipped)
 
             # skipped updates are read (one sync) only when logging or saving, so steps never wait for the device
-            received = signals.agreed(accelerator)
             log_now = state.step % cfg.log_every == 0 or state.step == end
-            save_now = received is not None or state.step % cfg.checkpoint_every == 0 or state.step == end
+            periodic_save = state.step % cfg.checkpoint_every == 0 or state.step == end
+            # several processes agree on a stop signal with an all-reduce that waits for the device, so they
+            # do it at log and checkpoint steps only (the same steps on every process); one process, every step
+            received = (signals.agreed(accelerator)
+                        if accelerator.num_processes == 1 or log_now or periodic_save else None)
+            save_now = received is not None or periodic_save
             if log_now or save_now:
                 stop = settle_skips()
             if log_now:
