@@ -286,7 +286,7 @@ class DataConfig:
     crop_size: int | None = 64  # random crop (train) on the device; None keeps the loaded size
     flip: bool = True
     val_fraction: float = 0.1  # used when the folder has no val/ split
-    num_workers: int = 0
+    num_workers: int | None = None  # loader processes decoding files; None: with CUDA up to 8 per GPU, else 0
     builtin_train: int = 400
     builtin_val: int = 32
     builtin_size: int = 72
@@ -295,7 +295,7 @@ class DataConfig:
     def validate(self, where: str = "data") -> None:
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"{where}.val_fraction={self.val_fraction} must be in (0, 1)")
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError(f"{where}.num_workers={self.num_workers} must be >= 0")
         for name in ("load_size", "crop_size"):
             value = getattr(self, name)

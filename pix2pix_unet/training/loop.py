@@ -13,6 +13,7 @@ Run folder written by :func:`train` (``cfg.output_dir``)::
 from __future__ import annotations
 
 import math
+import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -79,6 +80,17 @@ def batch_scaled_lr(lr: float, global_batch: int, base_batch: int, rule: LrScali
     """``lr`` for ``global_batch`` images per update, when it was tuned for ``base_batch`` (``optim.lr_scaling``)."""
     ratio = global_batch / base_batch
     return lr * {LrScaling.NONE: 1.0, LrScaling.SQRT: math.sqrt(ratio), LrScaling.LINEAR: ratio}[rule]
+
+
+def loader_workers(requested: int | None, processes: int, on_cuda: bool, cores: int | None = None) -> int:
+    """``data.num_workers``, or for None: with CUDA, up to 8 decoding processes per training process,
+    leaving each of those a core of its own; on a CPU none, since workers would take the cores training uses."""
+    if requested is not None:
+        return requested
+    if not on_cuda:
+        return 0
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(8, cores // processes - 1))
 
 
 @dataclass
@@ -164,10 +176,10 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     train_set, val_set = task.build_datasets()
     cfg = task.cfg  # generator channels and head set for the task, num_classes from the data
     sampler = EpochSampler(len(train_set), cfg.seed)
+    workers = loader_workers(cfg.data.num_workers, accelerator.num_processes, accelerator.device.type == "cuda")
     loader = DataLoader(
         train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=len(train_set) >= cfg.batch_size,
-        num_workers=cfg.data.num_workers, pin_memory=torch.cuda.is_available(),
-        persistent_workers=cfg.data.num_workers > 0,
+        num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
         # Its own generator: starting an iterator must not draw from the global RNG, or a
         # resumed run (which starts one mid-epoch) would drift from an uninterrupted one.
         generator=torch.Generator().manual_seed(cfg.seed),

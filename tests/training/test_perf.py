@@ -18,7 +18,7 @@ from pix2pix_unet.cli import train_main
 from pix2pix_unet.config import CompileMode, LossConfig, LrScaling, PatchGANConfig, PerfConfig, UNetConfig, from_dict
 from pix2pix_unet.models import Discriminator, UNet
 from pix2pix_unet.training import perf
-from pix2pix_unet.training.loop import batch_scaled_lr
+from pix2pix_unet.training.loop import batch_scaled_lr, loader_workers
 from pix2pix_unet.training.perf import SmallConvolutionsAsGemm, adam, compile_targets, keep_freed_memory, plan, speed_up
 from pix2pix_unet.training.step import train_step
 from tests.conftest import TINY
@@ -196,3 +196,11 @@ def test_training_applies_lr_scaling_to_the_global_batch(pair_folder, tmp_path):
                        "optim.lr_g=1e-4", "optim.decay_start=1.0"]) == 0
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if "train/lr_g" in x]
     assert rows[0]["train/lr_g"] == pytest.approx(2e-4)
+
+
+def test_loader_workers_default_to_decoding_processes_only_with_cuda():
+    assert loader_workers(None, processes=1, on_cuda=False, cores=16) == 0  # a CPU run keeps its cores
+    assert loader_workers(None, processes=1, on_cuda=True, cores=16) == 8
+    assert loader_workers(None, processes=4, on_cuda=True, cores=16) == 3  # one core each for the 4 trainers
+    assert loader_workers(None, processes=8, on_cuda=True, cores=8) == 1
+    assert loader_workers(2, processes=1, on_cuda=True, cores=16) == 2  # as asked
