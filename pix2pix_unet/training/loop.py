@@ -93,6 +93,30 @@ def loader_workers(requested: int | None, processes: int, on_cuda: bool, cores: 
     return max(1, min(8, cores // processes - 1))
 
 
+@torch.no_grad()
+def ema_update(ema: AveragedModel, model: nn.Module) -> None:
+    """``ema.update_parameters(model)`` for an EMA ``AveragedModel``, without its wait for the GPU.
+
+    ``update_parameters`` copies its step counter (a CPU tensor) to the GPU on
+    every call, which waits for all queued work, though the EMA rule never reads
+    it. Here the counter is read on the CPU; the maths is the same (a copy at
+    the first update, then ``ema.multi_avg_fn`` per dtype, as it does).
+    """
+    averaged = [*ema.module.parameters(), *ema.module.buffers()]
+    current = [t.detach() for t in (*model.parameters(), *model.buffers())]
+    if int(ema.n_averaged) == 0:
+        torch._foreach_copy_(averaged, current)
+    else:
+        groups: dict[tuple[torch.device, torch.dtype], tuple[list, list]] = {}
+        for a, c in zip(averaged, current, strict=True):
+            group = groups.setdefault((a.device, a.dtype), ([], []))
+            group[0].append(a)
+            group[1].append(c)
+        for avg, cur in groups.values():
+            ema.multi_avg_fn(avg, cur, ema.n_averaged)
+    ema.n_averaged += 1
+
+
 @dataclass
 class Evaluation:
     metrics: dict[str, float]
@@ -314,7 +338,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
             sched_g.step()
             sched_d.step()
             if ema is not None:  # after a skipped update G is unchanged, so the average just holds still-good weights
-                ema.update_parameters(accelerator.unwrap_model(generator))
+                ema_update(ema, accelerator.unwrap_model(generator))
             bar.update(1)
             pending_skips.append(skipped)
 

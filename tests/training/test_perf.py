@@ -204,3 +204,21 @@ def test_loader_workers_default_to_decoding_processes_only_with_cuda():
     assert loader_workers(None, processes=4, on_cuda=True, cores=16) == 3  # one core each for the 4 trainers
     assert loader_workers(None, processes=8, on_cuda=True, cores=8) == 1
     assert loader_workers(2, processes=1, on_cuda=True, cores=16) == 2  # as asked
+
+
+def test_ema_update_matches_averaged_model_without_its_device_copy():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from pix2pix_unet.training.loop import ema_update
+
+    g, _ = nets()
+    ours, torchs = (AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True) for _ in range(2))
+    for step in range(3):
+        with torch.no_grad():
+            for t in (*g.parameters(), *g.buffers()):
+                t.add_(1 + step)  # num_batches_tracked (int64) too
+        ema_update(ours, g)
+        torchs.update_parameters(g)
+        for (name, a), b in zip(ours.state_dict().items(), torchs.state_dict().values()):
+            assert torch.equal(a, b), (step, name)
+    assert int(ours.n_averaged) == 3
