@@ -6,7 +6,8 @@
     python benchmarks/bench_train.py --compare-plain --steps 10       # vs a straightforward eager step, same run
     python benchmarks/bench_train.py --no-small-conv-gemm             # turn one CPU option off to see what it gives
 
-Reports, per training step: throughput (images/s) and time split into data
+Reports, per training step: throughput (images/s), the host-device syncs in a
+step (CUDA's sync debug mode: where the host waits for the GPU), and time split into data
 (loader + augmentation), generate (G forward), discriminator update and generator
 update; peak memory; model FLOPs per image (torch's FlopCounterMode on one
 uncompiled step) and the achieved fraction of the device's peak (MFU); and the
@@ -29,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -142,6 +144,21 @@ def train_flops_per_image(gen_cfg: UNetConfig, disc_cfg: PatchGANConfig, size: i
     return counter.get_total_flops() / 2
 
 
+def host_syncs(step, device: torch.device) -> list[str] | None:
+    """Where one call of ``step`` makes the host wait for the GPU (torch's CUDA sync debug mode): one
+    ``file:line`` per synchronising call. None on other devices, which have nothing to wait for."""
+    if device.type != "cuda":
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return [f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -241,6 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
         blocks["fixed"].append(back_to_back(fixed_step, max(1, args.steps // 3)))
     pipelined_s, fixed_s = (statistics.median(blocks[k]) for k in ("pipelined", "fixed"))
 
+    syncs = host_syncs(one_step, device)
+
     # 3. the split of a step into phases (each waited for, so the sum is a little above the pipelined step)
     clock.phases.clear()
     for _ in range(args.steps):
@@ -297,6 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
         "pipelined_step_ms": 1000 * pipelined_s,
         "fixed_batch_step_ms": 1000 * fixed_s,
         "device_busy": min(1.0, fixed_s / pipelined_s),
+        "host_syncs_per_step": syncs,
         "step_ms": step_ms,
         "phase_ms": phase_ms,
         "peak_memory_mb": memory,
@@ -325,6 +345,9 @@ def print_table(r: dict) -> None:
         ("throughput", f"{r['images_per_s']:.2f} images/s ({r['pipelined_step_ms']:.1f} ms per step, back to back)"),
         ("data pipeline", f"a step on one batch kept on the device takes {r['fixed_batch_step_ms']:.1f} ms: "
                           f"device busy ~{100 * r['device_busy']:.0f}% of the pipelined step"),
+        ("host syncs", "n/a (not CUDA)" if r["host_syncs_per_step"] is None else
+                       f"{len(r['host_syncs_per_step'])} per step" + (f" at {', '.join(sorted(set(r['host_syncs_per_step'])))}"
+                                                                        if r["host_syncs_per_step"] else "")),
         ("phases", f"{r['step_ms']:.1f} ms = " + " + ".join(f"{k} {v:.1f}" for k, v in r["phase_ms"].items())
                    + " (each waited for)"),
         ("peak memory", f"{r['peak_memory_mb']:.0f} MiB"),

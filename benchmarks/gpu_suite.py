@@ -82,20 +82,22 @@ def plan(quick: bool, data: Path) -> list[Run]:
 def row(run: Run) -> str:
     r = run.result
     if r is None:
-        return f"| {run.name} | {run.status} ({run.seconds:.0f} s) | | | | | | |"
+        return f"| {run.name} | {run.status} ({run.seconds:.0f} s) | | | | | | | |"
     mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
     latency = ", ".join(f"{s} px {ms:.2f} ms" for s, ms in r["inference_ms"].items()) or "-"
     plain = f"{r['optimised_over_plain']:.2f}x plain" if r.get("optimised_over_plain") else "-"
+    syncs = "n/a" if r["host_syncs_per_step"] is None else str(len(r["host_syncs_per_step"]))
     return (f"| {run.name} | {r['images_per_s']:.1f} | {r['pipelined_step_ms']:.2f} | {100 * r['device_busy']:.0f}% "
-            f"| {mfu} | {r['peak_memory_mb']:.0f} | {latency} | {plain} |")
+            f"| {syncs} | {mfu} | {r['peak_memory_mb']:.0f} | {latency} | {plain} |")
 
 
 def write_report(out: Path, runs: list[Run]) -> None:
     train = [r for r in runs if r.script == "bench_train.py"]
     device = next((r.result["device"] for r in train if r.result), "?")
     lines = [f"device: {device}", "",
-             "| run | images/s | ms/step | device busy | MFU | peak MiB | inference (batch 1) | vs plain eager |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |", *map(row, train)]
+             "| run | images/s | ms/step | device busy | host syncs/step | MFU | peak MiB | inference (batch 1) "
+             "| vs plain eager |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |", *map(row, train)]
     for run in runs:
         if run.script == "inference.py":
             lines += ["", f"{run.name}: benchmarks/inference.py {' '.join(run.argv)} ({run.status})",

@@ -40,6 +40,7 @@ def test_bench_train_reports_every_figure(tmp_path, capsys):
     assert result["train_gflop_per_image"] > 1  # the small preset's step is 3.4 GFLOP per image at 64 px
     assert result["plain_step_ms"] > 0 and result["optimised_over_plain"] > 0
     assert result["mfu"] is None  # no known peak for a CPU
+    assert result["host_syncs_per_step"] is None and "host syncs" in printed  # CUDA only
     assert result["small_conv_gemm"] and result["discriminator_channels_last"] and not result["compile"]
     assert result["compile_mode"] == "default" and result["data"] == "built-in (in memory)"
 
