@@ -107,18 +107,19 @@ def synthesize_main(argv: list[str] | None = None) -> int:
     from .data import DatasetError
     from .inference import collect_inputs
     from .models import UNet
-    from .tasks.synthesize import label_generator_classes, synthesize
+    from .tasks import generator_task
+    from .tasks.synthesize import label_to_image_task, synthesize
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         generator = UNet.from_pretrained(args.checkpoint)
-        num_classes = label_generator_classes(generator, args.checkpoint)
+        task = label_to_image_task(generator_task(generator), args.checkpoint)
         files = [found.path for found in collect_inputs(args.labels)]
         num = args.num if args.num is not None else len(files)
         if num < 1:
             raise DatasetError(f"--num {num}: need at least one pair")
-        written = synthesize(generator, num_classes, files, args.output, num, args.augment_labels, args.seed, device)
-    except (DatasetError, FileNotFoundError, FileExistsError) as err:
+        written = synthesize(generator, task, files, args.output, num, args.augment_labels, args.seed, device)
+    except (DatasetError, FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {len(written)} pairs to {args.output}/images and {args.output}/labels")

@@ -46,9 +46,12 @@ def inference_config(args: argparse.Namespace) -> InferenceConfig:
 
 
 def _load_generator(path: Path):
+    """The generator export at ``path`` and the task its ``config.json`` describes."""
     from .models import UNet
+    from .tasks import generator_task
 
-    return UNet.from_pretrained(path)
+    generator = UNet.from_pretrained(path)
+    return generator, generator_task(generator)
 
 
 # --------------------------------------------------------------------------- predict
@@ -68,24 +71,26 @@ def predict_main(argv: list[str] | None = None) -> int:
     p.add_argument("--suffix", help="write this format instead of each input's, e.g. .tif (translate/restore)")
     p.add_argument("--overlay", type=Path, metavar="DIR",
                    help="segment: also write each label map blended over its input, as PNGs in DIR")
+    p.add_argument("--mask", type=Path, metavar="DIR",
+                   help="restore with inpainting: hole masks (non-zero = hole), paired with the inputs by file name")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_inference_flags(p)
     args = p.parse_args(argv)
 
-    from .inference import best_device, collect_inputs, make_writer, predict_files
+    from .inference import best_device, collect_inputs, predict_files
     from .training.perf import keep_freed_memory
 
     try:
         cfg = inference_config(args)
-        generator = _load_generator(args.checkpoint)
+        generator, task = _load_generator(args.checkpoint)
         suffix = args.suffix if not args.suffix or args.suffix.startswith(".") else f".{args.suffix}"
-        writer = make_writer(generator, cfg, suffix, args.overlay)
         inputs = collect_inputs(args.input, exclude=args.output)
         device = best_device(args.device)
         if device.type == "cpu":
             keep_freed_memory()  # 256 px CPU inference: 80 ms instead of 108 (training/perf.py)
-        summary = predict_files(generator, inputs, args.output, cfg, device=device, overwrite=args.overwrite,
-                                writer=writer, progress=not args.no_progress)
+        summary = predict_files(generator, task, inputs, args.output, cfg, device=device, overwrite=args.overwrite,
+                                suffix=suffix, overlay_dir=args.overlay, masks=args.mask,
+                                progress=not args.no_progress)
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -117,9 +122,9 @@ def export_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     try:
-        generator = _load_generator(args.checkpoint)
+        generator, task = _load_generator(args.checkpoint)
         fmt = ExportFormat(args.format)
-        path = EXPORTERS[fmt](generator, args.out)
+        path = EXPORTERS[fmt](generator, task, args.out)
     except (FileNotFoundError, ImportError, ValueError, RuntimeError) as err:
         hint = " (pip install 'pix2pix-unet[export]')" if isinstance(err, ImportError) else ""
         print(f"error: {err}{hint}", file=sys.stderr)
@@ -148,8 +153,12 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, type=Path,
                    help="folder of pairs: A/ + B/ (by file stem) or aligned A|B images; test/ or val/ used if present")
     p.add_argument("--split", help="sub-folder of --data to score (default: test/, else val/, else --data itself)")
-    p.add_argument("--inputs", help="sub-folder holding the generator inputs (default A, or B for BtoA)")
-    p.add_argument("--targets", help="sub-folder holding the targets (default B, or A for BtoA; labels for segment)")
+    p.add_argument("--inputs", help="sub-folder holding the generator inputs (default: A, or B for BtoA; images for "
+                                    "segment; labels for translate with index labels; restore: real degraded "
+                                    "images, else the clean images are degraded as in validation)")
+    p.add_argument("--targets", help="sub-folder holding the targets (default: B, or A for BtoA; labels for "
+                                     "segment; images for index labels; the clean images for restore)")
+    p.add_argument("--mask", type=Path, metavar="DIR", help="restore with inpainting and --inputs: the hole masks")
     p.add_argument("--output", type=Path, help="folder for metrics.json and the reports (default CHECKPOINT/eval)")
     p.add_argument("--num-examples", type=int, default=8, help="worst examples shown in the report (8)")
     p.add_argument("--no-progress", action="store_true")
@@ -157,24 +166,26 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from .data import DatasetError
-    from .evaluation import evaluate_pairs, find_pairs, split_folder
+    from .evaluation import evaluate_dataset, split_folder
     from .inference import best_device
     from .training.perf import keep_freed_memory
 
     try:
         cfg = inference_config(args)
-        generator = _load_generator(args.checkpoint)
+        generator, task = _load_generator(args.checkpoint)
         meta = getattr(generator, "metadata", {}) or {}
         root = split_folder(args.data, args.split)
-        pairs = find_pairs(root, args.inputs, args.targets, str(meta.get("direction", "AtoB")))
+        if not root.is_dir():
+            raise DatasetError(f"evaluation data folder {root} does not exist")
+        dataset = task.eval_dataset(root, args.inputs, args.targets, args.mask)
         device = best_device(args.device)
         if device.type == "cpu":
             keep_freed_memory()
         out = args.output or args.checkpoint / "eval"
         info = {"checkpoint": str(args.checkpoint), "data": str(root), "step": meta.get("step"),
                 "device": str(device)}
-        result = evaluate_pairs(generator, pairs, out, cfg, device=device, num_examples=args.num_examples,
-                                progress=not args.no_progress, info=info)
+        result = evaluate_dataset(generator, task, dataset, out, cfg, device=device, num_examples=args.num_examples,
+                                  info=info)
     except (ConfigError, DatasetError, FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

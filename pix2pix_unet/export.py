@@ -21,6 +21,7 @@ import torch
 
 from .config import to_dict
 from .models import UNet
+from .tasks import TaskBase
 
 ONNX_METADATA_KEY = "pix2pix_unet"
 
@@ -30,8 +31,10 @@ class ExportFormat(str, enum.Enum):
     SAFETENSORS = "safetensors"
 
 
-def _metadata(generator: UNet) -> dict:
+def _metadata(generator: UNet, task: TaskBase) -> dict:
+    """The export's ``config.json``: its task's contract (decoding, intensity rule, classes ...) and architecture."""
     meta = dict(getattr(generator, "metadata", None) or {})
+    meta.update(task.describe())
     meta["generator"] = to_dict(generator.config)
     return meta
 
@@ -43,9 +46,12 @@ def example_input(generator: UNet, batch: int = 1) -> torch.Tensor:
     return torch.rand(batch, generator.config.in_channels, f + 5, 2 * f + 3, generator=rng) * 2 - 1
 
 
-def export_onnx(generator: UNet, path: str | Path) -> Path:
+def export_onnx(generator: UNet, task: TaskBase, path: str | Path) -> Path:
     """Write ``generator`` as an ONNX file with dynamic ``batch``, ``height`` and ``width``.
 
+    The graph maps the task's decoded input (``[-1, 1]`` by the recorded intensity
+    rule; one-hot label maps; image + hole mask) to the generator's raw output;
+    the metadata key :data:`ONNX_METADATA_KEY` holds the task's contract as JSON.
     Needs the ``export`` extra (onnx, onnxscript).
     """
     import onnx
@@ -63,18 +69,18 @@ def export_onnx(generator: UNet, path: str | Path) -> Path:
         )
     model = onnx.load(str(path))
     entry = model.metadata_props.add()
-    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(_metadata(generator))
+    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(_metadata(generator, task))
     onnx.save(model, str(path))
     return path
 
 
-def export_safetensors(generator: UNet, path: str | Path) -> Path:
+def export_safetensors(generator: UNet, task: TaskBase, path: str | Path) -> Path:
     """Write a ``save_pretrained`` folder (``model.safetensors`` + ``config.json``) at ``path``."""
-    meta = {k: v for k, v in _metadata(generator).items() if k not in ("generator", "version")}
+    meta = {k: v for k, v in _metadata(generator, task).items() if k not in ("generator", "version")}
     return generator.save_pretrained(path, **meta)
 
 
-EXPORTERS: dict[ExportFormat, Callable[[UNet, Path], Path]] = {
+EXPORTERS: dict[ExportFormat, Callable[[UNet, TaskBase, Path], Path]] = {
     ExportFormat.ONNX: export_onnx,
     ExportFormat.SAFETENSORS: export_safetensors,
 }

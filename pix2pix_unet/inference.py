@@ -2,10 +2,11 @@
 
 :func:`predict_files` reads each input with :mod:`pix2pix_unet.io`, groups images
 of one size into batches, runs small images whole (the UNet pads and crops) and
-large ones by overlap-tile (:mod:`pix2pix_unet.tiling`), and hands each output to
-the writer of the generator's task (read from its export's ``config.json``):
+large ones by overlap-tile (:mod:`pix2pix_unet.tiling`). The generator's task,
+rebuilt from its export's ``config.json``, decodes each input as training did and
+writes each output (:mod:`pix2pix_unet.tasks`):
 
-- ``translate`` / ``restore``: an image in the input's dtype (or ``output_dtype``), same name;
+- ``translate`` / ``restore``: an image in the input's dtype and units (or ``output_dtype``), same name;
 - ``segment``: the argmax class ids as an indexed PNG, plus an optional colour overlay.
 
 A file that cannot be read, or whose channels the generator does not take, is
@@ -19,19 +20,20 @@ import glob
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .config import InferenceConfig, MixedPrecision, OutputDtype
-from .io import (
-    IMAGE_SUFFIXES, ChannelError, ImageFile, ImageReadError, ImageWriteError, display_rgb8, from_tensor,
-    image_shape, overlay, read_image, to_tensor, write_image, write_label_map,
-)
+from .codec import Decoded
+from .errors import DatasetError
+from .io import IMAGE_SUFFIXES, ChannelError, ImageReadError, ImageWriteError, image_shape
 from .models import UNet
 from .tiling import predict_tiled
+
+if TYPE_CHECKING:
+    from .tasks import TaskBase
 
 # --------------------------------------------------------------------------- inputs and devices
 
@@ -155,88 +157,18 @@ def run_generator(
         ])
 
 
-def generator_task(generator: UNet) -> tuple[str, int]:
-    """``(task, num_classes)`` from the export's metadata; ``translate`` when it names none."""
-    meta = getattr(generator, "metadata", None) or {}
-    return str(meta.get("task", "translate")), int(meta.get("num_classes") or generator.config.out_channels)
-
-
-# --------------------------------------------------------------------------- writing outputs, per task
-
-
-class OutputWriter(Protocol):
-    """Writes one output and returns the paths written."""
-
-    def output_path(self, item: InputFile, output_dir: Path) -> Path: ...
-
-    def __call__(self, item: InputFile, image: ImageFile, output: torch.Tensor, path: Path) -> list[Path]: ...
-
-
-@dataclass
-class ImageWriter:
-    """Translations and restorations: the output image in the input's dtype (or ``dtype``) and format."""
-
-    dtype: OutputDtype = OutputDtype.INPUT
-    suffix: str | None = None  # None keeps each input's suffix
-
-    def output_path(self, item: InputFile, output_dir: Path) -> Path:
-        return output_dir / item.relative.with_suffix(self.suffix or item.relative.suffix)
-
-    def __call__(self, item: InputFile, image: ImageFile, output: torch.Tensor, path: Path) -> list[Path]:
-        dtype = image.dtype if self.dtype is OutputDtype.INPUT else np.dtype(self.dtype.value)
-        return [write_image(path, from_tensor(output, dtype))]
-
-
-@dataclass
-class LabelWriter:
-    """Segmentations: the argmax class ids as an indexed PNG, and a colour overlay on the input if asked."""
-
-    num_classes: int
-    overlay_dir: Path | None = None
-
-    def output_path(self, item: InputFile, output_dir: Path) -> Path:
-        return output_dir / item.relative.with_suffix(".png")
-
-    def __call__(self, item: InputFile, image: ImageFile, output: torch.Tensor, path: Path) -> list[Path]:
-        labels = output.argmax(0).numpy()
-        written = [write_label_map(path, labels, self.num_classes)]
-        if self.overlay_dir is not None:
-            picture = overlay(display_rgb8(image), labels, self.num_classes)
-            written.append(write_image(self.overlay_dir / item.relative.with_suffix(".png"), picture))
-        return written
-
-
-WriterFactory = Callable[[int, InferenceConfig, "str | None", "Path | None"], OutputWriter]
-TASK_WRITERS: dict[str, WriterFactory] = {
-    "translate": lambda k, cfg, suffix, overlay_dir: ImageWriter(cfg.output_dtype, suffix),
-    "restore": lambda k, cfg, suffix, overlay_dir: ImageWriter(cfg.output_dtype, suffix),
-    "segment": lambda k, cfg, suffix, overlay_dir: LabelWriter(k, overlay_dir),
-}
-
-
-def make_writer(generator: UNet, cfg: InferenceConfig, suffix: str | None = None,
-                overlay_dir: Path | None = None) -> OutputWriter:
-    """The output writer for the generator's task.
-
-    Raises:
-        ValueError: the export names a task this version cannot write.
-    """
-    task, num_classes = generator_task(generator)
-    if task not in TASK_WRITERS:
-        raise ValueError(f"the generator's config.json names task {task!r}; known tasks: {sorted(TASK_WRITERS)}")
-    return TASK_WRITERS[task](num_classes, cfg, suffix, overlay_dir)
-
-
 # --------------------------------------------------------------------------- the whole run
 
 
 @dataclass
 class PredictSummary:
-    """What a run did: outputs written, inputs skipped because their output exists, inputs that failed."""
+    """What a run did: outputs written, inputs skipped because their output exists, inputs that failed,
+    and warnings about inputs or outputs that look wrong (each names its file)."""
 
     written: list[Path] = field(default_factory=list)
     existing: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def fail(self, path: Path, reason: str) -> None:
         """Count ``path`` as failed and warn now; ``reason`` is kept as a message that names the file."""
@@ -244,44 +176,70 @@ class PredictSummary:
         self.failed.append((path, reason))
         tqdm.write(f"warning: {reason} (skipped)", file=sys.stderr)
 
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        tqdm.write(f"warning: {message}", file=sys.stderr)
+
 
 def _chunks(items: list[InputFile], size: int) -> list[list[InputFile]]:
     return [items[i: i + size] for i in range(0, len(items), size)]
 
 
+def find_masks(inputs: list[InputFile], mask_dir: Path | None) -> dict[Path, Path]:
+    """Each input's hole mask in ``mask_dir``: the same relative path, or else the same file stem, any suffix."""
+    if mask_dir is None:
+        return {}
+    if not mask_dir.is_dir():
+        raise FileNotFoundError(f"--mask folder {mask_dir} does not exist")
+    by_relative = {p.relative_to(mask_dir).with_suffix(""): p for p in mask_dir.rglob("*") if _is_image(p)}
+    by_stem = {p.stem: p for p in by_relative.values()}
+    found = {}
+    for item in inputs:
+        mask = by_relative.get(item.relative.with_suffix("")) or by_stem.get(item.path.stem)
+        if mask is not None:
+            found[item.path] = mask
+    return found
+
+
 @torch.no_grad()
 def predict_files(
     generator: UNet,
+    task: "TaskBase",
     inputs: list[InputFile],
     output_dir: Path,
     cfg: InferenceConfig | None = None,
     *,
     device: torch.device | str = "cpu",
     overwrite: bool = False,
-    writer: OutputWriter | None = None,
+    suffix: str | None = None,
+    overlay_dir: Path | None = None,
+    masks: Path | None = None,
     progress: bool = True,
 ) -> PredictSummary:
     """Run ``generator`` on every input and write each output under ``output_dir``, mirroring its name.
 
-    Existing outputs are kept (counted in ``existing``) unless ``overwrite``.
-    Unreadable files, channel mismatches and unwritable outputs are counted in
-    ``failed`` with the reason, and the run goes on.
+    The generator's task (:func:`~pix2pix_unet.tasks.task_from_export`) decodes each
+    input as training did and writes each output. Existing outputs are kept
+    (counted in ``existing``) unless ``overwrite``. Unreadable files, channel
+    mismatches, missing hole masks and unwritable outputs are counted in
+    ``failed`` with the reason, and the run goes on; inputs far outside the
+    training range, and outputs that cannot be right, are warned about by name.
 
     Raises:
         FileExistsError: an output would replace one of the inputs (checked before anything runs).
     """
     cfg = cfg or InferenceConfig()
     cfg.validate()
-    writer = writer or make_writer(generator, cfg)
     generator = prepare_generator(generator, cfg, device)
     summary = PredictSummary()
+    mask_of = find_masks(inputs, masks)
 
     # 1. plan: where each output goes; never over an input, never over an old output unless asked
     sources = {item.path.resolve() for item in inputs}
     todo: list[tuple[InputFile, Path]] = []
     claimed: dict[Path, Path] = {}
     for item in inputs:
-        path = writer.output_path(item, output_dir)
+        path = task.output_path(item.relative, output_dir, suffix)
         if path.resolve() in sources:
             raise FileExistsError(f"refusing to overwrite input {item.path}: choose another --output folder")
         if path in claimed:
@@ -301,26 +259,35 @@ def predict_files(
         except ImageReadError as err:
             summary.fail(item.path, str(err))
 
-    # 3. decode, run and write, batch by batch
+    # 3. decode (the task's rules), run and write, batch by batch
     bar = tqdm(total=sum(len(g) for g in groups.values()), desc="predict", unit="img", disable=not progress,
                dynamic_ncols=True)
     for (h, w), items in groups.items():
         batch_size = cfg.batch_size if h * w <= cfg.tile_above_mp * 1e6 else 1
         for chunk in _chunks(items, batch_size):
-            decoded: list[tuple[InputFile, ImageFile, torch.Tensor]] = []
+            decoded: list[tuple[InputFile, Decoded]] = []
             for item in chunk:
                 try:
-                    image = read_image(item.path)
-                    decoded.append((item, image, to_tensor(image, generator.config.in_channels, item.path)))
-                except (ImageReadError, ChannelError) as err:
+                    if task.needs_mask and item.path not in mask_of:
+                        where = f" in {masks}" if masks else " (pass --mask DIR)"
+                        raise DatasetError(f"{item.path} has no hole mask{where}: this generator inpaints and "
+                                           "needs a mask of the same name per input (non-zero = hole)")
+                    entry = task.decode_input(item.path, mask_of.get(item.path))
+                    decoded.append((item, entry))
+                    for warning in task.input_warnings(entry):
+                        summary.warn(warning)
+                except (DatasetError, ChannelError) as err:
                     summary.fail(item.path, str(err))
             # a header may promise a size its pixels do not have; run those apart
             for same in _same_shape(decoded):
-                outputs = run_generator(generator, torch.stack([t for _, _, t in same]), cfg, device,
+                outputs = run_generator(generator, torch.stack([d.tensor for _, d in same]), cfg, device,
                                         progress=progress)
-                for (item, image, _), output in zip(same, outputs):
+                for (item, entry), output in zip(same, outputs):
+                    for warning in task.output_warnings(output, entry):
+                        summary.warn(warning)
                     try:
-                        summary.written += writer(item, image, output, out_paths[item.path])
+                        summary.written += task.encode(output, entry, out_paths[item.path], cfg.output_dtype,
+                                                       overlay_dir, item.relative)
                     except (ImageWriteError, OSError) as err:
                         summary.fail(item.path, str(err))
             bar.update(len(chunk))
@@ -328,14 +295,14 @@ def predict_files(
     return summary
 
 
-def _same_shape(decoded: list[tuple[InputFile, ImageFile, torch.Tensor]]) -> list[list]:
+def _same_shape(decoded: list[tuple[InputFile, Decoded]]) -> list[list[tuple[InputFile, Decoded]]]:
     groups: dict[tuple[int, ...], list] = {}
     for entry in decoded:
-        groups.setdefault(tuple(entry[2].shape), []).append(entry)
+        groups.setdefault(tuple(entry[1].tensor.shape), []).append(entry)
     return list(groups.values())
 
 
 __all__ = [
-    "InputFile", "ImageWriter", "LabelWriter", "PredictSummary", "TASK_WRITERS", "best_device", "collect_inputs",
-    "generator_task", "make_writer", "predict_files", "prepare_generator", "run_generator",
+    "InputFile", "PredictSummary", "best_device", "collect_inputs", "find_masks", "predict_files",
+    "prepare_generator", "run_generator",
 ]

@@ -1,9 +1,9 @@
 """Image files in and out: 8- and 16-bit PNG, TIFF (stacks too), JPEG; gray, RGB, RGBA or N channels.
 
 Pixels travel as numpy arrays ``(H, W, C)`` in the file's own dtype, so an
-output can be written in the dtype its input came in. :func:`to_tensor` maps
-them to ``[-1, 1]`` by the dtype's full range (``uint8``: 0..255, ``uint16``:
-0..65535, float files are taken to hold 0..1) and :func:`from_tensor` maps back.
+output can be written in the dtype its input came in. How pixels become a
+model's tensors (channels, intensity rules) is :mod:`pix2pix_unet.codec`'s job;
+:func:`from_tensor` maps a tensor in ``[-1, 1]`` to a dtype's full range.
 
 Decoders, chosen by suffix: PNG through imagecodecs (libpng keeps 16-bit RGB(A),
 which Pillow would cut to 8 bits), TIFF through tifffile (every leading axis of a
@@ -29,8 +29,7 @@ import torch
 from einops import rearrange
 from PIL import Image, UnidentifiedImageError
 
-from .data.folders import DatasetError
-from .data.synthetic import PALETTE
+from .errors import DatasetError
 
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp"}
 DTYPE_MAX: dict[np.dtype, float] = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0,
@@ -174,28 +173,6 @@ def image_shape(path: str | Path) -> tuple[int, int]:
 # --------------------------------------------------------------------------- tensors
 
 
-def to_tensor(image: ImageFile, channels: int, path: str | Path = "<array>") -> torch.Tensor:
-    """Pixels as a float ``(channels, H, W)`` tensor in ``[-1, 1]``, by the dtype's range.
-
-    Only lossless channel changes happen on their own: an alpha channel the
-    generator does not take is dropped, and gray is repeated for a 3-channel
-    generator. Anything else is an error.
-
-    Raises:
-        ChannelError: the image's channel count cannot feed ``channels``; names ``path`` and both counts.
-    """
-    pixels, have = image.pixels, image.shape[2]
-    if have != channels and image.alpha:
-        pixels, have = pixels[..., :-1], have - 1
-    if have == 1 and channels == 3:
-        pixels, have = np.repeat(pixels, 3, axis=-1), 3
-    if have != channels:
-        raise ChannelError(f"{path} has {image.shape[2]} channel(s) but the generator takes {channels}")
-    scale = DTYPE_MAX[image.dtype]
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32, copy=False))
-    return rearrange(tensor, "h w c -> c h w").div(scale / 2).sub(1.0)
-
-
 def from_tensor(tensor: torch.Tensor, dtype: np.dtype | type) -> np.ndarray:
     """A ``(C, H, W)`` tensor in ``[-1, 1]`` as ``(H, W, C)`` pixels of ``dtype`` (clipped to its range)."""
     dtype = np.dtype(dtype)
@@ -284,6 +261,8 @@ def write_image(path: str | Path, pixels: np.ndarray) -> Path:
 
 def palette(num_classes: int) -> np.ndarray:
     """``(num_classes, 3)`` uint8 colours: the built-in data's palette, then evenly spread hues."""
+    from .data.synthetic import PALETTE  # here: data/ reads files through this module
+
     base = (PALETTE.numpy() * 255).round().astype(np.uint8)
     extra = [
         [round(255 * v) for v in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.95)]
@@ -361,6 +340,6 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, num_classes: int, alpha: float 
 
 __all__ = [
     "ChannelError", "ImageFile", "ImageReadError", "ImageWriteError", "IMAGE_SUFFIXES", "display_rgb8",
-    "from_tensor", "image_shape", "overlay", "palette", "read_image", "read_label_map", "to_tensor",
+    "from_tensor", "image_shape", "overlay", "palette", "read_image", "read_label_map",
     "write_image", "write_label_map",
 ]

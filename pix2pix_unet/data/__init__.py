@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -10,7 +9,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig, Direction, UNetConfig
 from .augment import PairedAugmentation
-from .folders import DatasetError, PairedFolderDataset, discover_pairs, find_pairs
+from .folders import DatasetError, PairedFolderDataset, discover_pairs, find_pairs, hold_out
 from .screening import BadFile, format_report, screen_pairs
 from .synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 
@@ -26,8 +25,8 @@ class TensorPairs(Dataset):
     def __len__(self) -> int:
         return len(self.a)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"A": self.a[index], "B": self.b[index]}
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        return {"A": self.a[index], "B": self.b[index], "name": f"builtin_{index:05d}"}
 
 
 def builtin_pairs(num: int, seed: int, size: int, index_offset: int = 0) -> TensorPairs:
@@ -53,7 +52,7 @@ def build_datasets(data: DataConfig, generator: UNetConfig, seed: int) -> tuple[
     splits; any other folder is one split from which ``val_fraction`` of the
     pairs (at least one) is held out deterministically.
 
-    Every file is screened first (:func:`~.screening.screen_pairs`). Any bad file
+    Pairs may differ in size (training takes random crops of each). Every file is screened first (:func:`~.screening.screen_pairs`). Any bad file
     raises a :class:`DatasetError` listing all of them, unless ``data.skip_bad``,
     which leaves them out (the train dataset's ``skipped`` lists them).
     """
@@ -63,6 +62,8 @@ def build_datasets(data: DataConfig, generator: UNetConfig, seed: int) -> tuple[
             builtin_pairs(data.builtin_train, seed, data.builtin_size),
             builtin_pairs(data.builtin_val, seed, data.builtin_size, index_offset=VAL_INDEX_OFFSET),
         )
+    from ..codec import ImageCodec  # here: the codec reads through io, which this package's files use
+
     root = Path(data.path)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist (use data.path=builtin for the built-in data)")
@@ -74,22 +75,17 @@ def build_datasets(data: DataConfig, generator: UNetConfig, seed: int) -> tuple[
         unpaired += val_unpaired
     else:
         (train_pairs, unpaired), val_pairs = find_pairs(root), []
-    screening = screen_pairs(train_pairs + val_pairs, unpaired, crop_size=None if data.load_size else data.crop_size,
-                             need_uniform=data.load_size is None)
+    screening = screen_pairs(train_pairs + val_pairs, unpaired, crop_size=None if data.load_size else data.crop_size)
     if screening.bad and not (data.skip_bad and screening.good):
         raise DatasetError(format_report(root, screening))
     good = set(screening.good)
     train_pairs, val_pairs = [p for p in train_pairs if p in good], [p for p in val_pairs if p in good]
     if not val_pairs:
-        if len(train_pairs) < 2:
-            raise DatasetError(f"{root} holds {len(train_pairs)} pair; need at least 2 to hold one out for validation")
-        order = torch.randperm(len(train_pairs), generator=torch.Generator().manual_seed(seed)).tolist()
-        n_val = max(1, math.floor(len(train_pairs) * data.val_fraction))
-        val_pairs = [train_pairs[i] for i in sorted(order[:n_val])]
-        train_pairs = [train_pairs[i] for i in sorted(order[n_val:])]
+        train_pairs, val_pairs = hold_out(train_pairs, data.val_fraction, seed, root)
+    a_codec, b_codec = ImageCodec(a_ch), ImageCodec(b_ch)
     return (
-        PairedFolderDataset(train_pairs, a_ch, b_ch, data.load_size, skipped=screening.bad),
-        PairedFolderDataset(val_pairs, a_ch, b_ch, data.load_size),
+        PairedFolderDataset(train_pairs, a_codec, b_codec, data.load_size, skipped=screening.bad),
+        PairedFolderDataset(val_pairs, a_codec, b_codec, data.load_size),
     )
 
 

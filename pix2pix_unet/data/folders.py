@@ -7,24 +7,26 @@ bad file instead of a traceback from deep inside a DataLoader worker.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from ..errors import DatasetError
+
 if TYPE_CHECKING:
+    from ..codec import ImageCodec
+    from ..config import DataConfig
     from .screening import BadFile
 
+T = TypeVar("T")
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-class DatasetError(ValueError):
-    """A dataset folder or file cannot be used; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,36 @@ class PairFiles:
 
 def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def split_by_file(root: Path, discover: Callable[[Path], list[T]], data: "DataConfig", seed: int,
+                  ) -> tuple[list[T], list[T]]:
+    """Train and validation examples of ``root``, split by file, never by crops of one image.
+
+    ``root/train`` and ``root/val`` (or ``root/test``) when they exist; otherwise
+    ``data.val_fraction`` of ``root``'s examples (at least one) is held out,
+    the same ones for a given ``seed``.
+
+    Args:
+        discover: lists the examples of one split folder (raises naming what is missing).
+    """
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist (use data.path=builtin for the built-in data)")
+    val_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+    if (root / "train").is_dir():
+        train, val = discover(root / "train"), discover(val_dir) if val_dir else []
+    else:
+        train, val = discover(root), []
+    return (train, val) if val else hold_out(train, data.val_fraction, seed, root)
+
+
+def hold_out(examples: list[T], fraction: float, seed: int, root: Path) -> tuple[list[T], list[T]]:
+    """``(train, val)``: ``fraction`` of the examples (at least one) held out, the same ones for a ``seed``."""
+    if len(examples) < 2:
+        raise DatasetError(f"{root} holds {len(examples)} example; need at least 2 to hold one out for validation")
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, math.floor(len(examples) * fraction))
+    return [examples[i] for i in sorted(order[n_val:])], [examples[i] for i in sorted(order[:n_val])]
 
 
 def discover_pairs(folder: str | Path) -> list[PairFiles]:
@@ -73,54 +105,45 @@ def find_pairs(folder: str | Path) -> tuple[list[PairFiles], list[tuple[Path, Pa
     return pairs, unpaired
 
 
-def load_image(path: Path, channels: int) -> torch.Tensor:
-    """Decode to float ``(C, H, W)`` in [-1, 1]; 1 channel is grayscale, 3 is RGB."""
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
-    if mode is None:
-        raise DatasetError(f"cannot load {path} with {channels} channels; folder images support 1, 3 or 4")
-    try:
-        with Image.open(path) as img:
-            img = img.convert(mode)
-            tensor = TF.pil_to_tensor(img)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DatasetError(f"cannot decode image {path}: {err}") from None
-    return tensor.float().div(127.5).sub(1.0)
-
-
 class PairedFolderDataset(Dataset):
-    """Pairs from files, returned as ``{"A": (Ca, H, W), "B": (Cb, H, W)}`` in [-1, 1].
+    """Pairs from files, returned as ``{"A": (Ca, H, W), "B": (Cb, H, W), "name": str}`` in [-1, 1].
+
+    Each side is decoded by its :class:`~pix2pix_unet.codec.ImageCodec` (8/16-bit,
+    gray or colour); pairs may differ in size from one to the next.
 
     Args:
         pairs: from :func:`discover_pairs`.
-        a_channels / b_channels: channels of the A and B sides as stored on disk.
+        a_codec / b_codec: how the A and B sides are decoded.
         load_size: resize both sides to this square size, or keep the stored size.
         skipped: bad files left out of ``pairs`` (``data.skip_bad``), for the run's report.
     """
 
     def __init__(
-        self, pairs: list[PairFiles], a_channels: int, b_channels: int, load_size: int | None = None,
+        self, pairs: list[PairFiles], a_codec: ImageCodec, b_codec: ImageCodec, load_size: int | None = None,
         skipped: Sequence[BadFile] = (),
     ) -> None:
         self.pairs = pairs
         self.skipped = list(skipped)
-        self.a_channels, self.b_channels = a_channels, b_channels
+        self.a_codec, self.b_codec = a_codec, b_codec
         self.load_size = load_size
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def source(self, index: int) -> Path:
+        return self.pairs[index].a
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         pair = self.pairs[index]
         if pair.b is None:
-            if self.a_channels != self.b_channels:
-                raise DatasetError(f"aligned image {pair.a} cannot have {self.a_channels} and {self.b_channels} channels")
-            ab = load_image(pair.a, self.a_channels)
-            half = ab.shape[-1] // 2
-            a, b = ab[..., :half], ab[..., half:]
+            a, b = self.a_codec.decode_halves(pair.a, self.b_codec)
         else:
-            a, b = load_image(pair.a, self.a_channels), load_image(pair.b, self.b_channels)
+            a, b = self.a_codec.decode(pair.a).tensor, self.b_codec.decode(pair.b).tensor
+            if a.shape[-2:] != b.shape[-2:]:
+                raise DatasetError(f"pair sizes differ: {pair.a} is {a.shape[-1]}x{a.shape[-2]} but {pair.b} is "
+                                   f"{b.shape[-1]}x{b.shape[-2]}")
         if self.load_size:
             size = [self.load_size, self.load_size]
             a = TF.resize(a, size, antialias=True)
             b = TF.resize(b, size, antialias=True)
-        return {"A": a, "B": b}
+        return {"A": a, "B": b, "name": pair.a.name}

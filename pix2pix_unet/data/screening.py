@@ -4,8 +4,8 @@ A file is bad when it is empty, is not an image, is cut off or corrupt (PNG
 chunks are CRC-checked and every image is fully decoded, which catches garbage
 inside a JPEG that its header hides), holds more than 8 bits per channel, is
 degenerate (under :data:`MIN_SIDE` px), or has no partner. A pair is bad when
-its sides differ in size, when it is smaller than the random crop, or (without
-``data.load_size``) when its size differs from that of most pairs. Files are
+its sides differ in size or when it is smaller than the random crop. Pairs may
+differ in size from one another (training crops each; ``need_uniform`` asks for one size). Files are
 decoded in a thread pool (Pillow decodes outside the GIL).
 
 By default a dataset with any bad file fails with a report of all of them;
@@ -23,7 +23,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .folders import DatasetError, PairFiles
+from ..errors import DatasetError
+from .folders import PairFiles
 
 MIN_SIDE = 8  # smaller images hold nothing to learn; usually a placeholder or a failed export
 
@@ -81,9 +82,6 @@ def inspect_image(path: Path) -> ImageInfo | str:
         return f"not an image (Pillow recognises no image format in it, whatever its .{path.suffix.lstrip('.')} name)"
     except Exception as err:  # noqa: BLE001 - any decoder failure makes the file unusable; say which
         return f"corrupt or truncated {kind} data ({type(err).__name__}: {err})"
-    if mode.startswith("I") or mode == "F":
-        return (f"{'16' if mode.startswith('I;16') else '32'}-bit image (Pillow mode {mode}), but 8 bits per channel "
-                f"are expected: convert it, or it would be clipped to white")
     if min(width, height) < MIN_SIDE:
         return f"{width}x{height} px, too small to learn from (under {MIN_SIDE} px on a side)"
     return ImageInfo(width, height, mode)
@@ -94,7 +92,7 @@ def screen_pairs(
     unpaired: Sequence[tuple[Path, Path]] = (),
     *,
     crop_size: int | None = None,
-    need_uniform: bool = True,
+    need_uniform: bool = False,
     threads: int | None = None,
 ) -> Screening:
     """Check every file of ``pairs`` and sort the pairs into good and bad.

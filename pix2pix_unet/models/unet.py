@@ -157,6 +157,7 @@ class UNet(nn.Module):
         model = cls(from_dict(UNetConfig, meta["generator"], "generator"))
         model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
         model.metadata = meta
+        model.export_dir = directory
         return model.eval()
 
 

@@ -1,49 +1,172 @@
-"""What every task gives the training loop: datasets, the training batch, its losses, evaluation.
+"""What every task is: one object that owns a model's path from file to file.
 
-The loop (``training/loop.py``) is the same for every task; it asks the task for
+A task is built either for training (``Task(cfg)``, then ``build_datasets()``
+settles what the data decides, such as ``num_classes``) or from a generator
+export alone (:func:`~pix2pix_unet.tasks.task_from_export`). Either way it gives
 
-1. ``build_datasets()``: train and validation sets, checked up front. This also
-   settles what the data decides (``num_classes``), so ``task.cfg`` is read after it:
-   the run's config with the generator's channels and head set for the task;
-2. ``train_batch(batch)``: (generator input, target) on the device, augmented;
-3. ``discriminator_losses`` / ``generator_losses``: the objective ``train_step`` minimises
-   (:class:`~pix2pix_unet.training.step.Objective`);
-4. ``evaluate(generator, val_set, device)``: validation metrics plus sample-grid rows;
-5. ``export_metadata()``: what a generator export must carry for predict/synthesize.
+- ``decode_input(path, mask)``: a file as the generator's input (channels, bit
+  depth, intensity rule, one-hot labels, hole mask), used by the datasets,
+  ``predict``, ``evaluate``, ``synthesize`` and the export alike;
+- ``generator_losses`` / ``discriminator_losses``: the training objective
+  (:class:`~pix2pix_unet.training.step.Objective`);
+- ``evaluate(generator, dataset, device)``: the task's metrics on a dataset, the
+  same function for training validation and ``pix2pix-unet evaluate``;
+- ``encode(output, decoded, path)``: an output written as a file;
+- ``describe()``: what the export's ``config.json`` records to rebuild all of the
+  above (:data:`SCHEMA_VERSION`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Protocol
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator, Protocol
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
-from ..config import MetricMode, Task, TrainConfig
-from ..training.loop import Evaluation
-from ..training.step import Objective
+from ..config import (
+    ConfigError, DataConfig, Direction, InferenceConfig, MetricMode, OutputDtype, Task, TrainConfig, UNetConfig,
+    from_dict,
+)
+from ..data.folders import DatasetError
+from ..inference import run_generator
+from ..io import ChannelError, ImageReadError, write_image
+from ..codec import Decoded, ImageCodec, out_of_range, training_span
+
+SCHEMA_VERSION = 2  # of the export's config.json; 1 = the exports before it (no "schema_version" key)
 
 
-class TrainingTask(Objective, Protocol):
-    """The interface the training loop uses (see the module docstring for the order of calls)."""
+class ExportError(ValueError):
+    """A generator export lacks what its task needs; the message names the field and the file."""
 
-    cfg: TrainConfig
 
-    def build_datasets(self) -> tuple[Dataset, Dataset]: ...
+def require(meta: dict[str, Any], key: str, source: str | Path) -> Any:
+    """``meta[key]``, or an :class:`ExportError` naming the missing field and the export."""
+    if meta.get(key) is None:
+        version = meta.get("schema_version", 1)
+        raise ExportError(f"{source}: config.json (schema version {version}) has no {key!r} field, which a "
+                          f"{meta.get('task', 'translate')} generator needs; re-export it with this version "
+                          f"(train --resume writes a new export) or add the field")
+    return meta[key]
 
-    def to(self, device: torch.device | str) -> "TrainingTask": ...
 
-    def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]: ...
+@dataclass
+class Evaluation:
+    """What a task's evaluation gives: metrics (no ``val/`` prefix), a row per image, and sample pictures.
 
-    def evaluate(self, generator: nn.Module, dataset: Dataset, device: torch.device) -> Evaluation: ...
+    ``inputs``, ``outputs``, ``targets`` are ``(N, 3, h, w)`` display tensors in [-1, 1]
+    of the first examples, centre-cropped to one size for the sample grid.
+    """
 
-    def export_metadata(self) -> dict[str, Any]: ...
+    metrics: dict[str, float]
+    rows: list[dict[str, Any]]
+    inputs: torch.Tensor
+    outputs: torch.Tensor
+    targets: torch.Tensor
+
+
+class Meter(Protocol):
+    """Accumulates a task's metrics batch by batch."""
+
+    key: str  # the per-image metric examples are ranked by in reports
+    higher_is_better: bool
+
+    def update(self, outputs: torch.Tensor, target: Any, inputs: torch.Tensor) -> list[dict[str, float]]: ...
+
+    def summary(self) -> dict[str, float]: ...
+
+
+class RandomCrops(Dataset):
+    """Random ``size`` crops of every example, the same window for all its maps, for training.
+
+    Images may have any size. The window of draw ``index`` is seeded by
+    ``(seed, index)``, and the sampler numbers draws across epochs
+    (:class:`~pix2pix_unet.training.loop.EpochSampler`), so the crops repeat
+    exactly in a resumed run. ``size=None`` passes the examples through.
+    """
+
+    def __init__(self, base: Dataset, size: int | None, seed: int) -> None:
+        self.base, self.size, self.seed = base, size, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getattr__(self, name: str) -> Any:  # `skipped`, `has_instances` ... of the wrapped set
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.base[index % len(self.base)]
+        if self.size is None:
+            return item
+        maps = [v for v in item.values() if isinstance(v, torch.Tensor) and v.ndim >= 2]
+        h, w = maps[0].shape[-2:]
+        if min(h, w) < self.size:
+            raise DatasetError(f"{item.get('name', index)} is {w}x{h} px, smaller than data.crop_size={self.size}")
+        rng = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        top = int(torch.randint(h - self.size + 1, (1,), generator=rng))
+        left = int(torch.randint(w - self.size + 1, (1,), generator=rng))
+        return {k: v[..., top: top + self.size, left: left + self.size]
+                if isinstance(v, torch.Tensor) and v.ndim >= 2 and v.shape[-2:] == (h, w) else v
+                for k, v in item.items()}
+
+
+def name_seed(seed: int, name: str) -> int:
+    """A per-example seed from a fixed seed and the example's name (its file name)."""
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
+
+
+def size_batches(dataset: Dataset, batch_size: int,
+                 failed: list[tuple[str, str]] | None = None) -> Iterator[tuple[list[int], dict[str, Any]]]:
+    """``(indices, collated batch)`` of examples of one size, in order of first appearance.
+
+    With ``failed`` given, an example that cannot be read is appended to it as
+    ``(source, reason)`` and skipped; otherwise the error propagates.
+    """
+    buckets: dict[tuple, list[tuple[int, dict]]] = {}
+    for i in range(len(dataset)):
+        try:
+            item = dataset[i]
+        except (DatasetError, ImageReadError, ChannelError) as err:
+            if failed is None:
+                raise
+            source = dataset.source(i) if hasattr(dataset, "source") else str(i)
+            failed.append((str(source), str(err)))
+            continue
+        key = tuple(tuple(v.shape) for v in item.values() if isinstance(v, torch.Tensor))
+        bucket = buckets.setdefault(key, [])
+        bucket.append((i, item))
+        if len(bucket) == batch_size:
+            yield [j for j, _ in bucket], default_collate([it for _, it in bucket])
+            bucket.clear()
+    for bucket in buckets.values():
+        if bucket:
+            yield [j for j, _ in bucket], default_collate([it for _, it in bucket])
+
+
+def centre_crop_to(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate ``(b, c, h, w)`` tensors, centre-cropped to the smallest height and width among them."""
+    h = min(t.shape[-2] for t in tensors)
+    w = min(t.shape[-1] for t in tensors)
+
+    def crop(t: torch.Tensor) -> torch.Tensor:
+        top, left = (t.shape[-2] - h) // 2, (t.shape[-1] - w) // 2
+        return t[..., top: top + h, left: left + w]
+
+    return torch.cat([crop(t) for t in tensors])
+
+
+ExampleHook = Callable[[str, dict[str, float], list[torch.Tensor]], None]
 
 
 class TaskBase:
-    """Plumbing shared by the tasks: the (resolved) config and the device-side augmentation.
+    """Plumbing shared by the tasks: the config, device-side augmentation, the evaluation driver, export.
 
     Args:
         cfg: the run's config; tasks replace ``self.cfg`` with a resolved copy in ``build_datasets``.
@@ -59,11 +182,183 @@ class TaskBase:
             cfg = dataclasses.replace(cfg, best_metric=self.best[0], best_mode=self.best[1])
         self.cfg = cfg
         self.augment: nn.Module = nn.Identity()  # set by build_datasets; runs on the batch's device
+        self.input_range: list[float] | None = None  # decoded training inputs' span, for predict's warning
+        self.output_dtype: str | None = None  # dtype of outputs whose input has none of its own (label maps)
 
     def to(self, device: torch.device | str) -> "TaskBase":
         self.augment = self.augment.to(device)
         return self
 
-    def export_metadata(self) -> dict[str, Any]:
-        """``task`` and ``num_classes`` (None without classes) for the generator export's config.json."""
-        return {"task": self.kind.value, "num_classes": None}
+    @property
+    def uses_discriminator(self) -> bool:
+        """Whether the objective has an adversarial term (else no D, D optimiser or D schedule is built)."""
+        return True
+
+    # ----------------------------------------------------------------- the contract
+
+    def describe(self) -> dict[str, Any]:
+        """What the export's ``config.json`` records for this task (beside ``generator``), to rebuild it."""
+        return {"schema_version": SCHEMA_VERSION, "task": self.kind.value, "num_classes": None,
+                "direction": self.cfg.data.direction.value, "input_range": self.input_range,
+                "output_dtype": self.output_dtype}
+
+    @classmethod
+    def config_from_export(cls, meta: dict[str, Any], source: str | Path) -> TrainConfig:
+        """The part of a :class:`TrainConfig` an export records; each task adds its own fields."""
+        generator = from_dict(UNetConfig, require(meta, "generator", source), "generator")
+        try:
+            direction = Direction(meta.get("direction", Direction.A_TO_B.value))
+        except ValueError:
+            raise ExportError(f"{source}: config.json has direction {meta.get('direction')!r}") from None
+        return TrainConfig(task=cls.kind, generator=generator, data=DataConfig(direction=direction))
+
+    @classmethod
+    def from_export(cls, meta: dict[str, Any], source: str | Path = "<export>") -> "TaskBase":
+        """The task a generator export describes, ready to decode, encode and score."""
+        try:
+            task = cls(cls.config_from_export(meta, source))
+        except ConfigError as err:
+            raise ExportError(f"{source}: config.json: {err}") from None
+        task.resolve_from_export(meta, source)
+        task.input_range = meta.get("input_range")
+        task.output_dtype = meta.get("output_dtype")
+        return task
+
+    def resolve_from_export(self, meta: dict[str, Any], source: str | Path) -> None:
+        """Set what ``build_datasets`` would have settled from the data (``num_classes`` ...)."""
+
+    def note_training_inputs(self, tensors: list[torch.Tensor]) -> None:
+        """Record the span of some decoded training inputs (predict warns on inputs far outside it)."""
+        if tensors:
+            self.input_range = training_span(tensors)
+
+    # ----------------------------------------------------------------- files
+
+    @property
+    def input_codec(self) -> ImageCodec:
+        """How image inputs are decoded (tasks whose inputs are images)."""
+        return ImageCodec(self.cfg.generator.in_channels)
+
+    @property
+    def needs_mask(self) -> bool:
+        """Whether every input comes with a hole mask (restore with inpainting)."""
+        return False
+
+    def decode_input(self, path: Path, mask: Path | None = None) -> Decoded:
+        """A file as the generator's input."""
+        return self.input_codec.decode(path)
+
+    def input_warnings(self, decoded: Decoded) -> list[str]:
+        """Warnings about an input that cannot give a sensible output (named by file)."""
+        warning = out_of_range(decoded, self.input_range, self.input_codec.intensity)
+        return [warning] if warning else []
+
+    def output_path(self, relative: Path, output_dir: Path, suffix: str | None = None) -> Path:
+        """Where the output of the input at ``relative`` (to the input root) goes."""
+        return output_dir / relative.with_suffix(suffix or relative.suffix)
+
+    def encode(self, output: torch.Tensor, decoded: Decoded, path: Path, dtype: OutputDtype = OutputDtype.INPUT,
+               overlay_dir: Path | None = None, relative: Path | None = None) -> list[Path]:
+        """Write one output; returns the paths written. Images: the input's dtype and units."""
+        fallback = np.dtype(self.output_dtype or "uint8")
+        return [write_image(path, self.input_codec.encode(output, decoded, dtype, fallback))]
+
+    def output_warnings(self, output: torch.Tensor, decoded: Decoded) -> list[str]:
+        """Warnings about an output that cannot be right (named by file)."""
+        return []
+
+    # ----------------------------------------------------------------- evaluation
+
+    def meter(self, dataset: Dataset) -> Meter:
+        raise NotImplementedError
+
+    def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+        """(generator input, target) of a validation batch, without augmentation."""
+        raise NotImplementedError
+
+    def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: Any) -> list[torch.Tensor]:
+        """``[input, output, target]`` as ``(b, 3|1, h, w)`` pictures in [-1, 1]."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, generator: nn.Module, dataset: Dataset, device: torch.device | str,
+                 infer: InferenceConfig | None = None, *, on_example: ExampleHook | None = None,
+                 failed: list[tuple[str, str]] | None = None) -> Evaluation:
+        """The task's metrics of ``generator`` on ``dataset``, whole images, in eval mode.
+
+        Training validation and ``pix2pix-unet evaluate`` both call this, so their
+        numbers agree. Images of one size share a batch; large ones are tiled as in
+        ``predict`` (:func:`~pix2pix_unet.inference.run_generator`).
+
+        Args:
+            infer: how to run the generator (batching, tiling, precision); default: ``batch_size`` of the run.
+            on_example: called per image with its name, metrics row and pictures (reports).
+            failed: collects ``(file, reason)`` of unreadable examples, which are then skipped.
+        """
+        infer = infer or InferenceConfig(batch_size=self.cfg.batch_size)
+        was_training = generator.training
+        generator.eval()
+        meter = self.meter(dataset)
+        rows: dict[int, dict[str, Any]] = {}
+        shown: list[list[torch.Tensor]] = []
+        count = 0
+        for indices, batch in size_batches(dataset, infer.batch_size, failed):
+            inputs, target = self.val_batch(batch)
+            outputs = run_generator(generator, inputs, infer, device)
+            new_rows = meter.update(outputs, target, inputs)
+            pictures = self.display(inputs, outputs, target) if on_example or count < self.cfg.num_samples else None
+            for j, (index, name, row) in enumerate(zip(indices, batch["name"], new_rows)):
+                rows[index] = {"name": name, **row}
+                if on_example is not None:
+                    on_example(name, row, [p[j] for p in pictures])
+            if count < self.cfg.num_samples:
+                shown.append([p[: self.cfg.num_samples - count] for p in pictures])
+            count += len(indices)
+        generator.train(was_training)
+        if not shown:
+            raise DatasetError("no example could be evaluated")
+        parts = [centre_crop_to([s[k] for s in shown]) for k in range(3)]
+        return Evaluation(meter.summary(), [rows[i] for i in sorted(rows)], *parts)
+
+    def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
+        """The examples of ``folder`` to evaluate, read as validation reads them."""
+        raise NotImplementedError
+
+
+def mean_rows(rows: list[dict[str, float]], keys: list[str]) -> dict[str, float]:
+    """The mean of each of ``keys`` over per-image rows."""
+    return {k: float(np.mean([r[k] for r in rows])) for k in keys} if rows else {}
+
+
+@dataclass
+class ImageMeter:
+    """L1, PSNR and SSIM per image, averaged over the set; ``baseline`` also scores the degraded input."""
+
+    channels: int
+    baseline: bool = False
+    key: str = "psnr"
+    higher_is_better: bool = True
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def update(self, outputs: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor) -> list[dict[str, float]]:
+        from .image_metrics import image_scores
+
+        scores = image_scores(outputs, target)
+        new = [{k: float(v[i]) for k, v in scores.items()} for i in range(len(outputs))]
+        if self.baseline:
+            base = image_scores(inputs[:, : self.channels], target)
+            for i, row in enumerate(new):
+                row.update({f"{k}_input": float(base[k][i]) for k in ("psnr", "ssim")})
+        self.rows += new
+        return new
+
+    def summary(self) -> dict[str, float]:
+        keys = list(self.rows[0]) if self.rows else []
+        metrics = mean_rows(self.rows, keys)
+        if self.baseline and metrics:
+            metrics["psnr_gain"] = metrics["psnr"] - metrics["psnr_input"]
+        return metrics
+
+
+__all__ = ["SCHEMA_VERSION", "Evaluation", "ExportError", "ImageMeter", "Meter", "RandomCrops", "TaskBase",
+           "centre_crop_to", "name_seed", "require", "size_batches"]

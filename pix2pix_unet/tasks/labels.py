@@ -14,7 +14,6 @@ the error names the file and the bad value.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,56 +24,11 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from .. import io
-from ..config import DataConfig, Intensity, LabelConfig
-from ..data.folders import DatasetError, list_images
+from ..config import DataConfig, LabelConfig
+from ..data.folders import DatasetError, list_images, split_by_file
 from ..data.synthetic import NUM_CLASSES, NUM_CLASSES_MAX, VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 from ..io import read_label_map
-
-# --------------------------------------------------------------------------- reading files
-
-
-def read_image(path: Path, channels: int, intensity: Intensity = Intensity.DTYPE,
-               value_range: tuple[float, float] = (0.0, 255.0)) -> torch.Tensor:
-    """Decode an 8- or 16-bit (or float) gray or colour image to float ``(channels, H, W)`` in [-1, 1].
-
-    Args:
-        path: the image file (PNG, TIFF, JPEG ..., read by :func:`pix2pix_unet.io.read_image`).
-        channels: 1 (colour images are averaged to gray) or 3 (gray images are repeated).
-        intensity: ``dtype`` divides by the bit depth's maximum, ``image`` stretches each
-            image's own min..max, ``range`` maps ``value_range`` to [-1, 1] and clips.
-        value_range: (low, high) for ``intensity=range``, in the file's units.
-    """
-    if channels not in (1, 3):
-        raise DatasetError(f"cannot load {path} with {channels} channels; label-map tasks read 1 or 3")
-    image = io.read_image(path)
-    pixels = image.pixels[..., :-1] if image.alpha else image.pixels
-    x = rearrange(torch.from_numpy(pixels.astype(np.float32)), "h w c -> c h w")
-    if x.shape[0] != channels:
-        x = x.mean(0, keepdim=True) if channels == 1 else x[:1].expand(channels, -1, -1)
-    if intensity is Intensity.DTYPE:
-        x = x / io.DTYPE_MAX[image.dtype]
-    elif intensity is Intensity.IMAGE:
-        lo, hi = x.min(), x.max()
-        x = (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
-    else:
-        x = ((x - value_range[0]) / (value_range[1] - value_range[0])).clamp(0, 1)
-    return x.mul(2).sub(1).contiguous()
-
-
-def uniform_size(paths: list[Path], *, need_uniform: bool) -> tuple[int, int]:
-    """``(height, width)`` of the first image, read from the headers; all the same if ``need_uniform``.
-
-    Raises:
-        DatasetError: naming an unreadable file, or images of different sizes.
-    """
-    sizes: dict[tuple[int, int], Path] = {}
-    for path in paths:
-        sizes.setdefault(io.image_shape(path), path)
-    if need_uniform and len(sizes) > 1:
-        examples = ", ".join(f"{p} ({w}x{h})" for (h, w), p in list(sizes.items())[:3])
-        raise DatasetError(f"images have different sizes ({examples}); set data.load_size to resize them")
-    return next(iter(sizes))
-
+from ..codec import ImageCodec, decode_class_ids
 
 # --------------------------------------------------------------------------- label helpers
 
@@ -83,11 +37,6 @@ def colorize_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``(B, H, W)`` class ids -> ``(B, 3, H, W)`` colours of :func:`pix2pix_unet.io.palette` in [-1, 1]."""
     colours = torch.from_numpy(io.palette(num_classes)).to(labels.device).float() / 127.5 - 1  # (k, 3)
     return rearrange(colours[labels.long()], "b h w c -> b c h w")
-
-
-def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``(..., H, W)`` class ids -> ``(..., num_classes, H, W)`` float one-hot (0 or 1)."""
-    return torch.nn.functional.one_hot(labels.long(), num_classes).movedim(-1, -3).float()
 
 
 def instances_from_labels(labels: np.ndarray) -> np.ndarray:
@@ -147,60 +96,37 @@ def discover_labelled(split: Path, cfg: LabelConfig) -> list[LabelledFiles]:
     return [LabelledFiles(images[k], labels[k], instances[k] if instances else None) for k in sorted(labels)]
 
 
-def check_labelled(files: list[LabelledFiles], num_classes: int | None, *, need_uniform: bool) -> int:
+def check_labelled(files: list[LabelledFiles], num_classes: int | None, crop_size: int | None) -> int:
     """Read every label and instance map and check it against its image; returns ``num_classes``.
+
+    Images may differ in size from one example to the next.
 
     Args:
         files: the examples.
         num_classes: the configured number of classes, or None to take ``1 + the largest id``.
-        need_uniform: all images must share one size (there is no ``load_size`` to resize them to).
+        crop_size: the training crop, which every image must hold (None: no crop).
 
     Raises:
         DatasetError: naming the file for an unreadable image, a colour label map, a
             label or instance map whose size differs from its image, a class id at or
-            above ``num_classes``, or images of different sizes.
+            above ``num_classes``, or an image smaller than the crop.
     """
     largest = 0
     for item in files:
         h, w = io.image_shape(item.image)
+        if crop_size and min(h, w) < crop_size:
+            raise DatasetError(f"image {item.image} is {w}x{h} px, smaller than data.crop_size={crop_size}")
         for path, what in ((item.labels, "label map"), (item.instances, "instance map")):
             if path is None:
                 continue
-            ids = read_label_map(path)
-            if ids.shape != (h, w):
+            ids = decode_class_ids(path, num_classes if what == "label map" else None, what)
+            if tuple(ids.shape) != (h, w):
                 raise DatasetError(
                     f"{what} {path} is {ids.shape[1]}x{ids.shape[0]} but its image {item.image} is {w}x{h}"
                 )
             if what == "label map":
-                top = int(ids.max())
-                if num_classes is not None and top >= num_classes:
-                    raise DatasetError(
-                        f"label map {path} holds class id {top}, but labels.num_classes={num_classes} "
-                        f"(ids must be 0..{num_classes - 1})"
-                    )
-                largest = max(largest, top)
-    uniform_size([item.image for item in files], need_uniform=need_uniform)
+                largest = max(largest, int(ids.max()))
     return num_classes if num_classes is not None else max(2, largest + 1)
-
-
-def split_labelled(data: DataConfig, cfg: LabelConfig, seed: int) -> tuple[list[LabelledFiles], list[LabelledFiles]]:
-    """Train and validation examples of ``data.path``: its ``train/`` and ``val/`` (or ``test/``)
-    folders, or one folder of which ``data.val_fraction`` is held out deterministically."""
-    root = Path(data.path)
-    if not root.is_dir():
-        raise DatasetError(f"dataset folder {root} does not exist (use data.path=builtin for the built-in data)")
-    val_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
-    if (root / "train").is_dir():
-        train, val = discover_labelled(root / "train", cfg), discover_labelled(val_dir, cfg) if val_dir else []
-    else:
-        train, val = discover_labelled(root, cfg), []
-    if not val:
-        if len(train) < 2:
-            raise DatasetError(f"{root} holds {len(train)} example; need at least 2 to hold one out for validation")
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
-        n_val = max(1, math.floor(len(train) * data.val_fraction))
-        train, val = [train[i] for i in sorted(order[n_val:])], [train[i] for i in sorted(order[:n_val])]
-    return train, val
 
 
 # --------------------------------------------------------------------------- datasets
@@ -208,39 +134,44 @@ def split_labelled(data: DataConfig, cfg: LabelConfig, seed: int) -> tuple[list[
 
 class LabelledFolder(Dataset):
     """Labelled examples read from files (checked beforehand by :func:`check_labelled`), as
-    ``{"image": (C, H, W) in [-1, 1], "labels": (H, W) int64, "instances": (H, W) int64}``.
+    ``{"image": (C, H, W) in [-1, 1], "labels": (H, W) int64, "instances": (H, W) int64, "name": str}``.
 
-    Instances come from the instance maps, or are connected components of each class;
-    ``has_instances`` says whether they were given (object-level metrics need them).
+    Images are decoded by ``codec`` (channels, bit depth, intensity rule), the one
+    rule ``predict`` and ``evaluate`` use too. Instances come from the instance
+    maps, or are connected components of each class; ``has_instances`` says
+    whether they were given (object-level metrics need them).
 
     Args:
         files: the examples.
-        channels: image channels to load (1 or 3).
+        codec: how images become tensors.
         load_size: resize every example to this square size (label maps by nearest neighbour).
-        intensity / value_range: see :func:`read_image`.
     """
 
-    def __init__(self, files: list[LabelledFiles], channels: int, load_size: int | None = None,
-                 intensity: Intensity = Intensity.DTYPE, value_range: tuple[float, float] = (0.0, 255.0)) -> None:
-        self.files, self.channels, self.load_size = files, channels, load_size
-        self.intensity, self.value_range = intensity, value_range
+    def __init__(self, files: list[LabelledFiles], codec: ImageCodec, load_size: int | None = None) -> None:
+        self.files, self.codec, self.load_size = files, codec, load_size
         self.has_instances = all(f.instances is not None for f in files)
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def source(self, index: int) -> Path:
+        return self.files[index].image
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         item = self.files[index]
-        image = read_image(item.image, self.channels, self.intensity, self.value_range)
+        image = self.codec.decode(item.image).tensor
         labels = read_label_map(item.labels)
         instances = read_label_map(item.instances) if item.instances else instances_from_labels(labels)
         labels_t, instances_t = torch.from_numpy(labels), torch.from_numpy(instances)
+        if tuple(labels_t.shape) != tuple(image.shape[-2:]):
+            raise DatasetError(f"label map {item.labels} is {labels_t.shape[1]}x{labels_t.shape[0]} but its image "
+                               f"{item.image} is {image.shape[-1]}x{image.shape[-2]}")
         if self.load_size:
             size = [self.load_size, self.load_size]
             image = torch.nn.functional.interpolate(image[None], size, mode="bilinear", antialias=True)[0]
             ids = torch.stack([labels_t, instances_t])[None].float()
             labels_t, instances_t = torch.nn.functional.interpolate(ids, size, mode="nearest")[0].long()
-        return {"image": image, "labels": labels_t, "instances": instances_t}
+        return {"image": image, "labels": labels_t, "instances": instances_t, "name": item.image.name}
 
 
 class LabelledTensors(Dataset):
@@ -253,8 +184,9 @@ class LabelledTensors(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[index], "labels": self.labels[index], "instances": self.instances[index]}
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        return {"image": self.images[index], "labels": self.labels[index], "instances": self.instances[index],
+                "name": f"builtin_{index:05d}"}
 
 
 LabelledDataset = LabelledFolder | LabelledTensors
@@ -277,32 +209,26 @@ def builtin_labelled(num: int, seed: int, size: int, num_classes: int, channels:
     )
 
 
-def build_labelled(data: DataConfig, cfg: LabelConfig, channels: int, seed: int, *,
-                   intensity: Intensity = Intensity.DTYPE, value_range: tuple[float, float] = (0.0, 255.0),
+def build_labelled(data: DataConfig, cfg: LabelConfig, codec: ImageCodec, seed: int
                    ) -> tuple[LabelledDataset, LabelledDataset, int]:
     """Train and validation label-map datasets for ``data.path``, checked up front, and ``num_classes``.
 
-    The built-in data has ``labels.num_classes`` classes (5 by default, at most 8).
+    The split is by file (``train/`` + ``val/``, or ``data.val_fraction`` of the
+    files held out); images may have any size. The built-in data has
+    ``labels.num_classes`` classes (5 by default, at most 8).
     """
-    if channels not in (1, 3):
-        raise DatasetError(f"label-map tasks read images with 1 or 3 channels, got {channels}")
+    if codec.channels not in (1, 3):
+        raise DatasetError(f"label-map tasks read images with 1 or 3 channels, got {codec.channels}")
     if data.path == "builtin":
         num_classes = cfg.num_classes or NUM_CLASSES
         if num_classes > NUM_CLASSES_MAX:
             raise DatasetError(f"labels.num_classes={num_classes}: the built-in data has at most {NUM_CLASSES_MAX}")
         return (
-            builtin_labelled(data.builtin_train, seed, data.builtin_size, num_classes, channels),
-            builtin_labelled(data.builtin_val, seed, data.builtin_size, num_classes, channels, VAL_INDEX_OFFSET),
+            builtin_labelled(data.builtin_train, seed, data.builtin_size, num_classes, codec.channels),
+            builtin_labelled(data.builtin_val, seed, data.builtin_size, num_classes, codec.channels,
+                             VAL_INDEX_OFFSET),
             num_classes,
         )
-    train, val = split_labelled(data, cfg, seed)
-    num_classes = check_labelled(train + val, cfg.num_classes, need_uniform=data.load_size is None)
-    h, w = io.image_shape(train[0].image)
-    size = data.load_size or min(h, w)
-    if data.crop_size and data.crop_size > size:
-        raise DatasetError(f"data.crop_size={data.crop_size} is larger than the images in {data.path} ({h}x{w})")
-    return (
-        LabelledFolder(train, channels, data.load_size, intensity, value_range),
-        LabelledFolder(val, channels, data.load_size, intensity, value_range),
-        num_classes,
-    )
+    train, val = split_by_file(Path(data.path), lambda split: discover_labelled(split, cfg), data, seed)
+    num_classes = check_labelled(train + val, cfg.num_classes, None if data.load_size else data.crop_size)
+    return LabelledFolder(train, codec, data.load_size), LabelledFolder(val, codec, data.load_size), num_classes

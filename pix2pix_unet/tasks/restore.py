@@ -2,8 +2,9 @@
 
 Training batches are cropped and flipped, then degraded on the device by
 :func:`~pix2pix_unet.tasks.degrade.degrade` with fresh randomness every step.
-Validation degrades the same way with the fixed ``restore.val_seed``, so every
-evaluation sees the same inputs. The losses are pix2pix's (GAN + L1 to the clean
+Validation runs on whole held-out images (split by file), each degraded with a
+seed of its own from ``restore.val_seed`` and its file name, so every evaluation
+and ``pix2pix-unet evaluate`` see the same inputs. The losses are pix2pix's (GAN + L1 to the clean
 image); with inpainting on, the hole mask is an extra generator input channel.
 PSNR and SSIM are logged for the output and for the degraded input side by side.
 """
@@ -11,49 +12,64 @@ PSNR and SSIM are logged for the output and for the degraded input side by side.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
 import kornia.augmentation as K
-import kornia.metrics
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ..config import DataConfig, Intensity, MetricMode, Task, TrainConfig
-from ..data.folders import DatasetError, list_images
+from .. import io
+from ..codec import Decoded, ImageCodec, decode_mask
+from ..config import DataConfig, MetricMode, RestoreConfig, Task, TrainConfig, from_dict, to_dict
+from ..data.folders import DatasetError, list_images, split_by_file
 from ..data.synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
-from ..training.loop import Evaluation
 from ..training.step import Pix2PixObjective
-from .base import TaskBase
+from .base import ExportError, ImageMeter, Meter, TaskBase, name_seed, require
 from .degrade import degrade
-from .labels import read_image, uniform_size
 
 
 class CleanImages(Dataset):
-    """Clean images as ``{"clean": (C, H, W)}`` in [-1, 1], from files or from memory.
+    """Clean images as ``{"clean": (C, H, W)}`` in [-1, 1] (+ ``"name"``), from files or from memory.
+
+    With ``degraded`` files (real degraded/clean pairs, for ``evaluate``) each item
+    also holds ``"degraded"``, and with ``masks`` its hole mask ``"mask": (1, H, W)``.
 
     Args:
         source: image files, or a ``(N, C, H, W)`` tensor in [-1, 1].
-        channels: channels to load files with (1 or 3).
+        codec: how files are decoded.
         load_size: resize files to this square size.
     """
 
-    def __init__(self, source: list[Path] | torch.Tensor, channels: int = 3, load_size: int | None = None) -> None:
-        self.source, self.channels, self.load_size = source, channels, load_size
+    def __init__(self, source: list[Path] | torch.Tensor, codec: ImageCodec | None = None,
+                 load_size: int | None = None, degraded: list[Path] | None = None,
+                 masks: list[Path] | None = None) -> None:
+        self.source_, self.codec, self.load_size = source, codec, load_size
+        self.degraded, self.masks = degraded, masks
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.source_)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if isinstance(self.source, torch.Tensor):
-            return {"clean": self.source[index]}
-        image = read_image(self.source[index], self.channels, Intensity.DTYPE)
+    def source(self, index: int) -> Path | str:
+        return self.source_[index] if isinstance(self.source_, list) else str(index)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        if isinstance(self.source_, torch.Tensor):
+            return {"clean": self.source_[index], "name": f"builtin_{index:05d}"}
+        path = self.source_[index]
+        item: dict[str, torch.Tensor | str] = {"clean": self.codec.decode(path).tensor, "name": path.name}
+        if self.degraded is not None:
+            item["degraded"] = self.codec.decode(self.degraded[index]).tensor
+            if item["degraded"].shape != item["clean"].shape:
+                raise DatasetError(f"pair sizes differ: {self.degraded[index]} and {path}")
+        if self.masks is not None:
+            item["mask"] = decode_mask(self.masks[index], item["clean"].shape[-2:])
         if self.load_size:
             size = [self.load_size, self.load_size]
-            image = torch.nn.functional.interpolate(image[None], size, mode="bilinear", antialias=True)[0]
-        return {"clean": image}
+            item["clean"] = torch.nn.functional.interpolate(item["clean"][None], size, mode="bilinear",
+                                                            antialias=True)[0]
+        return item
 
 
 def builtin_photos(num: int, seed: int, size: int, channels: int, index_offset: int = 0) -> torch.Tensor:
@@ -75,35 +91,34 @@ def clean_files(folder: Path) -> list[Path]:
     return files
 
 
-def build_clean(data: DataConfig, channels: int, seed: int) -> tuple[CleanImages, CleanImages]:
-    """Train and validation clean images of ``data.path`` (``train/`` + ``val/`` or ``test/``, or one
-    folder of which ``data.val_fraction`` is held out), every file checked up front."""
-    if channels not in (1, 3):
-        raise DatasetError(f"restore reads images with 1 or 3 channels, got generator.out_channels={channels}")
+def build_clean(data: DataConfig, codec: ImageCodec, seed: int) -> tuple[CleanImages, CleanImages]:
+    """Train and validation clean images of ``data.path``, split by file (``train/`` + ``val/`` or ``test/``,
+    or ``data.val_fraction`` of one folder held out); images may have any size, each checked up front."""
+    if codec.channels not in (1, 3):
+        raise DatasetError(f"restore reads images with 1 or 3 channels, got generator.out_channels={codec.channels}")
     if data.path == "builtin":
         return (
-            CleanImages(builtin_photos(data.builtin_train, seed, data.builtin_size, channels)),
-            CleanImages(builtin_photos(data.builtin_val, seed, data.builtin_size, channels, VAL_INDEX_OFFSET)),
+            CleanImages(builtin_photos(data.builtin_train, seed, data.builtin_size, codec.channels)),
+            CleanImages(builtin_photos(data.builtin_val, seed, data.builtin_size, codec.channels, VAL_INDEX_OFFSET)),
         )
-    root = Path(data.path)
-    if not root.is_dir():
-        raise DatasetError(f"dataset folder {root} does not exist (use data.path=builtin for the built-in data)")
-    val_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
-    if (root / "train").is_dir():
-        train, val = clean_files(root / "train"), clean_files(val_dir) if val_dir else []
-    else:
-        train, val = clean_files(root), []
-    if not val:
-        if len(train) < 2:
-            raise DatasetError(f"{root} holds {len(train)} image; need at least 2 to hold one out for validation")
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
-        n_val = max(1, math.floor(len(train) * data.val_fraction))
-        train, val = [train[i] for i in sorted(order[n_val:])], [train[i] for i in sorted(order[:n_val])]
-    h, w = uniform_size(train + val, need_uniform=data.load_size is None)
-    size = data.load_size or min(h, w)
-    if data.crop_size and data.crop_size > size:
-        raise DatasetError(f"data.crop_size={data.crop_size} is larger than the images in {root} ({h}x{w})")
-    return CleanImages(train, channels, data.load_size), CleanImages(val, channels, data.load_size)
+    train, val = split_by_file(Path(data.path), clean_files, data, seed)
+    for path in train + val:
+        h, w = io.image_shape(path)
+        if data.crop_size and not data.load_size and min(h, w) < data.crop_size:
+            raise DatasetError(f"image {path} is {w}x{h} px, smaller than data.crop_size={data.crop_size}")
+    return CleanImages(train, codec, data.load_size), CleanImages(val, codec, data.load_size)
+
+
+def pair_by_stem(images: list[Path], folder: Path, what: str) -> list[Path]:
+    """For each image, the file of ``folder`` with the same stem; a missing one is an error naming the image."""
+    found = {p.stem: p for p in list_images(folder)} if folder.is_dir() else {}
+    if not folder.is_dir():
+        raise DatasetError(f"{what} folder {folder} does not exist")
+    missing = [p for p in images if p.stem not in found]
+    if missing:
+        raise DatasetError(f"{len(missing)} image(s) have no {what} in {folder}, e.g. {missing[0]} "
+                           f"(expected {folder / missing[0].stem}.*)")
+    return [found[p.stem] for p in images]
 
 
 class RestoreTask(TaskBase):
@@ -118,15 +133,22 @@ class RestoreTask(TaskBase):
         self.channels = cfg.generator.out_channels
         self.mask_channel = cfg.restore.inpaint.p > 0
 
+    @property
+    def input_codec(self) -> ImageCodec:
+        return ImageCodec(self.channels)
+
+    @property
+    def needs_mask(self) -> bool:
+        return self.mask_channel
+
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         cfg = self.cfg
-        train, val = build_clean(cfg.data, self.channels, cfg.seed)
+        train, val = build_clean(cfg.data, self.input_codec, cfg.seed)
         in_channels = self.channels + int(self.mask_channel)
         self.cfg = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, in_channels=in_channels))
-        ops: list[nn.Module] = [K.RandomCrop((cfg.data.crop_size,) * 2)] if cfg.data.crop_size else []
-        if cfg.data.flip:
-            ops.append(K.RandomHorizontalFlip())
-        self.augment = K.AugmentationSequential(*ops) if ops else nn.Identity()
+        # crops are taken per example (RandomCrops)
+        self.augment = K.AugmentationSequential(K.RandomHorizontalFlip()) if cfg.data.flip else nn.Identity()
+        self.note_training_inputs([train[i]["clean"] for i in range(min(len(train), 16))])
         return train, val
 
     def degrade(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -147,35 +169,75 @@ class RestoreTask(TaskBase):
                          target: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.objective.generator_losses(discriminator, inputs, fake, target)
 
-    @torch.no_grad()
-    def evaluate(self, generator: nn.Module, dataset: Dataset, device: torch.device) -> Evaluation:
-        """PSNR and SSIM (11-px window, images in [0, 1]) of the output and of the degraded input,
-        each against the clean image, averaged over the validation images, degraded with ``val_seed``."""
-        was_training = generator.training
-        generator.eval()
-        rng = torch.Generator(device=device).manual_seed(self.cfg.restore.val_seed)
-        loader = DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0)
-        sums = {"psnr": 0.0, "ssim": 0.0, "psnr_input": 0.0, "ssim_input": 0.0}
-        count = 0
-        shown: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        for batch in loader:
-            clean = batch["clean"].to(device)
-            inputs = self.degrade(clean, rng)
-            degraded = inputs[:, : self.channels]
-            outputs = generator(inputs).float().clamp(-1, 1)
-            for suffix, image in (("", outputs), ("_input", degraded)):
-                a, b = image.add(1).div(2), clean.add(1).div(2)  # (b, c, h, w) in [0, 1]
-                for x, y in zip(a, b):
-                    sums[f"psnr{suffix}"] += kornia.metrics.psnr(x, y, max_val=1.0).item()
-                sums[f"ssim{suffix}"] += kornia.metrics.ssim(a, b, window_size=11).flatten(1).mean(1).sum().item()
-            count += len(clean)
-            if sum(len(s[0]) for s in shown) < self.cfg.num_samples:
-                shown.append((degraded, outputs, clean))
-        generator.train(was_training)
-        metrics = {f"val/{k}": v / count for k, v in sums.items()}
-        metrics["val/psnr_gain"] = metrics["val/psnr"] - metrics["val/psnr_input"]
-        parts = [torch.cat([s[i] for s in shown])[: self.cfg.num_samples] for i in range(3)]
-        return Evaluation(metrics, *parts)
+    # ----------------------------------------------------------------- the contract
 
-    def export_metadata(self) -> dict[str, Any]:
-        return {"task": self.kind.value, "num_classes": None, "hole_mask_channel": self.mask_channel}
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "hole_mask_channel": self.mask_channel, "restore": to_dict(self.cfg.restore)}
+
+    @classmethod
+    def config_from_export(cls, meta: dict[str, Any], source: str | Path) -> TrainConfig:
+        cfg = super().config_from_export(meta, source)
+        hole_mask = bool(require(meta, "hole_mask_channel", source))
+        restore = from_dict(RestoreConfig, meta["restore"], "restore") if meta.get("restore") else RestoreConfig()
+        if hole_mask != (restore.inpaint.p > 0):  # an export from before the degradations were recorded
+            restore = dataclasses.replace(restore, inpaint=dataclasses.replace(restore.inpaint, p=1.0 * hole_mask))
+        return dataclasses.replace(cfg, restore=restore)
+
+    def resolve_from_export(self, meta: dict[str, Any], source: str | Path) -> None:
+        self.recorded_degradations = bool(meta.get("restore"))
+        self.export_path = source
+
+    # ----------------------------------------------------------------- files
+
+    def decode_input(self, path: Path, mask: Path | None = None) -> Decoded:
+        """The degraded image; with inpainting, its holes (``mask`` non-zero) set as in training and the mask
+        appended as a channel."""
+        decoded = self.input_codec.decode(path)
+        if not self.mask_channel:
+            return decoded
+        if mask is None:
+            raise DatasetError(f"{path} has no hole mask: this generator inpaints, so predict needs --mask DIR "
+                               "with a mask of the same name (non-zero = hole)")
+        holes = decode_mask(mask, decoded.tensor.shape[-2:])
+        decoded.tensor = torch.cat([decoded.tensor * (1 - holes), holes])  # holes are mid-gray (0) as in training
+        return decoded
+
+    def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
+        """Clean images degraded as validation degrades them (``restore.val_seed``), or with ``--inputs``
+        real degraded images paired with the clean ``--targets`` by file name (+ ``--mask`` holes)."""
+        if inputs is None:
+            if not getattr(self, "recorded_degradations", True):
+                raise ExportError(f"{self.export_path}: config.json has no 'restore' field (the degradations), which "
+                                  "evaluating on clean images needs; pass --inputs DEGRADED --targets CLEAN")
+            clean = clean_files(folder / targets) if targets else clean_files(folder)
+            return CleanImages(clean, self.input_codec)
+        clean = list_images(folder / (targets or "images"))
+        if not clean:
+            raise DatasetError(f"{folder / (targets or 'images')} holds no clean images")
+        degraded = pair_by_stem(clean, folder / inputs, "degraded image")
+        hole_masks = None
+        if self.mask_channel:
+            if masks is None:
+                raise DatasetError("this generator inpaints: pass --mask DIR with the hole masks of the inputs")
+            hole_masks = pair_by_stem(degraded, masks, "hole mask")
+        return CleanImages(clean, self.input_codec, degraded=degraded, masks=hole_masks)
+
+    # ----------------------------------------------------------------- evaluation
+
+    def meter(self, dataset: Dataset) -> Meter:
+        return ImageMeter(self.channels, baseline=True)
+
+    def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each clean image degraded with its own seed, from ``restore.val_seed`` and its name, so every
+        evaluation (and ``pix2pix-unet evaluate``) sees the same inputs, however the images are batched."""
+        clean = batch["clean"]
+        if "degraded" in batch:
+            inputs = batch["degraded"]
+            return (inputs if "mask" not in batch else torch.cat([inputs * (1 - batch["mask"]), batch["mask"]], 1),
+                    clean)
+        inputs = [self.degrade(c[None], torch.Generator().manual_seed(name_seed(self.cfg.restore.val_seed, n)))
+                  for c, n in zip(clean, batch["name"])]
+        return torch.cat(inputs), clean
+
+    def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+        return [inputs[:, : self.channels], outputs.clamp(-1, 1), target]

@@ -14,19 +14,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import kornia.augmentation as K
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ..config import FinalActivation, MetricMode, SegmentConfig, Task
+from ..codec import Decoded, ImageCodec, one_hot
+from ..config import (
+    FinalActivation, Intensity, LabelConfig, MetricMode, OutputDtype, SegmentConfig, Task, TrainConfig,
+)
+from ..io import display_rgb8, overlay, write_image, write_label_map
 from ..losses import generator_adversarial_loss
-from ..training.loop import Evaluation
 from ..training.step import discriminator_losses
-from .base import TaskBase
-from .labels import LabelledDataset, build_labelled, colorize_labels, instances_from_labels, one_hot
+from .base import ExportError, Meter, TaskBase, require
+from .labels import (
+    LabelledDataset, LabelledFolder, build_labelled, colorize_labels, discover_labelled, instances_from_labels,
+)
 from .segment_losses import segmentation_losses
 from .segment_metrics import confusion_matrix, f1_score, object_matches, segmentation_scores
 from .weight_map import unet_weight_map
@@ -37,6 +43,13 @@ class SegmentTarget(NamedTuple):
 
     labels: torch.Tensor
     weight: torch.Tensor
+
+
+class LabelMaps(NamedTuple):
+    """What validation compares a segmentation with: class ids and instance ids, each ``(B, H, W)``."""
+
+    labels: torch.Tensor
+    instances: torch.Tensor
 
 
 class WeightedLabelled(Dataset):
@@ -102,18 +115,62 @@ class SegmentAugmentation(nn.Module):
         return image, labels[:, 0].round().long(), weight[:, 0]
 
 
+class SegmentMeter:
+    """Pixel accuracy, per-class and mean IoU and Dice from one confusion matrix over the whole set,
+    and with instance maps object F1 at IoU 0.5 (predicted objects: connected components per class)."""
+
+    key = "miou"
+    higher_is_better = True
+
+    def __init__(self, num_classes: int, has_instances: bool) -> None:
+        self.num_classes, self.has_instances = num_classes, has_instances
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        self.counts = [0, 0, 0]  # object tp, fp, fn
+
+    def update(self, outputs: torch.Tensor, target: LabelMaps, inputs: torch.Tensor) -> list[dict[str, float]]:
+        pred = outputs.argmax(1).cpu()  # (b, h, w)
+        rows = []
+        for p, labels, instances in zip(pred, target.labels, target.instances):
+            confusion = confusion_matrix(p, labels, self.num_classes)
+            self.confusion += confusion
+            scores = segmentation_scores(confusion)
+            row = {"miou": scores["miou"], "pixel_acc": scores["pixel_acc"]}
+            if self.has_instances:
+                counts = object_matches(instances_from_labels(p.numpy()), instances.numpy())
+                self.counts = [a + b for a, b in zip(self.counts, counts)]
+                row["object_f1"] = f1_score(*counts)
+            rows.append(row)
+        return rows
+
+    def summary(self) -> dict[str, float]:
+        metrics = segmentation_scores(self.confusion)
+        if self.has_instances:
+            metrics["object_f1"] = f1_score(*self.counts)
+        return metrics
+
+
 class SegmentTask(TaskBase):
     """Image -> per-class logits; see the module docstring."""
 
     kind = Task.SEGMENT
     best = ("val/miou", MetricMode.MAX)
 
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__(cfg)
+        self.num_classes: int | None = cfg.labels.num_classes
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return self.cfg.segment.adversarial
+
+    @property
+    def input_codec(self) -> ImageCodec:
+        seg = self.cfg.segment
+        return ImageCodec(self.cfg.generator.in_channels, seg.intensity, (seg.intensity_min, seg.intensity_max))
+
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         cfg, seg = self.cfg, self.cfg.segment
-        train, val, num_classes = build_labelled(
-            cfg.data, cfg.labels, cfg.generator.in_channels, cfg.seed,
-            intensity=seg.intensity, value_range=(seg.intensity_min, seg.intensity_max),
-        )
+        train, val, num_classes = build_labelled(cfg.data, cfg.labels, self.input_codec, cfg.seed)
         self.num_classes = num_classes
         self.cfg = dataclasses.replace(
             cfg,
@@ -121,7 +178,8 @@ class SegmentTask(TaskBase):
             generator=dataclasses.replace(cfg.generator, out_channels=num_classes,
                                           final_activation=FinalActivation.NONE),
         )
-        self.augment = SegmentAugmentation(cfg.data.crop_size, cfg.data.flip, seg)
+        self.augment = SegmentAugmentation(None, cfg.data.flip, seg)  # crops are taken per example (RandomCrops)
+        self.note_training_inputs([train[i]["image"] for i in range(min(len(train), 16))])
         return WeightedLabelled(train, seg), val
 
     def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, SegmentTarget]:
@@ -139,7 +197,7 @@ class SegmentTask(TaskBase):
         real = one_hot(target.labels, self.num_classes).to(fake.dtype)
         return discriminator_losses(discriminator, inputs, fake.softmax(1), real, self.cfg.loss)
 
-    def generator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
+    def generator_losses(self, discriminator: nn.Module | None, inputs: torch.Tensor, fake: torch.Tensor,
                          target: SegmentTarget) -> dict[str, torch.Tensor]:
         losses = segmentation_losses(fake, target.labels, target.weight, self.cfg.segment)
         total = losses["g_seg"]
@@ -148,39 +206,61 @@ class SegmentTask(TaskBase):
             total = total + self.cfg.loss.gan_weight * losses["g_gan"]
         return {"g_total": total, **losses}
 
+    # ----------------------------------------------------------------- the contract
+
+    def describe(self) -> dict[str, Any]:
+        seg = self.cfg.segment
+        return {**super().describe(), "num_classes": self.num_classes, "intensity": seg.intensity.value,
+                "intensity_range": [seg.intensity_min, seg.intensity_max]}
+
+    @classmethod
+    def config_from_export(cls, meta: dict[str, Any], source: str | Path) -> TrainConfig:
+        cfg = super().config_from_export(meta, source)
+        low, high = meta.get("intensity_range") or (0.0, 255.0)
+        try:
+            intensity = Intensity(require(meta, "intensity", source))
+        except ValueError:
+            raise ExportError(f"{source}: config.json has intensity {meta['intensity']!r}; known: "
+                              f"{[i.value for i in Intensity]}") from None
+        return dataclasses.replace(
+            cfg, labels=LabelConfig(num_classes=require(meta, "num_classes", source)),
+            segment=SegmentConfig(intensity=intensity, intensity_min=float(low), intensity_max=float(high)))
+
+    # ----------------------------------------------------------------- files
+
+    def output_path(self, relative: Path, output_dir: Path, suffix: str | None = None) -> Path:
+        return output_dir / relative.with_suffix(".png")
+
+    def encode(self, output: torch.Tensor, decoded: Decoded, path: Path, dtype: OutputDtype = OutputDtype.INPUT,
+               overlay_dir: Path | None = None, relative: Path | None = None) -> list[Path]:
+        """The argmax class ids as a palette PNG, and with ``overlay_dir`` a colour overlay on the input."""
+        labels = output.argmax(0).numpy()
+        written = [write_label_map(path, labels, self.num_classes)]
+        if overlay_dir is not None:
+            picture = overlay(display_rgb8(decoded.image), labels, self.num_classes)
+            written.append(write_image(overlay_dir / (relative or Path(path.name)).with_suffix(".png"), picture))
+        return written
+
+    def output_warnings(self, output: torch.Tensor, decoded: Decoded) -> list[str]:
+        classes = output.argmax(0).unique().tolist()
+        if len(classes) == 1:
+            return [f"{decoded.path}: every pixel was predicted as class {classes[0]}; check that the image is "
+                    f"like the training images (intensity={self.cfg.segment.intensity.value})"]
+        return []
+
+    def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
+        """``images/`` (or ``B/``, or ``--inputs``) + ``labels/`` (or ``--targets``) [+ ``instances/``]."""
+        cfg = dataclasses.replace(self.cfg.labels, image_folder=inputs, label_folder=targets or "labels")
+        return LabelledFolder(discover_labelled(folder, cfg), self.input_codec)
+
     # ----------------------------------------------------------------- evaluation
 
-    @torch.no_grad()
-    def evaluate(self, generator: nn.Module, dataset: Dataset, device: torch.device) -> Evaluation:
-        """Pixel accuracy, per-class and mean IoU, Dice and, with instance maps, object F1 at IoU 0.5.
+    def meter(self, dataset: Dataset) -> Meter:
+        return SegmentMeter(self.num_classes, bool(getattr(dataset, "has_instances", False)))
 
-        IoU and Dice come from one confusion matrix over the whole validation set.
-        """
-        was_training = generator.training
-        generator.eval()
+    def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, LabelMaps]:
+        return batch["image"], LabelMaps(batch["labels"], batch["instances"])
+
+    def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: LabelMaps) -> list[torch.Tensor]:
         k = self.num_classes
-        loader = DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0)
-        confusion = torch.zeros(k, k, dtype=torch.long)
-        counts = [0, 0, 0]  # object tp, fp, fn
-        shown: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        for batch in loader:
-            image, labels = batch["image"].to(device), batch["labels"].to(device)
-            pred = generator(image).argmax(1)  # (b, h, w)
-            confusion += confusion_matrix(pred, labels, k).cpu()
-            if dataset.has_instances:
-                for p, instances in zip(pred.cpu().numpy(), batch["instances"].numpy()):
-                    for i, n in enumerate(object_matches(instances_from_labels(p), instances)):
-                        counts[i] += n
-            if sum(len(s[0]) for s in shown) < self.cfg.num_samples:
-                shown.append((image, colorize_labels(pred, k), colorize_labels(labels, k)))
-        generator.train(was_training)
-        metrics = {f"val/{name}": value for name, value in segmentation_scores(confusion).items()}
-        if dataset.has_instances:
-            metrics["val/object_f1"] = f1_score(*counts)
-        parts = [torch.cat([s[i] for s in shown])[: self.cfg.num_samples] for i in range(3)]
-        return Evaluation(metrics, *parts)
-
-    def export_metadata(self) -> dict[str, Any]:
-        seg = self.cfg.segment
-        return {"task": self.kind.value, "num_classes": self.num_classes, "intensity": seg.intensity.value,
-                "intensity_range": [seg.intensity_min, seg.intensity_max]}
+        return [inputs, colorize_labels(outputs.argmax(1), k), colorize_labels(target.labels, k)]

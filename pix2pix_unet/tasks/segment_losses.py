@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import SegmentConfig
-from .labels import one_hot
+from ..codec import one_hot
 
 
 def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:

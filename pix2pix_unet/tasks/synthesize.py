@@ -13,14 +13,15 @@ import math
 from pathlib import Path
 
 import kornia.augmentation as K
-import numpy as np
 import torch
 from torch import nn
 
+from ..codec import Decoded, decode_class_ids, one_hot
 from ..data.folders import DatasetError, list_images
-from ..io import from_tensor, read_label_map, write_image, write_label_map
+from ..io import write_label_map
 from ..models import UNet
-from .labels import one_hot
+from .base import TaskBase
+from .translate import TranslateTask
 
 
 def label_augmentation(sigma: float = 8.0, alpha: float = 3.0) -> nn.Module:
@@ -35,25 +36,27 @@ def label_augmentation(sigma: float = 8.0, alpha: float = 3.0) -> nn.Module:
     )
 
 
-def label_generator_classes(generator: UNet, checkpoint: Path) -> int:
-    """``num_classes`` of a label -> image generator export, or an error saying what the checkpoint is."""
-    meta = getattr(generator, "metadata", {})
-    if meta.get("task", "translate") != "translate" or meta.get("label_format") != "index" or not meta.get("num_classes"):
+def label_to_image_task(task: TaskBase, checkpoint: Path) -> TranslateTask:
+    """The export's task if it is label map -> image, or an error saying what the checkpoint is."""
+    if not isinstance(task, TranslateTask) or not task.indexed:
+        label_format = task.cfg.labels.format.value if isinstance(task, TranslateTask) else None
         raise DatasetError(
-            f"{checkpoint} is not a label -> image generator (its export says task={meta.get('task')!r}, "
-            f"label_format={meta.get('label_format')!r}); train one with --task translate labels.format=index"
+            f"{checkpoint} is not a label -> image generator (its export says task={task.kind.value!r}, "
+            f"label_format={label_format!r}); train one with --task translate labels.format=index"
         )
-    return int(meta["num_classes"])
+    return task
 
 
 @torch.no_grad()
-def synthesize(generator: UNet, num_classes: int, label_files: list[Path], output: Path, num: int,
+def synthesize(generator: UNet, task: TranslateTask, label_files: list[Path], output: Path, num: int,
                augment_labels: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> list[Path]:
     """Write ``num`` (image, label map) pairs made from ``label_files``; returns the image paths.
 
+    Label maps are read and images written by the generator's task, as ``predict`` does.
+
     Args:
-        generator: a label -> image generator taking ``num_classes`` one-hot channels.
-        num_classes: its number of classes; every label map is checked against it.
+        generator: a label -> image generator.
+        task: its task (index labels); every label map is checked against its ``num_classes``.
         label_files: class-id label maps (8/16-bit grayscale or palette PNGs).
         output: the dataset folder to write; its ``images/`` and ``labels/`` must not hold images yet.
         num: pairs to write; label map ``i % len(label_files)`` makes pair ``i``.
@@ -71,13 +74,8 @@ def synthesize(generator: UNet, num_classes: int, label_files: list[Path], outpu
         if folder.is_dir() and list_images(folder):
             raise FileExistsError(f"{folder} already holds images; choose another --output folder")
     # 1. read and check every label map before writing anything
-    maps = []
-    for path in label_files:
-        ids = read_label_map(path)
-        if ids.max() >= num_classes:
-            raise DatasetError(f"label map {path} holds class id {ids.max()}, but the generator knows "
-                               f"{num_classes} classes (ids 0..{num_classes - 1})")
-        maps.append(torch.from_numpy(ids))
+    num_classes = task.num_classes
+    maps = [decode_class_ids(path, num_classes) for path in label_files]
     images_dir.mkdir(parents=True, exist_ok=True)
     labels_dir.mkdir(parents=True, exist_ok=True)
     generator = generator.to(device).eval()
@@ -93,7 +91,7 @@ def synthesize(generator: UNet, num_classes: int, label_files: list[Path], outpu
             # 3. one-hot -> image                                          (1, c, h, w)
             image = generator(one_hot(labels, num_classes)[None])
             name = f"{i:05d}.png"
-            write_image(images_dir / name, from_tensor(image[0], np.uint8))
+            task.encode(image[0].cpu(), Decoded(image[0], label_files[i % len(maps)]), images_dir / name)
             write_label_map(labels_dir / name, labels.cpu().numpy(), num_classes)
             written.append(images_dir / name)
     return written

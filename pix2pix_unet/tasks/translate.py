@@ -1,30 +1,36 @@
 """``task=translate``: image or label map -> image, with the pix2pix losses.
 
 With ``labels.format=rgb`` (the default) this is the core's A -> B translation of
-colour images. With ``labels.format=index`` the inputs are class-id label maps
-(``labels/``), fed to the generator one-hot as in pix2pixHD, and the targets are
-the images (``images/`` or ``B/``); the built-in data gives class map -> photo.
+colour images (``A/`` + ``B/`` or aligned ``A|B`` files, 8 or 16 bits). With
+``labels.format=index`` the inputs are class-id label maps (``labels/``: palette
+PNGs or 8/16-bit gray ids), fed to the generator one-hot as in pix2pixHD, and the
+targets are the images (``images/`` or ``B/``); the built-in data gives class
+map -> photo. ``predict`` reads the same label maps; an id at or above
+``num_classes`` is an error naming the file and the id.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import ConfigError, Direction, LabelFormat, Task, TrainConfig
-from ..data import PairedAugmentation, build_datasets, orient
-from ..training.loop import Evaluation, evaluate
+from ..codec import Decoded, ImageCodec, decode_class_ids, one_hot
+from ..config import ConfigError, Direction, LabelConfig, LabelFormat, Task, TrainConfig
+from ..data import PairedAugmentation, PairedFolderDataset, build_datasets, orient, side_channels
+from ..data.folders import DatasetError, find_pairs, list_images
+from ..io import read_image
 from ..training.step import Pix2PixObjective
-from .base import TaskBase
-from .labels import LabelledDataset, build_labelled, colorize_labels, one_hot
+from .base import ImageMeter, Meter, TaskBase, require
+from .labels import LabelledDataset, LabelledFiles, LabelledFolder, build_labelled, colorize_labels
 
 
 class OneHotPairs(Dataset):
-    """A labelled dataset as translation pairs ``{"A": (K, H, W) one-hot, "B": (C, H, W) image}``."""
+    """A labelled dataset as translation pairs ``{"A": (K, H, W) one-hot, "B": (C, H, W) image, "name"}``."""
 
     def __init__(self, base: LabelledDataset, num_classes: int) -> None:
         self.base, self.num_classes = base, num_classes
@@ -32,9 +38,15 @@ class OneHotPairs(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def source(self, index: int) -> Path | str:
+        return self.base.files[index].labels if isinstance(self.base, LabelledFolder) else str(index)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         item = self.base[index]
-        return {"A": one_hot(item["labels"], self.num_classes), "B": item["image"]}
+        if int(item["labels"].max()) >= self.num_classes:
+            raise DatasetError(f"label map {self.source(index)} holds class id {int(item['labels'].max())}, but the "
+                               f"generator has {self.num_classes} classes (ids 0..{self.num_classes - 1})")
+        return {"A": one_hot(item["labels"], self.num_classes), "B": item["image"], "name": item["name"]}
 
 
 class TranslateTask(TaskBase):
@@ -50,15 +62,23 @@ class TranslateTask(TaskBase):
                 "labels.format=index translates label maps to images, so it needs data.direction=AtoB; "
                 "for images -> label maps use --task segment"
             )
-        self.num_classes: int | None = None
+        self.num_classes: int | None = cfg.labels.num_classes if self.indexed else None
         self.objective = Pix2PixObjective(cfg.loss)
+
+    # ----------------------------------------------------------------- training data
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         cfg = self.cfg
-        self.augment = PairedAugmentation(cfg.data.crop_size, cfg.data.flip)
+        self.augment = PairedAugmentation(None, cfg.data.flip)  # crops are taken per example (RandomCrops)
         if not self.indexed:
-            return build_datasets(cfg.data, cfg.generator, cfg.seed)
-        train, val, self.num_classes = build_labelled(cfg.data, cfg.labels, cfg.generator.out_channels, cfg.seed)
+            train, val = build_datasets(cfg.data, cfg.generator, cfg.seed)
+            side = "A" if cfg.data.direction is Direction.A_TO_B else "B"
+            self.note_training_inputs([train[i][side] for i in range(min(len(train), 16))])
+            return train, val
+        codec = ImageCodec(cfg.generator.out_channels)
+        train, val, self.num_classes = build_labelled(cfg.data, cfg.labels, codec, cfg.seed)
+        if isinstance(train, LabelledFolder):
+            self.output_dtype = str(read_image(train.files[0].image).dtype)
         self.cfg = dataclasses.replace(
             cfg,
             labels=dataclasses.replace(cfg.labels, num_classes=self.num_classes),
@@ -66,7 +86,7 @@ class TranslateTask(TaskBase):
         )
         return OneHotPairs(train, self.num_classes), OneHotPairs(val, self.num_classes)
 
-    def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.augment(*orient(batch, self.cfg.data.direction))
 
     def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
@@ -77,13 +97,82 @@ class TranslateTask(TaskBase):
                          target: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.objective.generator_losses(discriminator, inputs, fake, target)
 
-    def evaluate(self, generator: nn.Module, dataset: Dataset, device: torch.device) -> Evaluation:
-        """Validation L1 and PSNR (the core's :func:`~pix2pix_unet.training.loop.evaluate`); one-hot
-        inputs are shown in the sample grid as coloured label maps."""
-        result = evaluate(generator, dataset, self.cfg, device)
-        if self.indexed:
-            result.inputs = colorize_labels(result.inputs.argmax(1), self.num_classes)
-        return result
+    # ----------------------------------------------------------------- the contract
 
-    def export_metadata(self) -> dict[str, Any]:
-        return {"task": self.kind.value, "num_classes": self.num_classes, "label_format": self.cfg.labels.format.value}
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "num_classes": self.num_classes, "label_format": self.cfg.labels.format.value,
+                "a_channels": side_channels(self.cfg.data, self.cfg.generator)[0],
+                "b_channels": side_channels(self.cfg.data, self.cfg.generator)[1]}
+
+    @classmethod
+    def config_from_export(cls, meta: dict[str, Any], source: str | Path) -> TrainConfig:
+        cfg = super().config_from_export(meta, source)
+        label_format = LabelFormat(meta.get("label_format", LabelFormat.RGB.value))
+        num_classes = require(meta, "num_classes", source) if label_format is LabelFormat.INDEX else None
+        return dataclasses.replace(cfg, labels=LabelConfig(format=label_format, num_classes=num_classes))
+
+    # ----------------------------------------------------------------- files
+
+    def decode_input(self, path: Path, mask: Path | None = None) -> Decoded:
+        """An image, or with index labels a label map (one-hot; an id >= ``num_classes`` names the file)."""
+        if not self.indexed:
+            return self.input_codec.decode(path)
+        ids = decode_class_ids(path, self.num_classes)
+        return Decoded(one_hot(ids, self.num_classes), Path(path), None)
+
+    def input_warnings(self, decoded: Decoded) -> list[str]:
+        return [] if self.indexed else super().input_warnings(decoded)
+
+    def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
+        """``A/`` + ``B/`` (or ``--inputs``/``--targets``) or aligned images; with index labels ``labels/`` +
+        ``images/``."""
+        if self.indexed:
+            labels_dir, images_dir = folder / (inputs or "labels"), folder / (targets or "images")
+            if not images_dir.is_dir() and targets is None:
+                images_dir = folder / "B"
+            for d in (labels_dir, images_dir):
+                if not d.is_dir():
+                    raise DatasetError(f"evaluation needs {labels_dir} and {images_dir}; {d} does not exist")
+            images = {p.stem: p for p in list_images(images_dir)}
+            labels = {p.stem: p for p in list_images(labels_dir)}
+            missing = sorted(set(images) ^ set(labels))
+            if missing:
+                raise DatasetError(f"{len(missing)} file(s) have no partner in {labels_dir} or {images_dir}, "
+                                   f"e.g. {missing[:5]}")
+            files = [LabelledFiles(images[k], labels[k]) for k in sorted(labels)]
+            codec = ImageCodec(self.cfg.generator.out_channels)
+            return OneHotPairs(LabelledFolder(files, codec), self.num_classes)
+        a_name, b_name = ("A", "B")
+        if inputs or targets:  # name the generator's side and the target's side
+            a_name, b_name = (inputs or "A", targets or "B") if self.cfg.data.direction is Direction.A_TO_B else \
+                (targets or "A", inputs or "B")
+        a_dir, b_dir = folder / a_name, folder / b_name
+        if a_dir.is_dir() or b_dir.is_dir():
+            for d in (a_dir, b_dir):
+                if not d.is_dir():
+                    raise DatasetError(f"evaluation needs both {a_dir} and {b_dir}; {d} does not exist")
+            a_files = {p.stem: p for p in list_images(a_dir)}
+            b_files = {p.stem: p for p in list_images(b_dir)}
+            missing = sorted(set(a_files) ^ set(b_files))
+            if missing:
+                raise DatasetError(f"{len(missing)} file(s) have no partner in {a_dir} or {b_dir}, e.g. {missing[:5]}")
+            from ..data.folders import PairFiles
+
+            pairs = [PairFiles(a_files[k], b_files[k]) for k in sorted(a_files)]
+        else:
+            pairs, _ = find_pairs(folder)
+        a_ch, b_ch = side_channels(self.cfg.data, self.cfg.generator)
+        return PairedFolderDataset(pairs, ImageCodec(a_ch), ImageCodec(b_ch))
+
+    # ----------------------------------------------------------------- evaluation
+
+    def meter(self, dataset: Dataset) -> Meter:
+        return ImageMeter(self.cfg.generator.out_channels)
+
+    def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        return orient(batch, self.cfg.data.direction)
+
+    def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+        """Images as they are; one-hot inputs as coloured label maps."""
+        shown = colorize_labels(inputs.argmax(1), self.num_classes) if self.indexed else inputs
+        return [shown, outputs.clamp(-1, 1), target]

@@ -16,11 +16,9 @@ import math
 import os
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import kornia.metrics
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
@@ -28,13 +26,14 @@ from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwa
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .. import __version__
 from ..config import LrScaling, TrainConfig, save_config, to_dict
-from ..data import orient, side_channels
 from ..models import Discriminator, UNet
+from ..tasks import build_task
+from ..tasks.base import RandomCrops
 from .perf import adam, plan, speed_up
 from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
 from .distributed import cpu_only_processes
@@ -48,7 +47,10 @@ from .tracking import RunLogger
 
 class EpochSampler(Sampler[int]):
     """A fresh permutation each epoch, seeded by ``(seed, epoch)``: the data order is
-    reproducible and a resumed run can skip exactly the batches it already saw."""
+    reproducible and a resumed run can skip exactly the batches it already saw.
+
+    Indices are numbered across epochs (``epoch * size + i``), so each draw of an
+    example gets its own random crop (:class:`~pix2pix_unet.tasks.base.RandomCrops`)."""
 
     def __init__(self, size: int, seed: int) -> None:
         self.size, self.seed, self.epoch = size, seed, 0
@@ -58,7 +60,7 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         rng = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=rng).tolist())
+        return iter((torch.randperm(self.size, generator=rng) + self.epoch * self.size).tolist())
 
     def __len__(self) -> int:
         return self.size
@@ -117,40 +119,10 @@ def ema_update(ema: AveragedModel, model: nn.Module) -> None:
     ema.n_averaged += 1
 
 
-@dataclass
-class Evaluation:
-    metrics: dict[str, float]
-    inputs: torch.Tensor
-    outputs: torch.Tensor
-    targets: torch.Tensor
-
-
-@torch.no_grad()
-def evaluate(generator: nn.Module, dataset: Dataset, cfg: TrainConfig, device: torch.device) -> Evaluation:
-    """L1 and PSNR of ``generator`` on the whole validation set, in eval mode, plus the first outputs.
-
-    PSNR is measured on images mapped to [0, 1].
-    """
-    was_training = generator.training
-    generator.eval()
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=0, generator=torch.Generator())
-    l1_sum, psnr_sum, count = 0.0, 0.0, 0
-    shown: list[torch.Tensor] = []
-    for batch in loader:
-        inputs, targets = (t.to(device) for t in orient(batch, cfg.data.direction))
-        outputs = generator(inputs).float()
-        l1 = (outputs - targets).abs().flatten(1).mean(1)
-        psnr = torch.stack([
-            kornia.metrics.psnr((o + 1) / 2, (t + 1) / 2, max_val=1.0) for o, t in zip(outputs.clamp(-1, 1), targets)
-        ])
-        l1_sum += l1.sum().item()
-        psnr_sum += psnr.sum().item()
-        count += len(inputs)
-        if sum(len(s[0]) for s in shown) < cfg.num_samples:
-            shown.append((inputs, outputs, targets))
-    generator.train(was_training)
-    parts = [torch.cat([s[k] for s in shown])[: cfg.num_samples] for k in range(3)]
-    return Evaluation({"val/l1": l1_sum / count, "val/psnr": psnr_sum / count}, *parts)
+def _uniform_at_crop(cfg: TrainConfig) -> bool:
+    """True when examples already come at the crop size (nothing to crop)."""
+    loaded = cfg.data.load_size or (cfg.data.builtin_size if cfg.data.path == "builtin" else None)
+    return cfg.data.crop_size is None or loaded == cfg.data.crop_size
 
 
 def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> Path:
@@ -194,11 +166,10 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     main = accelerator.is_main_process
 
     # 1. data: validated up front, so a bad folder fails before any model is built
-    from ..tasks import build_task  # here, not at the top: the tasks build on this module
-
     task = build_task(cfg)
     train_set, val_set = task.build_datasets()
     cfg = task.cfg  # generator channels and head set for the task, num_classes from the data
+    train_set = RandomCrops(train_set, cfg.data.crop_size if not _uniform_at_crop(cfg) else None, cfg.seed)
     sampler = EpochSampler(len(train_set), cfg.seed)
     workers = loader_workers(cfg.data.num_workers, accelerator.num_processes, accelerator.device.type == "cuda")
     loader = DataLoader(
@@ -211,9 +182,10 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     )
 
     # 2. nets, optimisers, schedules
-    a_ch, b_ch = side_channels(cfg.data, cfg.generator)
     generator = UNet(cfg.generator)
-    discriminator = Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
+    # an objective without an adversarial term gets no D at all: no optimiser, no schedule to step
+    discriminator = (Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
+                     if task.uses_discriminator else None)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
     speed = plan(cfg.perf, accelerator.device)
     speed_up(generator, discriminator, speed)
@@ -225,10 +197,16 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                           f"base_batch_size={cfg.optim.base_batch_size}, lr_g {cfg.optim.lr_g:g} -> {lr_g:g}, "
                           f"lr_d {cfg.optim.lr_d:g} -> {lr_d:g}")
     opt_g = adam(generator.parameters(), lr_g, betas, speed)
-    opt_d = adam(discriminator.parameters(), lr_d, betas, speed)
     schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
-    sched_g, sched_d = LambdaLR(opt_g, schedule), LambdaLR(opt_d, schedule)
-    generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
+    sched_g = LambdaLR(opt_g, schedule)
+    opt_d = sched_d = None
+    if discriminator is not None:
+        opt_d = adam(discriminator.parameters(), lr_d, betas, speed)
+        sched_d = LambdaLR(opt_d, schedule)
+        generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(
+            generator, discriminator, opt_g, opt_d, loader)
+    else:
+        generator, opt_g, loader = accelerator.prepare(generator, opt_g, loader)
     task = task.to(accelerator.device)
     ema = None
     if cfg.ema:
@@ -236,7 +214,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
             accelerator.unwrap_model(generator), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
         )
     state = TrainState()
-    accelerator.register_for_checkpointing(sched_g, sched_d, state, *([ema] if ema is not None else []))
+    accelerator.register_for_checkpointing(*(x for x in (sched_g, sched_d, state, ema) if x is not None))
 
     # 3. resume, or start a fresh run folder
     if resume:
@@ -253,20 +231,19 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         return ema.module if ema is not None else accelerator.unwrap_model(generator)
 
     def export() -> None:
-        export_generator(
-            sample_net(), ckpt_root / "generator", step=state.step, direction=cfg.data.direction.value,
-            a_channels=a_ch, b_channels=b_ch, ema=ema is not None, **task.export_metadata(),
-        )
+        export_generator(sample_net(), ckpt_root / "generator", step=state.step, ema=ema is not None,
+                         **task.describe())
 
     def eval_and_sample() -> None:
         result = task.evaluate(sample_net(), val_set, accelerator.device)
+        metrics = {f"val/{k}": v for k, v in result.metrics.items()}
         path = save_sample_grid(run_dir / "samples" / f"step_{state.step:08d}.png",
                                 result.inputs, result.outputs, result.targets)
-        logger.log(result.metrics, state.step)
-        best.check(result.metrics)
-        evaluated.update(step=state.step, metrics=result.metrics)
+        logger.log(metrics, state.step)
+        best.check(metrics)
+        evaluated.update(step=state.step, metrics=metrics)
         logger.log_image("samples", path, state.step, caption="input | output | target")
-        bar.write(f"step {state.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()))
+        bar.write(f"step {state.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
     evaluated: dict = {}  # the latest evaluation: its step and metrics, stored with a checkpoint of that step
 
@@ -276,7 +253,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         if main and measure:
             if evaluated.get("step") != state.step:
                 result = task.evaluate(sample_net(), val_set, accelerator.device)
-                evaluated.update(step=state.step, metrics=result.metrics)
+                evaluated.update(step=state.step, metrics={f"val/{k}": v for k, v in result.metrics.items()})
             metrics = evaluated["metrics"]
             best.check(metrics)
         path = save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints, metrics, best)
@@ -323,7 +300,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
             inputs, target = task.train_batch(batch)
             inputs = speed.batch(inputs)
             target = speed.batch(target) if isinstance(target, torch.Tensor) else target
-            with accelerator.accumulate(generator, discriminator), speed.kernels():
+            with accelerator.accumulate(*(m for m in (generator, discriminator) if m is not None)), speed.kernels():
                 losses = train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, cfg.loss,
                                     d_steps=cfg.optim.d_steps_per_g, objective=task)
             skipped = losses.pop("skipped")
@@ -336,7 +313,8 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
             state.step += 1
             steps_since_log += 1
             sched_g.step()
-            sched_d.step()
+            if sched_d is not None:
+                sched_d.step()
             if ema is not None:  # after a skipped update G is unchanged, so the average just holds still-good weights
                 ema_update(ema, accelerator.unwrap_model(generator))
             bar.update(1)

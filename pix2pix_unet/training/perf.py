@@ -88,7 +88,7 @@ def plan(cfg: PerfConfig, device: torch.device) -> SpeedPlan:
     )
 
 
-def speed_up(generator: nn.Module, discriminator: nn.Module, speed: SpeedPlan) -> None:
+def speed_up(generator: nn.Module, discriminator: nn.Module | None, speed: SpeedPlan) -> None:
     """Apply the plan to the nets and the process, in place.
 
     ``nn.Module.compile`` keeps state_dict keys and types, so checkpoints and
@@ -96,6 +96,8 @@ def speed_up(generator: nn.Module, discriminator: nn.Module, speed: SpeedPlan) -
     """
     for module, channels_last in ((generator, speed.generator_channels_last),
                                   (discriminator, speed.discriminator_channels_last)):
+        if module is None:
+            continue
         if channels_last:
             module.to(memory_format=torch.channels_last)
         if speed.compile:

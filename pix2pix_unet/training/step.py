@@ -106,9 +106,9 @@ class Pix2PixObjective:
 def train_step(
     accelerator: Accelerator,
     generator: nn.Module,
-    discriminator: nn.Module,
+    discriminator: nn.Module | None,
     opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer | None,
     inputs: torch.Tensor,
     target: Any,
     cfg: LossConfig,
@@ -135,16 +135,19 @@ def train_step(
     """
     objective = objective or Pix2PixObjective(cfg)
     mark = on_phase or (lambda name: None)
-    buffers = snapshot_buffers(generator, discriminator)
+    nets = [m for m in (generator, discriminator) if m is not None]
+    buffers = snapshot_buffers(*nets)
     # 1. generate                                                 (b, c_out, h, w)
     with accelerator.autocast():
         fake = generator(inputs)
     mark("generate")
 
-    # 2. discriminator step(s) on real and fake pairs
-    set_requires_grad(discriminator, True)
+    # 2. discriminator step(s) on real and fake pairs (none without a D: an objective with no adversarial term)
     d_skipped = torch.zeros((), device=accelerator.device)
-    for _ in range(d_steps):
+    d_losses: dict[str, torch.Tensor] = {}
+    if discriminator is not None:
+        set_requires_grad(discriminator, True)
+    for _ in range(d_steps if discriminator is not None else 0):
         with accelerator.autocast():
             d_losses = objective.discriminator_losses(discriminator, inputs, fake, target)
         if not d_losses:  # an objective without an adversarial term leaves D alone
@@ -155,13 +158,16 @@ def train_step(
     mark("discriminator")
 
     # 3. generator step through a frozen D; the unwrapped D skips DDP's gradient hooks
-    set_requires_grad(discriminator, False)
+    frozen = accelerator.unwrap_model(discriminator) if discriminator is not None else None
+    if discriminator is not None:
+        set_requires_grad(discriminator, False)
     with accelerator.autocast():
-        g_losses = objective.generator_losses(accelerator.unwrap_model(discriminator), inputs, fake, target)
+        g_losses = objective.generator_losses(frozen, inputs, fake, target)
     accelerator.backward(g_losses["g_total"])
     g_skipped = guarded_step(accelerator, opt_g, g_losses.values(), generator)
     opt_g.zero_grad(set_to_none=True)
-    set_requires_grad(discriminator, True)
+    if discriminator is not None:
+        set_requires_grad(discriminator, True)
     skipped = torch.maximum(d_skipped, g_skipped)
     restore_buffers(buffers, where=skipped)
     mark("generator")

@@ -1,0 +1,209 @@
+"""File <-> tensor rules every task shares: image channels, bit depth and intensity, class ids, hole masks.
+
+:mod:`pix2pix_unet.io` reads a file into pixels in the file's own dtype; this
+module turns those pixels into what a generator takes, and a generator's output
+back into pixels. The tasks (``tasks/<task>.py``) compose these rules; their
+datasets, validation, ``predict``, ``evaluate`` and ``synthesize`` all decode
+through them, so a rule set in training holds everywhere.
+
+Intensity rules (``segment.intensity``) map a file's values to [-1, 1]:
+
+============ ========================================================================
+``dtype``    by bit depth: uint8 0..255, uint16 0..65535, float 0..1
+``image``    each image's own min..max (of the whole image, also when it is tiled)
+``range``    the fixed ``(low, high)`` in the file's units, clipped
+============ ========================================================================
+
+:meth:`ImageCodec.encode` inverts the same map, so an output lands in its input's units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from . import io
+from .config import Intensity, OutputDtype
+from .errors import DatasetError
+from .io import ChannelError, ImageFile
+
+
+@dataclass
+class Decoded:
+    """One decoded input file.
+
+    Attributes:
+        tensor: ``(C, H, W)`` float32, the generator's input (values in [-1, 1]; one-hot for label maps).
+        path: the file it came from.
+        image: the pixels as read (their dtype and values drive :meth:`ImageCodec.encode` and overlays);
+            None for label maps.
+        scale: the ``(low, high)`` of the file's units that were mapped to [-1, 1].
+    """
+
+    tensor: torch.Tensor
+    path: Path
+    image: ImageFile | None = None
+    scale: tuple[float, float] = (0.0, 255.0)
+
+
+@dataclass(frozen=True)
+class ImageCodec:
+    """How an image file becomes a ``(channels, H, W)`` tensor in [-1, 1], and back.
+
+    Only lossless channel changes happen: an alpha channel the model does not
+    take is dropped, gray is repeated for 3 channels, and an RGB image whose
+    channels are equal (a gray picture saved as RGB) is read as gray. Anything
+    else is a :class:`~pix2pix_unet.io.ChannelError` naming the file.
+    """
+
+    channels: int
+    intensity: Intensity = Intensity.DTYPE
+    value_range: tuple[float, float] = (0.0, 255.0)
+
+    def decode(self, path: str | Path) -> Decoded:
+        """Read ``path`` with :func:`pix2pix_unet.io.read_image` and map it to [-1, 1]."""
+        path = Path(path)
+        return self.from_pixels(io.read_image(path), path)
+
+    def from_pixels(self, image: ImageFile, path: str | Path = "<array>") -> Decoded:
+        """Map decoded pixels to the model's channels and [-1, 1] by the intensity rule."""
+        pixels = _channels(image, self.channels, path)
+        x = rearrange(torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32, copy=False)), "h w c -> c h w")
+        low, high = self.scale_of(image, x)
+        x = (x - low) / (high - low) if high > low else torch.zeros_like(x) + 0.5
+        if self.intensity is Intensity.RANGE:
+            x = x.clamp(0, 1)
+        return Decoded(x.mul(2).sub(1).contiguous(), Path(path), image, (low, high))
+
+    def decode_halves(self, path: str | Path, right: "ImageCodec") -> tuple[torch.Tensor, torch.Tensor]:
+        """An aligned ``A|B`` image (the two halves side by side): the left half by this codec, the right by ``right``."""
+        path = Path(path)
+        image = io.read_image(path)
+        half = image.shape[1] // 2
+        left_px, right_px = ImageFile(image.pixels[:, :half], image.alpha), ImageFile(image.pixels[:, half:], image.alpha)
+        return self.from_pixels(left_px, path).tensor, right.from_pixels(right_px, path).tensor
+
+    def scale_of(self, image: ImageFile, x: torch.Tensor) -> tuple[float, float]:
+        """The ``(low, high)`` file values that map to -1 and 1 for this image."""
+        if self.intensity is Intensity.DTYPE:
+            return 0.0, io.DTYPE_MAX[image.dtype]
+        if self.intensity is Intensity.IMAGE:
+            return float(x.min()), float(x.max())
+        return float(self.value_range[0]), float(self.value_range[1])
+
+    def encode(self, tensor: torch.Tensor, like: Decoded | None, dtype: OutputDtype = OutputDtype.INPUT,
+               fallback: np.dtype | type = np.uint8) -> np.ndarray:
+        """A ``(C, H, W)`` output in [-1, 1] as ``(H, W, C)`` pixels.
+
+        With ``dtype=input`` the output takes the dtype of ``like``'s file (``fallback``
+        where there is no image, e.g. a label-map input) and the inverse of the
+        intensity map that decoded it, so it lands in the input's units. An explicit
+        ``dtype`` uses that type's full range.
+        """
+        unit = rearrange(tensor.detach().float().clamp(-1, 1).add(1).div(2), "c h w -> h w c").cpu().numpy()
+        if dtype is not OutputDtype.INPUT or like is None or like.image is None:
+            target = np.dtype(fallback if dtype is OutputDtype.INPUT else dtype.value)
+            return io.from_tensor(tensor, target)
+        target, (low, high) = like.image.dtype, like.scale
+        values = low + unit * (high - low)
+        if target.kind == "f":
+            return np.ascontiguousarray(values, dtype=target)
+        return np.ascontiguousarray(np.clip(np.rint(values), 0, io.DTYPE_MAX[target]), dtype=target)
+
+
+def _channels(image: ImageFile, channels: int, path: str | Path) -> np.ndarray:
+    pixels, have = image.pixels, image.shape[2]
+    if have != channels and image.alpha:
+        pixels, have = pixels[..., :-1], have - 1
+    if have == 1 and channels == 3:
+        return np.repeat(pixels, 3, axis=-1)
+    if have == 3 and channels == 1 and (pixels == pixels[..., :1]).all():
+        return pixels[..., :1]
+    if have != channels:
+        raise ChannelError(f"{path} has {image.shape[2]} channel(s) but the generator takes {channels}")
+    return pixels
+
+
+# --------------------------------------------------------------------------- class ids and masks
+
+
+def decode_class_ids(path: str | Path, num_classes: int | None, what: str = "label map") -> torch.Tensor:
+    """Class ids ``(H, W)`` int64 from a palette PNG or an 8/16-bit gray image.
+
+    Raises:
+        DatasetError: naming the file and the id, when an id is ``num_classes`` or more.
+    """
+    ids = io.read_label_map(path)
+    top = int(ids.max())
+    if num_classes is not None and top >= num_classes:
+        raise DatasetError(f"{what} {path} holds class id {top}, but the generator has {num_classes} classes "
+                           f"(ids 0..{num_classes - 1})")
+    return torch.from_numpy(ids)
+
+
+def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(..., H, W)`` class ids -> ``(..., num_classes, H, W)`` float one-hot (0 or 1)."""
+    return torch.nn.functional.one_hot(labels.long(), num_classes).movedim(-1, -3).float()
+
+
+def decode_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
+    """A hole mask ``(1, H, W)``: 1 where any channel of the file is non-zero, else 0.
+
+    Raises:
+        DatasetError: naming the file, when its size is not ``size`` (the image's ``(H, W)``).
+    """
+    pixels = io.read_image(path).pixels
+    if pixels.shape[:2] != tuple(size):
+        raise DatasetError(f"hole mask {path} is {pixels.shape[1]}x{pixels.shape[0]} but its image is "
+                           f"{size[1]}x{size[0]}")
+    return torch.from_numpy((pixels != 0).any(-1, keepdims=True).astype(np.float32)).permute(2, 0, 1).contiguous()
+
+
+# --------------------------------------------------------------------------- what the model was trained on
+
+
+def value_span(x: torch.Tensor) -> tuple[float, float]:
+    """The 0.5th and 99.5th percentiles of a decoded tensor (at most ~1M values sampled)."""
+    flat = x.detach().float().flatten()
+    flat = flat[:: max(1, flat.numel() // 1_000_000)]
+    low, high = torch.quantile(flat, torch.tensor([0.005, 0.995])).tolist()
+    return low, high
+
+
+def training_span(tensors: list[torch.Tensor]) -> list[float]:
+    """``[low, high]``: the widest :func:`value_span` of some decoded training inputs (for the export)."""
+    spans = [value_span(t) for t in tensors]
+    return [min(s[0] for s in spans), max(s[1] for s in spans)]
+
+
+def out_of_range(decoded: Decoded, trained: list[float] | None, rule: Intensity) -> str | None:
+    """A warning naming the file when its decoded values are far outside what the model was trained on.
+
+    Far outside means its span is under a tenth of the training span, or it lies
+    wholly beyond the training span. None when the input looks like the training data.
+    """
+    if not trained:
+        return None
+    low, high = value_span(decoded.tensor)
+    t_low, t_high = trained
+    narrow = (high - low) < 0.1 * (t_high - t_low)
+    beyond = low > t_high or high < t_low
+    if not (narrow or beyond):
+        return None
+    where = f"{decoded.path}: after intensity={rule.value} its values span {low:.3f}..{high:.3f} of [-1, 1]"
+    if decoded.image is not None:
+        raw = decoded.image.pixels
+        full = io.DTYPE_MAX[raw.dtype]
+        share = 100 * (float(raw.max()) - float(raw.min())) / full
+        where += (f" (pixel values {raw.min():g}..{raw.max():g} of {raw.dtype}'s 0..{full:g}, {share:.2g} % of "
+                  f"its range)")
+    return (f"{where}, but the training inputs spanned {t_low:.3f}..{t_high:.3f}; the output is likely "
+            "meaningless. Check the intensity rule (segment.intensity=image stretches each image)")
+
+
+__all__ = ["Decoded", "ImageCodec", "decode_class_ids", "decode_mask", "one_hot", "out_of_range",
+           "training_span", "value_span"]
