@@ -69,7 +69,7 @@ def test_an_unknown_best_metric_fails_at_the_first_evaluation(tmp_path, capsys):
     code = train_main(["--output-dir", str(run), "--no-wandb", "best_metric=val/miou", "data.builtin_train=4",
                        "data.builtin_val=2", "data.builtin_size=36", "data.crop_size=32", *TINY])
     assert code == 2
-    assert "best_metric='val/miou' is not a validation metric of this run; choose one of ['val/l1', 'val/psnr']" in (
+    assert "best_metric='val/miou' is not a validation metric of this run; choose one of ['val/l1', 'val/psnr', 'val/ssim']" in (
         capsys.readouterr().err)
     assert not (run / "checkpoints").exists()
     assert not [line for line in (run / "metrics.jsonl").read_text().splitlines() if "train/" in line]

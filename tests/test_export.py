@@ -45,7 +45,8 @@ def test_onnx_export_takes_any_size_and_matches_pytorch(tmp_path, capsys):
 def test_safetensors_export_loads_with_no_other_arguments(tmp_path):
     torch.manual_seed(0)
     generator = UNet(from_dict(UNetConfig, {"depth": 2, "base_channels": 4, "max_channels": 8}))
-    generator.save_pretrained(tmp_path / "run" / "checkpoints" / "generator", task="segment", num_classes=3)
+    generator.save_pretrained(tmp_path / "run" / "checkpoints" / "generator", task="segment", num_classes=3,
+                             intensity="dtype")
     assert main(["export", "--checkpoint", str(tmp_path / "run"), "--format", "safetensors",
                  str(tmp_path / "copy")]) == 0
     loaded = from_pretrained(str(tmp_path / "copy"))

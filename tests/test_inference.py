@@ -12,6 +12,7 @@ from PIL import Image
 
 from pix2pix_unet.cli import main
 from pix2pix_unet.config import InferenceConfig, MixedPrecision, UNetConfig, from_dict
+from pix2pix_unet.tasks import generator_task
 from pix2pix_unet.inference import collect_inputs, predict_files, prepare_generator, run_generator
 from pix2pix_unet.io import read_image, read_label_map, write_image
 from pix2pix_unet.models import UNet
@@ -140,7 +141,7 @@ def test_same_size_images_share_a_batch(generator_dir, tmp_path):
     generator = UNet.from_pretrained(generator_dir)
     batches = []
     generator.register_forward_hook(lambda module, args, output: batches.append(args[0].shape[0]))
-    summary = predict_files(generator, collect_inputs(tmp_path / "in"), tmp_path / "out",
+    summary = predict_files(generator, generator_task(generator), collect_inputs(tmp_path / "in"), tmp_path / "out",
                             InferenceConfig(batch_size=2), progress=False)
     assert len(summary.written) == 5 and not summary.failed
     assert sorted(batches) == [1, 2, 2]  # three 16-px images (2 + 1) and two 24-px images (2)
@@ -148,7 +149,7 @@ def test_same_size_images_share_a_batch(generator_dir, tmp_path):
 
 def test_segmentation_writes_indexed_label_maps_and_overlays(tmp_path):
     gen_dir = save_generator(tmp_path / "seg", out_channels=4, final_activation="none",
-                             meta={"task": "segment", "num_classes": 4, "direction": "BtoA"})
+                             meta={"task": "segment", "num_classes": 4, "direction": "BtoA", "intensity": "dtype"})
     write_image(tmp_path / "in" / "cells.tif", RNG.integers(0, 65536, (30, 36, 3), dtype=np.uint16))
     out, overlays = tmp_path / "labels", tmp_path / "overlays"
     assert main(["predict", "--checkpoint", str(gen_dir), "--input", str(tmp_path / "in"), "--output", str(out),
@@ -157,9 +158,9 @@ def test_segmentation_writes_indexed_label_maps_and_overlays(tmp_path):
         assert img.mode == "P" and img.size == (36, 30)
     labels = read_label_map(out / "cells.png")
     generator = UNet.from_pretrained(gen_dir)
-    from pix2pix_unet.io import to_tensor
+    from pix2pix_unet.codec import ImageCodec
 
-    expected = generator(to_tensor(read_image(tmp_path / "in" / "cells.tif"), 3)[None])[0].argmax(0).numpy()
+    expected = generator(ImageCodec(3).decode(tmp_path / "in" / "cells.tif").tensor[None])[0].argmax(0).numpy()
     np.testing.assert_array_equal(labels, expected)
     picture = read_image(overlays / "cells.png")
     assert picture.shape == (30, 36, 3) and picture.dtype == np.uint8

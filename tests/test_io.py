@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from pix2pix_unet.io import (
-    ChannelError, ImageFile, ImageReadError, ImageWriteError, display_rgb8, from_tensor, image_shape, overlay,
-    palette, read_image, read_label_map, to_tensor, write_image, write_label_map,
+    ImageFile, ImageReadError, ImageWriteError, display_rgb8, from_tensor, image_shape, overlay,
+    palette, read_image, read_label_map, write_image, write_label_map,
 )
 
 RNG = np.random.default_rng(0)
@@ -55,37 +55,6 @@ def test_tiff_stack_axes_become_channels(tmp_path):
     image = read_image(tmp_path / "s.tif")
     assert image.shape == (10, 12, 4)
     np.testing.assert_array_equal(image.pixels[..., 2], stack[2])
-
-
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
-def test_tensor_round_trip_keeps_values_and_dtype(dtype):
-    info = np.iinfo(dtype) if dtype != np.float32 else None
-    pixels = (RNG.integers(0, info.max + 1, (5, 6, 3)) if info else RNG.random((5, 6, 3))).astype(dtype)
-    tensor = to_tensor(ImageFile(pixels), 3)
-    assert tensor.shape == (3, 5, 6) and tensor.min() >= -1 and tensor.max() <= 1
-    back = from_tensor(tensor, dtype)
-    assert back.dtype == dtype
-    if info:
-        np.testing.assert_array_equal(back, pixels)
-    else:
-        np.testing.assert_allclose(back, pixels, atol=1e-6)
-
-
-def test_full_range_maps_to_minus_one_and_one():
-    pixels = np.array([[[0], [65535]]], np.uint16)
-    assert to_tensor(ImageFile(pixels), 1).flatten().tolist() == [-1.0, 1.0]
-
-
-def test_channel_conversions_are_lossless_or_an_error():
-    gray = ImageFile(np.zeros((4, 4, 1), np.uint8))
-    rgba = ImageFile(np.zeros((4, 4, 4), np.uint8), alpha=True)
-    assert to_tensor(gray, 3).shape == (3, 4, 4)  # gray repeated
-    assert to_tensor(rgba, 3).shape == (3, 4, 4)  # alpha dropped
-    assert to_tensor(rgba, 4).shape == (4, 4, 4)
-    with pytest.raises(ChannelError, match=r"scan\.tif has 5 channel\(s\) but the generator takes 3"):
-        to_tensor(ImageFile(np.zeros((4, 4, 5), np.uint16)), 3, "scan.tif")
-    with pytest.raises(ChannelError, match="has 3 channel.*takes 1"):
-        to_tensor(ImageFile(np.zeros((4, 4, 3), np.uint8)), 1, "rgb.png")
 
 
 def test_bad_files_raise_naming_the_file(tmp_path):

@@ -27,7 +27,6 @@ from .. import io
 from ..config import DataConfig, LabelConfig
 from ..data.folders import DatasetError, list_images, split_by_file
 from ..data.synthetic import NUM_CLASSES, NUM_CLASSES_MAX, VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
-from ..io import read_label_map
 from ..codec import ImageCodec, decode_class_ids
 
 # --------------------------------------------------------------------------- label helpers
@@ -119,13 +118,17 @@ def check_labelled(files: list[LabelledFiles], num_classes: int | None, crop_siz
         for path, what in ((item.labels, "label map"), (item.instances, "instance map")):
             if path is None:
                 continue
-            ids = decode_class_ids(path, num_classes if what == "label map" else None, what)
+            ids = decode_class_ids(path, None, what)
             if tuple(ids.shape) != (h, w):
                 raise DatasetError(
                     f"{what} {path} is {ids.shape[1]}x{ids.shape[0]} but its image {item.image} is {w}x{h}"
                 )
             if what == "label map":
-                largest = max(largest, int(ids.max()))
+                top = int(ids.max())
+                if num_classes is not None and top >= num_classes:
+                    raise DatasetError(f"label map {path} holds class id {top}, but labels.num_classes={num_classes} "
+                                       f"(ids must be 0..{num_classes - 1})")
+                largest = max(largest, top)
     return num_classes if num_classes is not None else max(2, largest + 1)
 
 
@@ -145,10 +148,12 @@ class LabelledFolder(Dataset):
         files: the examples.
         codec: how images become tensors.
         load_size: resize every example to this square size (label maps by nearest neighbour).
+        num_classes: check each label map's ids against it (files not checked up front, as in ``evaluate``).
     """
 
-    def __init__(self, files: list[LabelledFiles], codec: ImageCodec, load_size: int | None = None) -> None:
-        self.files, self.codec, self.load_size = files, codec, load_size
+    def __init__(self, files: list[LabelledFiles], codec: ImageCodec, load_size: int | None = None,
+                 num_classes: int | None = None) -> None:
+        self.files, self.codec, self.load_size, self.num_classes = files, codec, load_size, num_classes
         self.has_instances = all(f.instances is not None for f in files)
 
     def __len__(self) -> int:
@@ -160,9 +165,9 @@ class LabelledFolder(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         item = self.files[index]
         image = self.codec.decode(item.image).tensor
-        labels = read_label_map(item.labels)
-        instances = read_label_map(item.instances) if item.instances else instances_from_labels(labels)
-        labels_t, instances_t = torch.from_numpy(labels), torch.from_numpy(instances)
+        labels_t = decode_class_ids(item.labels, self.num_classes)
+        instances_t = (decode_class_ids(item.instances, None, "instance map") if item.instances
+                       else torch.from_numpy(instances_from_labels(labels_t.numpy())))
         if tuple(labels_t.shape) != tuple(image.shape[-2:]):
             raise DatasetError(f"label map {item.labels} is {labels_t.shape[1]}x{labels_t.shape[0]} but its image "
                                f"{item.image} is {image.shape[-1]}x{image.shape[-2]}")

@@ -217,10 +217,11 @@ class SegmentTask(TaskBase):
     def config_from_export(cls, meta: dict[str, Any], source: str | Path) -> TrainConfig:
         cfg = super().config_from_export(meta, source)
         low, high = meta.get("intensity_range") or (0.0, 255.0)
+        rule = require(meta, "intensity", source)
         try:
-            intensity = Intensity(require(meta, "intensity", source))
+            intensity = Intensity(rule)
         except ValueError:
-            raise ExportError(f"{source}: config.json has intensity {meta['intensity']!r}; known: "
+            raise ExportError(f"{source}: config.json has intensity {rule!r}; known: "
                               f"{[i.value for i in Intensity]}") from None
         return dataclasses.replace(
             cfg, labels=LabelConfig(num_classes=require(meta, "num_classes", source)),
@@ -251,7 +252,7 @@ class SegmentTask(TaskBase):
     def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
         """``images/`` (or ``B/``, or ``--inputs``) + ``labels/`` (or ``--targets``) [+ ``instances/``]."""
         cfg = dataclasses.replace(self.cfg.labels, image_folder=inputs, label_folder=targets or "labels")
-        return LabelledFolder(discover_labelled(folder, cfg), self.input_codec)
+        return LabelledFolder(discover_labelled(folder, cfg), self.input_codec, num_classes=self.num_classes)
 
     # ----------------------------------------------------------------- evaluation
 

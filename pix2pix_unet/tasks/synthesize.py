@@ -20,7 +20,7 @@ from ..codec import Decoded, decode_class_ids, one_hot
 from ..data.folders import DatasetError, list_images
 from ..io import write_label_map
 from ..models import UNet
-from .base import TaskBase
+from . import generator_task
 from .translate import TranslateTask
 
 
@@ -36,15 +36,15 @@ def label_augmentation(sigma: float = 8.0, alpha: float = 3.0) -> nn.Module:
     )
 
 
-def label_to_image_task(task: TaskBase, checkpoint: Path) -> TranslateTask:
+def label_to_image_task(generator: UNet, checkpoint: Path) -> TranslateTask:
     """The export's task if it is label map -> image, or an error saying what the checkpoint is."""
-    if not isinstance(task, TranslateTask) or not task.indexed:
-        label_format = task.cfg.labels.format.value if isinstance(task, TranslateTask) else None
+    meta = getattr(generator, "metadata", None) or {}
+    if meta.get("task", "translate") != "translate" or meta.get("label_format") != "index":
         raise DatasetError(
-            f"{checkpoint} is not a label -> image generator (its export says task={task.kind.value!r}, "
-            f"label_format={label_format!r}); train one with --task translate labels.format=index"
+            f"{checkpoint} is not a label -> image generator (its export says task={meta.get('task')!r}, "
+            f"label_format={meta.get('label_format')!r}); train one with --task translate labels.format=index"
         )
-    return task
+    return generator_task(generator)
 
 
 @torch.no_grad()

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -36,8 +37,24 @@ def test_load_size_resizes(pair_folder):
 
 
 def test_grayscale_input_channels(pair_folder):
+    for path in pair_folder.glob("*/A/*.png"):
+        Image.open(path).convert("L").save(path)
     train, _ = build_datasets(DataConfig(path=str(pair_folder), crop_size=32), UNetConfig(in_channels=1), 0)
     assert train[0]["A"].shape[0] == 1 and train[0]["B"].shape[0] == 3
+    # a colour image cannot feed a gray model: named, not silently averaged
+    with pytest.raises(ValueError, match=r"000.png has 3 channel\(s\) but the generator takes 1"):
+        build_datasets(DataConfig(path=str(pair_folder), crop_size=32), UNetConfig(in_channels=3, out_channels=1),
+                       0)[0][0]
+
+
+def test_sixteen_bit_and_mixed_size_pairs_are_read(pair_folder):
+    big = np.full((40, 48), 40000, np.uint16)
+    Image.fromarray(big).save(pair_folder / "train" / "A" / "000.png")
+    Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(pair_folder / "train" / "B" / "000.png")
+    train, _ = build_datasets(DataConfig(path=str(pair_folder), crop_size=32), UNetConfig(), 0)
+    item = train[0]
+    assert item["A"].shape == (3, 40, 48) and item["A"][0, 0, 0].item() == pytest.approx(40000 / 65535 * 2 - 1)
+    assert train[1]["A"].shape == (3, 36, 36)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ from PIL import Image
 from pix2pix_unet.config import DataConfig, Intensity, LabelConfig
 from pix2pix_unet.data import DatasetError
 from pix2pix_unet.data.synthetic import SyntheticSpec, write_dataset
-from pix2pix_unet.tasks.labels import build_labelled, read_image
+from pix2pix_unet.codec import ImageCodec
+from pix2pix_unet.tasks.labels import build_labelled
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def labelled(tmp_path):
 
 
 def build(root, **labels):
-    return build_labelled(DataConfig(path=str(root), crop_size=32), LabelConfig(**labels), channels=3, seed=0)
+    return build_labelled(DataConfig(path=str(root), crop_size=32), LabelConfig(**labels), ImageCodec(3), seed=0)
 
 
 def test_reads_the_built_in_layout_with_instances(labelled):
@@ -49,6 +50,9 @@ def test_without_instances_they_are_connected_components(labelled):
 def test_sixteen_bit_gray_images_normalised_by_depth_image_or_range(tmp_path):
     path = tmp_path / "x.png"
     Image.fromarray(np.array([[1000, 3000], [5000, 65535]], np.uint16)).save(path)
+    def read_image(path, channels, intensity=Intensity.DTYPE, value_range=(0.0, 255.0)):
+        return ImageCodec(channels, intensity, value_range).decode(path).tensor
+
     by_depth = read_image(path, 1)
     assert by_depth.shape == (1, 2, 2) and by_depth.max() == 1.0
     assert by_depth[0, 0, 0] == pytest.approx(1000 / 65535 * 2 - 1)
@@ -79,6 +83,24 @@ def test_mask_of_another_size_is_named(labelled):
     Image.fromarray(np.zeros((30, 32), np.uint16)).save(bad)
     with pytest.raises(DatasetError, match=rf"instance map {bad} is 32x30 but its image .*00002.png is 32x32"):
         build(labelled)
+
+
+def test_images_of_different_sizes_are_accepted_and_the_crop_checked(labelled):
+    image = labelled / "train" / "B" / "00001.png"
+    Image.open(image).resize((40, 36)).save(image)
+    for name in ("labels", "instances"):
+        ids = labelled / "train" / name / "00001.png"
+        Image.open(ids).resize((40, 36), Image.NEAREST).save(ids)
+    train, _, _ = build(labelled)
+    assert train[1]["image"].shape == (3, 36, 40) and train[0]["image"].shape == (3, 32, 32)
+    with pytest.raises(DatasetError, match=r"00000.png is 32x32 px, smaller than data.crop_size=33"):
+        build_labelled(DataConfig(path=str(labelled), crop_size=33), LabelConfig(), ImageCodec(3), seed=0)
+
+
+def test_colour_images_for_a_gray_model_are_named(labelled):
+    train, _, _ = build_labelled(DataConfig(path=str(labelled), crop_size=32), LabelConfig(), ImageCodec(1), seed=0)
+    with pytest.raises(ValueError, match=r"00000.png has 3 channel\(s\) but the generator takes 1"):
+        train[0]
 
 
 def test_missing_partner_is_named(labelled):
