@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from .config import InferenceConfig, MixedPrecision, OutputDtype
+from .config import InferenceConfig, MixedPrecision
 from .codec import Decoded
 from .errors import DatasetError
 from .io import IMAGE_SUFFIXES, ChannelError, ImageReadError, ImageWriteError, image_shape

@@ -71,6 +71,18 @@ def hold_out(examples: list[T], fraction: float, seed: int, root: Path) -> tuple
     return [examples[i] for i in sorted(order[n_val:])], [examples[i] for i in sorted(order[:n_val])]
 
 
+def pair_by_stem(images: list[Path], folder: Path, what: str) -> list[Path]:
+    """For each image, the file of ``folder`` with the same stem; a missing one is an error naming the image."""
+    if not folder.is_dir():
+        raise DatasetError(f"{what} folder {folder} does not exist")
+    found = {p.stem: p for p in list_images(folder)}
+    missing = [p for p in images if p.stem not in found]
+    if missing:
+        raise DatasetError(f"{len(missing)} image(s) have no {what} in {folder}, e.g. {missing[0]} "
+                           f"(expected {folder / missing[0].stem}.*)")
+    return [found[p.stem] for p in images]
+
+
 def discover_pairs(folder: str | Path) -> list[PairFiles]:
     """Find the pairs in one split folder: ``A/`` + ``B/`` paired by file name, else aligned images.
 

@@ -36,6 +36,7 @@ from ..config import (
 from ..data.folders import DatasetError
 from ..inference import run_generator
 from ..io import ChannelError, ImageReadError, write_image
+from ..training.step import Pix2PixObjective
 from ..codec import Decoded, ImageCodec, out_of_range, training_span
 
 SCHEMA_VERSION = 2  # of the export's config.json; 1 = the exports before it (no "schema_version" key)
@@ -182,12 +183,21 @@ class TaskBase:
             cfg = dataclasses.replace(cfg, best_metric=self.best[0], best_mode=self.best[1])
         self.cfg = cfg
         self.augment: nn.Module = nn.Identity()  # set by build_datasets; runs on the batch's device
+        self.objective = Pix2PixObjective(cfg.loss)  # translate and restore; segment has its own
         self.input_range: list[float] | None = None  # decoded training inputs' span, for predict's warning
         self.output_dtype: str | None = None  # dtype of outputs whose input has none of its own (label maps)
 
     def to(self, device: torch.device | str) -> "TaskBase":
         self.augment = self.augment.to(device)
         return self
+
+    def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
+                             target: Any) -> dict[str, torch.Tensor]:
+        return self.objective.discriminator_losses(discriminator, inputs, fake, target)
+
+    def generator_losses(self, discriminator: nn.Module | None, inputs: torch.Tensor, fake: torch.Tensor,
+                         target: Any) -> dict[str, torch.Tensor]:
+        return self.objective.generator_losses(discriminator, inputs, fake, target)
 
     @property
     def uses_discriminator(self) -> bool:

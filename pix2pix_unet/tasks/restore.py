@@ -23,9 +23,8 @@ from torch.utils.data import Dataset
 from .. import io
 from ..codec import Decoded, ImageCodec, decode_mask
 from ..config import DataConfig, MetricMode, RestoreConfig, Task, TrainConfig, from_dict, to_dict
-from ..data.folders import DatasetError, list_images, split_by_file
+from ..data.folders import DatasetError, list_images, pair_by_stem, split_by_file
 from ..data.synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
-from ..training.step import Pix2PixObjective
 from .base import ExportError, ImageMeter, Meter, TaskBase, name_seed, require
 from .degrade import degrade
 
@@ -109,18 +108,6 @@ def build_clean(data: DataConfig, codec: ImageCodec, seed: int) -> tuple[CleanIm
     return CleanImages(train, codec, data.load_size), CleanImages(val, codec, data.load_size)
 
 
-def pair_by_stem(images: list[Path], folder: Path, what: str) -> list[Path]:
-    """For each image, the file of ``folder`` with the same stem; a missing one is an error naming the image."""
-    found = {p.stem: p for p in list_images(folder)} if folder.is_dir() else {}
-    if not folder.is_dir():
-        raise DatasetError(f"{what} folder {folder} does not exist")
-    missing = [p for p in images if p.stem not in found]
-    if missing:
-        raise DatasetError(f"{len(missing)} image(s) have no {what} in {folder}, e.g. {missing[0]} "
-                           f"(expected {folder / missing[0].stem}.*)")
-    return [found[p.stem] for p in images]
-
-
 class RestoreTask(TaskBase):
     """Degraded image (+ hole mask) -> clean image; see the module docstring."""
 
@@ -129,7 +116,6 @@ class RestoreTask(TaskBase):
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
-        self.objective = Pix2PixObjective(cfg.loss)
         self.channels = cfg.generator.out_channels
         self.mask_channel = cfg.restore.inpaint.p > 0
 
@@ -160,14 +146,6 @@ class RestoreTask(TaskBase):
     def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         clean = self.augment(batch["clean"])
         return self.degrade(clean), clean
-
-    def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
-                             target: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.objective.discriminator_losses(discriminator, inputs, fake, target)
-
-    def generator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
-                         target: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.objective.generator_losses(discriminator, inputs, fake, target)
 
     # ----------------------------------------------------------------- the contract
 

@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 
 from ..codec import Decoded, ImageCodec, decode_class_ids, one_hot
 from ..config import ConfigError, Direction, LabelConfig, LabelFormat, Task, TrainConfig
 from ..data import PairedAugmentation, PairedFolderDataset, build_datasets, orient, side_channels
-from ..data.folders import DatasetError, find_pairs, list_images
+from ..data.folders import DatasetError, PairFiles, find_pairs, list_images, pair_by_stem
 from ..io import read_image
-from ..training.step import Pix2PixObjective
 from .base import ImageMeter, Meter, TaskBase, require
 from .labels import LabelledDataset, LabelledFiles, LabelledFolder, build_labelled, colorize_labels
 
@@ -49,6 +47,15 @@ class OneHotPairs(Dataset):
         return {"A": one_hot(item["labels"], self.num_classes), "B": item["image"], "name": item["name"]}
 
 
+def _images_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DatasetError(f"evaluation folder {folder} does not exist")
+    files = list_images(folder)
+    if not files:
+        raise DatasetError(f"{folder} holds no images")
+    return files
+
+
 class TranslateTask(TaskBase):
     """Image -> image (or label map -> image) with GAN + L1; see the module docstring."""
 
@@ -63,7 +70,6 @@ class TranslateTask(TaskBase):
                 "for images -> label maps use --task segment"
             )
         self.num_classes: int | None = cfg.labels.num_classes if self.indexed else None
-        self.objective = Pix2PixObjective(cfg.loss)
 
     # ----------------------------------------------------------------- training data
 
@@ -88,14 +94,6 @@ class TranslateTask(TaskBase):
 
     def train_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.augment(*orient(batch, self.cfg.data.direction))
-
-    def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
-                             target: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.objective.discriminator_losses(discriminator, inputs, fake, target)
-
-    def generator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
-                         target: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.objective.generator_losses(discriminator, inputs, fake, target)
 
     # ----------------------------------------------------------------- the contract
 
@@ -130,16 +128,9 @@ class TranslateTask(TaskBase):
             labels_dir, images_dir = folder / (inputs or "labels"), folder / (targets or "images")
             if not images_dir.is_dir() and targets is None:
                 images_dir = folder / "B"
-            for d in (labels_dir, images_dir):
-                if not d.is_dir():
-                    raise DatasetError(f"evaluation needs {labels_dir} and {images_dir}; {d} does not exist")
-            images = {p.stem: p for p in list_images(images_dir)}
-            labels = {p.stem: p for p in list_images(labels_dir)}
-            missing = sorted(set(images) ^ set(labels))
-            if missing:
-                raise DatasetError(f"{len(missing)} file(s) have no partner in {labels_dir} or {images_dir}, "
-                                   f"e.g. {missing[:5]}")
-            files = [LabelledFiles(images[k], labels[k]) for k in sorted(labels)]
+            labels = _images_in(labels_dir)
+            files = [LabelledFiles(image, label) for label, image in
+                     zip(labels, pair_by_stem(labels, images_dir, "target image"))]
             codec = ImageCodec(self.cfg.generator.out_channels)
             return OneHotPairs(LabelledFolder(files, codec), self.num_classes)
         a_name, b_name = ("A", "B")
@@ -148,17 +139,8 @@ class TranslateTask(TaskBase):
                 (targets or "A", inputs or "B")
         a_dir, b_dir = folder / a_name, folder / b_name
         if a_dir.is_dir() or b_dir.is_dir():
-            for d in (a_dir, b_dir):
-                if not d.is_dir():
-                    raise DatasetError(f"evaluation needs both {a_dir} and {b_dir}; {d} does not exist")
-            a_files = {p.stem: p for p in list_images(a_dir)}
-            b_files = {p.stem: p for p in list_images(b_dir)}
-            missing = sorted(set(a_files) ^ set(b_files))
-            if missing:
-                raise DatasetError(f"{len(missing)} file(s) have no partner in {a_dir} or {b_dir}, e.g. {missing[:5]}")
-            from ..data.folders import PairFiles
-
-            pairs = [PairFiles(a_files[k], b_files[k]) for k in sorted(a_files)]
+            a_files = _images_in(a_dir)
+            pairs = [PairFiles(a, b) for a, b in zip(a_files, pair_by_stem(a_files, b_dir, f"partner in {b_name}/"))]
         else:
             pairs, _ = find_pairs(folder)
         a_ch, b_ch = side_channels(self.cfg.data, self.cfg.generator)

@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from pix2pix_unet.cli import main, train_main
 from pix2pix_unet.codec import ImageCodec
 from pix2pix_unet.io import read_label_map, write_image, write_label_map
 from pix2pix_unet.models import UNet
 from pix2pix_unet.tasks import generator_task
-from pix2pix_unet.tasks.labels import colorize_labels
+from pix2pix_unet.tasks.image_metrics import image_scores
+from pix2pix_unet.tasks.labels import colorize_labels, instances_from_labels
 from tests.conftest import TINY
 
 STEPS = 2
@@ -83,8 +85,6 @@ def write_segment(root: Path, dtype, channels: int = 1, low: float = 0, high: fl
             write_image(root / split / "images" / f"{i:03d}.png", to_dtype(unit.clip(0, 1), dtype, low, high))
             write_label_map(root / split / "labels" / f"{i:03d}.png", ids, 3)
             if instances:
-                from pix2pix_unet.tasks.labels import instances_from_labels
-
                 write_image(root / split / "instances" / f"{i:03d}.png",
                             instances_from_labels(ids).astype(np.uint16))
     return root
@@ -126,9 +126,7 @@ class Case:
     data: Path
     run: Path
     inputs: str  # the val sub-folder of generator inputs (for predict), "" = the split itself
-    targets: str | None = None
     overrides: list[str] = field(default_factory=list)
-    step: float = U8_STEP  # one quantisation step of predict's output files
 
 
 def train(out: Path, task: str, data: Path, *overrides: str) -> Path:
@@ -241,9 +239,8 @@ def test_translate_predict_writes_what_validation_computes(runs, name, tmp_path)
             output = generator(decoded.tensor[None])[0].clamp(-1, 1)
         written = out_codec.decode(tmp_path / "out" / path.name)
         assert written.image.dtype == np.uint8 and written.tensor.shape == output.shape
-        name_in_val = item["name"]
         assert (written.tensor - output).abs().max() <= U8_STEP
-        assert (written.tensor - shown[name_in_val]).abs().max() <= U8_STEP
+        assert (written.tensor - shown[item["name"]]).abs().max() <= U8_STEP
 
 
 @pytest.mark.parametrize("name", ["segment_gray8", "segment_rgb8_instances", "segment_gray16_dtype",
@@ -327,8 +324,6 @@ def test_restore_predict_matches_the_generator_on_a_degraded_file(runs, tmp_path
     result = evaluate(case.run, tmp_path, tmp_path / "report", "--split", "eval", "--inputs", "degraded",
                       "--targets", "clean", "--mask", str(mask_dir))
     assert result["metrics"]["count"] == 2 and result["failed"] == []
-    from pix2pix_unet.tasks.image_metrics import image_scores
-
     for row in result["per_image"]:
         output, clean, inputs = outputs[row["name"]]
         scores = image_scores(output[None], clean[None])
@@ -348,8 +343,6 @@ def test_restore_noise_predict_matches_validation_inputs(runs, tmp_path):
     folder = tmp_path / "degraded"
     for i in range(len(dataset)):
         item = dataset[i]
-        from torch.utils.data import default_collate
-
         inputs, _ = task.val_batch(default_collate([item]))
         write_image(folder / item["name"], ImageCodec(3).encode(inputs[0], None, fallback=np.uint16))
     assert predict(case.run, folder, tmp_path / "out") == 0
