@@ -83,6 +83,9 @@ def predict_main(argv: list[str] | None = None) -> int:
     try:
         cfg = inference_config(args)
         generator, task = _load_generator(args.checkpoint)
+        if task.needs_mask and args.mask is None:
+            raise ValueError(f"{args.checkpoint} is an inpainting generator: pass --mask DIR with a hole mask per "
+                             "input, named like it (non-zero = hole)")
         suffix = args.suffix if not args.suffix or args.suffix.startswith(".") else f".{args.suffix}"
         inputs = collect_inputs(args.input, exclude=args.output)
         device = best_device(args.device)

@@ -216,13 +216,14 @@ class SegmentTask(TaskBase):
     @classmethod
     def config_from_export(cls, meta: dict[str, Any], source: str | Path) -> TrainConfig:
         cfg = super().config_from_export(meta, source)
-        low, high = meta.get("intensity_range") or (0.0, 255.0)
         rule = require(meta, "intensity", source)
         try:
             intensity = Intensity(rule)
         except ValueError:
             raise ExportError(f"{source}: config.json has intensity {rule!r}; known: "
                               f"{[i.value for i in Intensity]}") from None
+        # the range is part of the rule only for intensity=range
+        low, high = require(meta, "intensity_range", source) if intensity is Intensity.RANGE else (0.0, 255.0)
         return dataclasses.replace(
             cfg, labels=LabelConfig(num_classes=require(meta, "num_classes", source)),
             segment=SegmentConfig(intensity=intensity, intensity_min=float(low), intensity_max=float(high)))
