@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from pix2pix_unet.codec import ImageCodec, decode_class_ids, decode_mask, out_of_range
 from pix2pix_unet.config import Intensity, OutputDtype

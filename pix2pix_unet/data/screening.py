@@ -5,7 +5,7 @@ chunks are CRC-checked and every image is fully decoded, which catches garbage
 inside a JPEG that its header hides), holds more than 8 bits per channel, is
 degenerate (under :data:`MIN_SIDE` px), or has no partner. A pair is bad when
 its sides differ in size or when it is smaller than the random crop. Pairs may
-differ in size from one another (training crops each; ``need_uniform`` asks for one size). Files are
+differ in size from one another (training crops each). Files are
 decoded in a thread pool (Pillow decodes outside the GIL).
 
 By default a dataset with any bad file fails with a report of all of them;
@@ -15,7 +15,6 @@ By default a dataset with any bad file fails with a report of all of them;
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,13 +53,11 @@ class Screening:
     Attributes:
         good: the usable pairs, in their original order.
         bad: every bad file with its reason (a bad pair is reported once, under one of its files).
-        size: ``(height, width)`` of one side of the good pairs when they must share one size, else None.
         total: pairs checked, counting each file without a partner as one.
     """
 
     good: list[PairFiles]
     bad: list[BadFile]
-    size: tuple[int, int] | None
     total: int
 
 
@@ -92,7 +89,6 @@ def screen_pairs(
     unpaired: Sequence[tuple[Path, Path]] = (),
     *,
     crop_size: int | None = None,
-    need_uniform: bool = False,
     threads: int | None = None,
 ) -> Screening:
     """Check every file of ``pairs`` and sort the pairs into good and bad.
@@ -101,8 +97,6 @@ def screen_pairs(
         pairs: the pairs to check.
         unpaired: ``(file, partner pattern)`` from :func:`~.folders.find_pairs`, reported as bad.
         crop_size: pairs smaller than this are bad (pass None when images are resized on load).
-        need_uniform: all pairs must share one size (there is no ``load_size`` to resize them
-            to); pairs of any other size than the most common one are bad.
         threads: decoding threads (default: the CPU count, at most 16).
 
     Raises:
@@ -140,15 +134,7 @@ def screen_pairs(
         (pair, (h, w)), *_ = under_crop
         raise DatasetError(f"data.crop_size={crop_size} is larger than every usable image (e.g. {pair.a} is {w}x{h}): "
                            f"lower data.crop_size, or set data.load_size to resize the images")
-    size = None
-    if need_uniform and sized:
-        size = Counter(s for _, s in sized).most_common(1)[0][0]
-        for pair, (h, w) in sized:
-            if (h, w) != size:
-                bad.append(BadFile(pair.a, f"{w}x{h} px, but most pairs are {size[1]}x{size[0]}: set data.load_size "
-                                           f"to resize them all"))
-        sized = [(pair, s) for pair, s in sized if s == size]
-    return Screening([pair for pair, _ in sized], bad, size, len(pairs) + len(unpaired))
+    return Screening([pair for pair, _ in sized], bad, len(pairs) + len(unpaired))
 
 
 def format_report(root: Path, screening: Screening) -> str:

@@ -118,6 +118,8 @@ class RestoreTask(TaskBase):
         super().__init__(cfg)
         self.channels = cfg.generator.out_channels
         self.mask_channel = cfg.restore.inpaint.p > 0
+        self.degradations_known = True  # False for an export that did not record them (schema version 1)
+        self.export_path: str | Path = "<export>"
 
     @property
     def input_codec(self) -> ImageCodec:
@@ -162,7 +164,7 @@ class RestoreTask(TaskBase):
         return dataclasses.replace(cfg, restore=restore)
 
     def resolve_from_export(self, meta: dict[str, Any], source: str | Path) -> None:
-        self.recorded_degradations = bool(meta.get("restore"))
+        self.degradations_known = bool(meta.get("restore"))
         self.export_path = source
 
     # ----------------------------------------------------------------- files
@@ -184,7 +186,7 @@ class RestoreTask(TaskBase):
         """Clean images degraded as validation degrades them (``restore.val_seed``), or with ``--inputs``
         real degraded images paired with the clean ``--targets`` by file name (+ ``--mask`` holes)."""
         if inputs is None:
-            if not getattr(self, "recorded_degradations", True):
+            if not self.degradations_known:
                 raise ExportError(f"{self.export_path}: config.json has no 'restore' field (the degradations), which "
                                   "evaluating on clean images needs; pass --inputs DEGRADED --targets CLEAN")
             clean = clean_files(folder / targets) if targets else clean_files(folder)
