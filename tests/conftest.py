@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -46,3 +47,19 @@ def pair_folder(tmp_path: Path) -> Path:
     write_pairs(tmp_path / "data" / "train", 8, seed=0)
     write_pairs(tmp_path / "data" / "val", 2, seed=1)
     return tmp_path / "data"
+
+
+def smooth(rng: np.random.Generator, h: int, w: int, c: int = 3) -> np.ndarray:
+    """``(h, w, c)`` float in [0, 1]: random low-frequency structure (bicubic from a 5x5 grid) plus a box."""
+    grid = torch.from_numpy(rng.random((1, c, 5, 5))).float()
+    img = torch.nn.functional.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)[0]
+    img = img.clamp(0, 1).permute(1, 2, 0).numpy()
+    y, x = rng.integers(0, h - 10), rng.integers(0, w - 10)
+    img[y: y + 10, x: x + 10] = rng.random(c)
+    return img
+
+
+def quantise(unit: np.ndarray, dtype, low: float = 0, high: float | None = None) -> np.ndarray:
+    """Values in [0, 1] as integers of ``dtype`` between ``low`` and ``high`` (default: the dtype's maximum)."""
+    high = np.iinfo(dtype).max if high is None else high
+    return np.rint(low + np.clip(unit, 0, 1) * (high - low)).astype(dtype)

@@ -19,26 +19,15 @@ from safetensors.torch import load_file, save_file
 
 from pix2pix_unet.cli import main, train_main
 from pix2pix_unet.io import read_label_map, write_image, write_label_map
-from tests.conftest import TINY
+from tests.conftest import TINY, quantise, smooth
 
 STEPS = 2
 
 # --------------------------------------------------------------------------- tiny data
 
 
-def smooth(rng: np.random.Generator, h: int, w: int, c: int = 3) -> np.ndarray:
-    """``(h, w, c)`` float in [0, 1]: random low-frequency structure (bicubic from a 5x5 grid) plus a box."""
-    grid = torch.from_numpy(rng.random((1, c, 5, 5))).float()
-    img = torch.nn.functional.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)[0]
-    img = img.clamp(0, 1).permute(1, 2, 0).numpy()
-    y, x = rng.integers(0, h - 10), rng.integers(0, w - 10)
-    img[y: y + 10, x: x + 10] = rng.random(c)
-    return img
 
 
-def quantise(unit: np.ndarray, dtype, low: float = 0, high: float | None = None) -> np.ndarray:
-    high = np.iinfo(dtype).max if high is None else high
-    return np.rint(low + np.clip(unit, 0, 1) * (high - low)).astype(dtype)
 
 
 def class_ids(unit: np.ndarray) -> np.ndarray:

@@ -221,3 +221,26 @@ def test_prepared_generator_is_channels_last_and_gives_the_same_outputs(generato
     batch = torch.rand(2, 3, 40, 48) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(run_generator(net, batch, InferenceConfig(), "cpu"), plain(batch), atol=1e-5)
+
+
+def test_tiled_segmentation_uses_the_whole_image_intensity_statistics(tmp_path):
+    """intensity=image stretches by the whole image's min..max, also when predict runs it as tiles."""
+    from pix2pix_unet.codec import ImageCodec
+    from pix2pix_unet.config import Intensity
+    from pix2pix_unet.tiling import predict_tiled
+
+    gen_dir = save_generator(tmp_path / "seg", in_channels=1, out_channels=3, final_activation="none",
+                             meta={"task": "segment", "num_classes": 3, "intensity": "image",
+                                   "intensity_range": [0.0, 255.0]})
+    pixels = RNG.integers(1000, 1300, (80, 72, 1)).astype(np.uint16)
+    pixels[:8, :8] = 1000  # the darkest and brightest pixels sit in different tiles
+    pixels[-8:, -8:] = 1299
+    write_image(tmp_path / "in" / "dim.tif", pixels)
+    assert main(["predict", "--checkpoint", str(gen_dir), "--input", str(tmp_path / "in"), "--output",
+                 str(tmp_path / "out"), "--tile-above", "0", "--tile", "32", "--overlap", "8", "--no-progress"]) == 0
+    generator = prepare_generator(UNet.from_pretrained(gen_dir), InferenceConfig(), "cpu")  # as predict runs it
+    whole = ImageCodec(1, Intensity.IMAGE).decode(tmp_path / "in" / "dim.tif").tensor
+    assert whole.min() == -1 and whole.max() == 1
+    with torch.no_grad():
+        expected = predict_tiled(generator, whole, tile=32, overlap=8, factor=generator.config.factor)
+    np.testing.assert_array_equal(read_label_map(tmp_path / "out" / "dim.png"), expected.argmax(0).numpy())

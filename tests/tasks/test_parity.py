@@ -29,7 +29,7 @@ from pix2pix_unet.models import UNet
 from pix2pix_unet.tasks import generator_task
 from pix2pix_unet.tasks.image_metrics import image_scores
 from pix2pix_unet.tasks.labels import colorize_labels, instances_from_labels
-from tests.conftest import TINY
+from tests.conftest import TINY, quantise, smooth
 
 STEPS = 2
 U8_STEP = 2 / 255  # one 8-bit quantisation step in [-1, 1] units
@@ -38,19 +38,8 @@ U16_STEP = 2 / 65535
 # --------------------------------------------------------------------------- tiny data
 
 
-def smooth(rng: np.random.Generator, h: int, w: int, c: int = 3) -> np.ndarray:
-    """``(h, w, c)`` float in [0, 1]: random low-frequency structure (bicubic from a 4x4 grid) plus a box."""
-    grid = torch.from_numpy(rng.random((1, c, 4, 4))).float()
-    img = torch.nn.functional.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)[0]
-    img = img.clamp(0, 1).permute(1, 2, 0).numpy()
-    y, x = rng.integers(0, h - 10), rng.integers(0, w - 10)
-    img[y: y + 10, x: x + 10] = rng.random(c)
-    return img
 
 
-def to_dtype(unit: np.ndarray, dtype, low: float = 0, high: float | None = None) -> np.ndarray:
-    high = (255 if dtype == np.uint8 else 65535) if high is None else high
-    return np.rint(low + unit * (high - low)).astype(dtype)
 
 
 def write_translate_rgb(root: Path, seed: int = 0) -> Path:
@@ -59,8 +48,8 @@ def write_translate_rgb(root: Path, seed: int = 0) -> Path:
     for split, shapes in sizes.items():
         for i, (h, w) in enumerate(shapes):
             a = smooth(rng, h, w)
-            write_image(root / split / "A" / f"{i:03d}.png", to_dtype(a, np.uint8))
-            write_image(root / split / "B" / f"{i:03d}.png", to_dtype(1 - a, np.uint8))
+            write_image(root / split / "A" / f"{i:03d}.png", quantise(a, np.uint8))
+            write_image(root / split / "B" / f"{i:03d}.png", quantise(1 - a, np.uint8))
     return root
 
 
@@ -82,7 +71,7 @@ def write_segment(root: Path, dtype, channels: int = 1, low: float = 0, high: fl
         for i, (h, w) in enumerate(shapes):
             ids = labels_for(rng, h, w)
             unit = 0.25 + 0.25 * ids[..., None] + 0.2 * smooth(rng, h, w, channels)
-            write_image(root / split / "images" / f"{i:03d}.png", to_dtype(unit.clip(0, 1), dtype, low, high))
+            write_image(root / split / "images" / f"{i:03d}.png", quantise(unit.clip(0, 1), dtype, low, high))
             write_label_map(root / split / "labels" / f"{i:03d}.png", ids, 3)
             if instances:
                 write_image(root / split / "instances" / f"{i:03d}.png",
@@ -100,7 +89,7 @@ def write_index_translate(root: Path, seed: int = 0) -> Path:
             ids[: h // 3] = np.where(ids[: h // 3] == 0, 2, ids[: h // 3])
             colours = np.array([[20, 20, 20], [200, 40, 40], [40, 200, 40], [40, 40, 200]], np.float64) / 255
             image = colours[ids] * 0.8 + 0.2 * smooth(rng, h, w)
-            write_image(root / split / "images" / f"{i:03d}.png", to_dtype(image.clip(0, 1), np.uint8))
+            write_image(root / split / "images" / f"{i:03d}.png", quantise(image.clip(0, 1), np.uint8))
             if i == 1:  # 8-bit gray class ids
                 write_image(root / split / "labels" / f"{i:03d}.png", ids.astype(np.uint8))
             else:
@@ -113,7 +102,7 @@ def write_clean(root: Path, channels: int = 3, seed: int = 0) -> Path:
     sizes = {"train": [(32, 32), (36, 36), (40, 32)], "val": [(32, 32), (36, 44)]}
     for split, shapes in sizes.items():
         for i, (h, w) in enumerate(shapes):
-            write_image(root / split / f"{i:03d}.png", to_dtype(smooth(rng, h, w, channels), np.uint8))
+            write_image(root / split / f"{i:03d}.png", quantise(smooth(rng, h, w, channels), np.uint8))
     return root
 
 
