@@ -183,13 +183,10 @@ def test_onnx_with_the_recorded_preprocessing_gives_predicts_label_map(runs, tmp
 PHOTO_SIZES = [(48, 40), (36, 56), (64, 64), (70, 45)]  # (H, W)
 
 
-def photos(seed: int = 3) -> list[np.ndarray]:
-    """Photo-like 8-bit RGB pictures of 4 sizes (scikit-image's photos when it is installed)."""
-    try:
-        from skimage import data
-    except ImportError:
-        rng = np.random.default_rng(seed)
-        return [quantise(smooth(rng, h, w), np.uint8) for h, w in PHOTO_SIZES]
+def photos() -> list[np.ndarray]:
+    """Real 8-bit RGB photos (scikit-image's, which ship offline) at 4 sizes."""
+    from skimage import data
+
     sources = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
     return [np.asarray(Image.fromarray(s).resize((w, h), Image.LANCZOS)) for s, (h, w) in zip(sources, PHOTO_SIZES)]
 
