@@ -16,7 +16,7 @@ from .config import BlendWindow, CompileMode, ConfigError, InferenceConfig, Mixe
 INFERENCE_FLAGS = {
     "batch_size": "batch_size", "tile": "tile", "overlap": "overlap", "window": "window",
     "tile_above": "tile_above_mp", "output_dtype": "output_dtype", "precision": "precision", "compile": "compile",
-    "compile_mode": "compile_mode",
+    "compile_mode": "compile_mode", "tta": "tta",
 }
 
 
@@ -36,6 +36,12 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the generator: the first batch of each size is slow, later ones faster")
     g.add_argument("--compile-mode", choices=[m.value for m in CompileMode],
                    help=f"with --compile; reduce-overhead adds CUDA graphs ({d.compile_mode.value})")
+    g.add_argument("--tta", action="store_true", default=None,
+                   help="test-time augmentation: average the 8 flips / 90-degree rotations (8x slower)")
+    t = p.add_argument_group("segment instance mode (default: the thresholds tuned at the end of training)")
+    t.add_argument("--prob-threshold", type=float, help="foreground probability")
+    t.add_argument("--seed-threshold", type=float, help="interior probability of a watershed seed")
+    t.add_argument("--min-size", type=int, help="drop objects of fewer pixels")
 
 
 def inference_config(args: argparse.Namespace) -> InferenceConfig:
@@ -45,13 +51,21 @@ def inference_config(args: argparse.Namespace) -> InferenceConfig:
     return cfg
 
 
-def _load_generator(path: Path):
-    """The generator export at ``path`` and the task its ``config.json`` describes."""
+def _load_generator(path: Path, args: argparse.Namespace | None = None):
+    """The generator export at ``path`` and the task its ``config.json`` describes, with the
+    instance-threshold flags of ``args`` applied."""
     from .models import UNet
-    from .tasks import generator_task
+    from .tasks import SegmentTask, generator_task
 
     generator = UNet.from_pretrained(path)
-    return generator, generator_task(generator)
+    task = generator_task(generator)
+    flags = {k: getattr(args, k, None) for k in ("prob_threshold", "seed_threshold", "min_size")}
+    if any(v is not None for v in flags.values()):
+        if not isinstance(task, SegmentTask) or not task.instance_mode:
+            raise ValueError("--prob-threshold, --seed-threshold and --min-size are for segmenters trained in "
+                             f"instance mode; {path} is not one")
+        task.override_thresholds(flags["prob_threshold"], flags["seed_threshold"], flags["min_size"])
+    return generator, task
 
 
 # --------------------------------------------------------------------------- predict
@@ -82,7 +96,7 @@ def predict_main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = inference_config(args)
-        generator, task = _load_generator(args.checkpoint)
+        generator, task = _load_generator(args.checkpoint, args)
         if task.needs_mask and args.mask is None:
             raise ValueError(f"{args.checkpoint} is an inpainting generator: pass --mask DIR with a hole mask per "
                              "input, named like it (non-zero = hole)")
@@ -175,7 +189,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = inference_config(args)
-        generator, task = _load_generator(args.checkpoint)
+        generator, task = _load_generator(args.checkpoint, args)
         meta = getattr(generator, "metadata", {}) or {}
         root = split_folder(args.data, args.split)
         if not root.is_dir():

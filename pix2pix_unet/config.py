@@ -134,6 +134,21 @@ class LabelFormat(str, enum.Enum):
     INDEX = "index"  # class-id images in labels/, fed one-hot (pix2pixHD)
 
 
+class BuiltinKind(str, enum.Enum):
+    """Which procedural data ``data.path=builtin`` renders."""
+
+    PHOTOS = "photos"  # RGB "photos" of 5 label classes (label map -> photo, and the reverse)
+    NUCLEI = "nuclei"  # fluorescence-like 16-bit gray tiles of touching nuclei, with instance maps
+
+
+class InstanceMode(str, enum.Enum):
+    """Whether ``task=segment`` separates touching objects (background / interior / border targets)."""
+
+    AUTO = "auto"  # on when instance maps are given (instances/, or the built-in data)
+    ON = "on"
+    OFF = "off"
+
+
 class Intensity(str, enum.Enum):
     """How image intensities are mapped to [-1, 1]."""
 
@@ -290,6 +305,7 @@ class DataConfig:
     builtin_train: int = 400
     builtin_val: int = 32
     builtin_size: int = 72
+    builtin_kind: BuiltinKind = BuiltinKind.PHOTOS
     skip_bad: bool = False  # train on the good pairs when some files are bad, instead of stopping
 
     def validate(self, where: str = "data") -> None:
@@ -367,6 +383,10 @@ class SegmentConfig:
     intensity: Intensity = Intensity.DTYPE
     intensity_min: float = 0.0  # used by intensity=range
     intensity_max: float = 255.0
+    instances: InstanceMode = InstanceMode.AUTO  # border class + seeded watershed, see tasks/instances.py
+    prob_threshold: float | None = None  # foreground probability; None: tuned on validation at the end
+    seed_threshold: float | None = None  # interior probability for watershed seeds; None: tuned
+    min_size: int | None = None  # objects under this many pixels are dropped; None: tuned
 
     def validate(self, where: str = "segment") -> None:
         for name in ("ce_weight", "dice_weight", "boundary_weight", "w0", "rotate_degrees", "elastic_alpha"):
@@ -633,6 +653,7 @@ class InferenceConfig:
     precision: MixedPrecision = MixedPrecision.NO  # bf16/fp16: autocast the generator (outputs stay float32)
     compile: bool = False  # torch.compile the generator: slow first batch (and per new size), faster after
     compile_mode: CompileMode = CompileMode.DEFAULT  # reduce-overhead: CUDA graphs, for small batches
+    tta: bool = False  # average the outputs of the 8 flips / 90-degree rotations (8x the compute)
 
     def validate(self, where: str = "inference") -> None:
         _positive(self, where, "batch_size", "tile")
@@ -739,6 +760,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path} must be a mapping, got {value!r}")
         return from_dict(tp, value, path)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if isinstance(value, bool):  # YAML 1.1 reads on/off (and yes/no) as booleans
+            value = "on" if value else "off"
         try:
             return tp(value)
         except ValueError:

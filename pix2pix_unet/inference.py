@@ -136,6 +136,34 @@ def autocast(cfg: InferenceConfig, device: torch.device | str) -> contextlib.Abs
     return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th of the 8 flips / 90-degree rotations of ``(..., H, W)`` (0 is the identity)."""
+    x = x.flip(-1) if k >= 4 else x
+    return torch.rot90(x, k % 4, dims=(-2, -1))
+
+
+def undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The inverse of :func:`dihedral` ``k``."""
+    x = torch.rot90(x, -(k % 4), dims=(-2, -1))
+    return x.flip(-1) if k >= 4 else x
+
+
+class TestTimeAugmented(torch.nn.Module):
+    """``generator`` averaged over the 8 flips / 90-degree rotations of its input (each undone on the output).
+
+    Segmenters average their logits, restorers their images. The UNet pads any
+    size, so rotated non-square inputs need nothing special.
+    """
+
+    def __init__(self, generator: torch.nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [undo_dihedral(self.generator(dihedral(x, k)).float(), k) for k in range(8)]
+        return torch.stack(outputs).mean(0)
+
+
 @torch.no_grad()
 def run_generator(
     generator: UNet, batch: torch.Tensor, cfg: InferenceConfig, device: torch.device | str, progress: bool = False
@@ -144,14 +172,17 @@ def run_generator(
 
     Images of at most ``cfg.tile_above_mp`` megapixels run whole in one batch;
     larger ones run one at a time by overlap-tile. The generator runs at
-    ``cfg.precision``; set it up with :func:`prepare_generator` first.
+    ``cfg.precision``, and with ``cfg.tta`` averaged over the 8 flips / rotations
+    (of each tile, when tiled); set it up with :func:`prepare_generator` first.
     """
     h, w = batch.shape[-2:]
+    factor = generator.config.factor
+    forward = TestTimeAugmented(generator) if cfg.tta else generator
     with autocast(cfg, device):
         if h * w <= cfg.tile_above_mp * 1e6:
-            return generator(batch.to(device)).float().cpu()
+            return forward(batch.to(device)).float().cpu()
         return torch.stack([
-            predict_tiled(generator, image, tile=cfg.tile, overlap=cfg.overlap, factor=generator.config.factor,
+            predict_tiled(forward, image, tile=cfg.tile, overlap=cfg.overlap, factor=factor,
                           window=cfg.window, batch_size=cfg.batch_size, device=device, progress=progress)
             for image in batch
         ])

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ..config import DataConfig, Direction, UNetConfig
+from ..config import BuiltinKind, DataConfig, Direction, UNetConfig
 from .augment import PairedAugmentation
 from .folders import DatasetError, PairedFolderDataset, discover_pairs, find_pairs, hold_out
 from .screening import BadFile, format_report, screen_pairs
@@ -57,6 +57,9 @@ def build_datasets(data: DataConfig, generator: UNetConfig, seed: int) -> tuple[
     which leaves them out (the train dataset's ``skipped`` lists them).
     """
     if data.path == BUILTIN:
+        if data.builtin_kind is not BuiltinKind.PHOTOS:
+            raise DatasetError(f"data.builtin_kind={data.builtin_kind.value} is built-in data for task=segment; "
+                               f"image pairs train on data.builtin_kind=photos or on a folder (data.path)")
         # Validation indices start at VAL_INDEX_OFFSET, as in datasets/make_synthetic.py: no overlap.
         return (
             builtin_pairs(data.builtin_train, seed, data.builtin_size),

@@ -330,6 +330,11 @@ class TaskBase:
         parts = [centre_crop_to([s[k] for s in shown]) for k in range(3)]
         return Evaluation(meter.summary(), [rows[i] for i in sorted(rows)], *parts)
 
+    def tune(self, generator: nn.Module, dataset: Dataset, device: torch.device | str) -> dict[str, float] | None:
+        """Settle what is chosen on the validation split once training ends (segment's instance thresholds);
+        what was chosen, for the log, or None when the task has nothing to tune."""
+        return None
+
     def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
         """The examples of ``folder`` to evaluate, read as validation reads them."""
         raise NotImplementedError

@@ -24,8 +24,9 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from .. import io
-from ..config import DataConfig, LabelConfig
+from ..config import BuiltinKind, DataConfig, LabelConfig
 from ..data.folders import DatasetError, list_images, split_by_file
+from ..data.nuclei import NucleiSpec, make_nuclei
 from ..data.synthetic import NUM_CLASSES, NUM_CLASSES_MAX, VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 from ..codec import ImageCodec, decode_class_ids
 
@@ -214,16 +215,49 @@ def builtin_labelled(num: int, seed: int, size: int, num_classes: int, channels:
     )
 
 
+def builtin_nuclei(num: int, seed: int, size: int, codec: ImageCodec, index_offset: int = 0) -> LabelledTensors:
+    """The built-in nuclei tiles (:func:`~pix2pix_unet.data.nuclei.make_nuclei`) as (image, class map,
+    instance map) triples in memory; 2 classes, background and nucleus.
+
+    The 16-bit tiles are decoded by ``codec`` as if read from files, so its intensity
+    rule applies exactly as it does to a folder written by ``make_synthetic.py --kind nuclei``.
+
+    Raises:
+        DatasetError: ``codec`` does not take one channel.
+    """
+    if codec.channels != 1:
+        raise DatasetError(f"the built-in nuclei data (data.builtin_kind=nuclei) is one-channel gray, but the "
+                           f"generator takes {codec.channels} channels: set generator.in_channels=1")
+    spec = NucleiSpec(size=size)
+    images, instances = [], []
+    for index in range(index_offset, index_offset + num):
+        pixels, ids = make_nuclei(index, seed, spec)
+        images.append(codec.from_pixels(io.ImageFile(pixels[..., None]), f"builtin nuclei tile {index}").tensor)
+        instances.append(torch.from_numpy(ids.astype(np.int64)))
+    instances_t = torch.stack(instances)  # (n, h, w)
+    return LabelledTensors(torch.stack(images), (instances_t > 0).long(), instances_t)
+
+
 def build_labelled(data: DataConfig, cfg: LabelConfig, codec: ImageCodec, seed: int
                    ) -> tuple[LabelledDataset, LabelledDataset, int]:
     """Train and validation label-map datasets for ``data.path``, checked up front, and ``num_classes``.
 
     The split is by file (``train/`` + ``val/``, or ``data.val_fraction`` of the
-    files held out); images may have any size. The built-in data has
-    ``labels.num_classes`` classes (5 by default, at most 8).
+    files held out); images may have any size. The built-in photos have
+    ``labels.num_classes`` classes (5 by default, at most 8); the built-in nuclei
+    (``data.builtin_kind=nuclei``) have 2.
     """
     if codec.channels not in (1, 3):
         raise DatasetError(f"label-map tasks read images with 1 or 3 channels, got {codec.channels}")
+    if data.path == "builtin" and data.builtin_kind is BuiltinKind.NUCLEI:
+        if cfg.num_classes not in (None, 2):
+            raise DatasetError(f"labels.num_classes={cfg.num_classes}: the built-in nuclei data has 2 classes "
+                               f"(background, nucleus)")
+        return (
+            builtin_nuclei(data.builtin_train, seed, data.builtin_size, codec),
+            builtin_nuclei(data.builtin_val, seed, data.builtin_size, codec, VAL_INDEX_OFFSET),
+            2,
+        )
     if data.path == "builtin":
         num_classes = cfg.num_classes or NUM_CLASSES
         if num_classes > NUM_CLASSES_MAX:

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from .. import io
 from ..codec import Decoded, ImageCodec, decode_mask
-from ..config import DataConfig, MetricMode, RestoreConfig, Task, TrainConfig, from_dict, to_dict
+from ..config import BuiltinKind, DataConfig, MetricMode, RestoreConfig, Task, TrainConfig, from_dict, to_dict
 from ..data.folders import DatasetError, list_images, pair_by_stem, split_by_file
 from ..data.synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 from .base import ExportError, ImageMeter, Meter, TaskBase, name_seed, require
@@ -96,6 +96,9 @@ def build_clean(data: DataConfig, codec: ImageCodec, seed: int) -> tuple[CleanIm
     if codec.channels not in (1, 3):
         raise DatasetError(f"restore reads images with 1 or 3 channels, got generator.out_channels={codec.channels}")
     if data.path == "builtin":
+        if data.builtin_kind is not BuiltinKind.PHOTOS:
+            raise DatasetError(f"data.builtin_kind={data.builtin_kind.value} is built-in data for task=segment; "
+                               f"task=restore trains on data.builtin_kind=photos or on a folder (data.path)")
         return (
             CleanImages(builtin_photos(data.builtin_train, seed, data.builtin_size, codec.channels)),
             CleanImages(builtin_photos(data.builtin_val, seed, data.builtin_size, codec.channels, VAL_INDEX_OFFSET)),

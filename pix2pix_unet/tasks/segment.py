@@ -18,23 +18,28 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import kornia.augmentation as K
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from ..codec import Decoded, ImageCodec, one_hot
 from ..config import (
-    FinalActivation, Intensity, LabelConfig, MetricMode, OutputDtype, SegmentConfig, Task, TrainConfig,
+    FinalActivation, InferenceConfig, InstanceMode, Intensity, LabelConfig, MetricMode, OutputDtype, SegmentConfig,
+    Task, TrainConfig,
 )
-from ..io import display_rgb8, overlay, write_image, write_label_map
+from ..inference import run_generator
+from ..io import display_rgb8, overlay, palette, write_image, write_label_map
 from ..losses import generator_adversarial_loss
 from ..training.step import discriminator_losses
-from .base import ExportError, Meter, TaskBase, require
+from .base import ExportError, Meter, TaskBase, require, size_batches
+from .instance_metrics import TAUS, instance_scores, match_counts
+from .instances import InstanceThresholds, border_targets, class_map, instances_from_probs, outlines, tune_thresholds
 from .labels import (
     LabelledDataset, LabelledFolder, build_labelled, colorize_labels, discover_labelled, instances_from_labels,
 )
 from .segment_losses import segmentation_losses
-from .segment_metrics import confusion_matrix, f1_score, object_matches, segmentation_scores
+from .segment_metrics import confusion_matrix, segmentation_scores
 from .weight_map import unet_weight_map
 
 
@@ -53,10 +58,15 @@ class LabelMaps(NamedTuple):
 
 
 class WeightedLabelled(Dataset):
-    """A labelled dataset whose examples also carry their U-Net weight map, ``"weight": (H, W)``."""
+    """A labelled dataset whose examples also carry their U-Net weight map, ``"weight": (H, W)``.
 
-    def __init__(self, base: LabelledDataset, cfg: SegmentConfig) -> None:
-        self.base, self.cfg = base, cfg
+    With ``border_class`` (instance mode) the label map gets its objects' borders as
+    that class, and the weight map treats border pixels as the gaps between objects,
+    so the line that parts two touching objects weighs up to ``w0`` more.
+    """
+
+    def __init__(self, base: LabelledDataset, cfg: SegmentConfig, border_class: int | None = None) -> None:
+        self.base, self.cfg, self.border_class = base, cfg, border_class
         self.has_instances = base.has_instances
 
     def __len__(self) -> int:
@@ -64,9 +74,13 @@ class WeightedLabelled(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = self.base[index]
-        weight = unet_weight_map(item["instances"].numpy(), item["labels"].numpy(), w0=self.cfg.w0,
-                                 sigma=self.cfg.sigma, class_balance=self.cfg.class_balance)
-        return {**item, "weight": torch.from_numpy(weight)}
+        labels, instances = item["labels"].numpy(), item["instances"].numpy()
+        if self.border_class is not None:
+            labels = border_targets(labels, instances, self.border_class)
+            instances = np.where(labels == self.border_class, 0, instances)
+        weight = unet_weight_map(instances, labels, w0=self.cfg.w0, sigma=self.cfg.sigma,
+                                 class_balance=self.cfg.class_balance)
+        return {**item, "labels": torch.from_numpy(labels), "weight": torch.from_numpy(weight)}
 
 
 class SegmentAugmentation(nn.Module):
@@ -117,35 +131,38 @@ class SegmentAugmentation(nn.Module):
 
 class SegmentMeter:
     """Pixel accuracy, per-class and mean IoU and Dice from one confusion matrix over the whole set,
-    and with instance maps object F1 at IoU 0.5 (predicted objects: connected components per class)."""
+    and with instance maps the matching scores of :mod:`~pix2pix_unet.tasks.instance_metrics`
+    (object precision, recall, F1, AP at IoU 0.5 and 0.75, mean AP over 0.5..0.9, PQ, matched IoU),
+    their counts summed over the set. Predicted objects come from the task (:meth:`SegmentTask.objects`)."""
 
     key = "miou"
     higher_is_better = True
 
-    def __init__(self, num_classes: int, has_instances: bool) -> None:
-        self.num_classes, self.has_instances = num_classes, has_instances
-        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-        self.counts = [0, 0, 0]  # object tp, fp, fn
+    def __init__(self, task: "SegmentTask", has_instances: bool) -> None:
+        self.task, self.has_instances = task, has_instances
+        k = task.num_classes
+        self.confusion = torch.zeros(k, k, dtype=torch.long)
+        self.counts = np.zeros((len(TAUS), 4))  # per IoU threshold: tp, fp, fn, matched IoU sum
 
     def update(self, outputs: torch.Tensor, target: LabelMaps, inputs: torch.Tensor) -> list[dict[str, float]]:
-        pred = outputs.argmax(1).cpu()  # (b, h, w)
         rows = []
-        for p, labels, instances in zip(pred, target.labels, target.instances):
-            confusion = confusion_matrix(p, labels, self.num_classes)
+        for logits, labels, instances in zip(outputs.float().cpu(), target.labels, target.instances):
+            pred = self.task.classes(logits)  # (h, w)
+            confusion = confusion_matrix(pred, labels, self.task.num_classes)
             self.confusion += confusion
             scores = segmentation_scores(confusion)
             row = {"miou": scores["miou"], "pixel_acc": scores["pixel_acc"]}
             if self.has_instances:
-                counts = object_matches(instances_from_labels(p.numpy()), instances.numpy())
-                self.counts = [a + b for a, b in zip(self.counts, counts)]
-                row["object_f1"] = f1_score(*counts)
+                counts = match_counts(self.task.objects(logits), instances.numpy())
+                self.counts += counts
+                row["object_f1"] = instance_scores(counts)["object_f1"]
             rows.append(row)
         return rows
 
     def summary(self) -> dict[str, float]:
         metrics = segmentation_scores(self.confusion)
         if self.has_instances:
-            metrics["object_f1"] = f1_score(*self.counts)
+            metrics.update(instance_scores(self.counts))
         return metrics
 
 
@@ -158,6 +175,34 @@ class SegmentTask(TaskBase):
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
         self.num_classes: int | None = cfg.labels.num_classes
+        self.instance_mode = cfg.segment.instances is InstanceMode.ON  # AUTO is settled by the data
+        seg = cfg.segment
+        default = InstanceThresholds()
+        self.thresholds = InstanceThresholds(
+            seg.prob_threshold if seg.prob_threshold is not None else default.prob,
+            seg.seed_threshold if seg.seed_threshold is not None else default.seed,
+            seg.min_size if seg.min_size is not None else default.min_size)
+
+    @property
+    def border_class(self) -> int | None:
+        """The border class id in instance mode (one past the label classes), else None."""
+        return self.num_classes if self.instance_mode else None
+
+    @property
+    def out_classes(self) -> int:
+        """The generator's output channels: the classes, plus the border class in instance mode."""
+        return self.num_classes + int(self.instance_mode)
+
+    def classes(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class ids ``(H, W)`` from one output ``(C, H, W)``; in instance mode borders take their object's class."""
+        return class_map(logits, self.border_class) if self.instance_mode else logits.argmax(0)
+
+    def objects(self, logits: torch.Tensor) -> np.ndarray:
+        """Instance ids ``(H, W)`` from one output: the seeded watershed of instance mode with the task's
+        thresholds, else the connected components of each predicted class."""
+        if self.instance_mode:
+            return instances_from_probs(logits.float().softmax(0).numpy(), self.border_class, self.thresholds)
+        return instances_from_labels(logits.argmax(0).numpy())
 
     @property
     def uses_discriminator(self) -> bool:
@@ -172,15 +217,17 @@ class SegmentTask(TaskBase):
         cfg, seg = self.cfg, self.cfg.segment
         train, val, num_classes = build_labelled(cfg.data, cfg.labels, self.input_codec, cfg.seed)
         self.num_classes = num_classes
+        self.instance_mode = seg.instances is InstanceMode.ON or (
+            seg.instances is InstanceMode.AUTO and train.has_instances)
         self.cfg = dataclasses.replace(
             cfg,
             labels=dataclasses.replace(cfg.labels, num_classes=num_classes),
-            generator=dataclasses.replace(cfg.generator, out_channels=num_classes,
+            generator=dataclasses.replace(cfg.generator, out_channels=self.out_classes,
                                           final_activation=FinalActivation.NONE),
         )
         self.augment = SegmentAugmentation(None, cfg.data.flip, seg)  # crops are taken per example (RandomCrops)
         self.note_training_inputs([train[i]["image"] for i in range(min(len(train), 16))])
-        return WeightedLabelled(train, seg), val
+        return WeightedLabelled(train, seg, self.border_class), val
 
     def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, SegmentTarget]:
         image, labels, weight = self.augment(batch["image"], batch["labels"], batch["weight"])
@@ -194,7 +241,7 @@ class SegmentTask(TaskBase):
         ``segment.adversarial`` is off."""
         if not self.cfg.segment.adversarial:
             return {}
-        real = one_hot(target.labels, self.num_classes).to(fake.dtype)
+        real = one_hot(target.labels, self.out_classes).to(fake.dtype)
         return discriminator_losses(discriminator, inputs, fake.softmax(1), real, self.cfg.loss)
 
     def generator_losses(self, discriminator: nn.Module | None, inputs: torch.Tensor, fake: torch.Tensor,
@@ -211,7 +258,8 @@ class SegmentTask(TaskBase):
     def describe(self) -> dict[str, Any]:
         seg = self.cfg.segment
         return {**super().describe(), "num_classes": self.num_classes, "intensity": seg.intensity.value,
-                "intensity_range": [seg.intensity_min, seg.intensity_max]}
+                "intensity_range": [seg.intensity_min, seg.intensity_max], "instance_mode": self.instance_mode,
+                "instance_thresholds": self.thresholds.to_dict()}
 
     @classmethod
     def config_from_export(cls, meta: dict[str, Any], source: str | Path) -> TrainConfig:
@@ -224,9 +272,46 @@ class SegmentTask(TaskBase):
                               f"{[i.value for i in Intensity]}") from None
         # the range is part of the rule only for intensity=range
         low, high = require(meta, "intensity_range", source) if intensity is Intensity.RANGE else (0.0, 255.0)
-        return dataclasses.replace(
-            cfg, labels=LabelConfig(num_classes=require(meta, "num_classes", source)),
-            segment=SegmentConfig(intensity=intensity, intensity_min=float(low), intensity_max=float(high)))
+        # exports from before instance mode (schema version 1) are plain segmenters
+        instances = InstanceMode.ON if meta.get("instance_mode") else InstanceMode.OFF
+        th = meta.get("instance_thresholds") or InstanceThresholds().to_dict()
+        try:
+            segment = SegmentConfig(intensity=intensity, intensity_min=float(low), intensity_max=float(high),
+                                    instances=instances, prob_threshold=float(th["prob"]),
+                                    seed_threshold=float(th["seed"]), min_size=int(th["min_size"]))
+        except (KeyError, TypeError, ValueError):
+            raise ExportError(f"{source}: config.json has instance_thresholds {th!r}; expected prob, seed and "
+                              "min_size") from None
+        return dataclasses.replace(cfg, labels=LabelConfig(num_classes=require(meta, "num_classes", source)),
+                                   segment=segment)
+
+    def override_thresholds(self, prob: float | None = None, seed: float | None = None,
+                            min_size: int | None = None) -> None:
+        """Replace the recorded post-processing thresholds (``predict --prob-threshold`` ...)."""
+        self.thresholds = InstanceThresholds(self.thresholds.prob if prob is None else prob,
+                                             self.thresholds.seed if seed is None else seed,
+                                             self.thresholds.min_size if min_size is None else min_size)
+
+    @torch.no_grad()
+    def tune(self, generator: nn.Module, dataset: Dataset, device: torch.device | str) -> dict[str, float] | None:
+        """Instance mode: pick the post-processing thresholds with the best object F1 on ``dataset``
+        (the validation split) and keep them; thresholds set in the config stay as they are."""
+        if not self.instance_mode or not getattr(dataset, "has_instances", False):
+            return None
+        was_training = generator.training
+        generator.eval()
+        infer = InferenceConfig(batch_size=self.cfg.batch_size)
+        probs, truths = [], []
+        for _, batch in size_batches(dataset, infer.batch_size):
+            outputs = run_generator(generator, batch["image"], infer, device)
+            probs += list(outputs.float().softmax(1).numpy())
+            truths += list(batch["instances"].numpy())
+        generator.train(was_training)
+        seg = self.cfg.segment
+        fixed = {"prob": seg.prob_threshold, "seed": seg.seed_threshold, "min_size": seg.min_size}
+        self.thresholds, f1 = tune_thresholds(probs, truths, self.border_class, fixed)
+        return {**{f"{k}_threshold" if k != "min_size" else k: v for k, v in self.thresholds.to_dict().items()},
+                "object_f1": f1}
 
     # ----------------------------------------------------------------- files
 
@@ -235,16 +320,28 @@ class SegmentTask(TaskBase):
 
     def encode(self, output: torch.Tensor, decoded: Decoded, path: Path, dtype: OutputDtype = OutputDtype.INPUT,
                overlay_dir: Path | None = None, relative: Path | None = None) -> list[Path]:
-        """The argmax class ids as a palette PNG, and with ``overlay_dir`` a colour overlay on the input."""
-        labels = output.argmax(0).numpy()
+        """The class ids as a palette PNG; in instance mode also the instance ids as a 16-bit PNG
+        ``NAME_instances.png`` (0 = background, 1..N; a 32-bit TIFF beyond 65535 objects). With
+        ``overlay_dir``, the classes (or the instance outlines) drawn over the input."""
+        labels = self.classes(output).numpy()
         written = [write_label_map(path, labels, self.num_classes)]
+        objects = self.objects(output) if self.instance_mode else None
+        if objects is not None:
+            big = objects.max() > np.iinfo(np.uint16).max
+            where = path.with_name(f"{path.stem}_instances{'.tif' if big else '.png'}")
+            written.append(write_image(where, objects.astype(np.uint32 if big else np.uint16)))
         if overlay_dir is not None:
-            picture = overlay(display_rgb8(decoded.image), labels, self.num_classes)
+            picture = display_rgb8(decoded.image)
+            if objects is None:
+                picture = overlay(picture, labels, self.num_classes)
+            else:  # each object's outline in a colour of its own
+                edge = outlines(objects)
+                picture[edge] = palette(int(objects.max()) + 1)[objects[edge]]
             written.append(write_image(overlay_dir / (relative or Path(path.name)).with_suffix(".png"), picture))
         return written
 
     def output_warnings(self, output: torch.Tensor, decoded: Decoded) -> list[str]:
-        classes = output.argmax(0).unique().tolist()
+        classes = self.classes(output).unique().tolist()
         if len(classes) == 1:
             return [f"{decoded.path}: every pixel was predicted as class {classes[0]}; check that the image is "
                     f"like the training images (intensity={self.cfg.segment.intensity.value})"]
@@ -258,11 +355,12 @@ class SegmentTask(TaskBase):
     # ----------------------------------------------------------------- evaluation
 
     def meter(self, dataset: Dataset) -> Meter:
-        return SegmentMeter(self.num_classes, bool(getattr(dataset, "has_instances", False)))
+        return SegmentMeter(self, bool(getattr(dataset, "has_instances", False)))
 
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, LabelMaps]:
         return batch["image"], LabelMaps(batch["labels"], batch["instances"])
 
     def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: LabelMaps) -> list[torch.Tensor]:
         k = self.num_classes
-        return [inputs, colorize_labels(outputs.argmax(1), k), colorize_labels(target.labels, k)]
+        pred = torch.stack([self.classes(o) for o in outputs.float()])
+        return [inputs, colorize_labels(pred, k), colorize_labels(target.labels, k)]

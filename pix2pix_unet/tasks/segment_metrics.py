@@ -1,12 +1,15 @@
 """Segmentation metrics as pure functions: a confusion matrix and the scores it gives, and
 object-level F1 (predicted objects are the connected components of each predicted
-class, see :func:`~pix2pix_unet.tasks.labels.instances_from_labels`).
+class, see :func:`~pix2pix_unet.tasks.labels.instances_from_labels`). The instance
+matching itself lives in :mod:`~pix2pix_unet.tasks.instance_metrics`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from .instance_metrics import match_counts
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -42,27 +45,16 @@ def segmentation_scores(confusion: torch.Tensor) -> dict[str, float]:
 
 
 def object_matches(pred_objects: np.ndarray, true_objects: np.ndarray, threshold: float = 0.5) -> tuple[int, int, int]:
-    """``(tp, fp, fn)`` when an object pair with IoU above ``threshold`` counts as found.
+    """``(tp, fp, fn)`` when an object pair with IoU of at least ``threshold`` counts as found.
 
-    With a threshold of at least 0.5 an object can overlap at most one partner that
-    much, so the matching is unique without any assignment step.
+    :func:`~pix2pix_unet.tasks.instance_metrics.match_counts` at one threshold:
+    one-to-one matching, unique for thresholds of at least 0.5.
 
     Args:
         pred_objects / true_objects: ``(H, W)`` object ids, 0 for background.
     """
-    pred_ids, pred_flat = np.unique(pred_objects, return_inverse=True)
-    true_ids, true_flat = np.unique(true_objects, return_inverse=True)
-    n_pred, n_true = len(pred_ids), len(true_ids)
-    # joint histogram: overlap[i, j] = pixels in predicted object i and true object j
-    overlap = np.bincount(pred_flat.ravel() * n_true + true_flat.ravel(), minlength=n_pred * n_true)
-    overlap = overlap.reshape(n_pred, n_true)
-    pred_fg, true_fg = pred_ids != 0, true_ids != 0
-    overlap = overlap[pred_fg][:, true_fg]
-    area_pred = np.bincount(pred_flat.ravel(), minlength=n_pred)[pred_fg]
-    area_true = np.bincount(true_flat.ravel(), minlength=n_true)[true_fg]
-    iou = overlap / (area_pred[:, None] + area_true[None, :] - overlap).clip(min=1)
-    tp = int((iou > threshold).sum())
-    return tp, int(pred_fg.sum()) - tp, int(true_fg.sum()) - tp
+    tp, fp, fn, _ = match_counts(pred_objects, true_objects, (threshold,))[0]
+    return int(tp), int(fp), int(fn)
 
 
 def f1_score(tp: int, fp: int, fn: int) -> float:

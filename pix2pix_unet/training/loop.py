@@ -346,6 +346,13 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                 running, steps_since_log, t_log = None, 0, time.perf_counter()
             if stop is not None:
                 break  # diverged: keep the last good checkpoint, write nothing more
+            if main and received is None and state.step == cfg.max_steps:
+                # what the task settles on the validation split (segment: instance thresholds), so the last
+                # evaluation, checkpoint and export use it
+                tuned = task.tune(sample_net(), val_set, accelerator.device)
+                if tuned is not None:
+                    logger.log({f"tune/{k}": v for k, v in tuned.items()}, state.step)
+                    bar.write("tuned on validation: " + ", ".join(f"{k}={v:g}" for k, v in tuned.items()))
             if main and received is None and (state.step % cfg.sample_every == 0 or state.step == end):
                 eval_and_sample()
             if save_now:

@@ -24,7 +24,7 @@ from torch.utils.data import default_collate
 
 from pix2pix_unet.cli import main, train_main
 from pix2pix_unet.codec import ImageCodec
-from pix2pix_unet.io import read_label_map, write_image, write_label_map
+from pix2pix_unet.io import read_image, read_label_map, write_image, write_label_map
 from pix2pix_unet.models import UNet
 from pix2pix_unet.tasks import generator_task
 from pix2pix_unet.tasks.image_metrics import image_scores
@@ -252,7 +252,10 @@ def test_segment_predict_writes_the_argmax_validation_computes(runs, name, tmp_p
         with torch.no_grad():
             logits = generator(decoded.tensor[None])[0]
         written = read_label_map(tmp_path / "out" / path.with_suffix(".png").name)
-        assert np.array_equal(written, logits.argmax(0).numpy())
+        assert np.array_equal(written, task.classes(logits).numpy())  # argmax (borders to their class)
+        if task.instance_mode:  # and the instance map of the recorded thresholds
+            objects = read_image(tmp_path / "out" / f"{path.stem}_instances.png").pixels[..., 0]
+            assert np.array_equal(objects, task.objects(logits))
         colours = colorize_labels(torch.from_numpy(written)[None], task.num_classes)[0]
         assert torch.equal(colours, shown[item["name"]])
         assert (tmp_path / "overlay" / path.with_suffix(".png").name).is_file()

@@ -40,10 +40,25 @@ def test_segment_trains_and_logs_its_metrics(tmp_path):
         assert 0.0 <= val[-1][key] <= 1.0, key
     train = [r for r in rows(out) if "train/g_ce" in r]
     assert {"train/g_dice", "train/g_boundary", "train/g_gan", "train/d_total"} <= set(train[-1])
+    for key in ["val/object_precision", "val/object_recall", "val/ap_50", "val/ap_75", "val/map", "val/pq"]:
+        assert 0.0 <= val[-1][key] <= 1.0, key
     meta = export_meta(out)
     assert meta["task"] == "segment" and meta["num_classes"] == 5
-    assert meta["generator"]["out_channels"] == 5 and meta["generator"]["final_activation"] == "none"
+    # the built-in data has instance maps, so instance mode is on: 5 classes + the border class
+    assert meta["instance_mode"] is True and set(meta["instance_thresholds"]) == {"prob", "seed", "min_size"}
+    assert meta["generator"]["out_channels"] == 6 and meta["generator"]["final_activation"] == "none"
+    tuned = [r for r in rows(out) if "tune/prob_threshold" in r]
+    assert len(tuned) == 1 and tuned[0]["step"] == 2
+    assert tuned[0]["tune/prob_threshold"] == meta["instance_thresholds"]["prob"]
     assert Image.open(out / "samples" / "step_00000002.png").size == (3 * 36 + 4 * 2, 3 * 36 + 4 * 2)
+
+
+def test_segment_without_instance_mode_keeps_its_classes(tmp_path):
+    out = run(tmp_path, "seg_plain", "segment", *BUILTIN, "segment.instances=off")
+    meta = export_meta(out)
+    assert meta["instance_mode"] is False and meta["generator"]["out_channels"] == 5
+    assert not [r for r in rows(out) if "tune/prob_threshold" in r]
+    assert "val/object_f1" in [r for r in rows(out) if "val/miou" in r][-1]  # connected components
 
 
 def test_segment_reads_gray_16_bit_folders(tmp_path):
