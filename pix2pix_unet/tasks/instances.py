@@ -44,7 +44,7 @@ class InstanceThresholds:
 
 PROB_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
 SEED_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-MIN_SIZE_GRID = (0, 4, 8, 16, 32)
+MIN_SIZE_GRID = (0, 8, 16, 32, 48, 64)
 
 
 def border_targets(labels: np.ndarray, instances: np.ndarray, border_class: int) -> np.ndarray:
