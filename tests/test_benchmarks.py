@@ -86,3 +86,17 @@ def test_gpu_suite_skips_what_the_budget_cannot_fit(tmp_path, monkeypatch):
     assert {r.status for r in runs} == {"skipped: out of budget"}
     assert not (tmp_path / "pix2pix_suite_pairs_quick.partial").exists()  # no data written for nothing
     assert "skipped: out of budget" in (tmp_path / "out" / "suite.md").read_text()
+
+
+def test_instances_benchmark_scores_both_modes_tta_and_the_classical_pipeline(tmp_path, capsys):
+    from tests.conftest import TINY
+
+    out = tmp_path / "inst"
+    assert load("instances").main(["--data", "nuclei", "--out", str(out), "--train", "3", "--val", "2", "--steps",
+                                   "2", "--post-size", "64", *TINY]) == 0
+    report = json.loads((out / "instances.json").read_text())
+    assert set(report["results"]) == {"instances off", "instances off + TTA", "instances on", "instances on + TTA",
+                                      "Otsu + distance watershed"}
+    for row in report["results"].values():
+        assert 0 <= row["object_f1"] <= 1 and 0 <= row["ap_50"] <= 1 and 0 <= row["map"] <= 1
+    assert report["postprocess_s"] > 0 and "post-processing a 64 x 64" in capsys.readouterr().out
