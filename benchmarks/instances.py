@@ -1,9 +1,10 @@
 """Touching objects as separate instances: object F1 and AP with and without instance mode, with TTA.
 
 Trains ``--task segment`` on a few labelled images of touching objects through the
-real CLI, twice with the same seed and steps (``segment.instances=off``: objects are
-the connected components of the class map; ``on``: border class + seeded watershed
-with thresholds tuned on validation), then scores the validation files with
+real CLI, with the same seed and steps per mode (``off``: objects are the connected
+components of the class map; ``on``: border class + seeded watershed with thresholds
+tuned on validation; ``distance``: the same, seeded and flooded by a distance-to-border
+regression head, ``segment.distance_head``), then scores the validation files with
 ``pix2pix-unet evaluate`` (and ``--tta``). For the nuclei-like data it also scores
 the classical pipeline a user would otherwise run on the same files: Gaussian
 smoothing, Otsu threshold, distance-transform watershed (scikit-image). Last, it
@@ -38,6 +39,11 @@ from pix2pix_unet.tasks.instance_metrics import instance_scores, match_counts  #
 from pix2pix_unet.tasks.instances import InstanceThresholds, instances_from_probs  # noqa: E402
 
 KEYS = ("object_f1", "ap_50", "map", "pq", "miou")
+MODES = {  # row name -> the options of its training run
+    "off": ["segment.instances=off"],  # objects = connected components of the class map
+    "on": ["segment.instances=on"],  # border class + watershed seeded by the interior probability
+    "distance": ["segment.instances=on", "segment.distance_head=true"],  # ... seeded by the distance head
+}
 
 
 def make_data(kind: str, out: Path, train: int, val: int) -> tuple[Path, list[str]]:
@@ -104,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val", type=int, default=24, help="validation images (built-in data)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--post-size", type=int, default=1024, help="side of the prediction whose post-processing is timed")
+    p.add_argument("--modes", default="off,on,distance", help=f"training runs, from {', '.join(MODES)}")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="passed to every training run")
     args = p.parse_args(argv)
     if args.out.exists():
@@ -111,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data, options = make_data(args.data, args.out / "data", args.train, args.val)
     results: dict[str, dict] = {}
-    for mode in ("off", "on"):
+    for mode in args.modes.split(","):
+        if mode not in MODES:
+            print(f"error: --modes: {mode!r} is not one of {sorted(MODES)}", file=sys.stderr)
+            return 2
         run = args.out / f"segment_{mode}"
         t0 = time.perf_counter()
         assert train_main(["--task", "segment", "--data", str(data), "--output-dir", str(run), "--max-steps",
-                           str(args.steps), "--no-wandb", f"segment.instances={mode}", f"sample_every={args.steps}",
+                           str(args.steps), "--no-wandb", *MODES[mode], f"sample_every={args.steps}",
                            f"checkpoint_every={args.steps}", "log_every=100", *options, *args.overrides]) == 0
         seconds = time.perf_counter() - t0
         for tta in ([], ["--tta"]):

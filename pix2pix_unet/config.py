@@ -387,9 +387,15 @@ class SegmentConfig:
     prob_threshold: float | None = None  # foreground probability; None: tuned on validation at the end
     seed_threshold: float | None = None  # interior probability for watershed seeds; None: tuned
     min_size: int | None = None  # objects under this many pixels are dropped; None: tuned
+    distance_head: bool = False  # instance mode: also regress each object's normalised distance to its border
+    distance_weight: float = 1.0  # weight of that L1 loss
 
     def validate(self, where: str = "segment") -> None:
-        for name in ("ce_weight", "dice_weight", "boundary_weight", "w0", "rotate_degrees", "elastic_alpha"):
+        if self.distance_head and self.adversarial:
+            raise ConfigError(f"{where}.distance_head cannot be combined with {where}.adversarial (D judges class "
+                              "probabilities, not distances)")
+        for name in ("ce_weight", "dice_weight", "boundary_weight", "w0", "rotate_degrees", "elastic_alpha",
+                     "distance_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}.{name}={getattr(self, name)} must be >= 0")
         if self.ce_weight + self.dice_weight + self.boundary_weight <= 0:

@@ -96,7 +96,7 @@ def test_instances_benchmark_scores_both_modes_tta_and_the_classical_pipeline(tm
                                    "2", "--post-size", "64", *TINY]) == 0
     report = json.loads((out / "instances.json").read_text())
     assert set(report["results"]) == {"instances off", "instances off + TTA", "instances on", "instances on + TTA",
-                                      "Otsu + distance watershed"}
+                                      "instances distance", "instances distance + TTA", "Otsu + distance watershed"}
     for row in report["results"].values():
         assert 0 <= row["object_f1"] <= 1 and 0 <= row["ap_50"] <= 1 and 0 <= row["map"] <= 1
     assert report["postprocess_s"] > 0 and "post-processing a 64 x 64" in capsys.readouterr().out

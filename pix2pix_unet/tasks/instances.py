@@ -62,6 +62,25 @@ def border_targets(labels: np.ndarray, instances: np.ndarray, border_class: int)
     return out
 
 
+def border_distance(instances: np.ndarray) -> np.ndarray:
+    """Each object's Euclidean distance to its own border (another object, background or the image edge),
+    divided by its largest, so every object peaks at 1; 0 on background.
+
+    Shape:
+        ``(H, W)`` instance ids -> ``(H, W)`` float32 in [0, 1].
+    """
+    padded = np.pad(instances, 1)  # the image edge counts as border
+    out = np.zeros(padded.shape, np.float32)
+    for k, box in enumerate(ndimage.find_objects(padded), start=1):
+        if box is None:
+            continue
+        window = tuple(slice(s.start - 1, s.stop + 1) for s in box)  # a ring of other pixels around it
+        inside = padded[window] == k
+        d = ndimage.distance_transform_edt(inside)
+        out[window][inside] = d[inside] / d.max()
+    return out[1:-1, 1:-1]
+
+
 def class_map(logits: torch.Tensor, border_class: int) -> torch.Tensor:
     """Class ids from instance-mode logits ``(K + 1, H, W)``: a border pixel takes its best object class."""
     best = logits.argmax(0)
@@ -69,15 +88,21 @@ def class_map(logits: torch.Tensor, border_class: int) -> torch.Tensor:
     return torch.where(best == border_class, objects, best)
 
 
-def instances_from_probs(probs: np.ndarray, border_class: int, th: InstanceThresholds) -> np.ndarray:
-    """Instance ids ``(H, W)`` (0 = background, 1..N) from softmax probabilities ``(K + 1, H, W)``."""
-    return _drop_small(_flood(probs, border_class, th.prob, th.seed), th.min_size)
+def instances_from_probs(probs: np.ndarray, border_class: int, th: InstanceThresholds,
+                         distance: np.ndarray | None = None) -> np.ndarray:
+    """Instance ids ``(H, W)`` (0 = background, 1..N) from softmax probabilities ``(K + 1, H, W)``.
+
+    With ``distance`` (the predicted normalised distance to the border, ``segment.distance_head``) the
+    seeds and the flooding use it in place of the interior probability.
+    """
+    return _drop_small(_flood(probs, border_class, th.prob, th.seed, distance), th.min_size)
 
 
-def _flood(probs: np.ndarray, border_class: int, prob: float, seed: float) -> np.ndarray:
+def _flood(probs: np.ndarray, border_class: int, prob: float, seed: float,
+           distance: np.ndarray | None = None) -> np.ndarray:
     """Steps 1-3 of the module docstring: the watershed labels before the size filter."""
     foreground = probs[0] < 1 - prob  # (h, w)
-    interior = probs[1:border_class].sum(0)  # (h, w)
+    interior = probs[1:border_class].sum(0) if distance is None else distance  # (h, w)
     markers, count = ndimage.label(interior > seed)
     markers[~foreground] = 0
     # a foreground component that holds no seed is an object of its own
@@ -101,7 +126,8 @@ def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def tune_thresholds(probs: Iterable[np.ndarray], truths: list[np.ndarray], border_class: int,
-                    fixed: dict[str, float | None] | None = None) -> tuple[InstanceThresholds, float]:
+                    fixed: dict[str, float | None] | None = None,
+                    distances: list[np.ndarray] | None = None) -> tuple[InstanceThresholds, float]:
     """The thresholds with the best object F1 at IoU 0.5 over a set, and that F1.
 
     Every combination of :data:`PROB_GRID`, :data:`SEED_GRID` and :data:`MIN_SIZE_GRID`
@@ -111,6 +137,7 @@ def tune_thresholds(probs: Iterable[np.ndarray], truths: list[np.ndarray], borde
     Args:
         probs: softmax probabilities ``(K + 1, H, W)`` per image.
         truths: the true instance maps.
+        distances: the predicted distance maps, with ``segment.distance_head``.
     """
     from .instance_metrics import match_counts
 
@@ -118,9 +145,10 @@ def tune_thresholds(probs: Iterable[np.ndarray], truths: list[np.ndarray], borde
     grids = {"prob": PROB_GRID, "seed": SEED_GRID, "min_size": MIN_SIZE_GRID}
     grids = {k: (fixed[k],) if k in fixed else v for k, v in grids.items()}
     totals: dict[tuple, np.ndarray] = {}
-    for p, truth in zip(probs, truths):
+    for i, (p, truth) in enumerate(zip(probs, truths)):
+        distance = distances[i] if distances is not None else None
         for prob, seed in itertools.product(grids["prob"], grids["seed"]):
-            flooded = _flood(p, border_class, prob, seed)
+            flooded = _flood(p, border_class, prob, seed, distance)
             for min_size in grids["min_size"]:
                 counts = match_counts(_drop_small(flooded, int(min_size)), truth, taus=(0.5,))[0]
                 key = (prob, seed, min_size)
@@ -138,5 +166,5 @@ def outlines(instances: np.ndarray) -> np.ndarray:
     return find_boundaries(instances, connectivity=1, mode="inner", background=0) & (instances > 0)
 
 
-__all__ = ["InstanceThresholds", "border_targets", "class_map", "instances_from_probs", "outlines",
+__all__ = ["InstanceThresholds", "border_distance", "border_targets", "class_map", "instances_from_probs", "outlines",
            "tune_thresholds"]

@@ -34,7 +34,9 @@ from ..losses import generator_adversarial_loss
 from ..training.step import discriminator_losses
 from .base import ExportError, Meter, TaskBase, require, size_batches
 from .instance_metrics import TAUS, instance_scores, match_counts
-from .instances import InstanceThresholds, border_targets, class_map, instances_from_probs, outlines, tune_thresholds
+from .instances import (
+    InstanceThresholds, border_distance, border_targets, class_map, instances_from_probs, outlines, tune_thresholds,
+)
 from .labels import (
     LabelledDataset, LabelledFolder, build_labelled, colorize_labels, discover_labelled, instances_from_labels,
 )
@@ -44,10 +46,12 @@ from .weight_map import unet_weight_map
 
 
 class SegmentTarget(NamedTuple):
-    """What a segmentation batch is compared with: class ids ``(B, H, W)`` and weights ``(B, H, W)``."""
+    """What a segmentation batch is compared with: class ids ``(B, H, W)``, weights ``(B, H, W)`` and,
+    with ``segment.distance_head``, each object's normalised distance to its border ``(B, H, W)``."""
 
     labels: torch.Tensor
     weight: torch.Tensor
+    distance: torch.Tensor | None = None
 
 
 class LabelMaps(NamedTuple):
@@ -65,8 +69,9 @@ class WeightedLabelled(Dataset):
     so the line that parts two touching objects weighs up to ``w0`` more.
     """
 
-    def __init__(self, base: LabelledDataset, cfg: SegmentConfig, border_class: int | None = None) -> None:
-        self.base, self.cfg, self.border_class = base, cfg, border_class
+    def __init__(self, base: LabelledDataset, cfg: SegmentConfig, border_class: int | None = None,
+                 distance: bool = False) -> None:
+        self.base, self.cfg, self.border_class, self.distance = base, cfg, border_class, distance
         self.has_instances = base.has_instances
 
     def __len__(self) -> int:
@@ -75,12 +80,13 @@ class WeightedLabelled(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = self.base[index]
         labels, instances = item["labels"].numpy(), item["instances"].numpy()
+        extra = {"distance": torch.from_numpy(border_distance(instances))} if self.distance else {}
         if self.border_class is not None:
             labels = border_targets(labels, instances, self.border_class)
             instances = np.where(labels == self.border_class, 0, instances)
         weight = unet_weight_map(instances, labels, w0=self.cfg.w0, sigma=self.cfg.sigma,
                                  class_balance=self.cfg.class_balance)
-        return {**item, "labels": torch.from_numpy(labels), "weight": torch.from_numpy(weight)}
+        return {**item, "labels": torch.from_numpy(labels), "weight": torch.from_numpy(weight), **extra}
 
 
 class SegmentAugmentation(nn.Module):
@@ -88,7 +94,8 @@ class SegmentAugmentation(nn.Module):
     deformation, with the same geometry for an image, its label map and its weight map.
 
     Label maps go through kornia's ``mask`` key, i.e. nearest-neighbour resampling, so
-    they keep their class ids; the image and the weight map are resampled bilinearly.
+    they keep their class ids; the image and the float maps (the weight map, and the
+    distance map of ``segment.distance_head``) are resampled bilinearly.
 
     Args:
         crop_size: square random crop, or None.
@@ -96,7 +103,7 @@ class SegmentAugmentation(nn.Module):
         cfg: the augmentation strengths.
 
     Shape:
-        ``(B, C, H, W), (B, H, W) int, (B, H, W)`` -> ``(B, C, h, w), (B, h, w) int64, (B, h, w)``.
+        ``(B, C, H, W), (B, H, W) int, (B, M, H, W)`` -> ``(B, C, h, w), (B, h, w) int64, (B, M, h, w)``.
     """
 
     def __init__(self, crop_size: int | None, flip: bool, cfg: SegmentConfig) -> None:
@@ -118,15 +125,15 @@ class SegmentAugmentation(nn.Module):
         self.pipeline = K.AugmentationSequential(*ops, data_keys=["input", "mask", "input"]) if ops else None
 
     def forward(self, image: torch.Tensor, labels: torch.Tensor,
-                weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.pipeline is None:
-            return image, labels, weight
+            return image, labels, maps
         if self.crop_size is not None and min(image.shape[-2:]) < self.crop_size:
             raise ValueError(f"crop_size={self.crop_size} is larger than the images ({image.shape[-2]}x{image.shape[-1]})")
-        # 1. maps as (b, 1, h, w) floats, the layout kornia's mask key expects
-        image, labels, weight = self.pipeline(image, labels[:, None].float(), weight[:, None])
+        # 1. label maps as (b, 1, h, w) floats, the layout kornia's mask key expects
+        image, labels, maps = self.pipeline(image, labels[:, None].float(), maps)
         # 2. back to class ids                                          (b, h, w)
-        return image, labels[:, 0].round().long(), weight[:, 0]
+        return image, labels[:, 0].round().long(), maps
 
 
 class SegmentMeter:
@@ -190,19 +197,32 @@ class SegmentTask(TaskBase):
 
     @property
     def out_classes(self) -> int:
-        """The generator's output channels: the classes, plus the border class in instance mode."""
+        """The class channels of the output: the classes, plus the border class in instance mode."""
         return self.num_classes + int(self.instance_mode)
 
-    def classes(self, logits: torch.Tensor) -> torch.Tensor:
+    @property
+    def distance_head(self) -> bool:
+        """Whether the output has one more channel, the predicted distance to the object border."""
+        return self.instance_mode and self.cfg.segment.distance_head
+
+    def classes(self, output: torch.Tensor) -> torch.Tensor:
         """Class ids ``(H, W)`` from one output ``(C, H, W)``; in instance mode borders take their object's class."""
+        logits = output[: self.out_classes]
         return class_map(logits, self.border_class) if self.instance_mode else logits.argmax(0)
 
-    def objects(self, logits: torch.Tensor) -> np.ndarray:
+    def post_inputs(self, output: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """What instance post-processing reads from one output: class probabilities and the distance map."""
+        output = output.float()
+        distance = output[-1].sigmoid().numpy() if self.distance_head else None
+        return output[: self.out_classes].softmax(0).numpy(), distance
+
+    def objects(self, output: torch.Tensor) -> np.ndarray:
         """Instance ids ``(H, W)`` from one output: the seeded watershed of instance mode with the task's
         thresholds, else the connected components of each predicted class."""
         if self.instance_mode:
-            return instances_from_probs(logits.float().softmax(0).numpy(), self.border_class, self.thresholds)
-        return instances_from_labels(logits.argmax(0).numpy())
+            probs, distance = self.post_inputs(output)
+            return instances_from_probs(probs, self.border_class, self.thresholds, distance)
+        return instances_from_labels(self.classes(output).numpy())
 
     @property
     def uses_discriminator(self) -> bool:
@@ -222,16 +242,17 @@ class SegmentTask(TaskBase):
         self.cfg = dataclasses.replace(
             cfg,
             labels=dataclasses.replace(cfg.labels, num_classes=num_classes),
-            generator=dataclasses.replace(cfg.generator, out_channels=self.out_classes,
+            generator=dataclasses.replace(cfg.generator, out_channels=self.out_classes + int(self.distance_head),
                                           final_activation=FinalActivation.NONE),
         )
         self.augment = SegmentAugmentation(None, cfg.data.flip, seg)  # crops are taken per example (RandomCrops)
         self.note_training_inputs([train[i]["image"] for i in range(min(len(train), 16))])
-        return WeightedLabelled(train, seg, self.border_class), val
+        return WeightedLabelled(train, seg, self.border_class, self.distance_head), val
 
     def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, SegmentTarget]:
-        image, labels, weight = self.augment(batch["image"], batch["labels"], batch["weight"])
-        return image, SegmentTarget(labels, weight)
+        maps = torch.stack([batch["weight"], *([batch["distance"]] if self.distance_head else [])], 1)
+        image, labels, maps = self.augment(batch["image"], batch["labels"], maps)  # one geometry for all
+        return image, SegmentTarget(labels, maps[:, 0], maps[:, 1] if self.distance_head else None)
 
     # ----------------------------------------------------------------- objective
 
@@ -242,12 +263,15 @@ class SegmentTask(TaskBase):
         if not self.cfg.segment.adversarial:
             return {}
         real = one_hot(target.labels, self.out_classes).to(fake.dtype)
-        return discriminator_losses(discriminator, inputs, fake.softmax(1), real, self.cfg.loss)
+        return discriminator_losses(discriminator, inputs, fake.softmax(1), real, self.cfg.loss)  # no distance head
 
     def generator_losses(self, discriminator: nn.Module | None, inputs: torch.Tensor, fake: torch.Tensor,
                          target: SegmentTarget) -> dict[str, torch.Tensor]:
-        losses = segmentation_losses(fake, target.labels, target.weight, self.cfg.segment)
+        losses = segmentation_losses(fake[:, : self.out_classes], target.labels, target.weight, self.cfg.segment)
         total = losses["g_seg"]
+        if self.distance_head:  # L1 of the predicted distance to the object border
+            losses["g_distance"] = (fake[:, -1].float().sigmoid() - target.distance).abs().mean()
+            total = total + self.cfg.segment.distance_weight * losses["g_distance"]
         if self.cfg.segment.adversarial:
             losses["g_gan"] = generator_adversarial_loss(discriminator(inputs, fake.softmax(1)), self.cfg.loss.gan)
             total = total + self.cfg.loss.gan_weight * losses["g_gan"]
@@ -259,7 +283,7 @@ class SegmentTask(TaskBase):
         seg = self.cfg.segment
         return {**super().describe(), "num_classes": self.num_classes, "intensity": seg.intensity.value,
                 "intensity_range": [seg.intensity_min, seg.intensity_max], "instance_mode": self.instance_mode,
-                "instance_thresholds": self.thresholds.to_dict()}
+                "instance_thresholds": self.thresholds.to_dict(), "distance_head": self.distance_head}
 
     @classmethod
     def config_from_export(cls, meta: dict[str, Any], source: str | Path) -> TrainConfig:
@@ -277,7 +301,8 @@ class SegmentTask(TaskBase):
         th = meta.get("instance_thresholds") or InstanceThresholds().to_dict()
         try:
             segment = SegmentConfig(intensity=intensity, intensity_min=float(low), intensity_max=float(high),
-                                    instances=instances, prob_threshold=float(th["prob"]),
+                                    instances=instances, distance_head=bool(meta.get("distance_head")),
+                                    prob_threshold=float(th["prob"]),
                                     seed_threshold=float(th["seed"]), min_size=int(th["min_size"]))
         except (KeyError, TypeError, ValueError):
             raise ExportError(f"{source}: config.json has instance_thresholds {th!r}; expected prob, seed and "
@@ -301,15 +326,18 @@ class SegmentTask(TaskBase):
         was_training = generator.training
         generator.eval()
         infer = InferenceConfig(batch_size=self.cfg.batch_size)
-        probs, truths = [], []
+        probs, distances, truths = [], [], []
         for _, batch in size_batches(dataset, infer.batch_size):
-            outputs = run_generator(generator, batch["image"], infer, device)
-            probs += list(outputs.float().softmax(1).numpy())
+            for output in run_generator(generator, batch["image"], infer, device):
+                p, d = self.post_inputs(output)
+                probs.append(p)
+                distances.append(d)
             truths += list(batch["instances"].numpy())
         generator.train(was_training)
         seg = self.cfg.segment
         fixed = {"prob": seg.prob_threshold, "seed": seg.seed_threshold, "min_size": seg.min_size}
-        self.thresholds, f1 = tune_thresholds(probs, truths, self.border_class, fixed)
+        self.thresholds, f1 = tune_thresholds(probs, truths, self.border_class, fixed,
+                                              distances if self.distance_head else None)
         return {**{f"{k}_threshold" if k != "min_size" else k: v for k, v in self.thresholds.to_dict().items()},
                 "object_f1": f1}
 

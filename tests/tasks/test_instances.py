@@ -181,3 +181,41 @@ def test_instance_maps_of_a_wrong_size_or_type_are_named(tmp_path, capsys):
         code = train_main([*args, "--output-dir", str(tmp_path / f"r{i + 2}")])
         err = capsys.readouterr().err
         assert code == 2 and "00001.tif" in err, err
+
+
+def test_border_distance_peaks_at_one_inside_each_touching_object():
+    from pix2pix_unet.tasks.instances import border_distance
+
+    instances = np.zeros((7, 9), np.int64)
+    instances[1:6, 1:4], instances[1:6, 4:8] = 1, 2
+    d = border_distance(instances)
+    assert d.dtype == np.float32 and (d[instances == 0] == 0).all()
+    for k in (1, 2):
+        assert d[instances == k].max() == 1.0 and d[instances == k].min() > 0
+    assert d[3, 3] == d[3, 4] == 0.5  # the two sides of the touching line are both border
+
+
+def test_the_distance_head_trains_evaluates_like_validation_and_predicts(tmp_path):
+    from pix2pix_unet.cli import train_main
+    from pix2pix_unet.data.nuclei import NucleiSpec, write_nuclei
+    from tests.conftest import TINY
+
+    data = write_nuclei(tmp_path / "nuclei", 3, 2, spec=NucleiSpec(size=40))
+    run = tmp_path / "run"
+    assert train_main(["--task", "segment", "--data", str(data), "--output-dir", str(run), "--max-steps", "2",
+                       "--no-wandb", "sample_every=2", "checkpoint_every=2", *TINY, "generator.in_channels=1",
+                       "segment.intensity=image", "segment.distance_head=true"]) == 0
+    meta = json.loads((run / "checkpoints" / "generator" / "config.json").read_text())
+    assert meta["distance_head"] is True and meta["generator"]["out_channels"] == 4  # 2 classes, border, distance
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/g_distance" in r for r in rows)
+    last = [r for r in rows if "val/miou" in r][-1]
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(data), "--split", "val", "--output",
+                 str(tmp_path / "eval"), "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    for key, value in last.items():
+        if key.startswith("val/"):
+            assert metrics[key.removeprefix("val/")] == pytest.approx(value, abs=1e-4), key
+    assert main(["predict", "--checkpoint", str(run), "--input", str(data / "val" / "images"), "--output",
+                 str(tmp_path / "out"), "--no-progress"]) == 0
+    assert len(list((tmp_path / "out").glob("*_instances.png"))) == 2
