@@ -8,14 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 
 from pix2pix_unet.cli import main
 from pix2pix_unet.config import UNetConfig, from_dict
 from pix2pix_unet.inference import TestTimeAugmented, dihedral, undo_dihedral
 from pix2pix_unet.io import read_image, read_label_map, write_image
 from pix2pix_unet.models import UNet
-from pix2pix_unet.tasks import generator_task
 from pix2pix_unet.tasks.instances import (
     InstanceThresholds, border_targets, class_map, instances_from_probs, tune_thresholds,
 )
