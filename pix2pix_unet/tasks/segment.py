@@ -142,11 +142,11 @@ class SegmentMeter:
     (object precision, recall, F1, AP at IoU 0.5 and 0.75, mean AP over 0.5..0.9, PQ, matched IoU),
     their counts summed over the set. Predicted objects come from the task (:meth:`SegmentTask.objects`)."""
 
-    key = "miou"
     higher_is_better = True
 
     def __init__(self, task: "SegmentTask", has_instances: bool) -> None:
         self.task, self.has_instances = task, has_instances
+        self.key = "object_f1" if has_instances else "miou"  # what reports rank the worst examples by
         k = task.num_classes
         self.confusion = torch.zeros(k, k, dtype=torch.long)
         self.counts = np.zeros((len(TAUS), 4))  # per IoU threshold: tp, fp, fn, matched IoU sum

@@ -211,6 +211,7 @@ def test_the_distance_head_trains_evaluates_like_validation_and_predicts(tmp_pat
     assert main(["evaluate", "--checkpoint", str(run), "--data", str(data), "--split", "val", "--output",
                  str(tmp_path / "eval"), "--no-progress"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    assert "examples by object_f1" in (tmp_path / "eval" / "report.html").read_text()  # objects rank the worst
     for key, value in last.items():
         if key.startswith("val/"):
             assert metrics[key.removeprefix("val/")] == pytest.approx(value, abs=1e-4), key
