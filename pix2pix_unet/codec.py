@@ -104,10 +104,10 @@ class ImageCodec:
         intensity map that decoded it, so it lands in the input's units. An explicit
         ``dtype`` uses that type's full range.
         """
-        unit = rearrange(tensor.detach().float().clamp(-1, 1).add(1).div(2), "c h w -> h w c").cpu().numpy()
         if dtype is not OutputDtype.INPUT or like is None or like.image is None:
             target = np.dtype(fallback if dtype is OutputDtype.INPUT else dtype.value)
             return io.from_tensor(tensor, target)
+        unit = rearrange(tensor.detach().float().clamp(-1, 1).add(1).div(2), "c h w -> h w c").cpu().numpy()
         target, (low, high) = like.image.dtype, like.scale
         values = low + unit * (high - low)
         if target.kind == "f":

@@ -119,12 +119,6 @@ def ema_update(ema: AveragedModel, model: nn.Module) -> None:
     ema.n_averaged += 1
 
 
-def _uniform_at_crop(cfg: TrainConfig) -> bool:
-    """True when examples already come at the crop size (nothing to crop)."""
-    loaded = cfg.data.load_size or (cfg.data.builtin_size if cfg.data.path == "builtin" else None)
-    return cfg.data.crop_size is None or loaded == cfg.data.crop_size
-
-
 def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> Path:
     """Train a pix2pix model as described by ``cfg``; returns the run folder.
 
@@ -169,7 +163,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     task = build_task(cfg)
     train_set, val_set = task.build_datasets()
     cfg = task.cfg  # generator channels and head set for the task, num_classes from the data
-    train_set = RandomCrops(train_set, cfg.data.crop_size if not _uniform_at_crop(cfg) else None, cfg.seed)
+    train_set = RandomCrops(train_set, cfg.data.crop_size, cfg.seed)  # a crop as large as the image is the image
     sampler = EpochSampler(len(train_set), cfg.seed)
     workers = loader_workers(cfg.data.num_workers, accelerator.num_processes, accelerator.device.type == "cuda")
     loader = DataLoader(
