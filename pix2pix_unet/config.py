@@ -31,6 +31,7 @@ class Norm(str, enum.Enum):
     BATCH = "batch"
     INSTANCE = "instance"
     GROUP = "group"
+    LAYER = "layer"  # LayerNorm over the channels of each pixel (NAFNet, ConvNeXt)
     NONE = "none"
 
 
@@ -55,6 +56,7 @@ class ConvUnit(str, enum.Enum):
     RESIDUAL = "residual"  # two 3x3 conv-norm + identity (or 1x1 projection) shortcut, then act
     SEPARABLE = "separable"  # two depthwise-separable (depthwise 3x3 + pointwise 1x1) conv-norm-act
     DILATED = "dilated"  # two 3x3 conv-norm-act dilated by `dilation`
+    NAF = "naf"  # NAFNet block: LayerNorm, 1x1, depthwise 3x3, simple gate, channel attention; gated FFN
 
 
 class Down(str, enum.Enum):
@@ -157,6 +159,11 @@ class Intensity(str, enum.Enum):
     RANGE = "range"  # the configured intensity_min..intensity_max, clipped
 
 
+class PixelLoss(str, enum.Enum):
+    L1 = "l1"
+    CHARBONNIER = "charbonnier"  # sqrt(d^2 + eps^2): L1 that is smooth at 0
+
+
 class MetricMode(str, enum.Enum):
     """Whether a lower or a higher value of a validation metric is better."""
 
@@ -204,6 +211,7 @@ class UNetConfig:
     dropout_levels: int = 3  # decoder levels just above the innermost that use dropout
     final_activation: FinalActivation = FinalActivation.TANH
     conv_unit: ConvUnit = ConvUnit.NONE
+    units_per_level: int = 1  # convolution units in a row at each level (and in the stem)
     down: Down = Down.STRIDED
     up: Up = Up.TRANSPOSED
     skip: Skip = Skip.CONCAT
@@ -211,6 +219,7 @@ class UNetConfig:
     dilation: int = 2  # rate of the `dilated` conv unit
     aspp_rates: list[int] = field(default_factory=lambda: [1, 3, 6, 9])  # `aspp` branches; rate 1 is a 1x1 conv
     spectral_norm: bool = False  # spectral normalisation on every conv weight
+    residual: bool = False  # output = input[:, :out_channels] + net(input); the head starts at zero (identity)
 
     @property
     def factor(self) -> int:
@@ -231,7 +240,10 @@ class UNetConfig:
             raise ConfigError(
                 f"{where}.norm_groups={self.norm_groups} must divide base_channels={self.base_channels} for group norm"
             )
-        _positive(self, where, "dilation")
+        _positive(self, where, "dilation", "units_per_level")
+        if self.residual and self.in_channels < self.out_channels:
+            raise ConfigError(f"{where}.residual=true adds the input to the output, so in_channels={self.in_channels} "
+                              f"must be at least out_channels={self.out_channels}")
         rates = self.aspp_rates
         if not isinstance(rates, list) or not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0
                                                                 for r in rates):
@@ -516,13 +528,25 @@ class RestoreConfig:
     jpeg: Jpeg = field(default_factory=Jpeg)
     inpaint: Inpaint = field(default_factory=Inpaint)
     val_seed: int = 1234
+    # the model and its objective: PSNR first, the GAN and perceptual terms opt-in
+    residual: bool = True  # output = input + G(input) (sets generator.residual)
+    pixel_loss: PixelLoss = PixelLoss.CHARBONNIER  # to the clean image, on the [0, 1] scale
+    charbonnier_eps: float = 1e-3
+    gan_weight: float = 0.0  # PatchGAN term (loss.gan's kind); 0.01 is pix2pix's 1:100 to the pixel loss
+    perceptual_weight: float = 0.0  # L1 between VGG16 features (relu1_2 ... relu4_3) of output and clean image
+    vgg_weights: str | None = None  # torchvision's vgg16 state dict; None: the torch hub cache's vgg16-397923af.pth
 
     def degradations(self) -> dict[str, Degradation]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "val_seed"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), Degradation)}
 
     def validate(self, where: str = "restore") -> None:
         for name, degradation in self.degradations().items():
             degradation.validate(f"{where}.{name}")
+        _positive(self, where, "charbonnier_eps")
+        for name in ("gan_weight", "perceptual_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}.{name}={getattr(self, name)} must be >= 0")
 
 
 @dataclass
@@ -704,6 +728,17 @@ GENERATOR_PRESETS: dict[str, UNetConfig] = {
         depth=5, base_channels=16, max_channels=256, conv_unit=ConvUnit.SEPARABLE, down=Down.MAXPOOL,
         up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0,
     ),
+    # Restoration (the default of task=restore): NAFNet blocks, 2 per level, 32->128 channels over 3 levels,
+    # so a 64-px crop keeps 8x8 features at the bottom and full-resolution ones at the top. 0.4 M parameters.
+    "nafnet": UNetConfig(
+        depth=3, base_channels=32, max_channels=128, conv_unit=ConvUnit.NAF, units_per_level=2, down=Down.STRIDED,
+        up=Up.BILINEAR, norm=Norm.LAYER, dropout=0.0, final_activation=FinalActivation.NONE,
+    ),
+    # A Res-UNet at CPU width for restoration: no batch norm (EDSR: it hurts restoration), 32->128 channels.
+    "res-unet-lite": UNetConfig(
+        depth=3, base_channels=32, max_channels=128, conv_unit=ConvUnit.RESIDUAL, down=Down.STRIDED,
+        up=Up.BILINEAR, norm=Norm.NONE, activation=Activation.RELU, dropout=0.0, final_activation=FinalActivation.NONE,
+    ),
     # The `unet` preset with atrous spatial pyramid pooling (DeepLabv3) at the deepest level.
     "aspp-unet": UNetConfig(
         depth=4, base_channels=64, max_channels=1024, conv_unit=ConvUnit.DOUBLE, down=Down.MAXPOOL,
@@ -817,11 +852,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    data.pop("version", None)  # written by save_config for the record
+    saved = data.pop("version", None) is not None  # written by save_config: a run's own, complete config
     data = apply_overrides(data, overrides or [])
+    if not saved:
+        data = with_task_preset(data)
     config = from_dict(TrainConfig, data)
     config.validate()
     return config
+
+
+# The generator preset a task starts from when the config names none (keys set on top still apply).
+TASK_PRESETS: dict[Task, str] = {Task.RESTORE: "nafnet"}
+
+
+def with_task_preset(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``generator.preset`` set to its task's :data:`TASK_PRESETS` entry when it names no preset."""
+    try:
+        task = Task(data.get("task", Task.TRANSLATE.value))
+    except ValueError:
+        return data  # from_dict names the bad value
+    generator = data.get("generator") or {}
+    if task not in TASK_PRESETS or not isinstance(generator, dict) or "preset" in generator:
+        return data
+    return {**data, "generator": {"preset": TASK_PRESETS[task], **generator}}
 
 
 def save_config(config: Any, path: str | Path, **extra: Any) -> None:

@@ -69,6 +69,20 @@ def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(fake, real)
 
 
+def charbonnier_loss(fake: torch.Tensor, real: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """``mean(sqrt((fake - real)^2 + eps^2))``: L1 away from 0, smooth at 0 (Lai et al. 2017; NAFNet, Restormer)."""
+    return ((fake - real).float().square() + eps**2).sqrt().mean()
+
+
+def perceptual_loss(features: Callable[[torch.Tensor], list[torch.Tensor]], fake: torch.Tensor,
+                    real: torch.Tensor) -> torch.Tensor:
+    """L1 between the feature maps ``features`` gives for ``fake`` and ``real`` (Johnson et al. 2016),
+    averaged over the layers; the real image's features are the fixed target."""
+    with torch.no_grad():
+        targets = features(real)
+    return torch.stack([F.l1_loss(f, t) for f, t in zip(features(fake), targets)]).mean()
+
+
 def feature_matching_loss(
     real_features: Sequence[Sequence[torch.Tensor]], fake_features: Sequence[Sequence[torch.Tensor]]
 ) -> torch.Tensor:

@@ -24,8 +24,30 @@ from ..config import Activation, Bottleneck, ConvUnit, Down, Norm, Skip, UNetCon
 # --------------------------------------------------------------------------- primitives
 
 
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of each pixel of a ``(B, C, H, W)`` map, with a per-channel scale and shift.
+
+    Unlike ``GroupNorm(1, C)``, which pools the statistics over the whole image, each
+    pixel is normalised on its own (NAFNet, ConvNeXt), so it behaves the same on a
+    64-px crop and on a whole photo.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # channels-last so F.layer_norm normalises the channel axis             (b, h, w, c)
+        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)  # (b, c, h, w)
+
+
 def make_norm(kind: Norm, channels: int, groups: int = 8) -> nn.Module:
     """A normalisation layer; instance norm is pix2pix's (no affine, no running stats)."""
+    if kind is Norm.LAYER:
+        return LayerNorm2d(channels)
     if kind is Norm.BATCH:
         return nn.BatchNorm2d(channels)
     if kind is Norm.INSTANCE:
@@ -46,7 +68,7 @@ def make_activation(kind: Activation) -> nn.Module:
 
 def conv_bias(norm: Norm) -> bool:
     """Batch and group norm subtract the mean and add their own shift, so a conv bias is wasted."""
-    return norm in (Norm.NONE, Norm.INSTANCE)
+    return norm in (Norm.NONE, Norm.INSTANCE, Norm.LAYER)
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
@@ -132,6 +154,53 @@ class ResidualUnit(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))  # (b, c_out, h, w)
 
 
+class SimpleGate(nn.Module):
+    """NAFNet's activation: split the channels in two halves and multiply them, ``(B, 2C) -> (B, C)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return a * b
+
+
+class NAFBlock(nn.Module):
+    """NAFNet's block (Chen et al. 2022, "Simple Baselines for Image Restoration"), activation-free.
+
+    ``y = x + beta * conv(SCA(gate(dwconv(conv(LN(x))))))`` then
+    ``out = y + gamma * conv(gate(conv(LN(y))))``, where the gate is
+    :class:`SimpleGate` and SCA ("simplified channel attention") scales each
+    channel by a 1x1 conv of its global mean. ``beta`` and ``gamma`` start at 0,
+    so the block starts as the identity. A 1x1 projection comes first where the
+    channel count changes. Its norm is always per-pixel LayerNorm; ``cfg.norm``
+    applies to the sampling layers between the levels.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, expand: int = 2) -> None:
+        super().__init__()
+        c = out_channels
+        self.project = nn.Identity() if in_channels == c else nn.Conv2d(in_channels, c, 1)
+        self.norm1, self.norm2 = LayerNorm2d(c), LayerNorm2d(c)
+        self.spatial = nn.Sequential(
+            nn.Conv2d(c, expand * c, 1),
+            nn.Conv2d(expand * c, expand * c, 3, padding=1, groups=expand * c),
+            SimpleGate(),
+        )
+        self.attention = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(expand * c // 2, expand * c // 2, 1))
+        self.mix = nn.Conv2d(expand * c // 2, c, 1)
+        self.ffn = nn.Sequential(nn.Conv2d(c, expand * c, 1), SimpleGate(), nn.Conv2d(expand * c // 2, c, 1))
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # 1. project to the block's width                                    (b, c, h, w)
+        x = self.project(x)
+        # 2. spatial mixing: 1x1 up, depthwise 3x3, gate, channel attention  (b, expand*c/2, h, w)
+        y = self.spatial(self.norm1(x))
+        y = y * self.attention(y)
+        x = x + self.beta * self.mix(y)  # (b, c, h, w)
+        # 3. gated feed-forward on each pixel                                (b, c, h, w)
+        return x + self.gamma * self.ffn(self.norm2(x))
+
+
 ConvUnitFactory = Callable[[int, int, UNetConfig], nn.Module]
 CONV_UNITS: dict[ConvUnit, ConvUnitFactory | None] = {
     ConvUnit.NONE: None,  # the level is its sampling conv alone (pix2pix)
@@ -139,6 +208,7 @@ CONV_UNITS: dict[ConvUnit, ConvUnitFactory | None] = {
     ConvUnit.RESIDUAL: ResidualUnit,
     ConvUnit.SEPARABLE: partial(DoubleConv, conv=SeparableConv2d),
     ConvUnit.DILATED: lambda i, o, cfg: DoubleConv(i, o, cfg, conv=partial(conv3x3, dilation=cfg.dilation)),
+    ConvUnit.NAF: NAFBlock,
 }
 
 # --------------------------------------------------------------------------- downsampling

@@ -10,7 +10,8 @@ Layout (``depth`` = number of 2x downsamplings)::
 With ``conv_unit=none`` (pix2pix) the stem is the first 4x4 stride-2 conv and the
 head the last transposed conv, so every level is a single sampling conv. With a
 convolution unit (U-Net) the stem runs that unit at full resolution and the head
-is a 1x1 conv.
+is a 1x1 conv. With ``residual`` the head's output is added to the input (DnCNN,
+NAFNet): the net learns the correction, and starts as the identity.
 """
 
 from __future__ import annotations
@@ -31,6 +32,17 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 
 
+def conv_units(in_channels: int, out_channels: int, cfg: UNetConfig) -> nn.Module:
+    """``cfg.units_per_level`` convolution units in a row, the first changing the channels; the identity
+    for ``conv_unit=none``."""
+    unit = CONV_UNITS[cfg.conv_unit]
+    if unit is None:
+        return nn.Identity()
+    units = [unit(in_channels, out_channels, cfg)] + [unit(out_channels, out_channels, cfg)
+                                                       for _ in range(cfg.units_per_level - 1)]
+    return units[0] if len(units) == 1 else nn.Sequential(*units)
+
+
 class EncoderLevel(nn.Module):
     """Halve the resolution, then run the convolution unit (if any)."""
 
@@ -38,8 +50,7 @@ class EncoderLevel(nn.Module):
         super().__init__()
         # pix2pix leaves the innermost (1x1) level un-normalised: instance norm would zero it.
         self.down = DOWNSAMPLERS[cfg.down](in_channels, out_channels, cfg, norm=not innermost)
-        unit = CONV_UNITS[cfg.conv_unit]
-        self.conv = nn.Identity() if unit is None else unit(self.down.out_channels, out_channels, cfg)
+        self.conv = conv_units(self.down.out_channels, out_channels, cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.down(x))
@@ -52,9 +63,8 @@ class DecoderLevel(nn.Module):
         super().__init__()
         self.up = UPSAMPLERS[cfg.up](in_channels, skip_channels, cfg, dropout=dropout)
         self.skip = SKIPS[cfg.skip](skip_channels, skip_channels, cfg)
-        unit = CONV_UNITS[cfg.conv_unit]
-        self.conv = nn.Identity() if unit is None else unit(self.skip.out_channels, out_channels, cfg)
-        self.out_channels = self.skip.out_channels if unit is None else out_channels
+        self.conv = conv_units(self.skip.out_channels, out_channels, cfg)
+        self.out_channels = self.skip.out_channels if cfg.conv_unit is ConvUnit.NONE else out_channels
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.conv(self.skip(self.up(x), skip))
@@ -92,7 +102,7 @@ class UNet(nn.Module):
         if pix2pix_style:
             self.stem: nn.Module = StridedDown(cfg.in_channels, widths[0], cfg, act=False, norm=False)
         else:
-            self.stem = CONV_UNITS[cfg.conv_unit](cfg.in_channels, widths[0], cfg)
+            self.stem = conv_units(cfg.in_channels, widths[0], cfg)
         self.encoder = nn.ModuleList(
             EncoderLevel(widths[i - 1], widths[i], cfg, innermost=i == num_levels - 1) for i in range(1, num_levels)
         )
@@ -112,6 +122,9 @@ class UNet(nn.Module):
         else:
             head = [nn.Conv2d(channels, cfg.out_channels, 1)]
         self.head = nn.Sequential(*head, _FINAL[cfg.final_activation]())
+        if cfg.residual:  # the net starts as the identity and learns the correction
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
         if cfg.spectral_norm:
             apply_spectral_norm(self)
 
@@ -122,6 +135,7 @@ class UNet(nn.Module):
             )
         # 1. pad to a multiple of the downsampling factor           (b, c, H', W')
         h, w = x.shape[-2:]
+        inputs = x
         x = pad_to_multiple(x, self.config.factor)
         # 2. encode, keeping every level for the skips              (b, c_i, H'/2^i, W'/2^i)
         skips = [self.stem(x)]
@@ -133,7 +147,9 @@ class UNet(nn.Module):
         for level in self.decoder:
             x = level(x, skips.pop())
         # 5. head to the output channels, crop the padding away     (b, out, H, W)
-        return self.head(x)[..., :h, :w]
+        out = self.head(x)[..., :h, :w]
+        # 6. residual: the head predicts a correction to the input (extra input channels, such as a mask, excluded)
+        return out + inputs[:, : self.config.out_channels] if self.config.residual else out
 
     # ----------------------------------------------------------------- export
 

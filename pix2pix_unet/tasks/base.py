@@ -77,7 +77,8 @@ class Meter(Protocol):
     key: str  # the per-image metric examples are ranked by in reports
     higher_is_better: bool
 
-    def update(self, outputs: torch.Tensor, target: Any, inputs: torch.Tensor) -> list[dict[str, float]]: ...
+    def update(self, outputs: torch.Tensor, target: Any, inputs: torch.Tensor,
+               names: list[str]) -> list[dict[str, float]]: ...
 
     def summary(self) -> dict[str, float]: ...
 
@@ -315,7 +316,7 @@ class TaskBase:
         for indices, batch in size_batches(dataset, infer.batch_size, failed):
             inputs, target = self.val_batch(batch)
             outputs = run_generator(generator, inputs, infer, device)
-            new_rows = meter.update(outputs, target, inputs)
+            new_rows = meter.update(outputs, target, inputs, list(batch["name"]))
             pictures = self.display(inputs, outputs, target) if on_example or count < self.cfg.num_samples else None
             for j, (index, name, row) in enumerate(zip(indices, batch["name"], new_rows)):
                 rows[index] = {"name": name, **row}
@@ -347,15 +348,24 @@ def mean_rows(rows: list[dict[str, float]], keys: list[str]) -> dict[str, float]
 
 @dataclass
 class ImageMeter:
-    """L1, PSNR and SSIM per image, averaged over the set; ``baseline`` also scores the degraded input."""
+    """L1, PSNR and SSIM per image, averaged over the set.
+
+    ``baseline`` also scores the degraded input (``*_input``); ``classical``, a
+    classical restorer of ``(inputs in [-1, 1], names)``, gets the same
+    scores (``*_classical``), each image's cached in ``cache`` by name, so a run
+    computes them once for all its evaluations.
+    """
 
     channels: int
     baseline: bool = False
+    classical: Callable[[torch.Tensor], torch.Tensor] | None = None
+    cache: dict[str, dict[str, float]] = field(default_factory=dict)
     key: str = "psnr"
     higher_is_better: bool = True
     rows: list[dict[str, float]] = field(default_factory=list)
 
-    def update(self, outputs: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor) -> list[dict[str, float]]:
+    def update(self, outputs: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor,
+               names: list[str]) -> list[dict[str, float]]:
         from .image_metrics import image_scores
 
         scores = image_scores(outputs, target)
@@ -364,6 +374,13 @@ class ImageMeter:
             base = image_scores(inputs[:, : self.channels], target)
             for i, row in enumerate(new):
                 row.update({f"{k}_input": float(base[k][i]) for k in ("psnr", "ssim")})
+        if self.classical is not None:
+            for i, (row, name) in enumerate(zip(new, names)):
+                if name not in self.cache:
+                    restored = self.classical(inputs[i: i + 1, : self.channels])
+                    classical = image_scores(restored, target[i: i + 1])
+                    self.cache[name] = {f"{k}_classical": float(classical[k][0]) for k in ("psnr", "ssim")}
+                row.update(self.cache[name])
         self.rows += new
         return new
 
@@ -372,6 +389,8 @@ class ImageMeter:
         metrics = mean_rows(self.rows, keys)
         if self.baseline and metrics:
             metrics["psnr_gain"] = metrics["psnr"] - metrics["psnr_input"]
+        if self.classical is not None and metrics:
+            metrics["psnr_over_classical"] = metrics["psnr"] - metrics["psnr_classical"]
         return metrics
 
 

@@ -4,14 +4,23 @@ Training batches are cropped and flipped, then degraded on the device by
 :func:`~pix2pix_unet.tasks.degrade.degrade` with fresh randomness every step.
 Validation runs on whole held-out images (split by file), each degraded with a
 seed of its own from ``restore.val_seed`` and its file name, so every evaluation
-and ``pix2pix-unet evaluate`` see the same inputs. The losses are pix2pix's (GAN + L1 to the clean
-image); with inpainting on, the hole mask is an extra generator input channel.
-PSNR and SSIM are logged for the output and for the degraded input side by side.
+and ``pix2pix-unet evaluate`` see the same inputs. PSNR and SSIM are logged for
+the output, for the degraded input and, where noise is among the degradations,
+for non-local means on the same inputs (:mod:`~pix2pix_unet.tasks.classical`).
+
+The model learns a correction to its input (``restore.residual``) with a
+PSNR-first objective, Charbonnier (or L1) to the clean image; a PatchGAN term
+and a VGG perceptual term are opt-in (:class:`RestoreObjective`). A config that
+names no generator preset starts from ``nafnet``
+(:data:`~pix2pix_unet.config.TASK_PRESETS`), which keeps full-resolution
+features. With inpainting on, the hole mask is an extra
+generator input channel.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +31,53 @@ from torch.utils.data import Dataset
 
 from .. import io
 from ..codec import Decoded, ImageCodec, decode_mask
-from ..config import BuiltinKind, DataConfig, MetricMode, RestoreConfig, Task, TrainConfig, from_dict, to_dict
+from ..config import (
+    BuiltinKind, DataConfig, LossConfig, MetricMode, PixelLoss, RestoreConfig, Task, TrainConfig, from_dict, to_dict,
+)
 from ..data.folders import DatasetError, list_images, pair_by_stem, split_by_file
 from ..data.synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
+from ..losses import charbonnier_loss, generator_adversarial_loss, l1_loss, perceptual_loss
+from ..training.step import discriminator_losses
 from .base import ExportError, ImageMeter, Meter, TaskBase, name_seed, require
+from .classical import BASELINES, classical_for
 from .degrade import degrade
+
+@dataclass
+class RestoreObjective:
+    """Restoration's losses: a pixel loss to the clean image (on the [0, 1] scale), plus the opt-in
+    PatchGAN (``restore.gan_weight``) and VGG perceptual (``restore.perceptual_weight``) terms.
+
+    The two opt-in terms give sharper textures at a lower PSNR; the default is PSNR first.
+    """
+
+    cfg: RestoreConfig
+    loss: LossConfig
+    features: nn.Module | None = None  # VGGFeatures, when perceptual_weight > 0
+
+    def pixel(self, fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        fake, target = fake.float() / 2, target.float() / 2  # [-1, 1] differences on the [0, 1] scale
+        if self.cfg.pixel_loss is PixelLoss.CHARBONNIER:
+            return charbonnier_loss(fake, target, self.cfg.charbonnier_eps)
+        return l1_loss(fake, target)
+
+    def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
+                             target: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.cfg.gan_weight == 0:
+            return {}
+        gan = dataclasses.replace(self.loss, gan_weight=self.cfg.gan_weight)
+        return discriminator_losses(discriminator, inputs, fake, target, gan)
+
+    def generator_losses(self, discriminator: nn.Module | None, inputs: torch.Tensor, fake: torch.Tensor,
+                         target: torch.Tensor) -> dict[str, torch.Tensor]:
+        losses = {"g_pixel": self.pixel(fake, target)}
+        total = losses["g_pixel"]
+        if self.features is not None and self.cfg.perceptual_weight > 0:
+            losses["g_perceptual"] = perceptual_loss(self.features, fake, target)
+            total = total + self.cfg.perceptual_weight * losses["g_perceptual"]
+        if discriminator is not None and self.cfg.gan_weight > 0:
+            losses["g_gan"] = generator_adversarial_loss(discriminator(inputs, fake), self.loss.gan)
+            total = total + self.cfg.gan_weight * losses["g_gan"]
+        return {"g_total": total, **losses}
 
 
 class CleanImages(Dataset):
@@ -104,7 +155,7 @@ def build_clean(data: DataConfig, codec: ImageCodec, seed: int) -> tuple[CleanIm
             CleanImages(builtin_photos(data.builtin_val, seed, data.builtin_size, codec.channels, VAL_INDEX_OFFSET)),
         )
     train, val = split_by_file(Path(data.path), clean_files, data, seed)
-    for path in train + val:
+    for path in train:  # validation runs on whole images of any size
         h, w = io.image_shape(path)
         if data.crop_size and not data.load_size and min(h, w) < data.crop_size:
             raise DatasetError(f"image {path} is {w}x{h} px, smaller than data.crop_size={data.crop_size}")
@@ -123,6 +174,17 @@ class RestoreTask(TaskBase):
         self.mask_channel = cfg.restore.inpaint.p > 0
         self.degradations_known = True  # False for an export that did not record them (schema version 1)
         self.export_path: str | Path = "<export>"
+        self.objective = RestoreObjective(cfg.restore, cfg.loss)
+        self.classical_cache: dict[str, dict[str, float]] = {}  # baseline scores per validation image
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return self.cfg.restore.gan_weight > 0
+
+    def to(self, device: torch.device | str) -> "RestoreTask":
+        if self.objective.features is not None:
+            self.objective.features = self.objective.features.to(device)
+        return super().to(device)
 
     @property
     def input_codec(self) -> ImageCodec:
@@ -135,8 +197,12 @@ class RestoreTask(TaskBase):
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         cfg = self.cfg
         train, val = build_clean(cfg.data, self.input_codec, cfg.seed)
-        in_channels = self.channels + int(self.mask_channel)
-        self.cfg = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, in_channels=in_channels))
+        generator = dataclasses.replace(cfg.generator, in_channels=self.channels + int(self.mask_channel))
+        self.cfg = dataclasses.replace(cfg, generator=dataclasses.replace(generator, residual=cfg.restore.residual))
+        if cfg.restore.perceptual_weight > 0:
+            from ..models.vgg import VGGFeatures
+
+            self.objective.features = VGGFeatures(cfg.restore.vgg_weights)
         # crops are taken per example (RandomCrops)
         self.augment = K.AugmentationSequential(K.RandomHorizontalFlip()) if cfg.data.flip else nn.Identity()
         self.note_training_inputs([train[i]["clean"] for i in range(min(len(train), 16))])
@@ -208,7 +274,12 @@ class RestoreTask(TaskBase):
     # ----------------------------------------------------------------- evaluation
 
     def meter(self, dataset: Dataset) -> Meter:
-        return ImageMeter(self.channels, baseline=True)
+        baseline = classical_for(self.cfg.restore)
+        classical = None
+        if baseline is not None:
+            restorer = BASELINES[baseline]
+            classical = lambda x: restorer(x.add(1).div(2)).mul(2).sub(1)  # noqa: E731
+        return ImageMeter(self.channels, baseline=True, classical=classical, cache=self.classical_cache)
 
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each clean image degraded with its own seed, from ``restore.val_seed`` and its name, so every

@@ -151,7 +151,8 @@ class SegmentMeter:
         self.confusion = torch.zeros(k, k, dtype=torch.long)
         self.counts = np.zeros((len(TAUS), 4))  # per IoU threshold: tp, fp, fn, matched IoU sum
 
-    def update(self, outputs: torch.Tensor, target: LabelMaps, inputs: torch.Tensor) -> list[dict[str, float]]:
+    def update(self, outputs: torch.Tensor, target: LabelMaps, inputs: torch.Tensor,
+               names: list[str]) -> list[dict[str, float]]:
         rows = []
         for logits, labels, instances in zip(outputs.float().cpu(), target.labels, target.instances):
             pred = self.task.classes(logits)  # (h, w)

@@ -18,6 +18,8 @@ PRESET_PARAMETERS = {
     "res-unet": 40_793_283,
     "lite": 2_299_406,
     "aspp-unet": 48_311_811,
+    "nafnet": 1_579_939,
+    "res-unet-lite": 1_964_995,
 }
 
 
@@ -27,6 +29,10 @@ def tiny(cfg: UNetConfig, **changes) -> UNetConfig:
 
 
 def assert_gradients_everywhere(net: torch.nn.Module, x: torch.Tensor) -> None:
+    with torch.no_grad():  # zero-initialised layer scales (NAFNet's beta, gamma) pass no gradient at step 0 only
+        for name, p in net.named_parameters():
+            if name.endswith(("beta", "gamma")) and not p.any():
+                p.fill_(0.1)
     net(x).square().mean().backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing
@@ -64,6 +70,10 @@ COMBINATIONS = {
     ),
     "pix2pix-attention-aspp-spectral": dict(skip=Skip.ATTENTION, bottleneck=Bottleneck.ASPP, spectral_norm=True),
     "residual-strided-spectral": dict(conv_unit=ConvUnit.RESIDUAL, down=Down.STRIDED, spectral_norm=True),
+    "naf-3-units-avgpool-attention-layer": dict(
+        conv_unit=ConvUnit.NAF, units_per_level=3, down=Down.AVGPOOL, up=Up.BILINEAR, skip=Skip.ATTENTION,
+        norm=Norm.LAYER,
+    ),
 }
 
 

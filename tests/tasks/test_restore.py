@@ -1,0 +1,207 @@
+"""task=restore: its objective, its default generator, honest validation, and the CLI from files to files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pix2pix_unet.cli import main, train_main
+from pix2pix_unet.config import ConfigError, DataConfig, PixelLoss, RestoreConfig, TrainConfig, load_config
+from pix2pix_unet.io import read_image, write_image
+from pix2pix_unet.losses import charbonnier_loss
+from pix2pix_unet.tasks.classical import classical_for, nlm
+from pix2pix_unet.tasks.restore import RestoreObjective, RestoreTask, build_clean
+from pix2pix_unet.codec import ImageCodec
+from tests.conftest import TINY, quantise, smooth
+
+STEPS = 3
+
+
+def photos(root: Path, sizes: list[tuple[int, int]], channels: int = 3, dtype=np.uint8, seed: int = 0,
+           high: float | None = None) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        paths.append(write_image(root / f"photo_{i:02d}.png", quantise(smooth(rng, h, w, channels), dtype, high=high)))
+    return paths
+
+
+def train(out: Path, data: Path, *overrides: str) -> Path:
+    assert train_main(["--task", "restore", "--data", str(data), "--output-dir", str(out), "--max-steps", str(STEPS),
+                       "--no-wandb", f"sample_every={STEPS}", f"checkpoint_every={STEPS}", *TINY, *overrides]) == 0
+    return out
+
+
+def val_rows(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "val/psnr" in r]
+
+
+def export_meta(run: Path) -> dict:
+    return json.loads((run / "checkpoints" / "generator" / "config.json").read_text())
+
+
+# --------------------------------------------------------------------------- objective
+
+
+def test_charbonnier_is_l1_away_from_zero_and_smooth_at_zero():
+    a = torch.zeros(100)
+    assert charbonnier_loss(a + 0.5, a, eps=1e-3) == pytest.approx(0.5, abs=1e-5)
+    assert charbonnier_loss(a, a, eps=1e-3) == pytest.approx(1e-3)
+    x = torch.zeros(3, requires_grad=True)
+    charbonnier_loss(x, torch.zeros(3)).backward()
+    assert torch.isfinite(x.grad).all() and torch.equal(x.grad, torch.zeros(3))
+
+
+def test_restore_objective_is_pixel_first_with_opt_in_terms():
+    fake, target = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
+    objective = RestoreObjective(RestoreConfig(), TrainConfig().loss)
+    losses = objective.generator_losses(None, fake, fake, target)
+    assert set(losses) == {"g_total", "g_pixel"} and objective.discriminator_losses(None, fake, fake, target) == {}
+    # on the [0, 1] scale: the [-1, 1] difference halved
+    assert losses["g_pixel"] == pytest.approx(((fake - target) / 2).square().add(1e-6).sqrt().mean().item(), rel=1e-5)
+    l1 = RestoreObjective(RestoreConfig(pixel_loss=PixelLoss.L1), TrainConfig().loss)
+    assert l1.generator_losses(None, fake, fake, target)["g_pixel"] == pytest.approx(
+        (fake - target).abs().mean().item() / 2, rel=1e-5)
+
+
+def test_default_restore_run_has_no_discriminator_and_gan_weight_adds_one(tmp_path):
+    data = tmp_path / "photos"
+    photos(data, [(40, 40)] * 4)
+    plain = train(tmp_path / "plain", data)
+    assert not (plain / "checkpoints" / f"step_{STEPS:08d}" / "model_1.safetensors").exists()
+    rows = [json.loads(line) for line in (plain / "metrics.jsonl").read_text().splitlines()]
+    assert "train/g_pixel" in rows[-2] and not any("train/d_total" in r for r in rows)
+    gan = train(tmp_path / "gan", data, "restore.gan_weight=0.01")
+    rows = [json.loads(line) for line in (gan / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/d_total" in r and "train/g_gan" in r for r in rows)
+
+
+def test_perceptual_term_loads_vgg_weights_from_a_local_file(tmp_path):
+    from torchvision.models import vgg16
+
+    from pix2pix_unet.models.vgg import VGGFeatures
+
+    weights = tmp_path / "vgg16.pth"
+    torch.save(vgg16(weights=None).state_dict(), weights)  # random weights: the loading path is what is tested
+    features = VGGFeatures(weights)
+    maps = features(torch.rand(1, 1, 32, 32) * 2 - 1)  # gray goes in as RGB
+    assert [m.shape[1] for m in maps] == [64, 128, 256, 512] and not any(p.requires_grad for p in features.parameters())
+    objective = RestoreObjective(RestoreConfig(perceptual_weight=0.1), TrainConfig().loss, features)
+    fake = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_()
+    losses = objective.generator_losses(None, fake, fake, torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert losses["g_perceptual"] > 0
+    losses["g_total"].backward()
+    assert fake.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match=r"missing\.pth does not exist: pass restore\.vgg_weights"):
+        VGGFeatures(tmp_path / "missing.pth")
+
+
+def test_restore_config_rejects_negative_weights():
+    with pytest.raises(ConfigError, match=r"restore\.gan_weight=-1\.0 must be >= 0"):
+        load_config(None, ["restore.gan_weight=-1"])
+
+
+# --------------------------------------------------------------------------- the default generator
+
+
+def test_restore_starts_from_the_nafnet_preset_unless_one_is_named(tmp_path):
+    cfg = load_config(None, ["task=restore"])
+    assert cfg.generator.conv_unit.value == "naf" and cfg.restore.residual
+    assert load_config(None, ["task=restore", "generator.preset=small"]).generator.conv_unit.value == "none"
+    assert load_config(None, ["task=restore", "generator.depth=2"]).generator.conv_unit.value == "naf"
+    assert load_config(None, ["task=translate"]).generator.conv_unit.value == "none"
+
+
+def test_the_export_records_the_residual_generator(tmp_path):
+    data = tmp_path / "photos"
+    photos(data, [(40, 40)] * 4)
+    run = train(tmp_path / "run", data)
+    generator = export_meta(run)["generator"]
+    assert generator["residual"] is True and generator["conv_unit"] == "naf"
+    off = train(tmp_path / "off", data, "restore.residual=false")
+    assert export_meta(off)["generator"]["residual"] is False
+
+
+# --------------------------------------------------------------------------- honest validation
+
+
+def test_validation_never_holds_a_training_file(tmp_path):
+    files = photos(tmp_path / "one", [(40, 40)] * 10)
+    cfg = DataConfig(path=str(tmp_path / "one"), val_fraction=0.3, crop_size=32)
+    train_set, val_set = build_clean(cfg, ImageCodec(3), seed=0)
+    train_files, val_files = set(train_set.source_), set(val_set.source_)
+    assert not train_files & val_files and train_files | val_files == set(files) and len(val_files) == 3
+    photos(tmp_path / "split" / "train", [(40, 40)] * 3)
+    photos(tmp_path / "split" / "val", [(44, 40)] * 2, seed=1)
+    train_set, val_set = build_clean(DataConfig(path=str(tmp_path / "split"), crop_size=32), ImageCodec(3), seed=0)
+    assert {p.parent.name for p in train_set.source_} == {"train"} and {p.parent.name for p in val_set.source_} == {"val"}
+
+
+def test_classical_baseline_is_nlm_for_noise_and_beats_the_noisy_input():
+    assert classical_for(RestoreConfig()) == "nlm"
+    sr_only = RestoreConfig()
+    for name, degradation in sr_only.degradations().items():
+        if name != "downsample":
+            degradation.p = 0
+    assert classical_for(sr_only) is None  # the bicubic input is the baseline
+    rng = np.random.default_rng(0)
+    clean = torch.from_numpy(smooth(rng, 48, 48)).permute(2, 0, 1)[None].float()
+    noisy = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    for sigma in (None, 0.1):  # estimated, or given
+        assert (nlm(noisy, sigma) - clean).square().mean() < 0.5 * (noisy - clean).square().mean()
+
+
+def test_mixed_size_photos_train_and_log_the_classical_baseline_once(tmp_path, monkeypatch):
+    """A folder of photos of different sizes trains as it is; validation logs input, output and non-local means."""
+    data = tmp_path / "photos"
+    photos(data, [(40, 52), (64, 48), (37, 45), (50, 50), (45, 61), (33, 70), (48, 40)])
+    calls = []
+    import pix2pix_unet.tasks.classical as classical
+
+    monkeypatch.setitem(classical.BASELINES, "nlm", lambda x: calls.append(x.shape) or classical.nlm(x))
+    run = train(tmp_path / "run", data, "data.val_fraction=0.3", "restore.gaussian_noise.p=1")
+    rows = val_rows(run)
+    assert [r["step"] for r in rows] == [0, STEPS]
+    for key in ("val/psnr", "val/psnr_input", "val/psnr_classical", "val/ssim_classical", "val/psnr_over_classical"):
+        assert np.isfinite(rows[-1][key]), key
+    assert rows[0]["val/psnr_classical"] == rows[-1]["val/psnr_classical"]
+    assert rows[-1]["val/psnr_classical"] > rows[-1]["val/psnr_input"]
+    assert len(calls) == 2  # two validation photos, computed once for all evaluations
+
+
+# --------------------------------------------------------------------------- files to files
+
+
+def test_gray_16_bit_microscopy_is_denoised_and_written_back_as_16_bit(tmp_path):
+    """Dim 16-bit gray images with Poisson and Gaussian noise: train, predict, and the output is 16-bit."""
+    data = tmp_path / "micro"
+    photos(data, [(40, 40), (48, 44), (40, 56), (52, 40)], channels=1, dtype=np.uint16, high=4000)
+    run = train(tmp_path / "run", data, "generator.in_channels=1", "generator.out_channels=1",
+                "restore.gaussian_noise.p=1", "restore.poisson_noise.p=1", "restore.jpeg.p=0",
+                "restore.gaussian_blur.p=0", "restore.motion_blur.p=0", "restore.downsample.p=0")
+    assert export_meta(run)["generator"]["in_channels"] == 1
+    noisy = tmp_path / "noisy"
+    rng = np.random.default_rng(3)
+    clean = read_image(data / "photo_00.png").pixels
+    write_image(noisy / "a.tif", np.clip(clean + rng.normal(0, 200, clean.shape), 0, 65535).astype(np.uint16))
+    assert main(["predict", "--checkpoint", str(run), "--input", str(noisy), "--output", str(tmp_path / "out"),
+                 "--device", "cpu"]) == 0
+    out = read_image(tmp_path / "out" / "a.tif").pixels
+    assert out.dtype == np.uint16 and out.shape == clean.shape
+    # residual and barely trained: the output stays near its input, in the input's units
+    assert np.abs(out.astype(float) - read_image(noisy / "a.tif").pixels).mean() < 2000
+
+
+def test_residual_off_trains_the_plain_generator(tmp_path):
+    data = tmp_path / "photos"
+    photos(data, [(40, 40)] * 4)
+    task = RestoreTask(dataclasses.replace(load_config(None, ["task=restore", f"data.path={data}",
+                                                            "restore.residual=false", "data.crop_size=32"])))
+    task.build_datasets()
+    assert task.cfg.generator.residual is False
