@@ -512,6 +512,187 @@ class Inpaint(Degradation):
     bounds: ClassVar[tuple[float, float]] = (1.0, 32.0)
 
 
+# --------------------------------------------------------------------------- second-order degradation
+
+
+def _check_p(key: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+        raise ConfigError(f"{key}={value!r} must be a probability in [0, 1]")
+
+
+def _check_range(key: str, values: list[float], lo: float, hi: float) -> None:
+    """``values`` is a ``[low, high]`` pair with ``lo <= low <= high <= hi``."""
+    if not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, (int, float)) for v in values)):
+        raise ConfigError(f"{key}={values!r} must be a [low, high] pair of numbers")
+    low, high = values
+    if not (lo <= low <= hi and lo <= high <= hi):
+        raise ConfigError(f"{key}={values} must lie in [{lo}, {hi}]")
+    if low > high:
+        raise ConfigError(f"{key}={values}: low={low} is above high={high}")
+
+
+def _check_probs(key: str, values: list[float], names: tuple[str, ...]) -> None:
+    """``values`` holds one probability per name, summing to 1."""
+    if not (isinstance(values, list) and len(values) == len(names)):
+        raise ConfigError(f"{key}={values!r} must hold {len(names)} probabilities ({', '.join(names)})")
+    for name, value in zip(names, values):
+        _check_p(f"{key}[{name}]", value)
+    if not math.isclose(sum(values), 1.0, abs_tol=1e-6):
+        raise ConfigError(f"{key}={values} must sum to 1, not {sum(values):g}")
+
+
+@dataclass
+class BlurStage:
+    """A blur of the second-order degradation: each sample gets its own kernel, a Gaussian,
+    generalized Gaussian or plateau shape (isotropic, or anisotropic at a random angle) or,
+    with ``sinc_p``, a sinc (ringing) kernel. Kernels are zero-padded to 21 x 21 px."""
+
+    p: float = 1.0  # chance that a sample is blurred at this stage
+    kernel_size: list[int] = field(default_factory=lambda: [7, 21])  # [low, high] odd kernel side, px
+    # chances of iso, aniso, generalized_iso, generalized_aniso, plateau_iso, plateau_aniso kernels
+    kernel_probs: list[float] = field(default_factory=lambda: [0.45, 0.25, 0.12, 0.03, 0.12, 0.03])
+    sinc_p: float = 0.1  # chance of a sinc kernel instead (cutoff pi/3..pi rad/px below 13 px, pi/5..pi from 13)
+    sigma: list[float] = field(default_factory=lambda: [0.2, 3.0])  # [low, high] kernel std along each axis, px
+    betag: list[float] = field(default_factory=lambda: [0.5, 4.0])  # [low, high] generalized Gaussian shape, 1 = Gauss
+    betap: list[float] = field(default_factory=lambda: [1.0, 2.0])  # [low, high] plateau shape, higher = flatter top
+
+    KERNEL_TYPES: ClassVar[tuple[str, ...]] = (
+        "iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso",
+    )
+    MAX_KERNEL: ClassVar[int] = 21  # every kernel is zero-padded to this side, as Real-ESRGAN's
+
+    def validate(self, where: str) -> None:
+        _check_p(f"{where}.p", self.p)
+        _check_range(f"{where}.kernel_size", self.kernel_size, 3, self.MAX_KERNEL)
+        if any(not isinstance(s, int) or s % 2 == 0 for s in self.kernel_size):
+            raise ConfigError(f"{where}.kernel_size={self.kernel_size} must be odd integers")
+        _check_probs(f"{where}.kernel_probs", self.kernel_probs, self.KERNEL_TYPES)
+        _check_p(f"{where}.sinc_p", self.sinc_p)
+        _check_range(f"{where}.sigma", self.sigma, 0.05, 20.0)
+        _check_range(f"{where}.betag", self.betag, 0.05, 20.0)
+        _check_range(f"{where}.betap", self.betap, 0.05, 20.0)
+
+
+@dataclass
+class SecondBlurStage(BlurStage):
+    """The second-order blur: applied to 80 % of the samples, with smaller kernels."""
+
+    p: float = 0.8  # chance that a sample is blurred at this stage
+    sigma: list[float] = field(default_factory=lambda: [0.2, 1.5])  # [low, high] kernel std along each axis, px
+
+
+@dataclass
+class ResizeStage:
+    """A random resize of the second-order degradation: up, down or kept, then area, bilinear or
+    bicubic interpolation at random."""
+
+    probs: list[float] = field(default_factory=lambda: [0.2, 0.7, 0.1])  # chances of up, down, keep
+    # [low, high] resize factor: down draws from [low, 1], up from [1, high]
+    factor: list[float] = field(default_factory=lambda: [0.15, 1.5])
+
+    CHOICES: ClassVar[tuple[str, ...]] = ("up", "down", "keep")
+
+    def validate(self, where: str) -> None:
+        _check_probs(f"{where}.probs", self.probs, self.CHOICES)
+        _check_range(f"{where}.factor", self.factor, 0.01, 16.0)
+        if not self.factor[0] <= 1.0 <= self.factor[1]:
+            raise ConfigError(f"{where}.factor={self.factor} must hold 1 (down draws from [low, 1], up from [1, high])")
+
+
+@dataclass
+class SecondResizeStage(ResizeStage):
+    """The second-order resize, relative to the working size ``(H / scale, W / scale)``."""
+
+    probs: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.3])  # chances of up, down, keep
+    # [low, high] resize factor: down draws from [low, 1], up from [1, high]
+    factor: list[float] = field(default_factory=lambda: [0.3, 1.2])
+
+
+@dataclass
+class NoiseStage:
+    """Noise of the second-order degradation: Gaussian, else Poisson (shot) noise; the same on every
+    channel ("gray") with ``gray_p``, which is all a one-channel image gets."""
+
+    p: float = 1.0  # chance that a sample gets noise at this stage (Real-ESRGAN: always)
+    gaussian_p: float = 0.5  # chance the noise is Gaussian, else Poisson
+    sigma: list[float] = field(default_factory=lambda: [1.0, 30.0])  # [low, high] Gaussian std, 0-255 scale
+    poisson_scale: list[float] = field(default_factory=lambda: [0.05, 3.0])  # [low, high] factor on the shot noise
+    gray_p: float = 0.4  # chance the noise is one field shared by all channels
+
+    def validate(self, where: str) -> None:
+        _check_p(f"{where}.p", self.p)
+        _check_p(f"{where}.gaussian_p", self.gaussian_p)
+        _check_range(f"{where}.sigma", self.sigma, 0.0, 255.0)
+        _check_range(f"{where}.poisson_scale", self.poisson_scale, 0.0, 100.0)
+        _check_p(f"{where}.gray_p", self.gray_p)
+
+
+@dataclass
+class SecondNoiseStage(NoiseStage):
+    """The second-order noise: a little weaker."""
+
+    sigma: list[float] = field(default_factory=lambda: [1.0, 25.0])  # [low, high] Gaussian std, 0-255 scale
+    poisson_scale: list[float] = field(default_factory=lambda: [0.05, 2.5])  # [low, high] factor on the shot noise
+
+
+@dataclass
+class JpegStage:
+    """JPEG compression of the second-order degradation, at a quality drawn per sample."""
+
+    p: float = 1.0  # chance that a sample is compressed at this stage (Real-ESRGAN: always)
+    quality: list[float] = field(default_factory=lambda: [30.0, 95.0])  # [low, high] JPEG quality, 1-100
+
+    def validate(self, where: str) -> None:
+        _check_p(f"{where}.p", self.p)
+        _check_range(f"{where}.quality", self.quality, 1.0, 100.0)
+
+
+@dataclass
+class FinalStage:
+    """The last step: [resize to the working size + sinc] and the second JPEG, in a random order."""
+
+    sinc_p: float = 0.8  # chance of the final sinc filter (cutoff pi/3..pi rad/px), else none
+    kernel_size: list[int] = field(default_factory=lambda: [7, 21])  # [low, high] odd sinc kernel side, px
+    resize_first_p: float = 0.5  # chance of [resize + sinc] then JPEG, else JPEG then [resize + sinc]
+
+    def validate(self, where: str) -> None:
+        _check_p(f"{where}.sinc_p", self.sinc_p)
+        _check_range(f"{where}.kernel_size", self.kernel_size, 3, BlurStage.MAX_KERNEL)
+        if any(not isinstance(s, int) or s % 2 == 0 for s in self.kernel_size):
+            raise ConfigError(f"{where}.kernel_size={self.kernel_size} must be odd integers")
+        _check_p(f"{where}.resize_first_p", self.resize_first_p)
+
+
+@dataclass
+class SecondOrderConfig:
+    """Real-ESRGAN's second-order degradation (Wang et al. 2021) for ``task=restore``, with its
+    published defaults: blur, resize, noise, JPEG, then blur, resize, noise and the final
+    [resize + sinc] / JPEG pair. Its second half works at ``(H / scale, W / scale)`` as
+    Real-ESRGAN's x``scale`` models do; the result is resized back to the clean image's size.
+    Every sample draws its own kernels and parameters (:mod:`pix2pix_unet.tasks.second_order`).
+    """
+
+    enabled: bool = False  # degrade with this pipeline (how often is decided by the restore task)
+    scale: int = 4  # the working size after the second order is (H / scale, W / scale), px
+    blur1: BlurStage = field(default_factory=BlurStage)  # first-order blur
+    resize1: ResizeStage = field(default_factory=ResizeStage)  # first-order resize, relative to (H, W)
+    noise1: NoiseStage = field(default_factory=NoiseStage)  # first-order noise
+    jpeg1: JpegStage = field(default_factory=JpegStage)  # first-order JPEG
+    blur2: SecondBlurStage = field(default_factory=SecondBlurStage)  # second-order blur
+    resize2: SecondResizeStage = field(default_factory=SecondResizeStage)  # relative to (H / scale, W / scale)
+    noise2: SecondNoiseStage = field(default_factory=SecondNoiseStage)  # second-order noise
+    jpeg2: JpegStage = field(default_factory=JpegStage)  # second-order JPEG, ordered with the final sinc
+    final: FinalStage = field(default_factory=FinalStage)  # final sinc and the order of the last two steps
+
+    def validate(self, where: str = "restore.second_order") -> None:
+        if not (isinstance(self.scale, int) and self.scale >= 1):
+            raise ConfigError(f"{where}.scale={self.scale!r} must be an integer >= 1")
+        for f in dataclasses.fields(self):
+            stage = getattr(self, f.name)
+            if dataclasses.is_dataclass(stage):
+                stage.validate(f"{where}.{f.name}")
+
+
 @dataclass
 class RestoreConfig:
     """``task=restore``: degradations made on the fly on the device, in this order.
