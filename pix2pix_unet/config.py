@@ -708,6 +708,9 @@ class RestoreConfig:
     poisson_noise: PoissonNoise = field(default_factory=PoissonNoise)
     jpeg: Jpeg = field(default_factory=Jpeg)
     inpaint: Inpaint = field(default_factory=Inpaint)
+    # Real-ESRGAN's second-order pipeline; enabled, it degrades every image in place of the ones above
+    # (holes, with inpaint.p > 0, still come last)
+    second_order: SecondOrderConfig = field(default_factory=SecondOrderConfig)
     val_seed: int = 1234
     # the model and its objective: PSNR first, the GAN and perceptual terms opt-in
     residual: bool = True  # output = input + G(input) (sets generator.residual)
@@ -724,6 +727,7 @@ class RestoreConfig:
     def validate(self, where: str = "restore") -> None:
         for name, degradation in self.degradations().items():
             degradation.validate(f"{where}.{name}")
+        self.second_order.validate(f"{where}.second_order")
         _positive(self, where, "charbonnier_eps")
         for name in ("gan_weight", "perceptual_weight"):
             if getattr(self, name) < 0:

@@ -39,7 +39,7 @@ def nlm(images: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
 def classical_for(cfg: RestoreConfig) -> str | None:
     """The baseline validation scores for these degradations: ``"nlm"`` when noise is among them, else None
     (for down-sampling alone, the input already is the bicubic baseline)."""
-    noisy = cfg.gaussian_noise.p > 0 or cfg.poisson_noise.p > 0 or getattr(cfg, "second_order_p", 0) > 0
+    noisy = cfg.gaussian_noise.p > 0 or cfg.poisson_noise.p > 0 or cfg.second_order.enabled
     return "nlm" if noisy else None
 
 

@@ -4,7 +4,9 @@ Each degradation is a pure function of a ``(B, C, H, W)`` batch in [0, 1] and a
 per-sample strength ``(B,)``; :func:`degrade` applies the ones a
 :class:`~pix2pix_unet.config.RestoreConfig` turns on, each to a random subset of
 the batch at a random strength per sample, in a fixed order: blur, motion blur,
-down-sampling, Gaussian noise, Poisson noise, JPEG, holes. Every random number is
+down-sampling, Gaussian noise, Poisson noise, JPEG, holes; or, with
+``second_order.enabled``, Real-ESRGAN's pipeline
+(:mod:`~pix2pix_unet.tasks.second_order`), then holes. Every random number is
 drawn from ``generator`` (the global RNG when it is None), so a seeded generator
 gives the same degraded batch every time.
 """
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Degradation, RestoreConfig
+from .second_order import second_order
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
@@ -148,6 +151,14 @@ def degrade(clean: torch.Tensor, cfg: RestoreConfig,
         hole mask (1 = hole) when ``cfg.inpaint.p > 0``, else None.
     """
     b, device = len(clean), clean.device
+    if cfg.second_order.enabled:  # Real-ESRGAN's pipeline in place of the single degradations
+        x = second_order(clean, cfg.second_order, generator)
+        if cfg.inpaint.p == 0:
+            return x, None
+        chosen = torch.rand(b, generator=generator, device=device) < cfg.inpaint.p
+        count = _uniform(b, cfg.inpaint.low, cfg.inpaint.high, generator, device).round().long()
+        mask = hole_mask((b, *clean.shape[-2:]), count, generator, device) * chosen[:, None, None, None]
+        return x * (1 - mask) + 0.5 * mask, mask
     steps = [(name, apply) for name, apply in _ORDER if getattr(cfg, name).p > 0]
     names = [name for name, _ in steps] + (["inpaint"] if cfg.inpaint.p > 0 else [])
     if not names:

@@ -205,3 +205,12 @@ def test_residual_off_trains_the_plain_generator(tmp_path):
                                                             "restore.residual=false", "data.crop_size=32"])))
     task.build_datasets()
     assert task.cfg.generator.residual is False
+
+
+def test_second_order_pipeline_trains_from_the_cli_and_is_recorded(tmp_path):
+    data = tmp_path / "photos"
+    photos(data, [(40, 40), (48, 40), (40, 44), (44, 44)])
+    run = train(tmp_path / "run", data, "restore.second_order.enabled=true", "restore.second_order.scale=2")
+    meta = export_meta(run)
+    assert meta["restore"]["second_order"]["enabled"] is True and meta["restore"]["second_order"]["scale"] == 2
+    assert np.isfinite(val_rows(run)[-1]["val/psnr_classical"])  # noise is in the pipeline: NLM is the baseline

@@ -294,3 +294,19 @@ def test_validate_names_the_bad_key_and_value(key, value):
     setattr(node, name, value)
     with pytest.raises(ConfigError, match=rf"restore\.second_order\.{key}\b.*{value!s}".replace("[", r"\[")):
         cfg.validate()
+
+
+def test_restore_degrades_with_the_pipeline_when_enabled_then_holes():
+    from pix2pix_unet.config import RestoreConfig
+    from pix2pix_unet.tasks.degrade import degrade
+
+    cfg = RestoreConfig(second_order=SecondOrderConfig(enabled=True, scale=2))
+    clean = torch.rand(3, 3, 48, 48)
+    a, mask = degrade(clean, cfg, torch.Generator().manual_seed(0))
+    b, _ = degrade(clean, cfg, torch.Generator().manual_seed(0))
+    assert mask is None and torch.equal(a, b) and a.shape == clean.shape
+    assert torch.equal(a, second_order(clean, cfg.second_order, torch.Generator().manual_seed(0)))
+    cfg.inpaint.p = 1.0
+    holed, mask = degrade(clean, cfg, torch.Generator().manual_seed(0))
+    assert mask.shape == (3, 1, 48, 48) and mask.sum() > 0
+    assert torch.all(holed[mask.expand_as(holed) > 0] == 0.5)
