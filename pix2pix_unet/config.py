@@ -712,6 +712,11 @@ class RestoreConfig:
     # (holes, with inpaint.p > 0, still come last)
     second_order: SecondOrderConfig = field(default_factory=SecondOrderConfig)
     val_seed: int = 1234
+    # how file values map to the model's [-1, 1] and back (as segment.intensity); `range` suits dim 16-bit
+    # microscopy: the degradation strengths are then relative to [intensity_min, intensity_max]
+    intensity: Intensity = Intensity.DTYPE
+    intensity_min: float = 0.0  # used by intensity=range
+    intensity_max: float = 255.0
     # the model and its objective: PSNR first, the GAN and perceptual terms opt-in
     residual: bool = True  # output = input + G(input) (sets generator.residual)
     pixel_loss: PixelLoss = PixelLoss.CHARBONNIER  # to the clean image, on the [0, 1] scale
@@ -729,6 +734,10 @@ class RestoreConfig:
             degradation.validate(f"{where}.{name}")
         self.second_order.validate(f"{where}.second_order")
         _positive(self, where, "charbonnier_eps")
+        if self.intensity_max <= self.intensity_min:
+            raise ConfigError(
+                f"{where}.intensity_max={self.intensity_max} must be above intensity_min={self.intensity_min}"
+            )
         for name in ("gan_weight", "perceptual_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}.{name}={getattr(self, name)} must be >= 0")

@@ -188,7 +188,8 @@ class RestoreTask(TaskBase):
 
     @property
     def input_codec(self) -> ImageCodec:
-        return ImageCodec(self.channels)
+        rc = self.cfg.restore
+        return ImageCodec(self.channels, rc.intensity, (rc.intensity_min, rc.intensity_max))
 
     @property
     def needs_mask(self) -> bool:
@@ -221,7 +222,9 @@ class RestoreTask(TaskBase):
     # ----------------------------------------------------------------- the contract
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "hole_mask_channel": self.mask_channel, "restore": to_dict(self.cfg.restore)}
+        rc = self.cfg.restore
+        return {**super().describe(), "hole_mask_channel": self.mask_channel, "restore": to_dict(rc),
+                "intensity": rc.intensity.value, "intensity_range": [rc.intensity_min, rc.intensity_max]}
 
     @classmethod
     def config_from_export(cls, meta: dict[str, Any], source: str | Path) -> TrainConfig:

@@ -178,14 +178,18 @@ def test_mixed_size_photos_train_and_log_the_classical_baseline_once(tmp_path, m
 # --------------------------------------------------------------------------- files to files
 
 
-def test_gray_16_bit_microscopy_is_denoised_and_written_back_as_16_bit(tmp_path):
+@pytest.mark.parametrize("rule", [[], ["restore.intensity=range", "restore.intensity_max=4000"]],
+                         ids=["dtype", "range"])
+def test_gray_16_bit_microscopy_is_denoised_and_written_back_as_16_bit(tmp_path, rule):
     """Dim 16-bit gray images with Poisson and Gaussian noise: train, predict, and the output is 16-bit."""
     data = tmp_path / "micro"
     photos(data, [(40, 40), (48, 44), (40, 56), (52, 40)], channels=1, dtype=np.uint16, high=4000)
     run = train(tmp_path / "run", data, "generator.in_channels=1", "generator.out_channels=1",
                 "restore.gaussian_noise.p=1", "restore.poisson_noise.p=1", "restore.jpeg.p=0",
-                "restore.gaussian_blur.p=0", "restore.motion_blur.p=0", "restore.downsample.p=0")
-    assert export_meta(run)["generator"]["in_channels"] == 1
+                "restore.gaussian_blur.p=0", "restore.motion_blur.p=0", "restore.downsample.p=0", *rule)
+    meta = export_meta(run)
+    assert meta["generator"]["in_channels"] == 1
+    assert meta["intensity"] == ("range" if rule else "dtype") and meta["intensity_range"][1] == (4000 if rule else 255)
     noisy = tmp_path / "noisy"
     rng = np.random.default_rng(3)
     clean = read_image(data / "photo_00.png").pixels
