@@ -28,6 +28,8 @@ INTENDED_USE = {
     "res-unet": "Zhang et al. 2018: residual units, easier optimisation of the deep encoder",
     "lite": "CPU and edge devices: depthwise-separable units, about 50x fewer FLOPs than `unet`",
     "aspp-unet": "DeepLabv3-style multi-rate context (rates 1, 3, 6, 9 + image pooling) at the bottleneck",
+    "nafnet": "restoration (task=restore's default): NAFNet blocks, 2 per level, full-resolution features",
+    "res-unet-lite": "restoration at CPU width: residual units without batch norm (EDSR)",
 }
 
 DISCRIMINATORS = {
@@ -47,7 +49,8 @@ def forward_gflops(module: nn.Module, *inputs: torch.Tensor) -> float:
 
 
 def blocks(cfg: UNetConfig) -> str:
-    parts = [f"{cfg.conv_unit.value} unit" if cfg.conv_unit.value != "none" else "4x4 stride-2 convs",
+    unit = f"{cfg.conv_unit.value} unit" + (f" x{cfg.units_per_level}" if cfg.units_per_level > 1 else "")
+    parts = [unit if cfg.conv_unit.value != "none" else "4x4 stride-2 convs",
              cfg.down.value, cfg.up.value, f"{cfg.skip.value} skips"]
     if cfg.bottleneck.value != "none":
         parts.append(f"{cfg.bottleneck.value} bottleneck")
