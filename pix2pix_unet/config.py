@@ -319,6 +319,7 @@ class DataConfig:
     builtin_size: int = 72
     builtin_kind: BuiltinKind = BuiltinKind.PHOTOS
     skip_bad: bool = False  # train on the good pairs when some files are bad, instead of stopping
+    cache_mb: int = 1024  # restore: decoded images kept in memory, per loader process (0: decode every draw)
 
     def validate(self, where: str = "data") -> None:
         if not 0.0 < self.val_fraction < 1.0:

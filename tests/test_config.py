@@ -35,7 +35,7 @@ def test_roundtrip(tmp_path):
     [
         ("generator.colour=3", "generator.colour"),
         ("max_steps=many", "max_steps='many'"),
-        ("generator.norm=layer", "generator.norm='layer'"),
+        ("generator.norm=weight", "generator.norm='weight'"),
         ("generator.preset=huge", "generator.preset='huge'"),
         ("batch_size=0", "batch_size=0"),
         ("data.val_fraction=1.5", "data.val_fraction=1.5"),

@@ -15,7 +15,7 @@ from pix2pix_unet.config import ConfigError, DataConfig, PixelLoss, RestoreConfi
 from pix2pix_unet.io import read_image, write_image
 from pix2pix_unet.losses import charbonnier_loss
 from pix2pix_unet.tasks.classical import classical_for, nlm
-from pix2pix_unet.tasks.restore import RestoreObjective, RestoreTask, build_clean
+from pix2pix_unet.tasks.restore import CleanImages, RestoreObjective, RestoreTask, build_clean
 from pix2pix_unet.codec import ImageCodec
 from tests.conftest import TINY, quantise, smooth
 
@@ -218,3 +218,21 @@ def test_second_order_pipeline_trains_from_the_cli_and_is_recorded(tmp_path):
     meta = export_meta(run)
     assert meta["restore"]["second_order"]["enabled"] is True and meta["restore"]["second_order"]["scale"] == 2
     assert np.isfinite(val_rows(run)[-1]["val/psnr_classical"])  # noise is in the pipeline: NLM is the baseline
+
+
+def test_decoded_images_are_cached_within_the_budget_and_a_crop_never_writes_back(tmp_path, monkeypatch):
+    from pix2pix_unet.tasks.base import RandomCrops
+
+    files = photos(tmp_path / "p", [(40, 40), (48, 44), (40, 56)])  # 19 200, 25 344, 26 880 float bytes
+    images = CleanImages(files, ImageCodec(3), cache_mb=0)
+    images.cache_left = 3 * 40 * 40 * 4 + 3 * 48 * 44 * 4  # room for the first two
+    decoded = []
+    monkeypatch.setattr(images, "load", lambda i, load=images.load: decoded.append(i) or load(i))
+    crops = RandomCrops(images, 32, seed=0)
+    first = [crops[i]["clean"].clone() for i in range(6)]  # draws 0..5 = files 0, 1, 2, 0, 1, 2
+    assert decoded == [0, 1, 2, 2] and set(images.cache) == {0, 1}
+    assert torch.equal(images[0]["clean"], ImageCodec(3).decode(files[0]).tensor)
+    assert all(torch.equal(a, crops[i]["clean"]) for i, a in enumerate(first))  # the same crops again
+    uncached = CleanImages(files, ImageCodec(3))  # the default outside training: decode every time
+    uncached[0]
+    assert uncached.cache == {}
