@@ -116,6 +116,11 @@ def test_restore_starts_from_the_nafnet_preset_unless_one_is_named(tmp_path):
     assert load_config(None, ["task=restore", "generator.preset=small"]).generator.conv_unit.value == "none"
     assert load_config(None, ["task=restore", "generator.depth=2"]).generator.conv_unit.value == "naf"
     assert load_config(None, ["task=translate"]).generator.conv_unit.value == "none"
+    # a run's own config.yaml (what --resume reads) is complete: no preset goes under it
+    from pix2pix_unet.config import Task, save_config
+
+    save_config(TrainConfig(task=Task.RESTORE), tmp_path / "config.yaml", version="0")
+    assert load_config(tmp_path / "config.yaml").generator == TrainConfig().generator
 
 
 def test_the_export_records_the_residual_generator(tmp_path):
