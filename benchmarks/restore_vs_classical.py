@@ -28,7 +28,7 @@ PSNR (dB) and SSIM per test photo, with the scorer validation uses
 (:func:`pix2pix_unet.tasks.image_metrics.image_scores`)::
 
     python benchmarks/restore_vs_classical.py --out runs/restore_bench \\
-        --denoise-steps 2500 --sr-steps 1500
+        --denoise-steps 5000 --sr-steps 2800
 
 BM3D needs ``pip install bm3d``; without it that column is left out.
 """
@@ -144,8 +144,8 @@ def predict(run: Path, inputs: Path, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/restore_bench"))
-    p.add_argument("--denoise-steps", type=int, default=2500)
-    p.add_argument("--sr-steps", type=int, default=1500)
+    p.add_argument("--denoise-steps", type=int, default=5000)
+    p.add_argument("--sr-steps", type=int, default=2800)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--preset", default=None, help="generator preset (default: restore's own, nafnet)")
     p.add_argument("--jobs", default="denoise,sr", help="denoise, sr or both")
