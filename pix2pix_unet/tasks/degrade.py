@@ -156,9 +156,7 @@ def degrade(clean: torch.Tensor, cfg: RestoreConfig,
         if cfg.inpaint.p == 0:
             return x, None
         chosen = torch.rand(b, generator=generator, device=device) < cfg.inpaint.p
-        count = _uniform(b, cfg.inpaint.low, cfg.inpaint.high, generator, device).round().long()
-        mask = hole_mask((b, *clean.shape[-2:]), count, generator, device) * chosen[:, None, None, None]
-        return x * (1 - mask) + 0.5 * mask, mask
+        return add_holes(x, chosen, _uniform(b, cfg.inpaint.low, cfg.inpaint.high, generator, device), generator)
     steps = [(name, apply) for name, apply in _ORDER if getattr(cfg, name).p > 0]
     names = [name for name, _ in steps] + (["inpaint"] if cfg.inpaint.p > 0 else [])
     if not names:
@@ -176,7 +174,14 @@ def degrade(clean: torch.Tensor, cfg: RestoreConfig,
         x = torch.where(chosen[d, :, None, None, None], apply(x, strength[d], generator).clamp(0, 1), x)
     if cfg.inpaint.p == 0:
         return x, None
-    # 3. holes: a whole number of shapes in [low, high]                          (b, 1, h, w)
-    count = strength[-1].round().long()
-    mask = hole_mask((b, *clean.shape[-2:]), count, generator, device) * chosen[-1, :, None, None, None]
+    # 3. holes in the chosen images                                             (b, 1, h, w)
+    return add_holes(x, chosen[-1], strength[-1], generator)
+
+
+def add_holes(x: torch.Tensor, chosen: torch.Tensor, count: torch.Tensor,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Holes (mid-gray) in the ``chosen (B,)`` images of ``x``, ``count (B,)`` shapes each (rounded to a
+    whole number); returns the holed batch and the ``(B, 1, H, W)`` mask (1 = hole)."""
+    mask = hole_mask((len(x), *x.shape[-2:]), count.round().long(), generator, x.device)
+    mask = mask * chosen[:, None, None, None]
     return x * (1 - mask) + 0.5 * mask, mask

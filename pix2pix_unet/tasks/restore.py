@@ -42,6 +42,7 @@ from .base import ExportError, ImageMeter, Meter, TaskBase, name_seed, require
 from .classical import BASELINES, classical_for
 from .degrade import degrade
 
+
 @dataclass
 class RestoreObjective:
     """Restoration's losses: a pixel loss to the clean image (on the [0, 1] scale), plus the opt-in
