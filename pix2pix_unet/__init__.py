@@ -3,12 +3,12 @@
 __version__ = "0.1.0"
 
 from .config import TrainConfig, UNetConfig, load_config  # noqa: E402
-from .models import Discriminator, UNet  # noqa: E402
+from .models import Discriminator, Generator, UNet  # noqa: E402
 
 
-def from_pretrained(path: str) -> UNet:
+def from_pretrained(path: str) -> Generator:
     """Load a trained generator from an export folder or a run folder, with no other arguments."""
-    return UNet.from_pretrained(path)
+    return Generator.from_pretrained(path)
 
 
-__all__ = ["__version__", "UNet", "Discriminator", "UNetConfig", "TrainConfig", "load_config", "from_pretrained"]
+__all__ = ["__version__", "Generator", "UNet", "Discriminator", "UNetConfig", "TrainConfig", "load_config", "from_pretrained"]

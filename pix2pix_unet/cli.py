@@ -106,12 +106,12 @@ def synthesize_main(argv: list[str] | None = None) -> int:
 
     from .data import DatasetError
     from .inference import collect_inputs
-    from .models import UNet
+    from .models import Generator
     from .tasks.synthesize import label_to_image_task, synthesize
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        generator = UNet.from_pretrained(args.checkpoint)
+        generator = Generator.from_pretrained(args.checkpoint)
         task = label_to_image_task(generator, args.checkpoint)
         files = [found.path for found in collect_inputs(args.labels)]
         num = args.num if args.num is not None else len(files)

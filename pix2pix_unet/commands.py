@@ -54,10 +54,10 @@ def inference_config(args: argparse.Namespace) -> InferenceConfig:
 def _load_generator(path: Path, args: argparse.Namespace | None = None):
     """The generator export at ``path`` and the task its ``config.json`` describes, with the
     instance-threshold flags of ``args`` applied."""
-    from .models import UNet
+    from .models import Generator
     from .tasks import SegmentTask, generator_task
 
-    generator = UNet.from_pretrained(path)
+    generator = Generator.from_pretrained(path)
     task = generator_task(generator)
     flags = {k: getattr(args, k, None) for k in ("prob_threshold", "seed_threshold", "min_size")}
     if any(v is not None for v in flags.values()):

@@ -27,6 +27,12 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------- enums
 
 
+class Architecture(str, enum.Enum):
+    """The generator's topology: which class in ``models/`` :func:`~pix2pix_unet.models.build_generator` builds."""
+
+    UNET = "unet"  # the linear encoder-decoder of models/unet.py (pix2pix, U-Net and their block variants)
+
+
 class Norm(str, enum.Enum):
     BATCH = "batch"
     INSTANCE = "instance"
@@ -199,6 +205,7 @@ class UNetConfig:
     downsampling is the stem itself; otherwise the stem works at full resolution.
     """
 
+    architecture: Architecture = Architecture.UNET
     in_channels: int = 3
     out_channels: int = 3
     depth: int = 6

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .config import InferenceConfig
 from .inference import prepare_generator
 from .io import ImageFile, display_rgb8, from_tensor
-from .models import UNet
+from .models import Generator
 from .tasks import TaskBase
 
 def split_folder(data: Path, split: str | None) -> Path:
@@ -65,7 +65,7 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate_dataset(
-    generator: UNet,
+    generator: Generator,
     task: TaskBase,
     dataset: Dataset,
     out_dir: Path,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .config import to_dict
-from .models import UNet
+from .models import Generator
 from .tasks import TaskBase
 
 ONNX_METADATA_KEY = "pix2pix_unet"
@@ -31,7 +31,7 @@ class ExportFormat(str, enum.Enum):
     SAFETENSORS = "safetensors"
 
 
-def _metadata(generator: UNet, task: TaskBase) -> dict:
+def _metadata(generator: Generator, task: TaskBase) -> dict:
     """The export's ``config.json``: its task's contract (decoding, intensity rule, classes ...) and architecture."""
     meta = dict(getattr(generator, "metadata", None) or {})
     meta.update(task.describe())
@@ -39,14 +39,14 @@ def _metadata(generator: UNet, task: TaskBase) -> dict:
     return meta
 
 
-def example_input(generator: UNet, batch: int = 1) -> torch.Tensor:
+def example_input(generator: Generator, batch: int = 1) -> torch.Tensor:
     """A seeded input whose sides are not multiples of ``2 ** depth``, so the padding path is traced."""
     f = generator.config.factor
     rng = torch.Generator().manual_seed(0)
     return torch.rand(batch, generator.config.in_channels, f + 5, 2 * f + 3, generator=rng) * 2 - 1
 
 
-def export_onnx(generator: UNet, task: TaskBase, path: str | Path) -> Path:
+def export_onnx(generator: Generator, task: TaskBase, path: str | Path) -> Path:
     """Write ``generator`` as an ONNX file with dynamic ``batch``, ``height`` and ``width``.
 
     The graph maps the task's decoded input (``[-1, 1]`` by the recorded intensity
@@ -74,19 +74,19 @@ def export_onnx(generator: UNet, task: TaskBase, path: str | Path) -> Path:
     return path
 
 
-def export_safetensors(generator: UNet, task: TaskBase, path: str | Path) -> Path:
+def export_safetensors(generator: Generator, task: TaskBase, path: str | Path) -> Path:
     """Write a ``save_pretrained`` folder (``model.safetensors`` + ``config.json``) at ``path``."""
     meta = {k: v for k, v in _metadata(generator, task).items() if k not in ("generator", "version")}
     return generator.save_pretrained(path, **meta)
 
 
-EXPORTERS: dict[ExportFormat, Callable[[UNet, TaskBase, Path], Path]] = {
+EXPORTERS: dict[ExportFormat, Callable[[Generator, TaskBase, Path], Path]] = {
     ExportFormat.ONNX: export_onnx,
     ExportFormat.SAFETENSORS: export_safetensors,
 }
 
 
-def onnx_max_difference(generator: UNet, path: str | Path, inputs: torch.Tensor | None = None) -> float:
+def onnx_max_difference(generator: Generator, path: str | Path, inputs: torch.Tensor | None = None) -> float:
     """Largest absolute difference between onnxruntime's and PyTorch's outputs on ``inputs``.
 
     ``inputs`` defaults to a batch of 2 at an odd size other than the one traced.

@@ -29,7 +29,7 @@ from .config import InferenceConfig, MixedPrecision
 from .codec import Decoded
 from .errors import DatasetError
 from .io import IMAGE_SUFFIXES, ChannelError, ImageReadError, ImageWriteError, image_shape
-from .models import UNet
+from .models import Generator
 from .tiling import predict_tiled
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def best_device(requested: str | None = None) -> torch.device:
 AUTOCAST_DTYPES = {MixedPrecision.BF16: torch.bfloat16, MixedPrecision.FP16: torch.float16}
 
 
-def prepare_generator(generator: UNet, cfg: InferenceConfig, device: torch.device | str) -> UNet:
+def prepare_generator(generator: Generator, cfg: InferenceConfig, device: torch.device | str) -> Generator:
     """``generator`` moved to ``device`` in eval mode and set up for speed as ``cfg`` says, in place.
 
     On CUDA and CPU it goes channels-last: tensor cores want NHWC, and so does
@@ -166,7 +166,7 @@ class TestTimeAugmented(torch.nn.Module):
 
 @torch.no_grad()
 def run_generator(
-    generator: UNet, batch: torch.Tensor, cfg: InferenceConfig, device: torch.device | str, progress: bool = False
+    generator: Generator, batch: torch.Tensor, cfg: InferenceConfig, device: torch.device | str, progress: bool = False
 ) -> torch.Tensor:
     """Outputs ``(B, C', H, W)`` (float32, CPU) for inputs ``(B, C, H, W)`` in [-1, 1].
 
@@ -234,7 +234,7 @@ def find_masks(inputs: list[InputFile], mask_dir: Path | None) -> dict[Path, Pat
 
 @torch.no_grad()
 def predict_files(
-    generator: UNet,
+    generator: Generator,
     task: "TaskBase",
     inputs: list[InputFile],
     output_dir: Path,

@@ -16,20 +16,12 @@ NAFNet): the net learns the correction, and starts as the identity.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..config import ConfigError, ConvUnit, FinalActivation, UNetConfig, from_dict, to_dict
+from ..config import Architecture, ConfigError, ConvUnit, FinalActivation, UNetConfig
 from .blocks import BOTTLENECKS, CONV_UNITS, DOWNSAMPLERS, SKIPS, UPSAMPLERS, StridedDown, apply_spectral_norm
-
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
+from .generator import Generator, count_parameters, pad_to_multiple, register, resolve_export_dir
 
 
 def conv_units(in_channels: int, out_channels: int, cfg: UNetConfig) -> nn.Module:
@@ -73,7 +65,8 @@ class DecoderLevel(nn.Module):
 _FINAL = {FinalActivation.TANH: nn.Tanh, FinalActivation.SIGMOID: nn.Sigmoid, FinalActivation.NONE: nn.Identity}
 
 
-class UNet(nn.Module):
+@register(Architecture.UNET)
+class UNet(Generator):
     """UNet generator for image-to-image translation.
 
     Args:
@@ -150,61 +143,6 @@ class UNet(nn.Module):
         out = self.head(x)[..., :h, :w]
         # 6. residual: the head predicts a correction to the input (extra input channels, such as a mask, excluded)
         return out + inputs[:, : self.config.out_channels] if self.config.residual else out
-
-    # ----------------------------------------------------------------- export
-
-    def save_pretrained(self, directory: str | Path, **metadata: Any) -> Path:
-        """Write ``model.safetensors`` and ``config.json`` (architecture + ``metadata``) to ``directory``."""
-        from .. import __version__
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME))
-        meta = {"version": __version__, "generator": to_dict(self.config), **metadata}
-        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> "UNet":
-        """Load a generator written by :meth:`save_pretrained`; ``path`` is its folder or a run folder."""
-        directory = resolve_export_dir(path)
-        meta = json.loads((directory / CONFIG_NAME).read_text())
-        model = cls(from_dict(UNetConfig, meta["generator"], "generator"))
-        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
-        model.metadata = meta
-        model.export_dir = directory
-        return model.eval()
-
-
-def resolve_export_dir(path: str | Path) -> Path:
-    """Accept an export folder, a run folder (``run/checkpoints/generator``) or its ``checkpoints`` folder."""
-    path = Path(path)
-    for candidate in (path, path / "generator", path / "checkpoints" / "generator"):
-        if (candidate / WEIGHTS_NAME).is_file() and (candidate / CONFIG_NAME).is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"no generator export ({WEIGHTS_NAME} + {CONFIG_NAME}) found at {path}, {path / 'generator'} "
-        f"or {path / 'checkpoints' / 'generator'}"
-    )
-
-
-def pad_to_multiple(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Pad the bottom/right of ``x`` so H and W are multiples of ``factor``.
-
-    Reflection where the image is large enough (no hard edge for the convs to
-    see), replication otherwise.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % factor, (-w) % factor
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 __all__ = ["UNet", "pad_to_multiple", "count_parameters", "resolve_export_dir", "ConfigError"]

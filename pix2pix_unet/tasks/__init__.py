@@ -57,7 +57,7 @@ def task_from_export(meta: dict[str, Any], source: str | Path = "<export>") -> T
 
 
 def generator_task(generator: Any) -> TaskBase:
-    """The task of a generator loaded with ``UNet.from_pretrained`` (its export's metadata)."""
+    """The task of a generator loaded with ``Generator.from_pretrained`` (its export's metadata)."""
     meta = dict(getattr(generator, "metadata", None) or {})
     meta.setdefault("generator", to_dict(generator.config))
     return task_from_export(meta, getattr(generator, "export_dir", "<generator>"))

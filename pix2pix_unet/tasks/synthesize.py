@@ -19,7 +19,7 @@ from torch import nn
 from ..codec import Decoded, decode_class_ids, one_hot
 from ..data.folders import DatasetError, list_images
 from ..io import write_label_map
-from ..models import UNet
+from ..models import Generator
 from . import generator_task
 from .translate import TranslateTask
 
@@ -36,7 +36,7 @@ def label_augmentation(sigma: float = 8.0, alpha: float = 3.0) -> nn.Module:
     )
 
 
-def label_to_image_task(generator: UNet, checkpoint: Path) -> TranslateTask:
+def label_to_image_task(generator: Generator, checkpoint: Path) -> TranslateTask:
     """The export's task if it is label map -> image, or an error saying what the checkpoint is."""
     meta = getattr(generator, "metadata", None) or {}
     if meta.get("task", "translate") != "translate" or meta.get("label_format") != "index":
@@ -48,7 +48,7 @@ def label_to_image_task(generator: UNet, checkpoint: Path) -> TranslateTask:
 
 
 @torch.no_grad()
-def synthesize(generator: UNet, task: TranslateTask, label_files: list[Path], output: Path, num: int,
+def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path], output: Path, num: int,
                augment_labels: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> list[Path]:
     """Write ``num`` (image, label map) pairs made from ``label_files``; returns the image paths.
 

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..config import LrScaling, TrainConfig, save_config, to_dict
-from ..models import Discriminator, UNet
+from ..models import Discriminator, build_generator
 from ..tasks import build_task
 from ..tasks.base import RandomCrops
 from .perf import adam, plan, speed_up
@@ -176,7 +176,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     )
 
     # 2. nets, optimisers, schedules
-    generator = UNet(cfg.generator)
+    generator = build_generator(cfg.generator)
     # an objective without an adversarial term gets no D at all: no optimiser, no schedule to step
     discriminator = (Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
                      if task.uses_discriminator else None)

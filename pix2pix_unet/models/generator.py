@@ -1,0 +1,123 @@
+"""What every generator architecture shares: the registry that builds one from its config, and the export.
+
+A generator is an ``nn.Module`` whose ``config`` is a :class:`~pix2pix_unet.config.UNetConfig`; the config's
+``architecture`` picks the class. Each architecture module registers its class with :func:`register`, so the
+training loop, predict, evaluate and export build and load every architecture the same way::
+
+    net = build_generator(config)                  # from a config
+    net = Generator.from_pretrained("runs/demo")   # from an export: the class its config.json names
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..config import Architecture, ConfigError, UNetConfig, from_dict, to_dict
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+GENERATORS: dict[Architecture, type["Generator"]] = {}
+
+G = TypeVar("G", bound="type[Generator]")
+
+
+def register(architecture: Architecture) -> Callable[[G], G]:
+    """Class decorator: ``build_generator`` builds this class for ``config.architecture == architecture``."""
+
+    def add(cls: G) -> G:
+        GENERATORS[architecture] = cls
+        return cls
+
+    return add
+
+
+def build_generator(config: UNetConfig) -> "Generator":
+    """The generator ``config.architecture`` names, built from ``config``."""
+    try:
+        cls = GENERATORS[config.architecture]
+    except KeyError:
+        raise ConfigError(
+            f"generator.architecture={config.architecture.value!r} has no registered class "
+            f"(registered: {sorted(a.value for a in GENERATORS)})"
+        ) from None
+    return cls(config)
+
+
+class Generator(nn.Module):
+    """Base of every generator: holds its ``config`` and writes/reads the export folder.
+
+    Subclasses take one :class:`UNetConfig` in ``__init__`` and map ``(B, in_channels, H, W)`` to
+    ``(B, out_channels, H, W)`` for any ``H, W``.
+    """
+
+    config: UNetConfig
+
+    def save_pretrained(self, directory: str | Path, **metadata: Any) -> Path:
+        """Write ``model.safetensors`` and ``config.json`` (architecture + ``metadata``) to ``directory``."""
+        from .. import __version__
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME))
+        meta = {"version": __version__, "generator": to_dict(self.config), **metadata}
+        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "Generator":
+        """Load a generator written by :meth:`save_pretrained`; ``path`` is its folder or a run folder.
+
+        The class is the one the export's ``generator.architecture`` names (``unet`` for exports that
+        predate the field), whichever class this is called on.
+        """
+        directory = resolve_export_dir(path)
+        meta = json.loads((directory / CONFIG_NAME).read_text())
+        model = build_generator(from_dict(UNetConfig, meta["generator"], "generator"))
+        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+        model.metadata = meta
+        model.export_dir = directory
+        return model.eval()
+
+
+def resolve_export_dir(path: str | Path) -> Path:
+    """Accept an export folder, a run folder (``run/checkpoints/generator``) or its ``checkpoints`` folder."""
+    path = Path(path)
+    for candidate in (path, path / "generator", path / "checkpoints" / "generator"):
+        if (candidate / WEIGHTS_NAME).is_file() and (candidate / CONFIG_NAME).is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no generator export ({WEIGHTS_NAME} + {CONFIG_NAME}) found at {path}, {path / 'generator'} "
+        f"or {path / 'checkpoints' / 'generator'}"
+    )
+
+
+def pad_to_multiple(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Pad the bottom/right of ``x`` so H and W are multiples of ``factor``.
+
+    Reflection where the image is large enough (no hard edge for the convs to
+    see), replication otherwise.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % factor, (-w) % factor
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = ["Generator", "GENERATORS", "register", "build_generator", "resolve_export_dir", "count_parameters",
+           "pad_to_multiple",
+           "WEIGHTS_NAME", "CONFIG_NAME"]
