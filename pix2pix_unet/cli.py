@@ -92,7 +92,7 @@ def synthesize_main(argv: list[str] | None = None) -> int:
         description="Write a paired dataset (images/ + labels/) from label maps with a trained label -> image "
                     "generator (--task translate labels.format=index).",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
+    p.add_argument("--checkpoint", required=True, help="run folder, generator export folder or hf://ORG/NAME")
     p.add_argument("--labels", required=True, type=Path, help="a class-id label map or a folder of them")
     p.add_argument("--output", required=True, type=Path, help="dataset folder to write (images/, labels/)")
     p.add_argument("--num", type=int, help="pairs to write (default: one per label map); may exceed the maps")
@@ -105,23 +105,32 @@ def synthesize_main(argv: list[str] | None = None) -> int:
     import torch
 
     from .data import DatasetError
+    from .hub import resolve_checkpoint
     from .inference import collect_inputs
     from .models import Generator
     from .tasks.synthesize import label_to_image_task, synthesize
+    from .training.distributed import gather, process_shard
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # under accelerate launch / torchrun / srun each process writes every n-th pair, on its own device
+    shard, launched_device = process_shard()
+    device = args.device or (launched_device if shard.count > 1 else "cuda" if torch.cuda.is_available() else "cpu")
     try:
-        generator = Generator.from_pretrained(args.checkpoint)
-        task = label_to_image_task(generator, args.checkpoint)
+        checkpoint = resolve_checkpoint(args.checkpoint)
+        generator = Generator.from_pretrained(checkpoint)
+        task = label_to_image_task(generator, checkpoint)
         files = [found.path for found in collect_inputs(args.labels)]
         num = args.num if args.num is not None else len(files)
         if num < 1:
             raise DatasetError(f"--num {num}: need at least one pair")
-        written = synthesize(generator, task, files, args.output, num, args.augment_labels, args.seed, device)
-    except (DatasetError, FileNotFoundError, FileExistsError, ValueError) as err:
+        written = synthesize(generator, task, files, args.output, num, args.augment_labels, args.seed, device,
+                             shard)
+    except (DatasetError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {len(written)} pairs to {args.output}/images and {args.output}/labels")
+    written = gather(written)
+    if shard.main:
+        print(f"wrote {len(written)} pairs to {args.output}/images and {args.output}/labels"
+              + (f" ({shard.count} processes)" if shard.count > 1 else ""))
     return 0
 
 
