@@ -3,7 +3,7 @@
 The package is built and validated by ``bioimageio.spec`` (model spec 0.5) and holds
 
 - ``rdf.yaml``: axes ``batch, channel, y, x``; the pixel type the model takes; sizes ``min + n * 2**depth``
-  and a halo from the generator's measured receptive field (for tiling);
+  and a halo from the generator's measured receptive field, a multiple of ``2**depth`` (for tiling);
 - weights as ONNX (dynamic sizes, :func:`~pix2pix_unet.export.export_onnx`) and as the PyTorch state dict with
   its architecture, :func:`pix2pix_unet.models.generator.generator_from_kwargs` + the ``UNetConfig``;
 - pre-processing from the task's contract (:attr:`TaskBase.input_codec`): ``intensity=dtype`` is a fixed
@@ -127,8 +127,8 @@ class PackageContract:
             if task.distance_head:
                 raise PackageError("a segmenter with a distance head (segment.distance_head=true) mixes class "
                                    "logits and a distance map in one output; export it as onnx or safetensors")
-            names = ["background", "interior", "boundary"] if task.instance_mode else \
-                [f"class_{i}" for i in range(task.out_classes)]
+            # instance mode adds the border class (one past the label classes) that its watershed reads
+            names = [f"class_{i}" for i in range(task.num_classes)] + (["border"] if task.instance_mode else [])
             return cls(codec, dtype, names, None)
         if meta.get("task", "translate") not in (Task.TRANSLATE.value, Task.RESTORE.value):
             raise PackageError(f"task {meta.get('task')!r} has no bioimage.io mapping")
@@ -195,24 +195,34 @@ def reference_output(generator: Generator, contract: PackageContract, pixels: np
 # --------------------------------------------------------------------------- sizes
 
 
-def receptive_radius(generator: Generator, limit: int = 256) -> int:
-    """How far (px) an input pixel reaches into the output, measured: the gradient of the centre output pixel.
-
-    Measured on a ``(2 * limit + factor)`` square, so the result is at most ``limit`` (deep UNets see further
-    than tiling needs; the tiles' blend hides what lies beyond).
-    """
+def receptive_radius(generator: Generator, limit: int = 128) -> int:
+    """How far (px) an input pixel reaches into the output, measured: where the gradients of a few output pixels
+    near the centre (one per phase of the ``2 ** depth`` grid) are non-zero. At most ``limit``."""
     f = generator.config.factor
-    side = -(-(2 * limit + 1) // f) * f
+    side = -(-(2 * limit + 2 * f) // f) * f
     net = generator.cpu().eval()
     # random, not zeros: a ReLU passes no gradient at exactly 0
     x = torch.rand(1, generator.config.in_channels, side, side, generator=torch.Generator().manual_seed(0))
     x.requires_grad_(True)
     out = net(x)
-    out[0, :, side // 2, side // 2].sum().backward()
-    reach = x.grad[0].abs().sum(0).nonzero()  # (n, 2) input pixels that move the centre output pixel
-    if len(reach) == 0:
-        return 0
-    return int(min((reach - side // 2).abs().max(), limit))
+    radius = 0
+    for k in sorted({0, f // 4, f // 2, f - 1}):
+        c = side // 2 + k
+        (grad,) = torch.autograd.grad(out[0, :, c, c].sum(), x, retain_graph=True)
+        reach = grad[0].abs().sum(0).nonzero()  # (n, 2) input pixels that move output pixel (c, c)
+        if len(reach):
+            radius = max(radius, int((reach - c).abs().max()))
+    return min(radius, limit)
+
+
+def halo_of(generator: Generator, limit: int = 128) -> int:
+    """The output halo for tiling: the receptive radius rounded up to a multiple of ``2 ** depth``.
+
+    A multiple, because consumers pad the input by the halo: a shift by a multiple keeps the strided convs'
+    grid on the image, so the inner outputs equal an unpadded run's.
+    """
+    f = generator.config.factor
+    return -(-receptive_radius(generator, limit) // f) * f
 
 
 def package_size(sample_hw: tuple[int, int], minimum: int, step: int, cap: int = 256) -> tuple[int, int]:
@@ -255,7 +265,7 @@ def sample_pixels(contract: PackageContract, sample: Path | None, side: int) -> 
 
 def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *, input_dtype: str = "uint8",
                       sample: Path | None = None, name: str | None = None, licence: str = "MIT",
-                      authors: list[str] | None = None, onnx: bool = True) -> Path:
+                      authors: list[str] | None = None, onnx: bool = True, halo: int | None = None) -> Path:
     """Write a bioimage.io model package (``.zip``) for ``generator`` and validate it with ``bioimageio.spec``.
 
     Args:
@@ -267,6 +277,8 @@ def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *,
         authors: names for the ``authors`` field (default: ``pix2pix-unet user``).
         onnx: include ONNX weights (what Fiji/deepImageJ, ilastik and QuPath run); without them the package
             holds the PyTorch state dict only (bioimageio.core, napari), and builds in a second, not ~30 s.
+        halo: the tiling halo in px, rounded up to a multiple of ``2 ** depth`` (default: the measured receptive
+            radius, at most 128 px); 0 declares none.
 
     Raises:
         PackageError: a task the package cannot express, a sample of the wrong type or size.
@@ -286,8 +298,10 @@ def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *,
     meta = getattr(generator, "metadata", None) or {}
     kind = meta.get("task", "translate")
     cfg, f = generator.config, generator.config.factor
-    halo = receptive_radius(generator, limit=64)
-    minimum = max(f, -(-(2 * halo + f) // f) * f)  # a tile keeps at least `factor` px inside its halo
+    if halo is not None and halo < 0:
+        raise PackageError(f"--halo {halo}: must be >= 0")
+    halo = halo_of(generator) if halo is None else -(-halo // f) * f
+    minimum = 2 * halo + f  # a tile keeps at least `factor` px inside its halo
 
     with tempfile.TemporaryDirectory(prefix="bioimageio_") as tmp:
         work = Path(tmp)
@@ -413,9 +427,10 @@ def package_readme(kind: str, contract: PackageContract, factor: int, halo: int,
     codec = contract.codec
     if contract.classes is not None:
         out = (f"per-pixel class probabilities ({', '.join(contract.classes)}; softmax over the channel axis). "
-               "The arg-max over channels is the label map. Instance maps (pix2pix-unet's instance mode: "
-               "watershed from the interior class, with the thresholds tuned on the validation split) are "
-               "post-processing outside this package: run `pix2pix-unet predict` for them.")
+               "The arg-max over channels is the label map. In instance mode the `border` channel marks object "
+               "borders; instance maps (a seeded watershed on these probabilities, with the thresholds tuned on "
+               "the validation split) are post-processing outside this package: `pix2pix-unet predict` writes "
+               "them.")
     else:
         low, high = contract.output_span
         out = (f"an image of {codec.channels if kind == 'restore' else 'the output'} channel(s) as float32, "
@@ -438,8 +453,9 @@ Sides are `{minimum} + n * {factor}` px (the UNet halves the image {factor.bit_l
 
 ## Tiling
 
-The generator sees {halo} px around each output pixel (measured from its gradient, capped at 64 px): tile with
-a halo of {halo} px. Any size the rule above allows runs whole.
+Tile with a halo of {halo} px (the generator's measured receptive radius, capped at 128 px, or what the export
+was given, rounded up to a multiple of {factor}). Pad with a mirror (`symmetric`,
+bioimage.io's default), not zeros. Any size the rule above allows also runs whole.
 
 ## Validation
 
@@ -460,4 +476,4 @@ def _rule(codec: ImageCodec, dtype: str) -> str:
     return "each image's own min..max -> [-1, 1]"
 
 
-__all__ = ["PackageContract", "PackageError", "RunRecord", "export_bioimageio", "receptive_radius"]
+__all__ = ["PackageContract", "PackageError", "RunRecord", "export_bioimageio", "halo_of", "receptive_radius"]
