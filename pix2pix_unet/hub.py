@@ -88,13 +88,14 @@ def model_card(generator: Any, record: Any, repo_id: str, files: list[str], lice
     lines = [
         "---", data.to_yaml(), "---", "",
         f"# {repo_id}", "",
-        f"A pix2pix-unet **{task}** generator: a {cfg.architecture.value} UNet of depth {cfg.depth} "
+        f"A pix2pix-unet **{task}** generator: a UNet (architecture `{cfg.architecture.value}`) of depth {cfg.depth} "
         f"({cfg.in_channels} -> {cfg.out_channels} channels), trained for {meta.get('step', '?')} steps"
         + (" (EMA weights)" if meta.get("ema") else "") + ".", "",
         "## Task", "", _task_text(meta), "",
         "## Data", "",
-        (f"Trained on `{data_path}` (`data.path` of the run's `config.yaml`); the metrics below are on its "
-         "validation split, files the model did not train on." if data_path else
+        (("Trained on the built-in synthetic data" if data_path == "builtin" else
+          f"Trained on `{data_path}` (`data.path` of the run's `config.yaml`, on the machine that trained it)")
+         + "; the metrics below are on its validation split, files the model did not train on." if data_path else
          "The export was pushed without its run folder, so the training data is not recorded here."), "",
         "## Validation metrics", "",
         *(["| metric | value |", "| --- | --- |", metrics] if metrics else ["Not recorded (no run folder)."]), "",
