@@ -265,7 +265,8 @@ def sample_pixels(contract: PackageContract, sample: Path | None, side: int) -> 
 
 def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *, input_dtype: str = "uint8",
                       sample: Path | None = None, name: str | None = None, licence: str = "MIT",
-                      authors: list[str] | None = None, onnx: bool = True, halo: int | None = None) -> Path:
+                      authors: list[str] | None = None, onnx: bool = True, torchscript: bool = False,
+                      halo: int | None = None) -> Path:
     """Write a bioimage.io model package (``.zip``) for ``generator`` and validate it with ``bioimageio.spec``.
 
     Args:
@@ -277,6 +278,9 @@ def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *,
         authors: names for the ``authors`` field (default: ``pix2pix-unet user``).
         onnx: include ONNX weights (what Fiji/deepImageJ, ilastik and QuPath run); without them the package
             holds the PyTorch state dict only (bioimageio.core, napari), and builds in a second, not ~30 s.
+        torchscript: also include TorchScript weights (``torch.jit.trace`` at a size the package allows; its
+            sizes are all multiples of ``2 ** depth``, where the traced graph needs no padding, so one trace
+            serves them all). For consumers that run TorchScript but not ONNX (older deepImageJ).
         halo: the tiling halo in px, rounded up to a multiple of ``2 ** depth`` (default: the measured receptive
             radius, at most 128 px); 0 declares none.
 
@@ -323,6 +327,8 @@ def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *,
             export_onnx(generator, task, work / "weights.onnx")
             opset = max(o.version for o in onnx_lib.load(str(work / "weights.onnx")).opset_import
                         if o.domain in ("", "ai.onnx"))
+        if torchscript:
+            trace_torchscript(generator, test_in.shape[1], minimum + f, work / "weights_torchscript.pt")
 
         # 3. cover, README, the run's config
         cover = work / "cover.png"
@@ -378,6 +384,8 @@ def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *,
                     import_from="pix2pix_unet.models.generator", callable=spec.Identifier("generator_from_kwargs"),
                     kwargs=to_dict(cfg)),
             ),
+            torchscript=spec.TorchscriptWeightsDescr(source=work / "weights_torchscript.pt",
+                                                     pytorch_version=torch_version) if torchscript else None,
         )
         run_name = record.run_dir.name if record.run_dir is not None else "export"
         descr = spec.ModelDescr(
@@ -396,11 +404,24 @@ def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *,
             inputs=inputs,
             outputs=outputs,
             weights=weights,
-            tags=["pix2pix", "unet", "pytorch", *(["onnx"] if onnx else []), kind, *(["segmentation"] if contract.classes else [])],
+            tags=["pix2pix", "unet", "pytorch", *(["onnx"] if onnx else []), *(["torchscript"] if torchscript else []),
+                  kind, *(["segmentation"] if contract.classes else [])],
             config={"pix2pix_unet": {"version": __version__, "task": kind, "step": meta.get("step")}},
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         save_bioimageio_package(descr, output_path=path)
+    return path
+
+
+def trace_torchscript(generator: Generator, channels: int, side: int, path: Path) -> Path:
+    """``torch.jit.trace`` of ``generator`` at ``side`` px (a multiple of ``2 ** depth``), saved at ``path``."""
+    import warnings
+
+    x = torch.rand(1, channels, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # trace's deprecation and shape-to-bool notes: the sizes keep one path
+        traced = torch.jit.trace(generator.cpu().eval(), x)
+    traced.save(str(path))
     return path
 
 

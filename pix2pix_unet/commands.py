@@ -153,14 +153,16 @@ def export_main(argv: list[str] | None = None) -> int:
     b.add_argument("--license", default="MIT", help="SPDX licence id of the weights (MIT)")
     b.add_argument("--author", action="append", help="an author's name (repeatable)")
     b.add_argument("--no-onnx", action="store_true", help="PyTorch state dict only (Fiji/ilastik/QuPath need ONNX)")
+    b.add_argument("--torchscript", action="store_true", help="also TorchScript weights (traced; older deepImageJ)")
     b.add_argument("--halo", type=int, help="tiling halo in px (default: the measured receptive radius, <= 128)")
     args = p.parse_args(argv)
 
     try:
         generator, task = _load_generator(args.checkpoint)
         fmt = ExportFormat(args.format)
-        options = dict(input_dtype=args.input_dtype, sample=args.sample, name=args.name, licence=args.license,
-                       authors=args.author, onnx=not args.no_onnx, halo=args.halo) if fmt is ExportFormat.BIOIMAGEIO else {}
+        options = {} if fmt is not ExportFormat.BIOIMAGEIO else dict(
+            input_dtype=args.input_dtype, sample=args.sample, name=args.name, licence=args.license,
+            authors=args.author, onnx=not args.no_onnx, torchscript=args.torchscript, halo=args.halo)
         path = EXPORTERS[fmt](generator, task, args.out, **options)
     except (FileNotFoundError, ImportError, ValueError, RuntimeError) as err:
         extra = "bioimageio" if args.format == ExportFormat.BIOIMAGEIO.value else "export"

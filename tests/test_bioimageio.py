@@ -97,10 +97,10 @@ def test_segment_16_bit_package_gives_the_probabilities_predict_labels(tmp_path)
     sample = sorted((root / "val" / "B").glob("*.png"))[0]
     package = tmp_path / "segment.zip"
     assert main(["export", "--checkpoint", str(run), "--format", "bioimageio", str(package), "--input-dtype",
-                 "uint16", "--sample", str(sample), "--no-onnx"]) == 0
+                 "uint16", "--sample", str(sample), "--no-onnx", "--torchscript"]) == 0
 
     rdf, names = rdf_of(package)
-    assert "weights.onnx" not in names
+    assert "weights.onnx" not in names and {k for k, v in rdf["weights"].items() if v} == {"pytorch_state_dict", "torchscript"}
     (inp,), (out,) = rdf["inputs"], rdf["outputs"]
     assert inp["data"]["type"] == "uint16"
     # intensity=image: the whole image's min..max (scale_range over channel, y, x), then [-1, 1]
@@ -109,7 +109,8 @@ def test_segment_16_bit_package_gives_the_probabilities_predict_labels(tmp_path)
     assert out["postprocessing"][0]["id"] == "softmax"
     classes = json.loads((run / "checkpoints" / "generator" / "config.json").read_text())["num_classes"]
     assert out["axes"][1]["channel_names"] == [f"class_{i}" for i in range(classes)]
-    passes_model_test(package)
+    checks = passes_model_test(package)  # the traced weights too, at 3 sizes and 2 batch sizes
+    assert sum("torchscript inference" in c for c in checks) == 6
 
     # the package's arg-max class is the label pix2pix-unet predict writes for the same pixels; bioimage.io
     # pads the input by the halo (mirrored), which changes the outputs only within the halo of the border
