@@ -36,9 +36,9 @@ import torch
 
 from . import io
 from .codec import Decoded, ImageCodec
-from .config import Intensity, Task, to_dict
+from .config import Intensity, to_dict
 from .models import Generator
-from .tasks import SegmentTask, TaskBase, TranslateTask
+from .tasks import RestoreTask, SegmentTask, TaskBase, TranslateTask
 
 PIX2PIX_DOI = "10.1109/CVPR.2017.632"  # Isola et al., Image-to-image translation with conditional adversarial nets
 UNET_DOI = "10.1007/978-3-319-24574-4_28"  # Ronneberger et al., U-Net
@@ -112,10 +112,9 @@ class PackageContract:
     output_span: tuple[float, float] | None
 
     @classmethod
-    def of(cls, generator: Generator, task: TaskBase, dtype: str) -> "PackageContract":
+    def of(cls, task: TaskBase, dtype: str) -> "PackageContract":
         if dtype not in DTYPES:
             raise PackageError(f"--input-dtype {dtype!r}: choose one of {list(DTYPES)}")
-        meta = getattr(generator, "metadata", None) or {}
         if isinstance(task, TranslateTask) and task.indexed:
             raise PackageError("a label-map -> image generator (labels.format=index) takes one-hot label maps, "
                                "which a bioimage.io package cannot decode; export it as onnx or safetensors")
@@ -130,8 +129,8 @@ class PackageContract:
             # instance mode adds the border class (one past the label classes) that its watershed reads
             names = [f"class_{i}" for i in range(task.num_classes)] + (["border"] if task.instance_mode else [])
             return cls(codec, dtype, names, None)
-        if meta.get("task", "translate") not in (Task.TRANSLATE.value, Task.RESTORE.value):
-            raise PackageError(f"task {meta.get('task')!r} has no bioimage.io mapping")
+        if not isinstance(task, (TranslateTask, RestoreTask)):
+            raise PackageError(f"task {task.kind.value!r} has no bioimage.io mapping")
         return cls(codec, dtype, None, output_span(codec, dtype))
 
 
@@ -297,10 +296,10 @@ def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *,
     path = Path(path)
     if path.suffix != ".zip":
         raise PackageError(f"{path}: a bioimage.io package is a .zip file")
-    contract = PackageContract.of(generator, task, input_dtype)
+    contract = PackageContract.of(task, input_dtype)
     record = RunRecord.of(generator)
     meta = getattr(generator, "metadata", None) or {}
-    kind = meta.get("task", "translate")
+    kind = task.kind.value
     cfg, f = generator.config, generator.config.factor
     if halo is not None and halo < 0:
         raise PackageError(f"--halo {halo}: must be >= 0")

@@ -100,7 +100,8 @@ def test_segment_16_bit_package_gives_the_probabilities_predict_labels(tmp_path)
                  "uint16", "--sample", str(sample), "--no-onnx", "--torchscript"]) == 0
 
     rdf, names = rdf_of(package)
-    assert "weights.onnx" not in names and {k for k, v in rdf["weights"].items() if v} == {"pytorch_state_dict", "torchscript"}
+    assert "weights.onnx" not in names
+    assert {k for k, v in rdf["weights"].items() if v} == {"pytorch_state_dict", "torchscript"}
     (inp,), (out,) = rdf["inputs"], rdf["outputs"]
     assert inp["data"]["type"] == "uint16"
     # intensity=image: the whole image's min..max (scale_range over channel, y, x), then [-1, 1]

@@ -101,7 +101,8 @@ def test_from_pretrained_and_hf_checkpoints_load_from_the_cache_offline(pushed, 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     local = Generator.from_pretrained(run)
     x = torch.rand(1, 3, 40, 40) * 2 - 1
-    for loaded in (pix2pix_unet.from_pretrained("acme/tiny-pix2pix"), Generator.from_pretrained("hf://acme/tiny-pix2pix")):
+    for loaded in (pix2pix_unet.from_pretrained("acme/tiny-pix2pix"),
+                   Generator.from_pretrained("hf://acme/tiny-pix2pix")):
         assert loaded.metadata["task"] == "translate"
         with torch.no_grad():
             assert torch.equal(loaded(x), local(x))

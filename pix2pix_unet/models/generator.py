@@ -136,6 +136,7 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["Generator", "GENERATORS", "register", "build_generator", "generator_from_kwargs", "resolve_export_dir", "count_parameters",
+__all__ = ["Generator", "GENERATORS", "register", "build_generator", "generator_from_kwargs", "resolve_export_dir",
+           "count_parameters",
            "pad_to_multiple",
            "WEIGHTS_NAME", "CONFIG_NAME"]
