@@ -7,7 +7,8 @@ from .models import Discriminator, Generator, UNet  # noqa: E402
 
 
 def from_pretrained(path: str) -> Generator:
-    """Load a trained generator from an export folder or a run folder, with no other arguments."""
+    """Load a trained generator from an export folder, a run folder or a Hugging Face Hub repo (``ORG/NAME`` or
+    ``hf://ORG/NAME[@revision]``, fetched with ``snapshot_download``), with no other arguments."""
     return Generator.from_pretrained(path)
 
 

@@ -1,4 +1,5 @@
-"""Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``), ``predict``, ``export``, ``evaluate``."""
+"""Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``), ``predict``, ``export``, ``evaluate``,
+``synthesize``, ``push``."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def synthesize_main(argv: list[str] | None = None) -> int:
         description="Write a paired dataset (images/ + labels/) from label maps with a trained label -> image "
                     "generator (--task translate labels.format=index).",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
+    p.add_argument("--checkpoint", required=True, help="run folder, generator export folder or hf://ORG/NAME")
     p.add_argument("--labels", required=True, type=Path, help="a class-id label map or a folder of them")
     p.add_argument("--output", required=True, type=Path, help="dataset folder to write (images/, labels/)")
     p.add_argument("--num", type=int, help="pairs to write (default: one per label map); may exceed the maps")
@@ -105,29 +106,78 @@ def synthesize_main(argv: list[str] | None = None) -> int:
     import torch
 
     from .data import DatasetError
+    from .hub import resolve_checkpoint
     from .inference import collect_inputs
     from .models import Generator
     from .tasks.synthesize import label_to_image_task, synthesize
+    from .training.distributed import gather, process_shard
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # under accelerate launch / torchrun / srun each process writes every n-th pair, on its own device
+    shard, launched_device = process_shard()
+    device = args.device or (launched_device if shard.count > 1 else "cuda" if torch.cuda.is_available() else "cpu")
     try:
-        generator = Generator.from_pretrained(args.checkpoint)
-        task = label_to_image_task(generator, args.checkpoint)
+        checkpoint = resolve_checkpoint(args.checkpoint)
+        generator = Generator.from_pretrained(checkpoint)
+        task = label_to_image_task(generator, checkpoint)
         files = [found.path for found in collect_inputs(args.labels)]
         num = args.num if args.num is not None else len(files)
         if num < 1:
             raise DatasetError(f"--num {num}: need at least one pair")
-        written = synthesize(generator, task, files, args.output, num, args.augment_labels, args.seed, device)
-    except (DatasetError, FileNotFoundError, FileExistsError, ValueError) as err:
+        written = synthesize(generator, task, files, args.output, num, args.augment_labels, args.seed, device,
+                             shard)
+    except (DatasetError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {len(written)} pairs to {args.output}/images and {args.output}/labels")
+    written = gather(written)
+    if shard.main:
+        print(f"wrote {len(written)} pairs to {args.output}/images and {args.output}/labels"
+              + (f" ({shard.count} processes)" if shard.count > 1 else ""))
+    return 0
+
+
+def push_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="pix2pix-unet push",
+        description="Upload a generator export with a generated model card to the Hugging Face Hub "
+                    "(huggingface_hub; log in with `hf auth login` or HF_TOKEN).",
+    )
+    p.add_argument("--checkpoint", required=True, help="run folder or generator export folder")
+    p.add_argument("--repo", required=True, help="ORG/NAME of the Hub model repo (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--license", default="MIT", help="licence id for the card and the bioimage.io package (MIT)")
+    p.add_argument("--bioimageio", action="store_true", help="also upload the bioimage.io package (bioimageio.zip)")
+    p.add_argument("--stage", type=Path, help="write the upload into this empty folder and keep it (default: a "
+                                              "temporary folder)")
+    p.add_argument("--dry-run", action="store_true", help="stage the files and card, upload nothing")
+    p.add_argument("--message", help="commit message")
+    args = p.parse_args(argv)
+
+    import tempfile
+
+    from .hub import HubError, stage, upload
+
+    with tempfile.TemporaryDirectory(prefix="pix2pix_push_") as tmp:
+        folder = args.stage or Path(tmp) / "upload"
+        try:
+            files = stage(args.checkpoint, folder, args.repo, args.license, args.bioimageio)
+            print(f"staged {len(files)} file(s) in {folder}: {', '.join(f.name for f in files)}")
+            if args.dry_run:
+                print(f"--dry-run: nothing uploaded to {args.repo}")
+                return 0
+            url = upload(folder, args.repo, args.private, args.message)
+        except (FileNotFoundError, FileExistsError, ImportError, ValueError, HubError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except Exception as err:  # noqa: BLE001 - the Hub's HTTP and auth errors, reported by name
+            print(f"error: upload to {args.repo} failed: {type(err).__name__}: {err}", file=sys.stderr)
+            return 1
+    print(f"uploaded to https://huggingface.co/{args.repo} ({url})")
     return 0
 
 
 COMMANDS = {
     "train": train_main, "predict": predict_main, "export": export_main, "evaluate": evaluate_main,
-    "synthesize": synthesize_main,
+    "synthesize": synthesize_main, "push": push_main,
 }
 
 

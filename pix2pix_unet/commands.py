@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .config import BlendWindow, CompileMode, ConfigError, InferenceConfig, MixedPrecision, OutputDtype, from_dict
+from .hub import HF_PREFIX, resolve_checkpoint
 
 # Flags that are shortcuts for InferenceConfig fields: flag dest -> field.
 INFERENCE_FLAGS = {
@@ -51,13 +52,13 @@ def inference_config(args: argparse.Namespace) -> InferenceConfig:
     return cfg
 
 
-def _load_generator(path: Path, args: argparse.Namespace | None = None):
+def _load_generator(path: str | Path, args: argparse.Namespace | None = None):
     """The generator export at ``path`` and the task its ``config.json`` describes, with the
     instance-threshold flags of ``args`` applied."""
     from .models import Generator
     from .tasks import SegmentTask, generator_task
 
-    generator = Generator.from_pretrained(path)
+    generator = Generator.from_pretrained(resolve_checkpoint(path))
     task = generator_task(generator)
     flags = {k: getattr(args, k, None) for k in ("prob_threshold", "seed_threshold", "min_size")}
     if any(v is not None for v in flags.values()):
@@ -76,7 +77,7 @@ def predict_main(argv: list[str] | None = None) -> int:
         prog="pix2pix-unet predict",
         description="Run a trained generator on images of any size and bit depth; outputs mirror the input names.",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
+    p.add_argument("--checkpoint", required=True, help="run folder, generator export folder or hf://ORG/NAME")
     p.add_argument("--input", required=True, help="an image, a folder (searched recursively) or a quoted glob")
     p.add_argument("--output", required=True, type=Path, help="folder for the outputs")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
@@ -91,7 +92,8 @@ def predict_main(argv: list[str] | None = None) -> int:
     add_inference_flags(p)
     args = p.parse_args(argv)
 
-    from .inference import best_device, collect_inputs, predict_files
+    from .inference import PredictSummary, best_device, collect_inputs, predict_files
+    from .training.distributed import gather, process_shard
     from .training.perf import keep_freed_memory
 
     try:
@@ -102,16 +104,22 @@ def predict_main(argv: list[str] | None = None) -> int:
                              "input, named like it (non-zero = hole)")
         suffix = args.suffix if not args.suffix or args.suffix.startswith(".") else f".{args.suffix}"
         inputs = collect_inputs(args.input, exclude=args.output)
-        device = best_device(args.device)
+        # under accelerate launch / torchrun / srun each process takes every n-th input, on its own device
+        shard, launched_device = process_shard()
+        device = best_device(args.device) if shard.count == 1 or args.device else launched_device
         if device.type == "cpu":
             keep_freed_memory()  # 256 px CPU inference: 80 ms instead of 108 (training/perf.py)
-        summary = predict_files(generator, task, inputs, args.output, cfg, device=device, overwrite=args.overwrite,
-                                suffix=suffix, overlay_dir=args.overlay, masks=args.mask,
-                                progress=not args.no_progress)
+        mine = predict_files(generator, task, inputs, args.output, cfg, device=device, overwrite=args.overwrite,
+                             suffix=suffix, overlay_dir=args.overlay, masks=args.mask,
+                             progress=not args.no_progress and shard.main, shard=shard)
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"{len(inputs)} input(s) on {device}: wrote {len(summary.written)} file(s) to {args.output}")
+    summary = PredictSummary(*(gather(getattr(mine, k)) for k in ("written", "existing", "failed", "warnings")))
+    if not shard.main:
+        return 1 if summary.failed else 0
+    where = f"{shard.count} processes" if shard.count > 1 else str(device)
+    print(f"{len(inputs)} input(s) on {where}: wrote {len(summary.written)} file(s) to {args.output}")
     if summary.existing:
         print(f"  {len(summary.existing)} skipped because the output exists (--overwrite replaces them)")
     if summary.failed:
@@ -130,20 +138,35 @@ def export_main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(
         prog="pix2pix-unet export",
-        description="Export a trained generator as ONNX (dynamic batch, height, width) or a safetensors folder.",
+        description="Export a trained generator as ONNX (dynamic batch, height, width), a safetensors folder or a "
+                    "bioimage.io model package (.zip for Fiji/deepImageJ, ilastik, QuPath, napari).",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
+    p.add_argument("--checkpoint", required=True, help="run folder, generator export folder or hf://ORG/NAME")
     p.add_argument("--format", required=True, choices=[f.value for f in ExportFormat])
-    p.add_argument("out", type=Path, help="the .onnx file, or the folder for safetensors")
+    p.add_argument("out", type=Path, help="the .onnx file, the folder for safetensors, the .zip for bioimageio")
     p.add_argument("--no-check", action="store_true", help="onnx: skip the onnxruntime vs PyTorch comparison")
+    b = p.add_argument_group("bioimageio")
+    b.add_argument("--input-dtype", default="uint8", choices=["uint8", "uint16", "float32"],
+                   help="pixel type the package takes; sets intensity=dtype scaling and the test input (uint8)")
+    b.add_argument("--sample", type=Path, help="an image of that type for the test tensors (default: a pattern)")
+    b.add_argument("--name", help="model name (default: pix2pix-unet TASK RUN)")
+    b.add_argument("--license", default="MIT", help="SPDX licence id of the weights (MIT)")
+    b.add_argument("--author", action="append", help="an author's name (repeatable)")
+    b.add_argument("--no-onnx", action="store_true", help="PyTorch state dict only (Fiji/ilastik/QuPath need ONNX)")
+    b.add_argument("--torchscript", action="store_true", help="also TorchScript weights (traced; older deepImageJ)")
+    b.add_argument("--halo", type=int, help="tiling halo in px (default: the measured receptive radius, <= 128)")
     args = p.parse_args(argv)
 
     try:
         generator, task = _load_generator(args.checkpoint)
         fmt = ExportFormat(args.format)
-        path = EXPORTERS[fmt](generator, task, args.out)
+        options = {} if fmt is not ExportFormat.BIOIMAGEIO else dict(
+            input_dtype=args.input_dtype, sample=args.sample, name=args.name, licence=args.license,
+            authors=args.author, onnx=not args.no_onnx, torchscript=args.torchscript, halo=args.halo)
+        path = EXPORTERS[fmt](generator, task, args.out, **options)
     except (FileNotFoundError, ImportError, ValueError, RuntimeError) as err:
-        hint = " (pip install 'pix2pix-unet[export]')" if isinstance(err, ImportError) else ""
+        extra = "bioimageio" if args.format == ExportFormat.BIOIMAGEIO.value else "export"
+        hint = f" (pip install 'pix2pix-unet[{extra}]')" if isinstance(err, ImportError) else ""
         print(f"error: {err}{hint}", file=sys.stderr)
         return 2
     print(f"wrote {path}")
@@ -166,7 +189,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         prog="pix2pix-unet evaluate",
         description="Score a generator on a folder of pairs: metrics.json plus report.html and report.png.",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
+    p.add_argument("--checkpoint", required=True, help="run folder, generator export folder or hf://ORG/NAME")
     p.add_argument("--data", required=True, type=Path,
                    help="folder of pairs: A/ + B/ (by file stem) or aligned A|B images; test/ or val/ used if present")
     p.add_argument("--split", help="sub-folder of --data to score (default: test/, else val/, else --data itself)")
@@ -198,7 +221,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         device = best_device(args.device)
         if device.type == "cpu":
             keep_freed_memory()
-        out = args.output or args.checkpoint / "eval"
+        out = args.output or (Path(f"eval-{Path(args.checkpoint).name}") if args.checkpoint.startswith(HF_PREFIX)
+                              else Path(args.checkpoint) / "eval")
         info = {"checkpoint": str(args.checkpoint), "data": str(root), "step": meta.get("step"),
                 "device": str(device)}
         result = evaluate_dataset(generator, task, dataset, out, cfg, device=device, num_examples=args.num_examples,

@@ -1,4 +1,5 @@
-"""Export a trained generator: ONNX with dynamic batch, height and width, or a safetensors folder.
+"""Export a trained generator: ONNX with dynamic batch, height and width, a safetensors folder, or a
+bioimage.io model package (:mod:`pix2pix_unet.bioimageio_export`).
 
 The ONNX graph keeps the UNet's pad-to-multiple and crop, so it takes any size
 whose sides exceed half of ``2 ** depth`` (the padding is a reflection, which
@@ -29,6 +30,7 @@ ONNX_METADATA_KEY = "pix2pix_unet"
 class ExportFormat(str, enum.Enum):
     ONNX = "onnx"
     SAFETENSORS = "safetensors"
+    BIOIMAGEIO = "bioimageio"
 
 
 def _metadata(generator: Generator, task: TaskBase) -> dict:
@@ -80,9 +82,17 @@ def export_safetensors(generator: Generator, task: TaskBase, path: str | Path) -
     return generator.save_pretrained(path, **meta)
 
 
-EXPORTERS: dict[ExportFormat, Callable[[Generator, TaskBase, Path], Path]] = {
+def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, **options) -> Path:
+    """A bioimage.io model package (``.zip``): see :func:`pix2pix_unet.bioimageio_export.export_bioimageio`."""
+    from .bioimageio_export import export_bioimageio as export
+
+    return export(generator, task, path, **options)
+
+
+EXPORTERS: dict[ExportFormat, Callable[..., Path]] = {
     ExportFormat.ONNX: export_onnx,
     ExportFormat.SAFETENSORS: export_safetensors,
+    ExportFormat.BIOIMAGEIO: export_bioimageio,
 }
 
 
@@ -106,5 +116,5 @@ def onnx_max_difference(generator: Generator, path: str | Path, inputs: torch.Te
     return float(np.abs(ours - reference).max())
 
 
-__all__ = ["EXPORTERS", "ExportFormat", "ONNX_METADATA_KEY", "export_onnx", "export_safetensors",
+__all__ = ["EXPORTERS", "ExportFormat", "ONNX_METADATA_KEY", "export_bioimageio", "export_onnx", "export_safetensors",
            "onnx_max_difference"]

@@ -33,6 +33,7 @@ from .models import Generator
 from .tiling import predict_tiled
 
 if TYPE_CHECKING:
+    from .training.distributed import Shard
     from .tasks import TaskBase
 
 # --------------------------------------------------------------------------- inputs and devices
@@ -246,6 +247,7 @@ def predict_files(
     overlay_dir: Path | None = None,
     masks: Path | None = None,
     progress: bool = True,
+    shard: "Shard | None" = None,
 ) -> PredictSummary:
     """Run ``generator`` on every input and write each output under ``output_dir``, mirroring its name.
 
@@ -255,6 +257,10 @@ def predict_files(
     mismatches, missing hole masks and unwritable outputs are counted in
     ``failed`` with the reason, and the run goes on; inputs far outside the
     training range, and outputs that cannot be right, are warned about by name.
+
+    With ``shard`` (one of several launched processes, :func:`~pix2pix_unet.training.distributed.process_shard`)
+    every process plans all outputs, so collisions are found as in one process, then runs only its own
+    share; the planning's skips and failures are reported by the first process alone.
 
     Raises:
         FileExistsError: an output would replace one of the inputs (checked before anything runs).
@@ -280,6 +286,13 @@ def predict_files(
         else:
             todo.append((item, path))
         claimed.setdefault(path, item.path)
+    if shard is not None and shard.count > 1:
+        from .training.distributed import barrier
+
+        barrier()  # every process planned from the same files before any writes
+        todo = shard.take(todo)
+        if not shard.main:
+            summary = PredictSummary()
 
     # 2. group by size from the headers, so a batch stacks
     groups: dict[tuple[int, int], list[InputFile]] = {}

@@ -77,8 +77,17 @@ class Generator(nn.Module):
         """Load a generator written by :meth:`save_pretrained`; ``path`` is its folder or a run folder.
 
         The class is the one the export's ``generator.architecture`` names (``unet`` for exports that
-        predate the field), whichever class this is called on.
+        predate the field), whichever class this is called on. ``path`` may also name a Hugging Face Hub repo,
+        ``ORG/NAME`` or ``hf://ORG/NAME[@revision]``, fetched with ``snapshot_download`` (:mod:`pix2pix_unet.hub`).
         """
+        from ..hub import HubError, download, looks_like_repo_id
+
+        if looks_like_repo_id(path):
+            try:
+                path = download(str(path))
+            except HubError as err:
+                raise FileNotFoundError(f"{path} is neither a local folder nor a Hugging Face Hub repo that could "
+                                        f"be fetched ({err})") from err
         directory = resolve_export_dir(path)
         meta = json.loads((directory / CONFIG_NAME).read_text())
         model = build_generator(from_dict(UNetConfig, meta["generator"], "generator"))
@@ -86,6 +95,15 @@ class Generator(nn.Module):
         model.metadata = meta
         model.export_dir = directory
         return model.eval()
+
+
+def generator_from_kwargs(**config: Any) -> "Generator":
+    """The generator a ``UNetConfig`` given as keyword arguments describes, untrained.
+
+    The architecture callable of bioimage.io packages (``pytorch_state_dict`` weights name
+    ``pix2pix_unet.models.generator.generator_from_kwargs`` with the config as ``kwargs``).
+    """
+    return build_generator(from_dict(UNetConfig, config, "generator"))
 
 
 def resolve_export_dir(path: str | Path) -> Path:
@@ -118,6 +136,7 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["Generator", "GENERATORS", "register", "build_generator", "resolve_export_dir", "count_parameters",
+__all__ = ["Generator", "GENERATORS", "register", "build_generator", "generator_from_kwargs", "resolve_export_dir",
+           "count_parameters",
            "pad_to_multiple",
            "WEIGHTS_NAME", "CONFIG_NAME"]

@@ -20,6 +20,7 @@ from ..codec import Decoded, decode_class_ids, one_hot
 from ..data.folders import DatasetError, list_images
 from ..io import write_label_map
 from ..models import Generator
+from ..training.distributed import Shard, barrier
 from . import generator_task
 from .translate import TranslateTask
 
@@ -49,10 +50,13 @@ def label_to_image_task(generator: Generator, checkpoint: Path) -> TranslateTask
 
 @torch.no_grad()
 def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path], output: Path, num: int,
-               augment_labels: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> list[Path]:
+               augment_labels: bool = False, seed: int = 0, device: torch.device | str = "cpu",
+               shard: Shard = Shard()) -> list[Path]:
     """Write ``num`` (image, label map) pairs made from ``label_files``; returns the image paths.
 
-    Label maps are read and images written by the generator's task, as ``predict`` does.
+    Label maps are read and images written by the generator's task, as ``predict`` does. Pair ``i`` depends on
+    ``(seed, i)`` alone, so launched processes that each write their ``shard`` of the pairs write what one
+    process writes.
 
     Args:
         generator: a label -> image generator.
@@ -62,6 +66,7 @@ def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path
         num: pairs to write; label map ``i % len(label_files)`` makes pair ``i``.
         augment_labels: deform each map randomly first (seeded by ``seed``), so repeats differ.
         device: where the generator runs.
+        shard: this process's share of the pairs (all of them in one process).
 
     Raises:
         DatasetError: naming the file for a colour label map or a class id >= ``num_classes``.
@@ -76,17 +81,18 @@ def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path
     # 1. read and check every label map before writing anything
     num_classes = task.num_classes
     maps = [decode_class_ids(path, num_classes) for path in label_files]
+    barrier()  # every process checked the folders before any writes
     images_dir.mkdir(parents=True, exist_ok=True)
     labels_dir.mkdir(parents=True, exist_ok=True)
     generator = generator.to(device).eval()
     augment = label_augmentation().to(device)
     written = []
     with torch.random.fork_rng():
-        torch.manual_seed(seed)  # kornia draws its parameters from the global RNG
-        for i in range(num):
+        for i in shard.take(range(num)):
             labels = maps[i % len(maps)].to(device)  # (h, w)
             # 2. a new layout: the map deformed by nearest-neighbour resampling
             if augment_labels:
+                torch.manual_seed(seed * 1_000_003 + i)  # kornia draws from the global RNG; pair i's own seed
                 labels = augment(labels[None, None].float())[0, 0].round().long()
             # 3. one-hot -> image                                          (1, c, h, w)
             image = generator(one_hot(labels, num_classes)[None])
