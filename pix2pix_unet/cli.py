@@ -1,4 +1,5 @@
-"""Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``), ``predict``, ``export``, ``evaluate``."""
+"""Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``), ``predict``, ``export``, ``evaluate``,
+``synthesize``, ``demo``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .commands import evaluate_main, export_main, predict_main
+from .commands import demo_main, evaluate_main, export_main, predict_main
 from .config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
 
 # Flags that are shortcuts for config keys: flag dest -> dotted key.
@@ -127,7 +128,7 @@ def synthesize_main(argv: list[str] | None = None) -> int:
 
 COMMANDS = {
     "train": train_main, "predict": predict_main, "export": export_main, "evaluate": evaluate_main,
-    "synthesize": synthesize_main,
+    "synthesize": synthesize_main, "demo": demo_main,
 }
 
 
