@@ -248,9 +248,10 @@ def build_app(model: DemoModel) -> "gradio.Blocks":
                 run = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column():
                 if segment:
-                    view = gr.Image(label="overlay", format="png", type="numpy", elem_id="view")
+                    view = gr.Image(label="overlay", format="png", type="numpy", height=420, elem_id="view")
                 else:
-                    view = gr.ImageSlider(label="before / after", format="png", type="numpy", elem_id="view")
+                    view = gr.ImageSlider(label="before / after", format="png", type="numpy", height=420,
+                                          elem_id="view")
                 what = "label map" + (" and instance map" if segment and model.task.instance_mode else "") \
                     if segment else "output"
                 files = gr.File(label=f"download: {what}, as predict writes it", file_count="multiple",
