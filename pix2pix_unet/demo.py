@@ -73,11 +73,12 @@ class DemoResult:
 
 
 def available_devices() -> list[str]:
-    """The devices this machine offers: cpu, then each CUDA device, then mps."""
-    devices = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    """The devices this machine offers: each CUDA device, then mps, then cpu (the first is the default,
+    as in predict)."""
+    devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         devices.append("mps")
-    return devices
+    return devices + ["cpu"]
 
 
 def shared_span(image: np.ndarray) -> tuple[float, float] | None:
@@ -94,15 +95,18 @@ class DemoModel:
     Args:
         checkpoint: a run folder or a generator export folder.
         workdir: where each run's input copy and outputs go (default: a new temporary folder).
+        keep_runs: the newest runs kept in ``workdir``; older ones are deleted, so a page that
+            stays up does not fill the disk (the page has its own copies of what it shows).
     """
 
-    def __init__(self, checkpoint: str | Path, workdir: str | Path | None = None) -> None:
+    def __init__(self, checkpoint: str | Path, workdir: str | Path | None = None, keep_runs: int = 16) -> None:
         self.checkpoint = Path(checkpoint)
         self.generator = Generator.from_pretrained(self.checkpoint)
         self.task: TaskBase = generator_task(self.generator)
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="pix2pix-demo-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._runs = 0
+        self.keep_runs = keep_runs
+        self._runs: list[Path] = []
 
     @property
     def label_input(self) -> bool:
@@ -149,12 +153,11 @@ class DemoModel:
         if self.task.needs_mask and not mask:
             raise DemoError(f"{self.checkpoint} is an inpainting generator: upload a hole mask too "
                             "(non-zero = hole)")
-        run_dir = self.workdir / f"run{self._runs:05d}"
-        self._runs += 1
+        run_dir = self.new_run()
         # 1. the upload under its own name, as predict's input folder (and the mask under the same name)
         source = Path(upload)
         inputs = run_dir / "input"
-        inputs.mkdir(parents=True)
+        inputs.mkdir()
         local = Path(shutil.copy(source, inputs / source.name))
         masks = None
         if mask:
@@ -182,6 +185,13 @@ class DemoModel:
         before, after = self.previews(local, written, overlays)
         warnings = [w.replace(str(local), source.name) for w in summary.warnings]
         return DemoResult(before, after, written, str(target), seconds, warnings)
+
+    def new_run(self) -> Path:
+        """A fresh folder for one run in ``workdir``, after deleting all but the newest ``keep_runs - 1``."""
+        while len(self._runs) >= max(self.keep_runs, 1):
+            shutil.rmtree(self._runs.pop(0), ignore_errors=True)
+        self._runs.append(Path(tempfile.mkdtemp(prefix="run-", dir=self.workdir)))
+        return self._runs[-1]
 
     def previews(self, local: Path, written: list[Path], overlays: Path | None) -> tuple[np.ndarray, np.ndarray]:
         """``(before, after)`` pictures: an image input and output share one intensity stretch, so a
@@ -237,8 +247,7 @@ def build_app(model: DemoModel) -> "gradio.Blocks":
                                visible=model.task.needs_mask)
                 with gr.Accordion("options", open=False):
                     devices = available_devices()
-                    device = gr.Dropdown(devices, value=str(best_device()) if str(best_device()) in devices
-                                         else "cpu", label="device")
+                    device = gr.Dropdown(devices, value=devices[0], label="device")
                     precision = gr.Dropdown([m.value for m in MixedPrecision], value=defaults.precision.value,
                                             label="precision (bf16/fp16 autocast; fp16 needs CUDA)")
                     tile = gr.Number(defaults.tile, precision=0, label="tile side (a multiple of 2**depth)")

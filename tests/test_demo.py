@@ -202,3 +202,10 @@ def test_bad_uploads_and_options_name_the_file_or_value(runs, tmp_path):
 def test_demo_command_rejects_a_missing_checkpoint(tmp_path, capsys):
     assert main(["demo", "--checkpoint", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_old_runs_are_deleted_so_a_long_lived_page_does_not_fill_the_disk(runs, tmp_path):
+    model = DemoModel(runs["segment"], tmp_path / "work", keep_runs=2)
+    results = [model.run(runs["segment_upload"]) for _ in range(3)]
+    assert sorted((tmp_path / "work").iterdir()) == sorted({f.parents[1] for f in results[-1].files + results[1].files})
+    assert not results[0].files[0].exists() and results[-1].files[0].exists()
