@@ -31,6 +31,7 @@ from pix2pix_unet.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
+LAUNCHERS = {"python", "python3", "accelerate", "torchrun", "srun", "mpirun", "env", "nice", "time"}
 NOT_SHELL = {"python", "py", "yaml", "yml", "json", "toml", "text", "html"}  # fenced blocks that hold no commands
 
 
@@ -84,12 +85,26 @@ def commands_in(path: Path, root: Path = ROOT) -> list[Command]:
         for token in tokens:
             parts.append([]) if token in ("&&", ";", "||", "|") else parts[-1].append(token)
         for part in parts:
-            where = f"{path.relative_to(root)}:{number}"
-            if part[:1] == ["pix2pix-unet"]:
-                found.append(Command(where, tuple(part[1:])))
-            elif "train_gan.py" in part and (part[0] in ("python", "python3", "accelerate", "srun", "torchrun")):
-                found.append(Command(where, ("train", *part[part.index("train_gan.py") + 1:])))
+            argv = cli_argv(part)
+            if argv is not None:
+                found.append(Command(f"{path.relative_to(root)}:{number}", argv))
     return found
+
+
+def cli_argv(tokens: list[str]) -> tuple[str, ...] | None:
+    """The argv after ``pix2pix-unet`` in a shell command, also behind a launcher (``srun pix2pix-unet ...``,
+    ``accelerate launch -m pix2pix_unet.cli ...``, ``accelerate launch ... train_gan.py ...``), or None."""
+    if "install" in tokens or not tokens:
+        return None  # pip install pix2pix-unet
+    launched = tokens[0] in LAUNCHERS  # else only a command that starts with pix2pix-unet
+    for i, token in enumerate(tokens if launched else tokens[:1]):
+        if token == "pix2pix-unet" or token.endswith("/pix2pix-unet"):
+            return tuple(tokens[i + 1:])
+        if token == "-m" and tokens[i + 1: i + 2] in (["pix2pix_unet.cli"], ["pix2pix_unet"]):
+            return tuple(tokens[i + 2:])
+        if i > 0 and Path(token).name == "train_gan.py":
+            return ("train", *tokens[i + 1:])
+    return None
 
 
 class Parsed(Exception):
@@ -127,6 +142,8 @@ def check(command: Command) -> str | None:
         except Parsed as parsed:
             namespace = parsed.namespace
         except SystemExit as exit_:
+            if exit_.code == 0:
+                return None  # --help
             return f"argparse refused it (exit {exit_.code}): {err.getvalue().strip().splitlines()[-1:]}"
         else:
             return f"pix2pix-unet exited {code} without parsing: {err.getvalue().strip()}"
@@ -177,11 +194,14 @@ def test_the_checker_refuses_what_the_cli_refuses(argv, why):
 def test_commands_are_found_behind_continuations_chains_and_launchers(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("```bash\npip install x && python train_gan.py --max-steps 5 \\\n    ema=true  # note\n"
-                    "accelerate launch --num_processes 2 train_gan.py --batch-size 4\n```\n"
+                    "accelerate launch --num_processes 2 train_gan.py --batch-size 4\n"
+                    "srun accelerate launch --machine_rank 0 -m pix2pix_unet.cli predict --checkpoint r\n"
+                    "pip install pix2pix-unet && python datasets/make_synthetic.py --out d\n```\n"
                     "```python\npix2pix-unet predict --not-checked\n```\n"
                     "```\npix2pix-unet export --checkpoint r --format onnx g.onnx\n```\n")
     argvs = [c.argv for c in commands_in(page, tmp_path)]
     assert argvs == [("train", "--max-steps", "5", "ema=true"), ("train", "--batch-size", "4"),
+                     ("predict", "--checkpoint", "r"),
                      ("export", "--checkpoint", "r", "--format", "onnx", "g.onnx")]
 
 
