@@ -3,8 +3,10 @@
 Example (a segmenter trained on the built-in nuclei files, then one of its validation tiles)::
 
     python datasets/make_synthetic.py --kind nuclei --out data/nuclei --num-train 20 --num-val 8
-    python train_gan.py --task segment --data data/nuclei --output-dir runs/nuclei --max-steps 400 \\
-        segment.instances=on generator.in_channels=1 segment.intensity=image
+    python train_gan.py --task segment --data data/nuclei --output-dir runs/nuclei --max-steps 400 --no-wandb \\
+        segment.instances=on generator.in_channels=1 segment.intensity=image generator.depth=4 \\
+        generator.base_channels=16 generator.max_channels=64 batch_size=4 sample_every=400 \\
+        checkpoint_every=400 log_every=50
     python docs/demo_figure.py --checkpoint runs/nuclei --image data/nuclei/val/images/00000.tif \\
         --out docs/images/demo_segment.png
 
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--image", type=Path, required=True, help="the file to upload")
     p.add_argument("--out", type=Path, default=Path("docs/images/demo_segment.png"))
-    p.add_argument("--size", default="1200,760", help="browser window width,height")
+    p.add_argument("--size", default="1200,900", help="browser window width,height")
     args = p.parse_args(argv)
 
     from selenium import webdriver

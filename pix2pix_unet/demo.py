@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     import gradio
 
 DEMO_API = "/predict"  # the endpoint name gradio_client calls
+# Small images (a 72-px tile) fill the preview, pixels kept sharp; the files are untouched.
+CSS = "#view img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
 
 
 class DemoError(ValueError):
@@ -277,7 +279,7 @@ def launch(model: DemoModel, host: str = "127.0.0.1", port: int | None = None, s
     app = build_app(model)
     app.queue(default_concurrency_limit=1)  # one generator: runs take turns
     app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block,
-               allowed_paths=[str(model.workdir)], footer_links=["api"])
+               allowed_paths=[str(model.workdir)], footer_links=["api"], css=CSS)
     return app
 
 
