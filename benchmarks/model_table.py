@@ -1,11 +1,11 @@
-"""Print the README's model tables: parameters and forward GFLOPs of every generator preset and discriminator.
+"""Print the model tables of docs/variants.md: parameters and forward GFLOPs of every generator preset and discriminator.
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` for one forward
 pass of a batch of 1 at ``--size`` px (default 256), on the CPU. It counts the
 matrix multiplications and convolutions (2 FLOPs per multiply-add) and nothing
 else, so norms, activations, pooling and resizing are not included.
 
-    python benchmarks/model_table.py            # markdown tables for the README
+    python benchmarks/model_table.py            # markdown tables for docs/variants.md
     python benchmarks/model_table.py --size 512
 """
 

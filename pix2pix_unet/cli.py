@@ -1,5 +1,5 @@
 """Command line: ``pix2pix-unet train`` (same as ``python train_gan.py``), ``predict``, ``export``, ``evaluate``,
-``synthesize``, ``push``."""
+``synthesize``, ``push``, ``demo``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .commands import evaluate_main, export_main, predict_main
+from .commands import demo_main, evaluate_main, export_main, predict_main
 from .config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
 
 # Flags that are shortcuts for config keys: flag dest -> dotted key.
@@ -177,7 +177,7 @@ def push_main(argv: list[str] | None = None) -> int:
 
 COMMANDS = {
     "train": train_main, "predict": predict_main, "export": export_main, "evaluate": evaluate_main,
-    "synthesize": synthesize_main, "push": push_main,
+    "synthesize": synthesize_main, "push": push_main, "demo": demo_main,
 }
 
 

@@ -1,4 +1,4 @@
-"""``pix2pix-unet predict``, ``export`` and ``evaluate``: argument parsing and the summary each prints.
+"""``pix2pix-unet predict``, ``export``, ``evaluate`` and ``demo``: argument parsing and the summary each prints.
 
 Exit codes: 0 all went well; 1 some inputs failed (each named in a warning and
 in the summary); 2 the command could not start (bad checkpoint, options or paths).
@@ -241,4 +241,37 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["evaluate_main", "export_main", "predict_main"]
+# --------------------------------------------------------------------------- demo
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="pix2pix-unet demo",
+        description="Serve a browser page that runs a trained generator on an uploaded image, as predict runs it "
+                    "(needs pip install 'pix2pix-unet[demo]').",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder or generator export folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on; 0.0.0.0 for other machines (127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: gradio's, 7860 or the next free one)")
+    p.add_argument("--share", action="store_true", help="also ask gradio for a public share link (needs internet)")
+    p.add_argument("--workdir", type=Path, help="folder for uploads and outputs (default: a temporary folder)")
+    args = p.parse_args(argv)
+
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print("error: the demo needs gradio: pip install 'pix2pix-unet[demo]'", file=sys.stderr)
+        return 2
+    from .demo import DemoModel, launch
+
+    try:
+        model = DemoModel(args.checkpoint, args.workdir)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(model.title)
+    launch(model, host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+__all__ = ["demo_main", "evaluate_main", "export_main", "predict_main"]

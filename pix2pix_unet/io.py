@@ -313,11 +313,12 @@ def read_label_map(path: str | Path) -> np.ndarray:
 # --------------------------------------------------------------------------- display
 
 
-def display_rgb8(image: ImageFile) -> np.ndarray:
+def display_rgb8(image: ImageFile, span: tuple[float, float] | None = None) -> np.ndarray:
     """An ``(H, W, 3)`` uint8 view for overlays and reports.
 
-    8-bit images are shown as they are; others are stretched between their 0.5th
-    and 99.5th percentiles, since 16-bit and float data rarely fill their range.
+    8-bit images are shown as they are; others are stretched between ``span``,
+    by default their own 0.5th and 99.5th percentiles, since 16-bit and float data
+    rarely fill their range (the demo stretches an input and its output alike).
     Alpha is dropped, gray repeated, and of more than 3 channels the first 3 shown.
     """
     pixels = image.pixels[..., :-1] if image.alpha else image.pixels
@@ -325,7 +326,7 @@ def display_rgb8(image: ImageFile) -> np.ndarray:
     pixels = np.concatenate([pixels, pixels[..., -1:]], axis=-1) if pixels.shape[2] == 2 else pixels[..., :3]
     if pixels.dtype == np.uint8:
         return np.ascontiguousarray(pixels)
-    low, high = np.percentile(pixels, [0.5, 99.5])
+    low, high = span if span is not None else np.percentile(pixels, [0.5, 99.5])
     unit = (pixels.astype(np.float32) - low) / max(float(high - low), 1e-12)
     return np.rint(np.clip(unit, 0, 1) * 255).astype(np.uint8)
 

@@ -88,7 +88,8 @@ def window_1d(length: int, overlap: int, before: bool, after: bool, kind: BlendW
     Args:
         length: the tile's extent on this axis.
         overlap: pixels shared with each neighbour.
-        before, after: whether a neighbouring tile lies before / after on this axis.
+        before: whether a neighbouring tile lies before this one on this axis.
+        after: whether a neighbouring tile lies after this one on this axis.
         kind: ``linear`` (zero over the first quarter of the overlap, then a linear
             ramp whose mirror image sums with it to 1) or ``gaussian`` (a half-Gaussian
             across the overlap, sigma = overlap / 3, never exactly zero).
@@ -139,7 +140,8 @@ def predict_tiled(
     Args:
         forward: the generator (in eval mode), mapping ``(B, C, h, w)`` to ``(B, C', h, w)``.
         image: ``(C, H, W)``, on the CPU; only tiles go to ``device``.
-        tile, overlap: tile side and the overlap between neighbours, in pixels.
+        tile: tile side, in pixels.
+        overlap: pixels shared by neighbouring tiles.
         factor: the generator's ``2 ** depth``.
         window: how tiles are weighted where they overlap.
         batch_size: tiles per forward pass.

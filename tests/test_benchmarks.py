@@ -1,7 +1,7 @@
 """The benchmark scripts run end to end on a tiny configuration and print every figure they promise.
 
 Only that they run and report sane values is checked here; the figures themselves
-are measured by running the scripts (README, Performance).
+are measured by running the scripts (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -125,7 +125,8 @@ class PairedFolderDataset(Dataset):
 
     Args:
         pairs: from :func:`discover_pairs`.
-        a_codec / b_codec: how the A and B sides are decoded.
+        a_codec: how the A side is decoded.
+        b_codec: how the B side is decoded.
         load_size: resize both sides to this square size, or keep the stored size.
         skipped: bad files left out of ``pairs`` (``data.skip_bad``), for the run's report.
     """

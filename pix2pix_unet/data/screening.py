@@ -61,6 +61,21 @@ class Screening:
     total: int
 
 
+# The first bytes of the formats we read: a file that starts like one is a damaged image, not another kind of file.
+SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
+              b"BM": "BMP"}
+
+
+def _signature(path: Path) -> str | None:
+    """The format whose signature ``path`` starts with, if any."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    return next((kind for magic, kind in SIGNATURES.items() if head.startswith(magic)), None)
+
+
 def inspect_image(path: Path) -> ImageInfo | str:
     """Open, integrity-check and fully decode one file; its size and mode, or the reason it is unusable."""
     try:
@@ -76,6 +91,9 @@ def inspect_image(path: Path) -> ImageInfo | str:
         with Image.open(path) as img:
             img.load()  # the full decode: garbage inside a JPEG only shows here
     except UnidentifiedImageError:
+        signed = _signature(path)
+        if signed:  # e.g. a JPEG cut or overwritten inside its header: Pillow < 13 cannot even identify it
+            return f"corrupt {signed} data (it starts like a {signed} file, but its header cannot be decoded)"
         return f"not an image (Pillow recognises no image format in it, whatever its .{path.suffix.lstrip('.')} name)"
     except Exception as err:  # noqa: BLE001 - any decoder failure makes the file unusable; say which
         return f"corrupt or truncated {kind} data ({type(err).__name__}: {err})"

@@ -28,7 +28,7 @@ pix2pix preset, 256 px, batch 1, fp32, 2-core x86 CPU):
   repeat every step, so timing each conv's algorithms once pays off at once.
 
 The GPU choices follow common practice and are not yet measured here: no GPU
-was available to this project's benchmark runs (README, Performance).
+was available to this project's benchmark runs (docs/performance.md).
 """
 
 from __future__ import annotations

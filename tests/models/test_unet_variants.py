@@ -9,7 +9,7 @@ from pix2pix_unet import from_pretrained
 from pix2pix_unet.config import GENERATOR_PRESETS, Activation, Bottleneck, ConvUnit, Down, Norm, Skip, UNetConfig, Up
 from pix2pix_unet.models import UNet, count_parameters
 
-# Full-size parameter counts (the README table comes from benchmarks/model_table.py).
+# Full-size parameter counts (the table in docs/variants.md comes from benchmarks/model_table.py).
 PRESET_PARAMETERS = {
     "pix2pix": 54_413_955,
     "small": 7_314_755,
