@@ -1,26 +1,36 @@
 """Synthetic training data: a trained label -> image generator turns label maps into new pairs.
 
-``pix2pix-unet synthesize --checkpoint RUN --labels DIR --output OUT --num N [--augment-labels]``
+``pix2pix-unet synthesize --checkpoint RUN --labels DIR --output OUT --num N [--augment-labels | --layouts]``
 writes ``OUT/images/00000.png`` + ``OUT/labels/00000.png`` (class ids, an indexed PNG), the layout
-``task=segment`` reads. Label map ``i % L`` of the ``L`` inputs makes pair ``i``,
-so ``N`` may exceed ``L``; with ``--augment-labels`` each map is first flipped,
-rotated and deformed (nearest neighbour, so ids stay ids), giving new layouts.
+``task=segment`` reads. ``DIR`` holds label maps only (images are not needed). Label map
+``i % L`` of the ``L`` inputs makes pair ``i``, so ``N`` may exceed ``L``; with
+``--augment-labels`` each map is first flipped, rotated and deformed (nearest neighbour,
+so ids stay ids); with ``--layouts`` every map is a new scene drawn from a
+:class:`~pix2pix_unet.tasks.layouts.LayoutModel` fitted to the inputs (and their
+``instances/`` maps where the folder has them), written with its instance map to
+``OUT/instances/``. ``--segmenter SEG`` prints that segmenter's mIoU on the written
+pairs (the FCN score, :mod:`~pix2pix_unet.tasks.segmenter_score`), and with
+``--min-seg-miou T`` drops pairs it scores below ``T``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import kornia.augmentation as K
+import numpy as np
 import torch
 from torch import nn
 
 from ..codec import Decoded, decode_class_ids, one_hot
 from ..data.folders import DatasetError, list_images
-from ..io import write_label_map
+from ..io import write_image, write_label_map
 from ..models import Generator
 from . import generator_task
+from .layouts import LayoutModel
+from .segmenter_score import Segmenter, segmenter_score
 from .translate import TranslateTask
 
 
@@ -47,21 +57,47 @@ def label_to_image_task(generator: Generator, checkpoint: Path) -> TranslateTask
     return generator_task(generator)
 
 
+def read_instance_maps(label_files: list[Path]) -> list[np.ndarray | None]:
+    """The instance map of each label map (``../instances/<name>`` beside its ``labels/`` folder), None where
+    there is none."""
+    maps = []
+    for path in label_files:
+        partner = path.parent.parent / "instances" / path.name
+        maps.append(decode_class_ids(partner, None, "instance map").numpy() if partner.is_file() else None)
+    return maps
+
+
+@dataclass
+class SynthesisReport:
+    """What :func:`synthesize` did: the images written, and the pairs the segmenter filter dropped."""
+
+    written: list[Path]
+    dropped: int = 0
+    drawn: int = 0
+
+
 @torch.no_grad()
 def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path], output: Path, num: int,
-               augment_labels: bool = False, seed: int = 0, device: torch.device | str = "cpu") -> list[Path]:
-    """Write ``num`` (image, label map) pairs made from ``label_files``; returns the image paths.
+               augment_labels: bool = False, seed: int = 0, device: torch.device | str = "cpu",
+               layouts: LayoutModel | None = None, segmenter: Segmenter | None = None,
+               min_seg_miou: float = 0.0) -> SynthesisReport:
+    """Write ``num`` (image, label map) pairs made from ``label_files``.
 
     Label maps are read and images written by the generator's task, as ``predict`` does.
 
     Args:
         generator: a label -> image generator.
         task: its task (index labels); every label map is checked against its ``num_classes``.
-        label_files: class-id label maps (8/16-bit grayscale or palette PNGs).
+        label_files: class-id label maps (8/16-bit grayscale or palette PNGs); no images are needed.
         output: the dataset folder to write; its ``images/`` and ``labels/`` must not hold images yet.
         num: pairs to write; label map ``i % len(label_files)`` makes pair ``i``.
         augment_labels: deform each map randomly first (seeded by ``seed``), so repeats differ.
         device: where the generator runs.
+        layouts: draw every label map from this layout model instead (seeded by ``seed``); their instance
+            maps are written to ``output/instances/``.
+        segmenter: with ``min_seg_miou > 0``, a pair whose image this segmenter segments with an mIoU below
+            ``min_seg_miou`` against its label map is dropped and another drawn (FreeMask-style filtering, per
+            image), up to ``4 * num`` draws.
 
     Raises:
         DatasetError: naming the file for a colour label map or a class id >= ``num_classes``.
@@ -69,7 +105,7 @@ def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path
     """
     if not label_files:
         raise DatasetError("no label maps to synthesise from")
-    images_dir, labels_dir = output / "images", output / "labels"
+    images_dir, labels_dir, instances_dir = output / "images", output / "labels", output / "instances"
     for folder in (images_dir, labels_dir):
         if folder.is_dir() and list_images(folder):
             raise FileExistsError(f"{folder} already holds images; choose another --output folder")
@@ -78,20 +114,37 @@ def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path
     maps = [decode_class_ids(path, num_classes) for path in label_files]
     images_dir.mkdir(parents=True, exist_ok=True)
     labels_dir.mkdir(parents=True, exist_ok=True)
+    if layouts is not None:
+        instances_dir.mkdir(parents=True, exist_ok=True)
     generator = generator.to(device).eval()
     augment = label_augmentation().to(device)
-    written = []
+    rng = np.random.default_rng(seed)
+    report = SynthesisReport([])
     with torch.random.fork_rng():
         torch.manual_seed(seed)  # kornia draws its parameters from the global RNG
-        for i in range(num):
-            labels = maps[i % len(maps)].to(device)  # (h, w)
-            # 2. a new layout: the map deformed by nearest-neighbour resampling
-            if augment_labels:
-                labels = augment(labels[None, None].float())[0, 0].round().long()
+        while len(report.written) < num and report.drawn < (4 * num if min_seg_miou > 0 else num):
+            i, source = len(report.written), label_files[report.drawn % len(maps)]
+            # 2. the label map: a real one, deformed by nearest-neighbour resampling, or a new layout
+            instances = None
+            if layouts is not None:
+                drawn, instances = layouts.sample(rng)
+                labels = torch.from_numpy(drawn).to(device)
+            else:
+                labels = maps[report.drawn % len(maps)].to(device)  # (h, w)
+                if augment_labels:
+                    labels = augment(labels[None, None].float())[0, 0].round().long()
+            report.drawn += 1
             # 3. one-hot -> image                                          (1, c, h, w)
             image = generator(one_hot(labels, num_classes)[None])
+            # 4. FreeMask-style: drop an image the real-trained segmenter does not read as its label map
+            if segmenter is not None and min_seg_miou > 0:
+                if segmenter_score(segmenter, image, labels[None], device)["miou"] < min_seg_miou:
+                    report.dropped += 1
+                    continue
             name = f"{i:05d}.png"
-            task.encode(image[0].cpu(), Decoded(image[0], label_files[i % len(maps)]), images_dir / name)
+            task.encode(image[0].cpu(), Decoded(image[0], source), images_dir / name)
             write_label_map(labels_dir / name, labels.cpu().numpy(), num_classes)
-            written.append(images_dir / name)
-    return written
+            if instances is not None:
+                write_image(instances_dir / name, instances.astype(np.uint16)[..., None])
+            report.written.append(images_dir / name)
+    return report
