@@ -230,11 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     all_results: dict[int, list[dict]] = {}
     for n_real in args.regimes:
         seeds = args.seeds if n_real <= 4 or args.seeds_large is None else args.seeds_large
-        all_results[n_real] = [one_seed(n_real, seed, args, args.out / f"real{n_real}_seed{seed}")
-                               for seed in range(1, seeds + 1)]
-        minutes = (time.perf_counter() - start) / 60
-        (args.out / "results.json").write_text(json.dumps({str(k): v for k, v in all_results.items()}, indent=1))
-        print("\n".join(report(all_results, args, minutes)), flush=True)
+        all_results[n_real] = []
+        for seed in range(1, seeds + 1):  # the table so far after every seed, so a long run is read as it goes
+            all_results[n_real].append(one_seed(n_real, seed, args, args.out / f"real{n_real}_seed{seed}"))
+            minutes = (time.perf_counter() - start) / 60
+            (args.out / "results.json").write_text(json.dumps({str(k): v for k, v in all_results.items()}, indent=1))
+            print("\n".join(report(all_results, args, minutes)), flush=True)
     return 0
 
 

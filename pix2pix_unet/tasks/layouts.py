@@ -46,6 +46,7 @@ class LayoutModel:
         background: the class id of the background (0).
         scale_range: objects are scaled by a factor drawn log-uniformly from it.
         max_overlap: the largest share of a new object's area that may cover earlier objects.
+        min_inside: the share of a new object's area that must fall inside the map.
     """
 
     shapes: dict[int, list[np.ndarray]]
@@ -57,6 +58,7 @@ class LayoutModel:
     scale_range: tuple[float, float] = (0.8, 1.25)
     max_overlap: float = 0.15
     attempts: int = 40  # placements tried per object before it is left out
+    min_inside: float = 0.85  # the share of an object's area that must fall inside the map
     classes: list[int] = field(default_factory=list)
 
     @classmethod
@@ -69,7 +71,6 @@ class LayoutModel:
         """
         instance_maps = instance_maps or [None] * len(label_maps)
         shapes: dict[int, list[np.ndarray]] = {}
-        inner: dict[int, list[np.ndarray]] = {}  # objects not cut by the image border
         scenes, sizes, touching, total, gap = [], [], 0, 0, True
         for labels, instances in zip(label_maps, instance_maps):
             labels = np.asarray(labels, np.int64)
@@ -85,9 +86,6 @@ class LayoutModel:
                 mask = instances[box] == index
                 cls_id = int(np.bincount(labels[box][mask]).argmax())
                 shapes.setdefault(cls_id, []).append(mask)
-                h, w = labels.shape
-                if box[0].start > 0 and box[1].start > 0 and box[0].stop < h and box[1].stop < w:
-                    inner.setdefault(cls_id, []).append(mask)
                 scene.append((int(mask.sum()), cls_id))
                 grown = ndimage.binary_dilation(instances == index, _SQUARE)
                 touching += bool(np.any((instances[grown] != index) & (instances[grown] > 0)))
@@ -96,8 +94,8 @@ class LayoutModel:
             sizes.append(labels.shape)
         if total == 0:
             raise ValueError(f"the {len(label_maps)} label map(s) hold no object (every pixel is class {background})")
-        # prefer whole objects; a class seen only cut by the border keeps its cut shapes
-        shapes = {c: inner.get(c) or masks for c, masks in shapes.items()}
+        # objects cut by the image border are kept: large objects are cut more often, so leaving them out would
+        # bias the sizes down (a cut object pasted inside the map shows its straight edge)
         return cls(shapes, scenes, sizes, touching / total, gap, background, classes=sorted(shapes), **options)
 
     def sample(self, rng: np.random.Generator, size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +161,7 @@ class LayoutModel:
                 continue
             (ys_, xs_), (my, mx) = window
             inside = mask[my, mx]
-            if inside.sum() < 0.5 * area:  # mostly outside the map
+            if inside.sum() < self.min_inside * area:  # too much of it outside the map
                 continue
             covered = (taken[ys_, xs_] & inside).sum()
             if covered > self.max_overlap * area:
@@ -197,13 +195,14 @@ def _same_class_touch(labels: np.ndarray, instances: np.ndarray, background: int
 
 
 def _carve_gaps(labels: np.ndarray, instances: np.ndarray, background: int) -> tuple[np.ndarray, np.ndarray]:
-    """Set to background the pixels of an object that 4-touch a later object of the same class."""
+    """Set to background the pixels of an object that touch (8-neighbours, the connectivity of
+    :func:`~pix2pix_unet.tasks.labels.instances_from_labels`) a later object of the same class."""
     labels, instances = labels.copy(), instances.copy()
     h, w = labels.shape
     padded_l = np.pad(labels, 1, constant_values=background)
     padded_i = np.pad(instances, 1)
     carve = np.zeros((h, w), bool)
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+    for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
         nl = padded_l[1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
         ni = padded_i[1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
         carve |= (nl == labels) & (labels != background) & (ni > instances) & (instances > 0)
