@@ -147,29 +147,27 @@ class LayoutModel:
         area = mask.sum()
         taken = occupied > 0
         want_touch = taken.any() and rng.random() < self.touch_fraction
-        if want_touch:  # candidates around the earlier objects
-            ys, xs = np.nonzero(ndimage.binary_dilation(taken, _SQUARE, iterations=max(mh, mw) // 2 + 1) & ~taken)
-        fallback = None
+        near_ys, near_xs = (np.nonzero(ndimage.binary_dilation(taken, _SQUARE, iterations=max(mh, mw) // 2 + 1)
+                                       & ~taken) if want_touch else (np.empty(0, int), np.empty(0, int)))
+        fallback = None  # a spot that fits but does not touch as wished, if no better one is found
         for _ in range(self.attempts):
-            if want_touch and len(ys):
-                k = int(rng.integers(len(ys)))
-                top, left = int(ys[k]) - mh // 2, int(xs[k]) - mw // 2
+            if len(near_ys):  # centred next to an earlier object
+                k = int(rng.integers(len(near_ys)))
+                top, left = int(near_ys[k]) - mh // 2, int(near_xs[k]) - mw // 2
             else:  # anywhere with the object's centre inside the map
                 top, left = int(rng.integers(h)) - mh // 2, int(rng.integers(w)) - mw // 2
             window = _window(mask, top, left, h, w)
             if window is None:
                 continue
-            (ys_, xs_), (my, mx) = window
-            inside = mask[my, mx]
+            (rows, cols), (mask_rows, mask_cols) = window
+            inside = mask[mask_rows, mask_cols]
             if inside.sum() < self.min_inside * area:  # too much of it outside the map
                 continue
-            covered = (taken[ys_, xs_] & inside).sum()
-            if covered > self.max_overlap * area:
+            if (taken[rows, cols] & inside).sum() > self.max_overlap * area:
                 continue
             grown = ndimage.binary_dilation(np.pad(inside, 1), _SQUARE)
-            near = np.pad(taken, 1)[ys_.start: ys_.stop + 2, xs_.start: xs_.stop + 2]
-            touches = bool((grown & near).any())
-            if touches == want_touch:
+            around = np.pad(taken, 1)[rows.start: rows.stop + 2, cols.start: cols.stop + 2]
+            if bool((grown & around).any()) == want_touch:
                 return top, left
             fallback = fallback or (top, left)
         return fallback
