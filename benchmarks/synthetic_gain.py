@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kind", choices=["photos", "nuclei"], default="photos", help="built-in data (photos)")
     p.add_argument("--regimes", type=int, nargs="+", default=[4, 8, 20], help="real training pairs (4 8 20)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per regime (3)")
+    p.add_argument("--first-seed", type=int, default=1, help="seeds run from this one (1)")
     p.add_argument("--seeds-large", type=int, help="seeds for regimes above 4 pairs (default: --seeds)")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     p.add_argument("--val", type=int, default=48, help="real validation pairs (48)")
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     for n_real in args.regimes:
         seeds = args.seeds if n_real <= 4 or args.seeds_large is None else args.seeds_large
         all_results[n_real] = []
-        for seed in range(1, seeds + 1):  # the table so far after every seed, so a long run is read as it goes
+        for seed in range(args.first_seed, args.first_seed + seeds):  # the table so far after every seed, so a long run is read as it goes
             all_results[n_real].append(one_seed(n_real, seed, args, args.out / f"real{n_real}_seed{seed}"))
             minutes = (time.perf_counter() - start) / 60
             (args.out / "results.json").write_text(json.dumps({str(k): v for k, v in all_results.items()}, indent=1))
