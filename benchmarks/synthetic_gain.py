@@ -154,9 +154,13 @@ def one_seed(n_real: int, seed: int, args: argparse.Namespace, out: Path) -> dic
         combine(real, out / "synthetic", out / "joint", args.real_share)
         record("joint", *segment(out / "joint", out / "seg_joint", args.seg_steps, common, *kind))
     if "filtered" in args.arms:
-        run_cli([*synth, "--output", str(out / "synthetic_filtered"), "--min-seg-miou", str(args.min_seg_miou)])
-        combine(real, out / "synthetic_filtered", out / "filtered", args.real_share)
-        record("filtered", *segment(out / "filtered", out / "seg_filtered", args.seg_steps, common, *kind))
+        # exit code 1: too few pairs passed the judge (a weak judge rejects nearly all); the arm is then left out
+        if cli([*synth, "--output", str(out / "synthetic_filtered"), "--min-seg-miou", str(args.min_seg_miou)]) == 0:
+            combine(real, out / "synthetic_filtered", out / "filtered", args.real_share)
+            record("filtered", *segment(out / "filtered", out / "seg_filtered", args.seg_steps, common, *kind))
+        else:
+            print(f"  [{n_real} real, seed {seed}] filtered: left out, too few pairs reached segmenter mIoU "
+                  f"{args.min_seg_miou}", flush=True)
     if "pretrain" in args.arms:
         combine(real, out / "synthetic", out / "synthetic_only", 0.0)
         pre, pre_s = segment(out / "synthetic_only", out / "seg_pre", args.pretrain_steps, common, *kind)
@@ -180,10 +184,11 @@ def report(all_results: dict[int, list[dict]], args: argparse.Namespace, minutes
     for n_real, runs in all_results.items():
         base_m, base_s = mean_std([r["real"]["miou"] for r in runs])
         base_f, _ = mean_std([r["real"]["object_f1"] for r in runs])
-        for arm in [a for a in ARMS if a in runs[0]]:
-            m, s = mean_std([r[arm]["miou"] for r in runs])
-            f, fs = mean_std([r[arm]["object_f1"] for r in runs])
-            t = statistics.fmean(r[arm]["minutes"] for r in runs)
+        for arm in [a for a in ARMS if any(a in r for r in runs)]:
+            done = [r for r in runs if arm in r]
+            m, s = mean_std([r[arm]["miou"] for r in done])
+            f, fs = mean_std([r[arm]["object_f1"] for r in done])
+            t = statistics.fmean(r[arm]["minutes"] for r in done)
             if arm == "real":
                 gain, target = "", ""
             else:
@@ -191,7 +196,7 @@ def report(all_results: dict[int, list[dict]], args: argparse.Namespace, minutes
                 gain = f"{m - base_m:+.3f} | {f - base_f:+.3f}"
                 target = "met" if met else "not met"
             gain = gain or " | "
-            lines.append(f"| {n_real} | {len(runs)} | {arm} | {m:.3f} ± {s:.3f} | {f:.3f} ± {fs:.3f} | {gain} | "
+            lines.append(f"| {n_real} | {len(done)} | {arm} | {m:.3f} ± {s:.3f} | {f:.3f} ± {fs:.3f} | {gain} | "
                          f"{target} | {t:.1f} |")
         if "gan" in runs[0]:
             scores = [r["gan"]["seg_miou"] for r in runs]
