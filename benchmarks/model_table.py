@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pix2pix_unet.config import GENERATOR_PRESETS, DiscriminatorKind, PatchGANConfig, UNetConfig
-from pix2pix_unet.models import Discriminator, UNet, count_parameters
+from pix2pix_unet.models import Discriminator, build_generator, count_parameters
 
 INTENDED_USE = {
     "small": "the default: 64-px CPU runs and the tests",
@@ -30,6 +30,8 @@ INTENDED_USE = {
     "aspp-unet": "DeepLabv3-style multi-rate context (rates 1, 3, 6, 9 + image pooling) at the bottleneck",
     "nafnet": "restoration (task=restore's default): NAFNet blocks, 2 per level, full-resolution features",
     "res-unet-lite": "restoration at CPU width: residual units without batch norm (EDSR)",
+    "spade": "label map -> image on a CPU (Park et al. 2019); docs/synthetic.md",
+    "spade-256": "label map -> image at 256 px, the paper's widths; docs/synthetic.md",
 }
 
 DISCRIMINATORS = {
@@ -49,6 +51,8 @@ def forward_gflops(module: nn.Module, *inputs: torch.Tensor) -> float:
 
 
 def blocks(cfg: UNetConfig) -> str:
+    if cfg.architecture.value == "spade":
+        return "SPADE residual blocks, nearest upsampling, no encoder"
     unit = f"{cfg.conv_unit.value} unit" + (f" x{cfg.units_per_level}" if cfg.units_per_level > 1 else "")
     parts = [unit if cfg.conv_unit.value != "none" else "4x4 stride-2 convs",
              cfg.down.value, cfg.up.value, f"{cfg.skip.value} skips"]
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| generator preset | blocks | depth, channels | parameters | GFLOPs @{args.size} px | intended use |")
     print("| --- | --- | --- | ---: | ---: | --- |")
     for name, cfg in GENERATOR_PRESETS.items():
-        net = UNet(cfg)
+        net = build_generator(cfg)
         gflops = forward_gflops(net, torch.randn(1, cfg.in_channels, args.size, args.size))
         print(f"| `{name}` | {blocks(cfg)} | {cfg.depth}, {cfg.base_channels}→{cfg.max_channels} "
               f"| {count_parameters(net) / 1e6:.2f} M | {gflops:.1f} | {INTENDED_USE.get(name, '')} |")

@@ -94,12 +94,20 @@ def synthesize_main(argv: list[str] | None = None) -> int:
                     "generator (--task translate labels.format=index).",
     )
     p.add_argument("--checkpoint", required=True, help="run folder, generator export folder or hf://ORG/NAME")
-    p.add_argument("--labels", required=True, type=Path, help="a class-id label map or a folder of them")
+    p.add_argument("--labels", required=True, type=Path,
+                   help="a class-id label map or a folder of them (no images needed; instances/ beside it is read)")
     p.add_argument("--output", required=True, type=Path, help="dataset folder to write (images/, labels/)")
     p.add_argument("--num", type=int, help="pairs to write (default: one per label map); may exceed the maps")
     p.add_argument("--augment-labels", action="store_true",
                    help="flip, rotate and deform each label map (nearest neighbour) first, for new layouts")
-    p.add_argument("--seed", type=int, default=0, help="seed of the label-map augmentation")
+    p.add_argument("--layouts", action="store_true",
+                   help="draw new label maps from a layout model fitted to --labels: real object shapes at new "
+                        "positions, scales and rotations, with the real maps' object counts, classes and touching")
+    p.add_argument("--segmenter", type=Path,
+                   help="a segment export trained on real pairs: print its mIoU on the written pairs (FCN score)")
+    p.add_argument("--min-seg-miou", type=float, default=0.0, metavar="T",
+                   help="with --segmenter: drop pairs it segments with an mIoU below T and draw others")
+    p.add_argument("--seed", type=int, default=0, help="seed of the label-map augmentation and of the layouts")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     args = p.parse_args(argv)
 
@@ -109,13 +117,20 @@ def synthesize_main(argv: list[str] | None = None) -> int:
     from .hub import resolve_checkpoint
     from .inference import collect_inputs
     from .models import Generator
-    from .tasks.synthesize import label_to_image_task, synthesize
+    from .codec import decode_class_ids
+    from .tasks.layouts import LayoutModel
+    from .tasks.segmenter_score import Segmenter
+    from .tasks.synthesize import SynthesisReport, label_to_image_task, read_instance_maps, synthesize
     from .training.distributed import gather, process_shard
 
     # under accelerate launch / torchrun / srun each process writes every n-th pair, on its own device
     shard, launched_device = process_shard()
     device = args.device or (launched_device if shard.count > 1 else "cuda" if torch.cuda.is_available() else "cpu")
     try:
+        if args.layouts and args.augment_labels:
+            raise ValueError("--layouts and --augment-labels are two ways to get new label maps; choose one")
+        if args.min_seg_miou and args.segmenter is None:
+            raise ValueError(f"--min-seg-miou {args.min_seg_miou} needs --segmenter, the segmenter that judges")
         checkpoint = resolve_checkpoint(args.checkpoint)
         generator = Generator.from_pretrained(checkpoint)
         task = label_to_image_task(generator, checkpoint)
@@ -123,15 +138,40 @@ def synthesize_main(argv: list[str] | None = None) -> int:
         num = args.num if args.num is not None else len(files)
         if num < 1:
             raise DatasetError(f"--num {num}: need at least one pair")
-        written = synthesize(generator, task, files, args.output, num, args.augment_labels, args.seed, device,
-                             shard)
+        layouts = None
+        if args.layouts:
+            layouts = LayoutModel.fit([decode_class_ids(f, task.num_classes).numpy() for f in files],
+                                      read_instance_maps(files))
+        segmenter = Segmenter.load(args.segmenter).to(device) if args.segmenter else None
+        if segmenter is not None and segmenter.num_classes != task.num_classes:
+            raise ValueError(f"--segmenter {args.segmenter} segments {segmenter.num_classes} classes, but "
+                             f"{args.checkpoint} draws {task.num_classes}")
+        mine = synthesize(generator, task, files, args.output, num, args.augment_labels, args.seed, device, shard,
+                          layouts=layouts, segmenter=segmenter, min_seg_miou=args.min_seg_miou)
     except (DatasetError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    written = gather(written)
-    if shard.main:
-        print(f"wrote {len(written)} pairs to {args.output}/images and {args.output}/labels"
-              + (f" ({shard.count} processes)" if shard.count > 1 else ""))
+    reports = gather([mine])
+    report = SynthesisReport(sorted(p for r in reports for p in r.written), sum(r.dropped for r in reports),
+                             sum(r.drawn for r in reports))
+    if not shard.main:
+        return 0 if len(report.written) == num else 1
+    print(f"wrote {len(report.written)} pairs to {args.output}/images and {args.output}/labels"
+          + (f" (+ {args.output}/instances)" if layouts else "")
+          + (f" ({shard.count} processes)" if shard.count > 1 else ""))
+    if args.min_seg_miou:
+        print(f"  the segmenter filter dropped {report.dropped} of {report.drawn} drawn pairs "
+              f"(mIoU < {args.min_seg_miou})")
+    if len(report.written) < num:
+        print(f"error: only {len(report.written)} of {num} pairs passed --min-seg-miou {args.min_seg_miou} in "
+              f"{report.drawn} draws; lower it, or train the generator (or the segmenter) longer", file=sys.stderr)
+        return 1
+    if segmenter is not None:
+        scores = segmenter.task.evaluate(segmenter.generator, segmenter.task.eval_dataset(args.output, None, None,
+                                                                                            None), device).metrics
+        shown = ["miou", "pixel_acc", *(["object_f1"] if "object_f1" in scores else [])]
+        print(f"segmenter score of the written pairs ({args.segmenter}): "
+              + ", ".join(f"{k}={scores[k]:.4f}" for k in shown))
     return 0
 
 

@@ -31,6 +31,7 @@ class Architecture(str, enum.Enum):
     """The generator's topology: which class in ``models/`` :func:`~pix2pix_unet.models.build_generator` builds."""
 
     UNET = "unet"  # the linear encoder-decoder of models/unet.py (pix2pix, U-Net and their block variants)
+    SPADE = "spade"  # models/spade.py: label map -> image, SPADE residual blocks from the coarsest scale up
 
 
 class Norm(str, enum.Enum):
@@ -227,6 +228,8 @@ class UNetConfig:
     aspp_rates: list[int] = field(default_factory=lambda: [1, 3, 6, 9])  # `aspp` branches; rate 1 is a 1x1 conv
     spectral_norm: bool = False  # spectral normalisation on every conv weight
     residual: bool = False  # output = input[:, :out_channels] + net(input); the head starts at zero (identity)
+    spade_hidden: int = 64  # spade: channels of each SPADE norm's shared conv on the label map
+    noise_channels: int = 0  # spade: a random vector per sample joins the label map (diverse images per layout)
 
     @property
     def factor(self) -> int:
@@ -247,7 +250,9 @@ class UNetConfig:
             raise ConfigError(
                 f"{where}.norm_groups={self.norm_groups} must divide base_channels={self.base_channels} for group norm"
             )
-        _positive(self, where, "dilation", "units_per_level")
+        _positive(self, where, "dilation", "units_per_level", "spade_hidden")
+        if self.noise_channels < 0:
+            raise ConfigError(f"{where}.noise_channels={self.noise_channels} must be >= 0")
         if self.residual and self.in_channels < self.out_channels:
             raise ConfigError(f"{where}.residual=true adds the input to the output, so in_channels={self.in_channels} "
                               f"must be at least out_channels={self.out_channels}")
@@ -279,9 +284,11 @@ class LossConfig:
     l1_weight: float = 100.0
     fm_weight: float = 0.0  # pix2pixHD feature matching on D's intermediate features; 0 turns it off
     gp_weight: float = 10.0  # WGAN-GP gradient penalty weight (used with gan=wgan-gp)
+    vgg_weight: float = 0.0  # translate: L1 between VGG16 features of output and target (SPADE: 10); 0 is off
+    vgg_weights: str | None = None  # torchvision's vgg16 state dict; None: the torch hub cache's vgg16-397923af.pth
 
     def validate(self, where: str = "loss") -> None:
-        for name in ("gan_weight", "l1_weight", "fm_weight", "gp_weight"):
+        for name in ("gan_weight", "l1_weight", "fm_weight", "gp_weight", "vgg_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}.{name}={getattr(self, name)} must be >= 0")
 
@@ -372,6 +379,7 @@ class LabelConfig:
     image_folder: str | None = None  # None: images/, or B/ where there is no images/
     label_folder: str = "labels"
     instance_folder: str = "instances"  # optional; without it instances are connected components
+    segmenter: str | None = None  # translate, index labels: a segment export; val/seg_miou = its mIoU on the outputs
 
     def validate(self, where: str = "labels") -> None:
         if self.num_classes is not None and self.num_classes < 2:
@@ -779,6 +787,7 @@ class TrainConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     restore: RestoreConfig = field(default_factory=RestoreConfig)
     max_bad_steps: int = 5  # stop after this many steps in a row skipped for a NaN/inf loss or gradient
+    init_from: str | None = None  # start G from this export's weights (fine-tuning; same architecture and channels)
     best_metric: str = "val/l1"  # rotation also keeps the checkpoint with the best value of this
     best_mode: MetricMode = MetricMode.MIN
 
@@ -946,6 +955,13 @@ GENERATOR_PRESETS: dict[str, UNetConfig] = {
         depth=4, base_channels=64, max_channels=1024, conv_unit=ConvUnit.DOUBLE, down=Down.MAXPOOL,
         up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0, bottleneck=Bottleneck.ASPP,
     ),
+    # SPADE (Park et al. 2019), CPU-sized: label map -> image from 1/16 scale, 32->128 channels; 1.4 M parameters
+    # for 5 classes.
+    "spade": UNetConfig(architecture=Architecture.SPADE, depth=4, base_channels=32, max_channels=128,
+                        spade_hidden=32, norm=Norm.BATCH, dropout=0.0),
+    # SPADE at 256 px: from 1/32 scale, 64->1024 channels (the paper's ngf=64), 128-channel SPADE convs; 45 M.
+    "spade-256": UNetConfig(architecture=Architecture.SPADE, depth=5, base_channels=64, max_channels=1024,
+                            spade_hidden=128, norm=Norm.BATCH, dropout=0.0),
 }
 
 

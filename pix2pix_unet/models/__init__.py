@@ -6,7 +6,8 @@
 
 from .generator import GENERATORS, Generator, build_generator, count_parameters, pad_to_multiple, resolve_export_dir
 from .patchgan import Discriminator
+from .spade import SPADEGenerator
 from .unet import UNet
 
-__all__ = ["Generator", "GENERATORS", "build_generator", "UNet", "Discriminator", "count_parameters",
+__all__ = ["Generator", "GENERATORS", "build_generator", "UNet", "SPADEGenerator", "Discriminator", "count_parameters",
            "pad_to_multiple", "resolve_export_dir"]

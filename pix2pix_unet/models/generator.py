@@ -106,6 +106,26 @@ def generator_from_kwargs(**config: Any) -> "Generator":
     return build_generator(from_dict(UNetConfig, config, "generator"))
 
 
+def load_weights(model: "Generator", path: str | Path) -> "Generator":
+    """Copy the weights of the export at ``path`` into ``model`` (``init_from``: fine-tuning).
+
+    Raises:
+        ConfigError: when the export's architecture or a weight's shape differs from ``model``'s, naming it.
+    """
+    directory = resolve_export_dir(path)
+    state = load_file(str(directory / WEIGHTS_NAME))
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and v.shape != own[k].shape]
+    missing = sorted(set(own) ^ set(state))
+    if wrong or missing:
+        raise ConfigError(f"init_from={path}: its generator does not fit this one ("
+                          + "; ".join(wrong[:3] + [f"keys only in one: {missing[:3]}"] * bool(missing))
+                          + "); use the same generator preset, channels and classes")
+    model.load_state_dict(state)
+    return model
+
+
 def resolve_export_dir(path: str | Path) -> Path:
     """Accept an export folder, a run folder (``run/checkpoints/generator``) or its ``checkpoints`` folder."""
     path = Path(path)
@@ -136,7 +156,8 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["Generator", "GENERATORS", "register", "build_generator", "generator_from_kwargs", "resolve_export_dir",
+__all__ = ["Generator", "GENERATORS", "register", "build_generator", "generator_from_kwargs", "load_weights",
+           "resolve_export_dir",
            "count_parameters",
            "pad_to_multiple",
            "WEIGHTS_NAME", "CONFIG_NAME"]

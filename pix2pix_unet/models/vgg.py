@@ -1,4 +1,4 @@
-"""Frozen VGG16 features for the perceptual loss of ``task=restore``.
+"""Frozen VGG16 features for the perceptual losses (``restore.perceptual_weight``, translate's ``loss.vgg_weight``).
 
 The weights come from a local file, never from the network: torchvision's
 ``vgg16-397923af.pth`` (a full VGG16 state dict, or only its ``features.*``), as a
@@ -25,11 +25,12 @@ def default_weights() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
 
 
-def read_state(path: Path) -> dict[str, torch.Tensor]:
-    """The ``features.*`` tensors of a VGG16 state dict file, keys without the ``features.`` prefix."""
+def read_state(path: Path, key: str = "restore.vgg_weights") -> dict[str, torch.Tensor]:
+    """The ``features.*`` tensors of a VGG16 state dict file, keys without the ``features.`` prefix;
+    ``key`` is the config key the error message tells the user to set."""
     if not path.is_file():
-        raise ConfigError(f"restore.perceptual_weight > 0 needs VGG16 weights, and {path} does not exist: pass "
-                          f"restore.vgg_weights=FILE (torchvision's {VGG16_FILE}, or a .safetensors of it)")
+        raise ConfigError(f"a VGG perceptual loss needs VGG16 weights, and {path} does not exist: pass "
+                          f"{key}=FILE (torchvision's {VGG16_FILE}, or a .safetensors of it)")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -47,14 +48,15 @@ class VGGFeatures(nn.Module):
 
     Args:
         weights: a VGG16 state dict file; None looks in the torch hub cache (:func:`default_weights`).
+        key: the config key that names ``weights``, for the error when the file is missing.
     """
 
-    def __init__(self, weights: str | Path | None = None) -> None:
+    def __init__(self, weights: str | Path | None = None, key: str = "restore.vgg_weights") -> None:
         super().__init__()
         from torchvision.models import vgg16
 
         self.body = vgg16(weights=None).features[: LAYERS[-1] + 1]
-        state = read_state(Path(weights) if weights else default_weights())
+        state = read_state(Path(weights) if weights else default_weights(), key)
         self.body.load_state_dict({k: v for k, v in state.items() if int(k.split(".")[0]) <= LAYERS[-1]})
         self.body.requires_grad_(False).eval()
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)

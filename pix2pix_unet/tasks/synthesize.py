@@ -1,27 +1,37 @@
 """Synthetic training data: a trained label -> image generator turns label maps into new pairs.
 
-``pix2pix-unet synthesize --checkpoint RUN --labels DIR --output OUT --num N [--augment-labels]``
+``pix2pix-unet synthesize --checkpoint RUN --labels DIR --output OUT --num N [--augment-labels | --layouts]``
 writes ``OUT/images/00000.png`` + ``OUT/labels/00000.png`` (class ids, an indexed PNG), the layout
-``task=segment`` reads. Label map ``i % L`` of the ``L`` inputs makes pair ``i``,
-so ``N`` may exceed ``L``; with ``--augment-labels`` each map is first flipped,
-rotated and deformed (nearest neighbour, so ids stay ids), giving new layouts.
+``task=segment`` reads. ``DIR`` holds label maps only (images are not needed). Label map
+``i % L`` of the ``L`` inputs makes pair ``i``, so ``N`` may exceed ``L``; with
+``--augment-labels`` each map is first flipped, rotated and deformed (nearest neighbour,
+so ids stay ids); with ``--layouts`` every map is a new scene drawn from a
+:class:`~pix2pix_unet.tasks.layouts.LayoutModel` fitted to the inputs (and their
+``instances/`` maps where the folder has them), written with its instance map to
+``OUT/instances/``. ``--segmenter SEG`` prints that segmenter's mIoU on the written
+pairs (the FCN score, :mod:`~pix2pix_unet.tasks.segmenter_score`), and with
+``--min-seg-miou T`` drops pairs it scores below ``T``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import kornia.augmentation as K
+import numpy as np
 import torch
 from torch import nn
 
 from ..codec import Decoded, decode_class_ids, one_hot
 from ..data.folders import DatasetError, list_images
-from ..io import write_label_map
+from ..io import write_image, write_label_map
 from ..models import Generator
 from ..training.distributed import Shard, barrier
 from . import generator_task
+from .layouts import LayoutModel
+from .segmenter_score import Segmenter, segmenter_score
 from .translate import TranslateTask
 
 
@@ -48,11 +58,34 @@ def label_to_image_task(generator: Generator, checkpoint: Path) -> TranslateTask
     return generator_task(generator)
 
 
+def read_instance_maps(label_files: list[Path]) -> list[np.ndarray | None]:
+    """The instance map of each label map (``../instances/<name>`` beside its ``labels/`` folder), None where
+    there is none."""
+    maps = []
+    for path in label_files:
+        partner = path.parent.parent / "instances" / path.name
+        maps.append(decode_class_ids(partner, None, "instance map").numpy() if partner.is_file() else None)
+    return maps
+
+
+FILTER_DRAWS = 4  # draws per pair before the segmenter filter gives up on it
+
+
+@dataclass
+class SynthesisReport:
+    """What :func:`synthesize` did: the images written, and the pairs the segmenter filter dropped."""
+
+    written: list[Path]
+    dropped: int = 0
+    drawn: int = 0
+
+
 @torch.no_grad()
 def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path], output: Path, num: int,
                augment_labels: bool = False, seed: int = 0, device: torch.device | str = "cpu",
-               shard: Shard = Shard()) -> list[Path]:
-    """Write ``num`` (image, label map) pairs made from ``label_files``; returns the image paths.
+               shard: Shard = Shard(), layouts: LayoutModel | None = None, segmenter: Segmenter | None = None,
+               min_seg_miou: float = 0.0) -> SynthesisReport:
+    """Write ``num`` (image, label map) pairs made from ``label_files``.
 
     Label maps are read and images written by the generator's task, as ``predict`` does. Pair ``i`` depends on
     ``(seed, i)`` alone, so launched processes that each write their ``shard`` of the pairs write what one
@@ -61,12 +94,17 @@ def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path
     Args:
         generator: a label -> image generator.
         task: its task (index labels); every label map is checked against its ``num_classes``.
-        label_files: class-id label maps (8/16-bit grayscale or palette PNGs).
+        label_files: class-id label maps (8/16-bit grayscale or palette PNGs); no images are needed.
         output: the dataset folder to write; its ``images/`` and ``labels/`` must not hold images yet.
         num: pairs to write; label map ``i % len(label_files)`` makes pair ``i``.
-        augment_labels: deform each map randomly first (seeded by ``seed``), so repeats differ.
+        augment_labels: deform each map randomly first (seeded by ``(seed, i)``), so repeats differ.
         device: where the generator runs.
         shard: this process's share of the pairs (all of them in one process).
+        layouts: draw every label map from this layout model instead (seeded by ``(seed, i)``); their
+            instance maps are written to ``output/instances/``.
+        segmenter: with ``min_seg_miou > 0``, a draw whose image this segmenter segments with an mIoU below
+            ``min_seg_miou`` against its label map is dropped and pair ``i`` drawn again (FreeMask-style
+            filtering, per image), up to :data:`FILTER_DRAWS` times; a pair that never passes is not written.
 
     Raises:
         DatasetError: naming the file for a colour label map or a class id >= ``num_classes``.
@@ -74,7 +112,7 @@ def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path
     """
     if not label_files:
         raise DatasetError("no label maps to synthesise from")
-    images_dir, labels_dir = output / "images", output / "labels"
+    images_dir, labels_dir, instances_dir = output / "images", output / "labels", output / "instances"
     for folder in (images_dir, labels_dir):
         if folder.is_dir() and list_images(folder):
             raise FileExistsError(f"{folder} already holds images; choose another --output folder")
@@ -84,20 +122,39 @@ def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path
     barrier()  # every process checked the folders before any writes
     images_dir.mkdir(parents=True, exist_ok=True)
     labels_dir.mkdir(parents=True, exist_ok=True)
+    if layouts is not None:
+        instances_dir.mkdir(parents=True, exist_ok=True)
     generator = generator.to(device).eval()
     augment = label_augmentation().to(device)
-    written = []
+    filtering = segmenter is not None and min_seg_miou > 0
+    report = SynthesisReport([])
     with torch.random.fork_rng():
         for i in shard.take(range(num)):
-            labels = maps[i % len(maps)].to(device)  # (h, w)
-            # 2. a new layout: the map deformed by nearest-neighbour resampling
-            if augment_labels:
-                torch.manual_seed(seed * 1_000_003 + i)  # kornia draws from the global RNG; pair i's own seed
-                labels = augment(labels[None, None].float())[0, 0].round().long()
-            # 3. one-hot -> image                                          (1, c, h, w)
-            image = generator(one_hot(labels, num_classes)[None])
-            name = f"{i:05d}.png"
-            task.encode(image[0].cpu(), Decoded(image[0], label_files[i % len(maps)]), images_dir / name)
-            write_label_map(labels_dir / name, labels.cpu().numpy(), num_classes)
-            written.append(images_dir / name)
-    return written
+            for draw in range(FILTER_DRAWS if filtering else 1):
+                source = (i + draw * num) % len(maps)  # a redraw takes another map where there are several
+                # 2. the label map: a new layout, or a real one deformed by nearest-neighbour resampling
+                instances = None
+                if layouts is not None:
+                    drawn, instances = layouts.sample(np.random.default_rng([seed, i, draw]))
+                    labels = torch.from_numpy(drawn).to(device)
+                else:
+                    labels = maps[source].to(device)  # (h, w)
+                    if augment_labels:
+                        # kornia draws from the global RNG: the draw's own seed
+                        torch.manual_seed(seed * 1_000_003 + i + draw * num)
+                        labels = augment(labels[None, None].float())[0, 0].round().long()
+                report.drawn += 1
+                # 3. one-hot -> image                                          (1, c, h, w)
+                image = generator(one_hot(labels, num_classes)[None])
+                # 4. FreeMask-style: drop an image the real-trained segmenter does not read as its label map
+                if filtering and segmenter_score(segmenter, image, labels[None], device)["miou"] < min_seg_miou:
+                    report.dropped += 1
+                    continue
+                name = f"{i:05d}.png"
+                task.encode(image[0].cpu(), Decoded(image[0], label_files[source]), images_dir / name)
+                write_label_map(labels_dir / name, labels.cpu().numpy(), num_classes)
+                if instances is not None:
+                    write_image(instances_dir / name, instances.astype(np.uint16)[..., None])
+                report.written.append(images_dir / name)
+                break
+    return report

@@ -7,6 +7,14 @@ PNGs or 8/16-bit gray ids), fed to the generator one-hot as in pix2pixHD, and th
 targets are the images (``images/`` or ``B/``); the built-in data gives class
 map -> photo. ``predict`` reads the same label maps; an id at or above
 ``num_classes`` is an error naming the file and the id.
+
+The objective is pix2pix's (GAN + L1) plus, opt-in, feature matching
+(``loss.fm_weight``) and a VGG16 perceptual term (``loss.vgg_weight``, weights from
+the local file ``loss.vgg_weights``); SPADE's recipe is ``loss.gan=hinge``, both at 10,
+and ``discriminator.spectral_norm=true``. With index labels and ``labels.segmenter``
+(a segment export trained on real pairs) validation also logs ``val/seg_miou``:
+that segmenter's mIoU on the generated images against their label maps
+(:mod:`~pix2pix_unet.tasks.segmenter_score`).
 """
 
 from __future__ import annotations
@@ -70,12 +78,28 @@ class TranslateTask(TaskBase):
                 "for images -> label maps use --task segment"
             )
         self.num_classes: int | None = cfg.labels.num_classes if self.indexed else None
+        if cfg.labels.segmenter and not self.indexed:
+            raise ConfigError("labels.segmenter scores label -> image generators: it needs labels.format=index")
+        self.segmenter = None  # Segmenter, loaded by build_datasets when labels.segmenter is set
+        self.device: torch.device | str = "cpu"  # where the segmenter runs (set by `to`)
 
     # ----------------------------------------------------------------- training data
+
+    def to(self, device: torch.device | str) -> "TranslateTask":
+        if self.objective.features is not None:
+            self.objective.features = self.objective.features.to(device)
+        if self.segmenter is not None:
+            self.segmenter = self.segmenter.to(device)
+        self.device = device
+        return super().to(device)
 
     def build_datasets(self) -> tuple[Dataset, Dataset]:
         cfg = self.cfg
         self.augment = PairedAugmentation(None, cfg.data.flip)  # crops are taken per example (RandomCrops)
+        if cfg.loss.vgg_weight > 0:
+            from ..models.vgg import VGGFeatures
+
+            self.objective.features = VGGFeatures(cfg.loss.vgg_weights, key="loss.vgg_weights")
         if not self.indexed:
             train, val = build_datasets(cfg.data, cfg.generator, cfg.seed)
             side = "A" if cfg.data.direction is Direction.A_TO_B else "B"
@@ -90,6 +114,13 @@ class TranslateTask(TaskBase):
             labels=dataclasses.replace(cfg.labels, num_classes=self.num_classes),
             generator=dataclasses.replace(cfg.generator, in_channels=self.num_classes),
         )
+        if cfg.labels.segmenter:
+            from .segmenter_score import Segmenter
+
+            self.segmenter = Segmenter.load(cfg.labels.segmenter)
+            if self.segmenter.num_classes != self.num_classes:
+                raise ConfigError(f"labels.segmenter={cfg.labels.segmenter} segments {self.segmenter.num_classes} "
+                                  f"classes, but the label maps have {self.num_classes}")
         return OneHotPairs(train, self.num_classes), OneHotPairs(val, self.num_classes)
 
     def train_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +180,12 @@ class TranslateTask(TaskBase):
     # ----------------------------------------------------------------- evaluation
 
     def meter(self, dataset: Dataset) -> Meter:
-        return ImageMeter(self.cfg.generator.out_channels)
+        meter = ImageMeter(self.cfg.generator.out_channels)
+        if self.segmenter is None:
+            return meter
+        from .segmenter_score import SegmenterScoreMeter
+
+        return SegmenterScoreMeter(meter, self.segmenter, self.device)
 
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         return orient(batch, self.cfg.data.direction)

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..config import LrScaling, TrainConfig, save_config, to_dict
 from ..models import Discriminator, build_generator
+from ..models.generator import load_weights
 from ..tasks import build_task
 from ..tasks.base import RandomCrops
 from .perf import adam, plan, speed_up
@@ -177,6 +178,8 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
 
     # 2. nets, optimisers, schedules
     generator = build_generator(cfg.generator)
+    if cfg.init_from and not resume:  # fine-tuning, e.g. on real pairs after pre-training on synthetic ones
+        load_weights(generator, cfg.init_from)
     # an objective without an adversarial term gets no D at all: no optimiser, no schedule to step
     discriminator = (Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
                      if task.uses_discriminator else None)

@@ -16,7 +16,7 @@ from torch import nn
 from ..config import LossConfig
 from ..losses import (
     PENALISED, discriminator_loss, feature_matching_loss, generator_adversarial_loss, gradient_penalty, interpolate,
-    l1_loss,
+    l1_loss, perceptual_loss,
 )
 from .faults import guarded_step, restore_buffers, snapshot_buffers
 
@@ -27,9 +27,11 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
 
 
 def generator_losses(
-    discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor, target: torch.Tensor, cfg: LossConfig
+    discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor, target: torch.Tensor, cfg: LossConfig,
+    features: nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
-    """G's losses: fool D on its pair, stay close to the target in L1 and, with ``fm_weight``, in D's features.
+    """G's losses: fool D on its pair, stay close to the target in L1, with ``fm_weight`` in D's features
+    and, with ``vgg_weight`` and ``features`` (:class:`~pix2pix_unet.models.vgg.VGGFeatures`), in VGG's.
 
     ``discriminator`` is the unwrapped :class:`~pix2pix_unet.models.Discriminator`.
     """
@@ -42,7 +44,10 @@ def generator_losses(
         with torch.no_grad():  # the real pair's features are the fixed target
             real_features = discriminator.features(inputs, target)
         losses["g_fm"] = feature_matching_loss(real_features, fake_features)
-        losses["g_total"] = total + cfg.fm_weight * losses["g_fm"]
+        losses["g_total"] = losses["g_total"] + cfg.fm_weight * losses["g_fm"]
+    if features is not None and cfg.vgg_weight > 0:
+        losses["g_vgg"] = perceptual_loss(features, fake, target)
+        losses["g_total"] = losses["g_total"] + cfg.vgg_weight * losses["g_vgg"]
     return losses
 
 
@@ -90,9 +95,10 @@ class Objective(Protocol):
 
 @dataclass
 class Pix2PixObjective:
-    """The pix2pix losses above: GAN + L1 to the target image."""
+    """The pix2pix losses above: GAN + L1 to the target image (+ feature matching, + VGG with ``features``)."""
 
     cfg: LossConfig
+    features: nn.Module | None = None  # VGGFeatures, when loss.vgg_weight > 0 (the translate task loads it)
 
     def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
                              target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -100,7 +106,7 @@ class Pix2PixObjective:
 
     def generator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
                          target: torch.Tensor) -> dict[str, torch.Tensor]:
-        return generator_losses(discriminator, inputs, fake, target, self.cfg)
+        return generator_losses(discriminator, inputs, fake, target, self.cfg, self.features)
 
 
 def train_step(
