@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from pix2pix_unet.config import GENERATOR_PRESETS, DiscriminatorKind, PatchGANConfig, UNetConfig
-from pix2pix_unet.models import Discriminator, UNet, count_parameters
+from pix2pix_unet.models import Discriminator, build_generator, count_parameters
 
 INTENDED_USE = {
     "small": "the default: 64-px CPU runs and the tests",
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| generator preset | blocks | depth, channels | parameters | GFLOPs @{args.size} px | intended use |")
     print("| --- | --- | --- | ---: | ---: | --- |")
     for name, cfg in GENERATOR_PRESETS.items():
-        net = UNet(cfg)
+        net = build_generator(cfg)
         gflops = forward_gflops(net, torch.randn(1, cfg.in_channels, args.size, args.size))
         print(f"| `{name}` | {blocks(cfg)} | {cfg.depth}, {cfg.base_channels}→{cfg.max_channels} "
               f"| {count_parameters(net) / 1e6:.2f} M | {gflops:.1f} | {INTENDED_USE.get(name, '')} |")

@@ -31,6 +31,15 @@ class Architecture(str, enum.Enum):
     """The generator's topology: which class in ``models/`` :func:`~pix2pix_unet.models.build_generator` builds."""
 
     UNET = "unet"  # the linear encoder-decoder of models/unet.py (pix2pix, U-Net and their block variants)
+    UNETPP = "unet++"  # UNet++ (Zhou et al. 2018): nested dense skips X^{i,j}, models/unetpp.py
+    UNET3P = "unet3+"  # UNet 3+ (Huang et al. 2020): full-scale skips, models/unet3p.py
+
+
+class DeepOutput(str, enum.Enum):
+    """With ``deep_supervision``, what ``forward`` returns: the last (full-depth) head or the mean of all heads."""
+
+    LAST = "last"
+    MEAN = "mean"
 
 
 class Norm(str, enum.Enum):
@@ -227,11 +236,22 @@ class UNetConfig:
     aspp_rates: list[int] = field(default_factory=lambda: [1, 3, 6, 9])  # `aspp` branches; rate 1 is a 1x1 conv
     spectral_norm: bool = False  # spectral normalisation on every conv weight
     residual: bool = False  # output = input[:, :out_channels] + net(input); the head starts at zero (identity)
+    deep_supervision: bool = False  # unet++/unet3+: an output head on every X^{0,j} / decoder level (num_heads)
+    deep_output: DeepOutput = DeepOutput.LAST  # with deep_supervision: forward returns the last head or their mean
+    fullscale_channels: int = 64  # unet3+: the channels every scale brings to a decoder level (the paper's 64)
 
     @property
     def factor(self) -> int:
         """Input sizes are padded up to a multiple of this."""
         return 2**self.depth
+
+    @property
+    def num_heads(self) -> int:
+        """Output heads: 1, or with ``deep_supervision`` one per X^{0,j} (unet++: ``depth``) or per decoder
+        level and the bottom (unet3+: ``depth + 1``)."""
+        if not self.deep_supervision:
+            return 1
+        return self.depth + 1 if self.architecture is Architecture.UNET3P else self.depth
 
     def validate(self, where: str = "generator") -> None:
         _positive(self, where, "in_channels", "out_channels", "depth", "base_channels", "max_channels")
@@ -251,10 +271,30 @@ class UNetConfig:
         if self.residual and self.in_channels < self.out_channels:
             raise ConfigError(f"{where}.residual=true adds the input to the output, so in_channels={self.in_channels} "
                               f"must be at least out_channels={self.out_channels}")
+        self._validate_topology(where)
         rates = self.aspp_rates
         if not isinstance(rates, list) or not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0
                                                                 for r in rates):
             raise ConfigError(f"{where}.aspp_rates={rates!r} must be a non-empty list of positive integers")
+
+    def _validate_topology(self, where: str) -> None:
+        """The options of the nested (unet++) and full-scale (unet3+) topologies."""
+        arch = f"{where}.architecture={self.architecture.value}"
+        if self.architecture is Architecture.UNET:
+            if self.deep_supervision:
+                raise ConfigError(f"{where}.deep_supervision=true needs a generator with extra output heads "
+                                  f"({where}.architecture=unet++ or unet3+), got {arch}")
+            return
+        if self.conv_unit is ConvUnit.NONE:
+            raise ConfigError(f"{arch} builds every node from a convolution unit; {where}.conv_unit=none has "
+                              "none (use double, residual, separable, dilated or naf)")
+        if self.skip is not Skip.CONCAT:
+            raise ConfigError(f"{arch} merges its skips by concatenation; {where}.skip={self.skip.value} "
+                              "applies to architecture=unet only")
+        if self.deep_output is DeepOutput.MEAN and not self.deep_supervision:
+            raise ConfigError(f"{where}.deep_output=mean averages the deep-supervision heads; set "
+                              f"{where}.deep_supervision=true or deep_output=last")
+        _positive(self, where, "fullscale_channels")
 
 
 @dataclass
@@ -409,6 +449,9 @@ class SegmentConfig:
     min_size: int | None = None  # objects under this many pixels are dropped; None: tuned
     distance_head: bool = False  # instance mode: also regress each object's normalised distance to its border
     distance_weight: float = 1.0  # weight of that L1 loss
+    # generator.deep_supervision: the segmentation loss of each head (the generator's order, the main head last),
+    # summed with these weights; None: 1 / generator.num_heads each (the UNet++ paper's average)
+    deep_weights: list[float] | None = None
 
     def validate(self, where: str = "segment") -> None:
         if self.distance_head and self.adversarial:
@@ -427,6 +470,10 @@ class SegmentConfig:
             raise ConfigError(
                 f"{where}.intensity_max={self.intensity_max} must be above intensity_min={self.intensity_min}"
             )
+        weights = self.deep_weights
+        if weights is not None and (not isinstance(weights, list) or not weights or min(weights) < 0
+                                    or sum(weights) <= 0):
+            raise ConfigError(f"{where}.deep_weights={weights!r} must be a list of weights >= 0, not all 0")
 
 
 @dataclass
@@ -844,11 +891,29 @@ def check_combinations(cfg: TrainConfig) -> None:
                 f"discriminator.n_layers={cfg.discriminator.n_layers}{scales} needs training images of at least "
                 f"{need} px (its output would be empty), but {size_key}={size}; lower n_layers or use larger images"
             )
+    _check_deep_supervision(cfg)
     if cfg.generator.norm is Norm.GROUP and cfg.generator.max_channels % cfg.generator.norm_groups:
         raise ConfigError(
             f"generator.norm_groups={cfg.generator.norm_groups} must divide generator.max_channels="
             f"{cfg.generator.max_channels} for group norm"
         )
+
+
+def _check_deep_supervision(cfg: TrainConfig) -> None:
+    """Deep supervision trains its extra heads in the segment objective only."""
+    gen, weights = cfg.generator, cfg.segment.deep_weights
+    if gen.deep_supervision and cfg.task is not Task.SEGMENT and gen.deep_output is DeepOutput.LAST:
+        raise ConfigError(
+            f"generator.deep_supervision=true: task={cfg.task.value} trains the last head only, so the other "
+            f"{gen.num_heads - 1} would stay untrained; use task=segment, generator.deep_output=mean (all heads "
+            "train through their mean) or generator.deep_supervision=false"
+        )
+    if weights is not None and not gen.deep_supervision:
+        raise ConfigError(f"segment.deep_weights={weights} weighs deep-supervision heads, but "
+                          "generator.deep_supervision=false")
+    if weights is not None and len(weights) != gen.num_heads:
+        raise ConfigError(f"segment.deep_weights={weights} has {len(weights)} weights, but the generator "
+                          f"(architecture={gen.architecture.value}, depth={gen.depth}) has {gen.num_heads} heads")
 
 
 def _check_gan_variant(cfg: TrainConfig) -> None:
@@ -945,6 +1010,18 @@ GENERATOR_PRESETS: dict[str, UNetConfig] = {
     "aspp-unet": UNetConfig(
         depth=4, base_channels=64, max_channels=1024, conv_unit=ConvUnit.DOUBLE, down=Down.MAXPOOL,
         up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0, bottleneck=Bottleneck.ASPP,
+    ),
+    # UNet++ (Zhou et al. 2018): the paper's 32->512 widths over 4 levels, nested dense skips. Deep supervision
+    # (segment): generator.deep_supervision=true, a head on each X^{0,j}; deep_output=last|mean at inference.
+    "unet++": UNetConfig(
+        architecture=Architecture.UNETPP, depth=4, base_channels=32, max_channels=512, conv_unit=ConvUnit.DOUBLE,
+        down=Down.MAXPOOL, up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0,
+    ),
+    # UNet 3+ (Huang et al. 2020): the paper's 64->1024 encoder, full-scale skips of 64 channels per scale.
+    # Deep supervision (segment): generator.deep_supervision=true, a head on every decoder level and the bottom.
+    "unet3+": UNetConfig(
+        architecture=Architecture.UNET3P, depth=4, base_channels=64, max_channels=1024, conv_unit=ConvUnit.DOUBLE,
+        down=Down.MAXPOOL, activation=Activation.RELU, dropout=0.0, fullscale_channels=64,
     ),
 }
 
