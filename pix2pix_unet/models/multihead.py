@@ -79,11 +79,13 @@ class MultiHeadGenerator(Generator):
             y = head(features[level])
             if scale > 1:
                 y = F.interpolate(y, scale_factor=scale, mode="bilinear", align_corners=False)
-            y = self.final(y[..., :h, :w])
-            # 3. residual: each head predicts a correction to the input (extra input channels excluded)
-            heads.append(y + x[:, : cfg.out_channels] if cfg.residual else y)
-        # 4. the output: the last head, or the mean of them all          (b, out, H, W)
+            heads.append(self.final(y[..., :h, :w]))
+        # 3. the output: the last head, or the mean of them all          (b, out, H, W)
         output = torch.stack(heads).mean(0) if cfg.deep_output is DeepOutput.MEAN else heads[-1]
+        # 4. residual: the heads predict a correction to the input (extra input channels, such as a mask, excluded)
+        if cfg.residual:
+            identity = x[:, : cfg.out_channels]
+            output, heads = output + identity, [y + identity for y in heads]
         return GeneratorOutputs(output, heads) if deep else output
 
 

@@ -7,7 +7,7 @@ import torch
 
 from pix2pix_unet import from_pretrained
 from pix2pix_unet.config import GENERATOR_PRESETS, Activation, Bottleneck, ConvUnit, Down, Norm, Skip, UNetConfig, Up
-from pix2pix_unet.models import UNet, count_parameters
+from pix2pix_unet.models import UNet, build_generator, count_parameters
 
 # Full-size parameter counts (the README table comes from benchmarks/model_table.py).
 PRESET_PARAMETERS = {
@@ -20,6 +20,8 @@ PRESET_PARAMETERS = {
     "aspp-unet": 48_311_811,
     "nafnet": 1_579_939,
     "res-unet-lite": 1_964_995,
+    "unet++": 11_799_235,
+    "unet3+": 26_963_331,  # the paper's 26.97 M
 }
 
 
@@ -44,12 +46,12 @@ def test_every_preset_is_pinned():
 
 @pytest.mark.parametrize("name", list(GENERATOR_PRESETS))
 def test_preset_parameter_count(name):
-    assert count_parameters(UNet(GENERATOR_PRESETS[name])) == PRESET_PARAMETERS[name]
+    assert count_parameters(build_generator(GENERATOR_PRESETS[name])) == PRESET_PARAMETERS[name]
 
 
 @pytest.mark.parametrize("name", list(GENERATOR_PRESETS))
 def test_preset_blocks_on_odd_sizes_with_gradients_everywhere(name):
-    net = UNet(tiny(GENERATOR_PRESETS[name], in_channels=2, out_channels=5)).train()
+    net = build_generator(tiny(GENERATOR_PRESETS[name], in_channels=2, out_channels=5)).train()
     x = torch.randn(2, 2, 29, 43)
     assert net(x).shape == (2, 5, 29, 43)
     assert_gradients_everywhere(net, x)
