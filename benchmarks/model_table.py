@@ -30,6 +30,8 @@ INTENDED_USE = {
     "aspp-unet": "DeepLabv3-style multi-rate context (rates 1, 3, 6, 9 + image pooling) at the bottleneck",
     "nafnet": "restoration (task=restore's default): NAFNet blocks, 2 per level, full-resolution features",
     "res-unet-lite": "restoration at CPU width: residual units without batch norm (EDSR)",
+    "unet++": "Zhou et al. 2018: nested dense skips, one output per depth (deep supervision for segment)",
+    "unet3+": "Huang et al. 2020: full-scale skips (every encoder and deeper decoder level into each decoder level)",
 }
 
 DISCRIMINATORS = {
@@ -50,8 +52,13 @@ def forward_gflops(module: nn.Module, *inputs: torch.Tensor) -> float:
 
 def blocks(cfg: UNetConfig) -> str:
     unit = f"{cfg.conv_unit.value} unit" + (f" x{cfg.units_per_level}" if cfg.units_per_level > 1 else "")
-    parts = [unit if cfg.conv_unit.value != "none" else "4x4 stride-2 convs",
-             cfg.down.value, cfg.up.value, f"{cfg.skip.value} skips"]
+    arch = cfg.architecture.value
+    if arch == "unet3+":  # resampling is max-pool / bilinear + 3x3 conv-norm-act on every full-scale skip
+        skips = f"full-scale skips of {cfg.fullscale_channels} channels per scale"
+        parts = [unit, cfg.down.value, skips]
+    else:
+        skips = "nested dense skips" if arch == "unet++" else f"{cfg.skip.value} skips"
+        parts = [unit if cfg.conv_unit.value != "none" else "4x4 stride-2 convs", cfg.down.value, cfg.up.value, skips]
     if cfg.bottleneck.value != "none":
         parts.append(f"{cfg.bottleneck.value} bottleneck")
     return ", ".join(parts)
