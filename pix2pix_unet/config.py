@@ -239,6 +239,8 @@ class UNetConfig:
     deep_supervision: bool = False  # unet++/unet3+: an output head on every X^{0,j} / decoder level (num_heads)
     deep_output: DeepOutput = DeepOutput.LAST  # with deep_supervision: forward returns the last head or their mean
     fullscale_channels: int = 64  # unet3+: the channels every scale brings to a decoder level (the paper's 64)
+    prune_to: int | None = None  # unet++ with deep_supervision: forward returns head X^{0,k} and runs only the
+    # nodes it needs (the paper's pruned UNet++ L^k, k = 1..depth); training still trains every head. None: all
 
     @property
     def factor(self) -> int:
@@ -295,6 +297,16 @@ class UNetConfig:
             raise ConfigError(f"{where}.deep_output=mean averages the deep-supervision heads; set "
                               f"{where}.deep_supervision=true or deep_output=last")
         _positive(self, where, "fullscale_channels")
+        if self.prune_to is not None:
+            if self.architecture is not Architecture.UNETPP or not self.deep_supervision:
+                raise ConfigError(f"{where}.prune_to={self.prune_to} picks a trained UNet++ head; it needs "
+                                  f"architecture=unet++ and deep_supervision=true, got {arch}, deep_supervision="
+                                  f"{str(self.deep_supervision).lower()}")
+            if not 1 <= self.prune_to <= self.depth:
+                raise ConfigError(f"{where}.prune_to={self.prune_to} must be in 1..depth={self.depth}")
+            if self.deep_output is DeepOutput.MEAN:
+                raise ConfigError(f"{where}.prune_to={self.prune_to} returns one head; it cannot be combined "
+                                  f"with {where}.deep_output=mean")
 
 
 @dataclass

@@ -59,11 +59,13 @@ class MultiHeadGenerator(Generator):
         if cfg.spectral_norm:
             apply_spectral_norm(self)
 
-    def decode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The features of every output level, coarsest first, from the padded input ``(B, C, H', W')``."""
+    def decode(self, x: torch.Tensor, levels: int | None = None) -> list[torch.Tensor]:
+        """The features of the output levels, coarsest first, from the padded input ``(B, C, H', W')``: all of
+        them, or the first ``levels`` (computing only what those need)."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, deep: bool = False) -> torch.Tensor | GeneratorOutputs:
+        """The output ``(B, out_channels, H, W)``; with ``deep`` also every head's (all computed, unpruned)."""
         cfg = self.config
         if x.ndim != 4 or x.shape[1] != cfg.in_channels:
             raise ValueError(
@@ -71,18 +73,22 @@ class MultiHeadGenerator(Generator):
             )
         # 1. pad to a multiple of the downsampling factor                (b, c, H', W')
         h, w = x.shape[-2:]
-        features = self.decode(pad_to_multiple(x, cfg.factor))
-        # 2. each head: 1x1 conv at its level's resolution, bilinear up to full size (the two commute, and the
+        # 2. decode the output levels: all of them, or up to `prune_to` at inference (pruned UNet++)
+        levels = cfg.prune_to if not deep else None
+        features = self.decode(pad_to_multiple(x, cfg.factor), levels)
+        # 3. each head: 1x1 conv at its level's resolution, bilinear up to full size (the two commute, and the
         #    conv is cheaper before), crop the padding away               n_heads x (b, out, H, W)
         heads = []
         for level, scale, head in zip(self.head_levels, self.head_scales, self.heads):
+            if level >= len(features):  # pruned away
+                break
             y = head(features[level])
             if scale > 1:
                 y = F.interpolate(y, scale_factor=scale, mode="bilinear", align_corners=False)
             heads.append(self.final(y[..., :h, :w]))
-        # 3. the output: the last head, or the mean of them all          (b, out, H, W)
+        # 4. the output: the last head, or the mean of them all          (b, out, H, W)
         output = torch.stack(heads).mean(0) if cfg.deep_output is DeepOutput.MEAN else heads[-1]
-        # 4. residual: the heads predict a correction to the input (extra input channels, such as a mask, excluded)
+        # 5. residual: the heads predict a correction to the input (extra input channels, such as a mask, excluded)
         if cfg.residual:
             identity = x[:, : cfg.out_channels]
             output, heads = output + identity, [y + identity for y in heads]

@@ -107,7 +107,9 @@ class UNet3Plus(MultiHeadGenerator):
         self.decoder = nn.ModuleList(decoder)  # X_d^{n-1} first
         self.build_heads(deeper[::-1], [2**i for i in range(n, -1, -1)])
 
-    def decode(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def decode(self, x: torch.Tensor, levels: int | None = None) -> list[torch.Tensor]:
+        """Every output level (``levels`` is for pruning, which UNet 3+ does not have: every decoder level
+        needs the bottom)."""
         n = self.config.depth
         # 1. encode, keeping every level                                 (b, w_i, H'/2^i, W'/2^i)
         encoder = [self.stem(x)]

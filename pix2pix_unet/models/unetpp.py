@@ -16,7 +16,8 @@ earlier node of its level and the upsampled node below-left of it::
 
 The top nodes ``X^{0,1..depth}`` are full-resolution outputs; the last gets the head,
 and with ``deep_supervision`` every one does (the segment objective weighs their losses;
-``deep_output`` picks the last head or their mean at inference).
+``deep_output`` picks the last head or their mean at inference, and ``prune_to=k`` the
+head of ``X^{0,k}``, running only the nodes with ``i + j <= k``: the paper's pruning).
 """
 
 from __future__ import annotations
@@ -91,19 +92,23 @@ class UNetPlusPlus(MultiHeadGenerator):
         )
         self.build_heads([widths[0]] * n, [1] * n)
 
-    def decode(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def decode(self, x: torch.Tensor, levels: int | None = None) -> list[torch.Tensor]:
+        """``X^{0,1..k}`` for ``k = levels`` (default ``depth``): only the nodes with ``i + j <= k`` run, so
+        ``levels=k`` is the paper's pruned UNet++ L^k (the bottleneck runs only for ``k = depth``)."""
         n = self.config.depth
-        # 1. the encoder column X^{i,0}                                  (b, w_i, H'/2^i, W'/2^i)
+        k = levels or n
+        # 1. the encoder column X^{i,0}, i <= k                          (b, w_i, H'/2^i, W'/2^i)
         grid = [[self.stem(x)]]
-        for level in self.encoder:
+        for level in self.encoder[:k]:
             grid.append([level(grid[-1][0])])
         # 2. bottleneck on the deepest node                              (b, w_n, H'/2^n, W'/2^n)
-        grid[n][0] = self.bottleneck(grid[n][0])
+        if k == n:
+            grid[n][0] = self.bottleneck(grid[n][0])
         # 3. column by column, X^{i,j} from X^{i,0..j-1} and X^{i+1,j-1}  (b, w_i, H'/2^i, W'/2^i)
-        for j, column in enumerate(self.columns, start=1):
-            for i, node in enumerate(column):
+        for j, column in enumerate(self.columns[:k], start=1):
+            for i, node in enumerate(column[: k - j + 1]):
                 grid[i].append(node(grid[i][:j], grid[i + 1][j - 1]))
-        # 4. the full-resolution outputs X^{0,1..n}                     n x (b, w_0, H', W')
+        # 4. the full-resolution outputs X^{0,1..k}                     k x (b, w_0, H', W')
         return grid[0][1:]
 
 
