@@ -282,7 +282,7 @@ class UNetConfig:
     def _validate_topology(self, where: str) -> None:
         """The options of the nested (unet++) and full-scale (unet3+) topologies."""
         arch = f"{where}.architecture={self.architecture.value}"
-        if self.architecture is Architecture.UNET:
+        if self.architecture not in (Architecture.UNETPP, Architecture.UNET3P):
             if self.deep_supervision:
                 raise ConfigError(f"{where}.deep_supervision=true needs a generator with extra output heads "
                                   f"({where}.architecture=unet++ or unet3+), got {arch}")
