@@ -5,8 +5,9 @@
 """
 
 from .generator import GENERATORS, Generator, build_generator, count_parameters, pad_to_multiple, resolve_export_dir
+from .encoders import TimmUNet
 from .patchgan import Discriminator
 from .unet import UNet
 
-__all__ = ["Generator", "GENERATORS", "build_generator", "UNet", "Discriminator", "count_parameters",
+__all__ = ["Generator", "GENERATORS", "build_generator", "UNet", "TimmUNet", "Discriminator", "count_parameters",
            "pad_to_multiple", "resolve_export_dir"]
