@@ -17,8 +17,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pix2pix_unet.config import GENERATOR_PRESETS, DiscriminatorKind, PatchGANConfig, UNetConfig
-from pix2pix_unet.models import Discriminator, UNet, count_parameters
+from pix2pix_unet.config import (
+    GENERATOR_PRESETS, Architecture, Bottleneck, DiscriminatorKind, PatchGANConfig, UNetConfig,
+)
+from pix2pix_unet.models import Discriminator, build_generator, count_parameters
 
 INTENDED_USE = {
     "small": "the default: 64-px CPU runs and the tests",
@@ -30,6 +32,9 @@ INTENDED_USE = {
     "aspp-unet": "DeepLabv3-style multi-rate context (rates 1, 3, 6, 9 + image pooling) at the bottleneck",
     "nafnet": "restoration (task=restore's default): NAFNet blocks, 2 per level, full-resolution features",
     "res-unet-lite": "restoration at CPU width: residual units without batch norm (EDSR)",
+    "trans-unet": "Chen et al. 2021: 4 ViT blocks over the 1/16 map's pixels, global context at the bottleneck",
+    "resnet34-unet": "segmentation_models.pytorch's Unet: ImageNet ResNet-34 encoder (weights: docs/encoders.md)",
+    "vgg11-unet": "TernausNet (Iglovikov & Shvets 2018): ImageNet VGG11 encoder (weights: docs/encoders.md)",
 }
 
 DISCRIMINATORS = {
@@ -50,9 +55,12 @@ def forward_gflops(module: nn.Module, *inputs: torch.Tensor) -> float:
 
 def blocks(cfg: UNetConfig) -> str:
     unit = f"{cfg.conv_unit.value} unit" + (f" x{cfg.units_per_level}" if cfg.units_per_level > 1 else "")
-    parts = [unit if cfg.conv_unit.value != "none" else "4x4 stride-2 convs",
-             cfg.down.value, cfg.up.value, f"{cfg.skip.value} skips"]
-    if cfg.bottleneck.value != "none":
+    down = f"timm {cfg.encoder.name} encoder" if cfg.architecture is Architecture.TIMM_UNET else cfg.down.value
+    parts = [unit if cfg.conv_unit.value != "none" else "4x4 stride-2 convs", down, cfg.up.value,
+             f"{cfg.skip.value} skips"]
+    if cfg.bottleneck is Bottleneck.TRANSFORMER:
+        parts.append(f"transformer bottleneck ({cfg.transformer.depth} blocks, {cfg.transformer.heads} heads)")
+    elif cfg.bottleneck.value != "none":
         parts.append(f"{cfg.bottleneck.value} bottleneck")
     return ", ".join(parts)
 
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| generator preset | blocks | depth, channels | parameters | GFLOPs @{args.size} px | intended use |")
     print("| --- | --- | --- | ---: | ---: | --- |")
     for name, cfg in GENERATOR_PRESETS.items():
-        net = UNet(cfg)
+        net = build_generator(cfg)  # random weights: a timm encoder's pretrained ones change no count
         gflops = forward_gflops(net, torch.randn(1, cfg.in_channels, args.size, args.size))
         print(f"| `{name}` | {blocks(cfg)} | {cfg.depth}, {cfg.base_channels}→{cfg.max_channels} "
               f"| {count_parameters(net) / 1e6:.2f} M | {gflops:.1f} | {INTENDED_USE.get(name, '')} |")

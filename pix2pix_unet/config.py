@@ -247,7 +247,8 @@ class EncoderConfig:
     """
 
     name: str = "resnet34"  # a timm model name (optionally with its tag: resnet34.a1_in1k)
-    # None: random init. A file (.safetensors, .pth, .bin) holding the timm model's state dict; `hub`: the
+    # None: random init. A file (.safetensors, .pth, .bin) holding the timm model's state dict (classifier
+    # included or not, as hub's model.safetensors or create_model(name, pretrained=True).state_dict()); `hub`: the
     # model's default pretrained tag from the Hugging Face hub (its cache with HF_HUB_OFFLINE=1);
     # `hf-hub:<repo id>`: that hub repo. Read when a model is built for training, never by from_pretrained.
     weights: str | None = None

@@ -40,25 +40,76 @@ def _timm() -> Any:
     return timm
 
 
-def weights_kwargs(cfg: UNetConfig) -> dict[str, Any]:
-    """``timm.create_model`` arguments that load ``generator.encoder.weights``; none for random init."""
-    weights = cfg.encoder.weights
-    if weights is None:
-        return {}
-    if weights == cfg.encoder.HUB:  # the model's default pretrained tag, e.g. resnet34 -> timm/resnet34.a1_in1k
-        return {"pretrained": True}
-    if weights.startswith(cfg.encoder.HUB_PREFIX):
-        return {"pretrained": True, "pretrained_cfg_overlay": {"hf_hub_id": weights.removeprefix(cfg.encoder.HUB_PREFIX)}}
+def read_weights(cfg: UNetConfig, hub_id: str | None) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict ``generator.encoder.weights`` names, and where it came from (for messages).
+
+    ``hub_id`` is the timm model's default Hugging Face repo (``weights: hub``). With
+    ``HF_HUB_OFFLINE=1`` huggingface_hub reads only its cache, so nothing is downloaded.
+    """
+    from timm.models import load_state_dict, load_state_dict_from_hf
+
+    weights, name = cfg.encoder.weights, cfg.encoder.name
+    assert weights is not None
+    if weights == cfg.encoder.HUB or weights.startswith(cfg.encoder.HUB_PREFIX):
+        repo = hub_id if weights == cfg.encoder.HUB else weights.removeprefix(cfg.encoder.HUB_PREFIX)
+        if not repo:
+            raise ConfigError(f"generator.encoder.weights=hub: timm has no Hugging Face repo for {name!r}; "
+                              "give a weights file instead")
+        try:
+            return load_state_dict_from_hf(repo, filename="model.safetensors"), f"hf-hub:{repo}"
+        except Exception as err:  # noqa: BLE001 - offline misses, network and file errors all end here
+            raise ConfigError(
+                f"generator.encoder.weights={weights!r}: cannot load hf-hub:{repo} ({type(err).__name__}: {err}). "
+                "With HF_HUB_OFFLINE=1 only the Hugging Face cache is read; fill it on a connected machine "
+                f"(hf download {repo}) or give a weights file (docs/encoders.md)"
+            ) from err
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ConfigError(f"generator.encoder.weights={weights!r}: no such file (a state dict of timm's "
-                          f"{cfg.encoder.name}, or `hub` for the Hugging Face hub cache)")
-    return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
+                          f"{name}, or `hub` for the Hugging Face hub cache)")
+    try:
+        return load_state_dict(str(path)), str(path)
+    except Exception as err:  # noqa: BLE001 - torch.load and safetensors raise many kinds
+        raise ConfigError(f"generator.encoder.weights={weights!r}: cannot read {path} as a state dict "
+                          f"({type(err).__name__}: {err})") from err
 
 
-def create_features(cfg: UNetConfig, pretrained: bool, out_indices: tuple[int, ...] | None = None) -> nn.Module:
-    """timm's ``features_only`` model ``generator.encoder.name`` for ``in_channels``, with its weights if
-    ``pretrained`` (and the config names some)."""
+def fit_weights(encoder: nn.Module, state: dict[str, torch.Tensor], first_convs: tuple[str, ...],
+                in_channels: int) -> dict[str, torch.Tensor]:
+    """``state`` (a whole timm classifier's, RGB) as the encoder's state dict: keys matched up to the
+    ``.``/``_`` timm's feature wrapper swaps, the first conv adapted to ``in_channels``, the rest (the
+    classifier, stages below the encoder's depth) left out.
+
+    Raises:
+        KeyError: a tensor the encoder needs is missing or of another shape (listed in the message).
+    """
+    from timm.models import adapt_input_conv
+
+    def key(name: str) -> str:
+        return name.replace(".", "_")
+
+    state = dict(state)
+    for conv in first_convs:
+        if f"{conv}.weight" in state:
+            state[f"{conv}.weight"] = adapt_input_conv(in_channels, state[f"{conv}.weight"])
+    source = {key(k): v for k, v in state.items()}
+    fitted, problems = {}, []
+    for name, tensor in encoder.state_dict().items():
+        value = source.get(key(name))
+        if value is None:
+            problems.append(f"{name} missing")
+        elif value.shape != tensor.shape:
+            problems.append(f"{name} is {tuple(value.shape)}, not {tuple(tensor.shape)}")
+        else:
+            fitted[name] = value
+    if problems:
+        shown = "; ".join(problems[:4]) + (f" and {len(problems) - 4} more" if len(problems) > 4 else "")
+        raise KeyError(f"{len(problems)} of the encoder's {len(fitted) + len(problems)} tensors do not fit: {shown}")
+    return fitted
+
+
+def create_features(cfg: UNetConfig, out_indices: tuple[int, ...] | None = None) -> nn.Module:
+    """timm's ``features_only`` model ``generator.encoder.name`` for ``in_channels``, randomly initialised."""
     timm = _timm()
     name = cfg.encoder.name
     if not timm.is_model(name):
@@ -67,14 +118,11 @@ def create_features(cfg: UNetConfig, pretrained: bool, out_indices: tuple[int, .
     kwargs: dict[str, Any] = {"features_only": True, "in_chans": cfg.in_channels}
     if out_indices is not None:
         kwargs["out_indices"] = out_indices
-    if pretrained:
-        kwargs.update(weights_kwargs(cfg))
     try:
         return timm.create_model(name, **kwargs)
-    except (RuntimeError, ValueError, KeyError, AssertionError, OSError) as err:
-        source = f" with generator.encoder.weights={cfg.encoder.weights!r}" if kwargs.get("pretrained") else ""
-        raise ConfigError(f"timm could not build generator.encoder.name={name!r}{source} as a feature "
-                          f"encoder for in_channels={cfg.in_channels}: {err}") from err
+    except (RuntimeError, ValueError, KeyError, AssertionError, TypeError) as err:
+        raise ConfigError(f"timm could not build generator.encoder.name={name!r} as a feature encoder for "
+                          f"in_channels={cfg.in_channels}: {err}") from err
 
 
 class TimmEncoder(nn.Module):
@@ -88,11 +136,11 @@ class TimmEncoder(nn.Module):
 
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__()
-        self.model = create_features(cfg, pretrained=False)
+        self.model = create_features(cfg)
         info = self.model.feature_info
         keep = select_stages(cfg, info.reduction())
         if len(keep) < len(info.reduction()):  # rebuild without the stages below 2 ** depth
-            self.model = create_features(cfg, pretrained=False, out_indices=tuple(keep))
+            self.model = create_features(cfg, out_indices=tuple(keep))
             info = self.model.feature_info
         self.out_indices = tuple(keep)
         self.strides: list[int] = list(info.reduction())
@@ -200,10 +248,19 @@ class TimmUNet(Generator):
     def load_pretrained_parts(self) -> None:
         """Load ``config.encoder.weights`` (a file or the hub cache) into the encoder, the first conv adapted
         to ``in_channels``; nothing when it is None."""
-        if self.config.encoder.weights is None:
+        cfg = self.config
+        if cfg.encoder.weights is None:
             return
-        pretrained = create_features(self.config, pretrained=True, out_indices=self.encoder.out_indices)
-        self.encoder.model.load_state_dict(pretrained.state_dict())
+        pretrained_cfg = self.encoder.model.pretrained_cfg
+        state, source = read_weights(cfg, pretrained_cfg.get("hf_hub_id"))
+        first = pretrained_cfg.get("first_conv") or ()
+        try:
+            fitted = fit_weights(self.encoder.model, state, (first,) if isinstance(first, str) else tuple(first),
+                                 cfg.in_channels)
+        except KeyError as err:
+            raise ConfigError(f"generator.encoder.weights={cfg.encoder.weights!r}: {source} is not a state dict of "
+                              f"timm's {cfg.encoder.name!r}: {err.args[0]}") from None
+        self.encoder.model.load_state_dict(fitted)
 
     def encoder_parameters(self) -> Iterator[nn.Parameter]:
         return self.encoder.parameters()
@@ -231,4 +288,5 @@ class TimmUNet(Generator):
         return out + inputs[:, : self.config.out_channels] if self.config.residual else out
 
 
-__all__ = ["TimmUNet", "TimmEncoder", "StageDecoderLevel", "create_features", "select_stages", "weights_kwargs"]
+__all__ = ["TimmUNet", "TimmEncoder", "StageDecoderLevel", "create_features", "fit_weights", "read_weights",
+           "select_stages"]

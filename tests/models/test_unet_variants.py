@@ -7,7 +7,7 @@ import torch
 
 from pix2pix_unet import from_pretrained
 from pix2pix_unet.config import GENERATOR_PRESETS, Activation, Bottleneck, ConvUnit, Down, Norm, Skip, UNetConfig, Up
-from pix2pix_unet.models import UNet, count_parameters
+from pix2pix_unet.models import UNet, build_generator, count_parameters
 
 # Full-size parameter counts (the README table comes from benchmarks/model_table.py).
 PRESET_PARAMETERS = {
@@ -20,6 +20,9 @@ PRESET_PARAMETERS = {
     "aspp-unet": 48_311_811,
     "nafnet": 1_579_939,
     "res-unet-lite": 1_964_995,
+    "trans-unet": 8_908_931,
+    "resnet34-unet": 25_222_931,
+    "vgg11-unet": 18_551_587,
 }
 
 
@@ -29,9 +32,11 @@ def tiny(cfg: UNetConfig, **changes) -> UNetConfig:
 
 
 def assert_gradients_everywhere(net: torch.nn.Module, x: torch.Tensor) -> None:
-    with torch.no_grad():  # zero-initialised layer scales (NAFNet's beta, gamma) pass no gradient at step 0 only
+    # zero-initialised layer scales (NAFNet's beta, gamma; the last BN of timm's residual blocks) pass no
+    # gradient at step 0 only
+    with torch.no_grad():
         for name, p in net.named_parameters():
-            if name.endswith(("beta", "gamma")) and not p.any():
+            if name.endswith(("beta", "gamma", "bn2.weight", "bn3.weight")) and not p.any():
                 p.fill_(0.1)
     net(x).square().mean().backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -44,12 +49,12 @@ def test_every_preset_is_pinned():
 
 @pytest.mark.parametrize("name", list(GENERATOR_PRESETS))
 def test_preset_parameter_count(name):
-    assert count_parameters(UNet(GENERATOR_PRESETS[name])) == PRESET_PARAMETERS[name]
+    assert count_parameters(build_generator(GENERATOR_PRESETS[name])) == PRESET_PARAMETERS[name]
 
 
 @pytest.mark.parametrize("name", list(GENERATOR_PRESETS))
 def test_preset_blocks_on_odd_sizes_with_gradients_everywhere(name):
-    net = UNet(tiny(GENERATOR_PRESETS[name], in_channels=2, out_channels=5)).train()
+    net = build_generator(tiny(GENERATOR_PRESETS[name], in_channels=2, out_channels=5)).train()
     x = torch.randn(2, 2, 29, 43)
     assert net(x).shape == (2, 5, 29, 43)
     assert_gradients_everywhere(net, x)
