@@ -56,7 +56,7 @@ def read_weights(cfg: UNetConfig, hub_id: str | None) -> tuple[dict[str, torch.T
             raise ConfigError(f"generator.encoder.weights=hub: timm has no Hugging Face repo for {name!r}; "
                               "give a weights file instead")
         try:
-            return load_state_dict_from_hf(repo, filename="model.safetensors"), f"hf-hub:{repo}"
+            return load_state_dict_from_hf(repo), f"hf-hub:{repo}"  # model.safetensors, else pytorch_model.bin
         except Exception as err:  # noqa: BLE001 - offline misses, network and file errors all end here
             raise ConfigError(
                 f"generator.encoder.weights={weights!r}: cannot load hf-hub:{repo} ({type(err).__name__}: {err}). "
