@@ -33,6 +33,7 @@ class Architecture(str, enum.Enum):
     UNET = "unet"  # the linear encoder-decoder of models/unet.py (pix2pix, U-Net and their block variants)
     UNETPP = "unet++"  # UNet++ (Zhou et al. 2018): nested dense skips X^{i,j}, models/unetpp.py
     UNET3P = "unet3+"  # UNet 3+ (Huang et al. 2020): full-scale skips, models/unet3p.py
+    TIMM_UNET = "timm-unet"  # a timm CNN encoder (pretrained or not) + a UNet decoder fitted to its stages (encoders.py)
 
 
 class DeepOutput(str, enum.Enum):
@@ -94,6 +95,14 @@ class Skip(str, enum.Enum):
 class Bottleneck(str, enum.Enum):
     NONE = "none"
     ASPP = "aspp"  # atrous spatial pyramid pooling at `aspp_rates` + image pooling, projected back
+    TRANSFORMER = "transformer"  # TransUNet: ViT blocks over the deepest map's pixels as tokens (`transformer`)
+
+
+class PositionEmbedding(str, enum.Enum):
+    """How the transformer bottleneck tells its tokens where they are; both work at any token grid."""
+
+    LEARNED = "learned"  # a learned grid x grid table, bilinearly resized to the token grid
+    SINUSOIDAL = "sinusoidal"  # fixed 2D sin-cos of each token's position, measured in units of that grid
 
 
 class DiscriminatorKind(str, enum.Enum):
@@ -206,6 +215,66 @@ class OutputDtype(str, enum.Enum):
 
 
 @dataclass
+class TransformerConfig:
+    """``generator.bottleneck=transformer`` (TransUNet, Chen et al. 2021): pre-norm ViT blocks at the deepest level.
+
+    Each pixel of the deepest feature map is a token. The position embedding is
+    defined on a ``grid`` x ``grid`` token lattice and resampled to the actual
+    one, so a model trained on 256-px crops (``grid=16`` at ``2 ** 4``) runs on
+    any size; the tokens then cost ``O((H W / 4 ** depth) ** 2)`` in attention.
+    """
+
+    depth: int = 4  # transformer blocks
+    heads: int = 8  # attention heads; must divide dim
+    dim: int | None = None  # token width (1x1 convs in and out); None: the deepest level's channels
+    mlp_ratio: float = 4.0  # hidden width of each block's MLP, as a multiple of dim
+    position: PositionEmbedding = PositionEmbedding.LEARNED
+    grid: int = 16  # side of the position embedding's own lattice, in tokens
+
+    def validate(self, where: str = "generator.transformer") -> None:
+        _positive(self, where, "depth", "heads", "mlp_ratio", "grid")
+        if self.dim is not None:
+            _positive(self, where, "dim")
+            check_token_width(self, self.dim, where, f"{where}.dim")
+
+
+def check_token_width(cfg: TransformerConfig, dim: int, where: str, source: str) -> None:
+    """``dim`` (named by ``source``) splits into ``heads`` heads and, for sin-cos positions, four quarters."""
+    if dim % cfg.heads:
+        raise ConfigError(f"{where}.heads={cfg.heads} must divide the token width {source}={dim}")
+    if cfg.position is PositionEmbedding.SINUSOIDAL and dim % 4:
+        raise ConfigError(f"{where}.position=sinusoidal needs a token width divisible by 4, got {source}={dim}")
+
+
+@dataclass
+class EncoderConfig:
+    """``generator.architecture=timm-unet``: the timm CNN encoding the input (``features_only=True``).
+
+    The encoder's feature stages down to stride ``2 ** generator.depth`` feed the
+    decoder (``depth=5`` for the usual stride-32 CNNs). Nothing is downloaded
+    unless ``weights`` asks for the hub; see docs/encoders.md for ImageNet weights.
+    """
+
+    name: str = "resnet34"  # a timm model name (optionally with its tag: resnet34.a1_in1k)
+    # None: random init. A file (.safetensors, .pth, .bin) holding the timm model's state dict (classifier
+    # included or not, as hub's model.safetensors or create_model(name, pretrained=True).state_dict()); `hub`: the
+    # model's default pretrained tag from the Hugging Face hub (its cache with HF_HUB_OFFLINE=1);
+    # `hf-hub:<repo id>`: that hub repo. Read when a model is built for training, never by from_pretrained.
+    weights: str | None = None
+    normalize: bool = True  # map [-1, 1] inputs to the mean/std the encoder's weights were trained with
+
+    HUB: ClassVar[str] = "hub"
+    HUB_PREFIX: ClassVar[str] = "hf-hub:"
+
+    def validate(self, where: str = "generator.encoder") -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"{where}.name={self.name!r} must name a timm model, such as resnet34")
+        if self.weights is not None and (not isinstance(self.weights, str) or not self.weights
+                                         or self.weights == self.HUB_PREFIX):
+            raise ConfigError(f"{where}.weights={self.weights!r} must be a file, `hub` or `hf-hub:<repo id>`")
+
+
+@dataclass
 class UNetConfig:
     """The UNet generator.
 
@@ -241,6 +310,8 @@ class UNetConfig:
     fullscale_channels: int = 64  # unet3+: the channels every scale brings to a decoder level (the paper's 64)
     prune_to: int | None = None  # unet++ with deep_supervision: forward returns head X^{0,k} and runs only the
     # nodes it needs (the paper's pruned UNet++ L^k, k = 1..depth); training still trains every head. None: all
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)  # used by bottleneck=transformer
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # used by architecture=timm-unet
 
     @property
     def factor(self) -> int:
@@ -278,6 +349,15 @@ class UNetConfig:
         if not isinstance(rates, list) or not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0
                                                                 for r in rates):
             raise ConfigError(f"{where}.aspp_rates={rates!r} must be a non-empty list of positive integers")
+        self.transformer.validate(f"{where}.transformer")
+        if self.architecture is Architecture.TIMM_UNET:
+            self.encoder.validate(f"{where}.encoder")
+            if self.conv_unit is ConvUnit.NONE:
+                raise ConfigError(f"{where}.architecture=timm-unet needs a decoder conv_unit (double, residual, ...), "
+                                  "got conv_unit=none")
+            if self.spectral_norm:
+                raise ConfigError(f"{where}.spectral_norm=true would rescale the pretrained encoder's weights; "
+                                  "it is not available with architecture=timm-unet")
 
     def _validate_topology(self, where: str) -> None:
         """The options of the nested (unet++) and full-scale (unet3+) topologies."""
@@ -350,9 +430,17 @@ class OptimConfig:
     d_steps_per_g: int = 1  # discriminator updates (on the same batch) before each generator update
     lr_scaling: LrScaling = LrScaling.NONE  # scale both lrs by the global batch (batch x accum x processes)
     base_batch_size: int = 1  # the global batch lr_g and lr_d were tuned for (pix2pix: 1)
+    # generator.architecture=timm-unet: the encoder learns at lr_g x encoder_lr_factor, and not at all (lr 0)
+    # for its first freeze_encoder_steps steps, while the randomly initialised decoder catches up
+    encoder_lr_factor: float = 1.0
+    freeze_encoder_steps: int = 0
 
     def validate(self, where: str = "optim") -> None:
         _positive(self, where, "lr_g", "lr_d", "d_steps_per_g", "base_batch_size")
+        if self.encoder_lr_factor < 0:
+            raise ConfigError(f"{where}.encoder_lr_factor={self.encoder_lr_factor} must be >= 0")
+        if self.freeze_encoder_steps < 0:
+            raise ConfigError(f"{where}.freeze_encoder_steps={self.freeze_encoder_steps} must be >= 0")
         if not 0.0 <= self.decay_start <= 1.0:
             raise ConfigError(f"{where}.decay_start={self.decay_start} must be in [0, 1]")
 
@@ -904,6 +992,13 @@ def check_combinations(cfg: TrainConfig) -> None:
                 f"{need} px (its output would be empty), but {size_key}={size}; lower n_layers or use larger images"
             )
     _check_deep_supervision(cfg)
+    encoder_options = cfg.optim.encoder_lr_factor != 1.0 or cfg.optim.freeze_encoder_steps > 0
+    if encoder_options and cfg.generator.architecture is not Architecture.TIMM_UNET:
+        raise ConfigError(
+            f"optim.encoder_lr_factor={cfg.optim.encoder_lr_factor} and optim.freeze_encoder_steps="
+            f"{cfg.optim.freeze_encoder_steps} apply to a pretrained encoder, but generator.architecture="
+            f"{cfg.generator.architecture.value} has none (use architecture=timm-unet, e.g. preset resnet34-unet)"
+        )
     if cfg.generator.norm is Norm.GROUP and cfg.generator.max_channels % cfg.generator.norm_groups:
         raise ConfigError(
             f"generator.norm_groups={cfg.generator.norm_groups} must divide generator.max_channels="
@@ -1034,6 +1129,28 @@ GENERATOR_PRESETS: dict[str, UNetConfig] = {
     "unet3+": UNetConfig(
         architecture=Architecture.UNET3P, depth=4, base_channels=64, max_channels=1024, conv_unit=ConvUnit.DOUBLE,
         down=Down.MAXPOOL, activation=Activation.RELU, dropout=0.0, fullscale_channels=64,
+    ),
+    # TransUNet-style (Chen et al. 2021): a U-Net whose deepest level (1/16) runs 4 pre-norm ViT blocks over its
+    # pixels as tokens; bilinear upsampling as TransUNet's cascaded decoder. 256-px images give a 16x16 token grid.
+    "trans-unet": UNetConfig(
+        depth=4, base_channels=32, max_channels=256, conv_unit=ConvUnit.DOUBLE, down=Down.MAXPOOL, up=Up.BILINEAR,
+        activation=Activation.RELU, dropout=0.0, bottleneck=Bottleneck.TRANSFORMER,
+        transformer=TransformerConfig(depth=4, heads=8),
+    ),
+    # segmentation_models.pytorch's default Unet: a timm ResNet-34 encoder (stride 32), nearest-resize decoder of
+    # 256, 128, 64, 32, 16 channels with two 3x3 conv-BN-ReLU per level. Random init unless
+    # generator.encoder.weights names ImageNet weights (docs/encoders.md).
+    "resnet34-unet": UNetConfig(
+        architecture=Architecture.TIMM_UNET, depth=5, base_channels=16, max_channels=256,
+        conv_unit=ConvUnit.DOUBLE, up=Up.NEAREST, activation=Activation.RELU, dropout=0.0,
+        encoder=EncoderConfig(name="resnet34"),
+    ),
+    # TernausNet (Iglovikov & Shvets 2018): a VGG11 encoder, transposed-conv decoder of 256, 256, 128, 64, 32
+    # channels, its full-resolution skip from VGG's first conv.
+    "vgg11-unet": UNetConfig(
+        architecture=Architecture.TIMM_UNET, depth=5, base_channels=32, max_channels=256,
+        conv_unit=ConvUnit.DOUBLE, up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0,
+        encoder=EncoderConfig(name="vgg11"),
     ),
 }
 

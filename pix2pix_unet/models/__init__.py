@@ -5,12 +5,13 @@
 """
 
 from .generator import GENERATORS, Generator, build_generator, count_parameters, pad_to_multiple, resolve_export_dir
+from .encoders import TimmUNet
 from .patchgan import Discriminator
 from .multihead import GeneratorOutputs, MultiHeadGenerator
 from .unet import UNet
 from .unet3p import UNet3Plus
 from .unetpp import UNetPlusPlus
 
-__all__ = ["Generator", "GENERATORS", "build_generator", "UNet", "UNetPlusPlus", "UNet3Plus", "MultiHeadGenerator",
-           "GeneratorOutputs", "Discriminator", "count_parameters",
+__all__ = ["Generator", "GENERATORS", "build_generator", "UNet", "UNetPlusPlus", "UNet3Plus", "TimmUNet",
+           "MultiHeadGenerator", "GeneratorOutputs", "Discriminator", "count_parameters",
            "pad_to_multiple", "resolve_export_dir"]

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..config import Activation, Bottleneck, ConvUnit, Down, Norm, Skip, UNetConfig, Up
+from .transformer import TransformerBottleneck
 
 # --------------------------------------------------------------------------- primitives
 
@@ -390,4 +391,5 @@ class ASPP(nn.Module):
 BOTTLENECKS: dict[Bottleneck, Callable[[int, UNetConfig], nn.Module]] = {
     Bottleneck.NONE: lambda channels, cfg: nn.Identity(),
     Bottleneck.ASPP: ASPP,
+    Bottleneck.TRANSFORMER: TransformerBottleneck,
 }
