@@ -138,3 +138,13 @@ def test_deep_supervision_needs_a_generator_with_heads():
 def test_wrong_input_channels_are_named():
     with pytest.raises(ValueError, match=r"UNetPlusPlus expects \(B, 3, H, W\) input, got shape \(1, 2, 16, 16\)"):
         build_generator(tiny("unet++"))(torch.randn(1, 2, 16, 16))
+
+
+@pytest.mark.parametrize("name", MULTIHEAD)
+def test_the_transformer_bottleneck_runs_at_the_deepest_node(name):
+    net = build_generator(tiny(name, bottleneck=Bottleneck.TRANSFORMER, deep_supervision=True,
+                               deep_output=DeepOutput.MEAN)).train()
+    assert type(net.bottleneck).__name__ == "TransformerBottleneck"
+    x = torch.randn(2, 3, 21, 27)
+    assert net(x).shape == (2, 3, 21, 27)
+    assert_gradients_everywhere(net, x)
