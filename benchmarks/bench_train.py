@@ -45,7 +45,7 @@ from pix2pix_unet.config import (  # noqa: E402
     GENERATOR_PRESETS, CompileMode, DataConfig, LossConfig, MixedPrecision, PatchGANConfig, PerfConfig, from_dict, UNetConfig,
 )
 from pix2pix_unet.data import PairedAugmentation, build_datasets, builtin_pairs  # noqa: E402
-from pix2pix_unet.models import Discriminator, UNet  # noqa: E402
+from pix2pix_unet.models import Discriminator, build_generator  # noqa: E402
 from pix2pix_unet.training.perf import SpeedPlan, adam, plan, speed_up  # noqa: E402
 from pix2pix_unet.training.step import train_step  # noqa: E402
 
@@ -133,7 +133,7 @@ def peak_tflops(device: torch.device, precision: str, override: float | None) ->
 
 def train_flops_per_image(gen_cfg: UNetConfig, disc_cfg: PatchGANConfig, size: int, device: torch.device) -> float:
     """FLOPs of one eager training step (G and D, forward and backward) divided by the batch (2 images)."""
-    g = UNet(gen_cfg).to(device)
+    g = build_generator(gen_cfg).to(device)
     d = Discriminator(gen_cfg.in_channels, gen_cfg.out_channels, disc_cfg).to(device)
     acc = Accelerator(cpu=device.type == "cpu")
     opt_g, opt_d = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
 
     # 1. nets and data, as train_gan.py builds them
-    generator = UNet(gen_cfg)
+    generator = build_generator(gen_cfg)
     discriminator = Discriminator(gen_cfg.in_channels, gen_cfg.out_channels, disc_cfg)
     speed_up(generator, discriminator, speed)
     opt_g = adam(generator.parameters(), 2e-4, (0.5, 0.999), speed)

@@ -31,7 +31,7 @@ except ImportError:  # run from a checkout without installing
 
 from pix2pix_unet.config import GENERATOR_PRESETS, BlendWindow, CompileMode, InferenceConfig, MixedPrecision  # noqa: E402
 from pix2pix_unet.inference import autocast, prepare_generator  # noqa: E402
-from pix2pix_unet.models import UNet, count_parameters  # noqa: E402
+from pix2pix_unet.models import Generator, build_generator, count_parameters  # noqa: E402
 from pix2pix_unet.tiling import plan_tiles, predict_tiled  # noqa: E402
 from pix2pix_unet.models.unet import pad_to_multiple  # noqa: E402
 from pix2pix_unet.training.perf import keep_freed_memory  # noqa: E402
@@ -57,7 +57,7 @@ def timed(fn, device: torch.device, repeats: int, warmup: int) -> list[float]:
 
 
 @torch.no_grad()
-def bench_device(net: UNet, device: torch.device, args: argparse.Namespace) -> list[tuple[str, str]]:
+def bench_device(net: Generator, device: torch.device, args: argparse.Namespace) -> list[tuple[str, str]]:
     cfg = InferenceConfig(precision=MixedPrecision(args.precision), compile=args.compile,
                           compile_mode=CompileMode(args.compile_mode))
     net = prepare_generator(net, cfg, device)
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         keep_freed_memory()
 
     torch.manual_seed(0)
-    net = UNet(GENERATOR_PRESETS[args.preset])
+    net = build_generator(GENERATOR_PRESETS[args.preset])
     devices = args.devices or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     print(f"generator preset {args.preset}: {count_parameters(net) / 1e6:.1f} M parameters, "
           f"2**depth = {net.config.factor}; torch {torch.__version__}")

@@ -17,7 +17,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pix2pix_unet.config import GENERATOR_PRESETS, DiscriminatorKind, PatchGANConfig, UNetConfig
+from pix2pix_unet.config import (
+    GENERATOR_PRESETS, Architecture, Bottleneck, DiscriminatorKind, PatchGANConfig, UNetConfig,
+)
 from pix2pix_unet.models import Discriminator, build_generator, count_parameters
 
 INTENDED_USE = {
@@ -32,6 +34,11 @@ INTENDED_USE = {
     "res-unet-lite": "restoration at CPU width: residual units without batch norm (EDSR)",
     "spade": "label map -> image on a CPU (Park et al. 2019); docs/synthetic.md",
     "spade-256": "label map -> image at 256 px, the paper's widths; docs/synthetic.md",
+    "unet++": "Zhou et al. 2018: nested dense skips, one output per depth (deep supervision for segment)",
+    "unet3+": "Huang et al. 2020: full-scale skips (every encoder and deeper decoder level into each decoder level)",
+    "trans-unet": "Chen et al. 2021: 4 ViT blocks over the 1/16 map's pixels, global context at the bottleneck",
+    "resnet34-unet": "segmentation_models.pytorch's Unet: ImageNet ResNet-34 encoder (weights: docs/encoders.md)",
+    "vgg11-unet": "TernausNet (Iglovikov & Shvets 2018): ImageNet VGG11 encoder (weights: docs/encoders.md)",
 }
 
 DISCRIMINATORS = {
@@ -54,9 +61,16 @@ def blocks(cfg: UNetConfig) -> str:
     if cfg.architecture.value == "spade":
         return "SPADE residual blocks, nearest upsampling, no encoder"
     unit = f"{cfg.conv_unit.value} unit" + (f" x{cfg.units_per_level}" if cfg.units_per_level > 1 else "")
-    parts = [unit if cfg.conv_unit.value != "none" else "4x4 stride-2 convs",
-             cfg.down.value, cfg.up.value, f"{cfg.skip.value} skips"]
-    if cfg.bottleneck.value != "none":
+    arch = cfg.architecture
+    if arch is Architecture.UNET3P:  # max-pool / bilinear + 3x3 conv-norm-act on every full-scale skip
+        parts = [unit, cfg.down.value, f"full-scale skips of {cfg.fullscale_channels} channels per scale"]
+    else:
+        down = f"timm {cfg.encoder.name} encoder" if arch is Architecture.TIMM_UNET else cfg.down.value
+        skips = "nested dense skips" if arch is Architecture.UNETPP else f"{cfg.skip.value} skips"
+        parts = [unit if cfg.conv_unit.value != "none" else "4x4 stride-2 convs", down, cfg.up.value, skips]
+    if cfg.bottleneck is Bottleneck.TRANSFORMER:
+        parts.append(f"transformer bottleneck ({cfg.transformer.depth} blocks, {cfg.transformer.heads} heads)")
+    elif cfg.bottleneck.value != "none":
         parts.append(f"{cfg.bottleneck.value} bottleneck")
     return ", ".join(parts)
 
@@ -70,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| generator preset | blocks | depth, channels | parameters | GFLOPs @{args.size} px | intended use |")
     print("| --- | --- | --- | ---: | ---: | --- |")
     for name, cfg in GENERATOR_PRESETS.items():
-        net = build_generator(cfg)
+        net = build_generator(cfg)  # random weights: a timm encoder's pretrained ones change no count
         gflops = forward_gflops(net, torch.randn(1, cfg.in_channels, args.size, args.size))
         print(f"| `{name}` | {blocks(cfg)} | {cfg.depth}, {cfg.base_channels}→{cfg.max_channels} "
               f"| {count_parameters(net) / 1e6:.2f} M | {gflops:.1f} | {INTENDED_USE.get(name, '')} |")

@@ -74,7 +74,7 @@ def fixed_batch(channels: tuple[int, int], size: int, batch_size: int, device: t
 def main(argv: list[str] | None = None) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from pix2pix_unet.config import GENERATOR_PRESETS, PatchGANConfig, UNetConfig, from_dict
-    from pix2pix_unet.models import Discriminator, UNet
+    from pix2pix_unet.models import Discriminator, build_generator
 
     p = argparse.ArgumentParser(description="Time the plain eager step in a process of its own; prints JSON.")
     p.add_argument("--preset", default="pix2pix", choices=sorted(GENERATOR_PRESETS))
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(0)
     gen_cfg = from_dict(UNetConfig, {"preset": args.preset})
-    step = ReferenceStep(UNet(gen_cfg).to(device),
+    step = ReferenceStep(build_generator(gen_cfg).to(device),
                          Discriminator(gen_cfg.in_channels, gen_cfg.out_channels, PatchGANConfig()).to(device))
     x, y = fixed_batch((gen_cfg.in_channels, gen_cfg.out_channels), args.size, args.batch_size, device)
     times = []

@@ -32,6 +32,16 @@ class Architecture(str, enum.Enum):
 
     UNET = "unet"  # the linear encoder-decoder of models/unet.py (pix2pix, U-Net and their block variants)
     SPADE = "spade"  # models/spade.py: label map -> image, SPADE residual blocks from the coarsest scale up
+    UNETPP = "unet++"  # UNet++ (Zhou et al. 2018): nested dense skips X^{i,j}, models/unetpp.py
+    UNET3P = "unet3+"  # UNet 3+ (Huang et al. 2020): full-scale skips, models/unet3p.py
+    TIMM_UNET = "timm-unet"  # a timm CNN encoder (pretrained or not) + a UNet decoder fitted to its stages (encoders.py)
+
+
+class DeepOutput(str, enum.Enum):
+    """With ``deep_supervision``, what ``forward`` returns: the last (full-depth) head or the mean of all heads."""
+
+    LAST = "last"
+    MEAN = "mean"
 
 
 class Norm(str, enum.Enum):
@@ -86,6 +96,14 @@ class Skip(str, enum.Enum):
 class Bottleneck(str, enum.Enum):
     NONE = "none"
     ASPP = "aspp"  # atrous spatial pyramid pooling at `aspp_rates` + image pooling, projected back
+    TRANSFORMER = "transformer"  # TransUNet: ViT blocks over the deepest map's pixels as tokens (`transformer`)
+
+
+class PositionEmbedding(str, enum.Enum):
+    """How the transformer bottleneck tells its tokens where they are; both work at any token grid."""
+
+    LEARNED = "learned"  # a learned grid x grid table, bilinearly resized to the token grid
+    SINUSOIDAL = "sinusoidal"  # fixed 2D sin-cos of each token's position, measured in units of that grid
 
 
 class DiscriminatorKind(str, enum.Enum):
@@ -198,6 +216,66 @@ class OutputDtype(str, enum.Enum):
 
 
 @dataclass
+class TransformerConfig:
+    """``generator.bottleneck=transformer`` (TransUNet, Chen et al. 2021): pre-norm ViT blocks at the deepest level.
+
+    Each pixel of the deepest feature map is a token. The position embedding is
+    defined on a ``grid`` x ``grid`` token lattice and resampled to the actual
+    one, so a model trained on 256-px crops (``grid=16`` at ``2 ** 4``) runs on
+    any size; the tokens then cost ``O((H W / 4 ** depth) ** 2)`` in attention.
+    """
+
+    depth: int = 4  # transformer blocks
+    heads: int = 8  # attention heads; must divide dim
+    dim: int | None = None  # token width (1x1 convs in and out); None: the deepest level's channels
+    mlp_ratio: float = 4.0  # hidden width of each block's MLP, as a multiple of dim
+    position: PositionEmbedding = PositionEmbedding.LEARNED
+    grid: int = 16  # side of the position embedding's own lattice, in tokens
+
+    def validate(self, where: str = "generator.transformer") -> None:
+        _positive(self, where, "depth", "heads", "mlp_ratio", "grid")
+        if self.dim is not None:
+            _positive(self, where, "dim")
+            check_token_width(self, self.dim, where, f"{where}.dim")
+
+
+def check_token_width(cfg: TransformerConfig, dim: int, where: str, source: str) -> None:
+    """``dim`` (named by ``source``) splits into ``heads`` heads and, for sin-cos positions, four quarters."""
+    if dim % cfg.heads:
+        raise ConfigError(f"{where}.heads={cfg.heads} must divide the token width {source}={dim}")
+    if cfg.position is PositionEmbedding.SINUSOIDAL and dim % 4:
+        raise ConfigError(f"{where}.position=sinusoidal needs a token width divisible by 4, got {source}={dim}")
+
+
+@dataclass
+class EncoderConfig:
+    """``generator.architecture=timm-unet``: the timm CNN encoding the input (``features_only=True``).
+
+    The encoder's feature stages down to stride ``2 ** generator.depth`` feed the
+    decoder (``depth=5`` for the usual stride-32 CNNs). Nothing is downloaded
+    unless ``weights`` asks for the hub; see docs/encoders.md for ImageNet weights.
+    """
+
+    name: str = "resnet34"  # a timm model name (optionally with its tag: resnet34.a1_in1k)
+    # None: random init. A file (.safetensors, .pth, .bin) holding the timm model's state dict (classifier
+    # included or not, as hub's model.safetensors or create_model(name, pretrained=True).state_dict()); `hub`: the
+    # model's default pretrained tag from the Hugging Face hub (its cache with HF_HUB_OFFLINE=1);
+    # `hf-hub:<repo id>`: that hub repo. Read when a model is built for training, never by from_pretrained.
+    weights: str | None = None
+    normalize: bool = True  # map [-1, 1] inputs to the mean/std the encoder's weights were trained with
+
+    HUB: ClassVar[str] = "hub"
+    HUB_PREFIX: ClassVar[str] = "hf-hub:"
+
+    def validate(self, where: str = "generator.encoder") -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"{where}.name={self.name!r} must name a timm model, such as resnet34")
+        if self.weights is not None and (not isinstance(self.weights, str) or not self.weights
+                                         or self.weights == self.HUB_PREFIX):
+            raise ConfigError(f"{where}.weights={self.weights!r} must be a file, `hub` or `hf-hub:<repo id>`")
+
+
+@dataclass
 class UNetConfig:
     """The UNet generator.
 
@@ -230,11 +308,26 @@ class UNetConfig:
     residual: bool = False  # output = input[:, :out_channels] + net(input); the head starts at zero (identity)
     spade_hidden: int = 64  # spade: channels of each SPADE norm's shared conv on the label map
     noise_channels: int = 0  # spade: a random vector per sample joins the label map (diverse images per layout)
+    deep_supervision: bool = False  # unet++/unet3+: an output head on every X^{0,j} / decoder level (num_heads)
+    deep_output: DeepOutput = DeepOutput.LAST  # with deep_supervision: forward returns the last head or their mean
+    fullscale_channels: int = 64  # unet3+: the channels every scale brings to a decoder level (the paper's 64)
+    prune_to: int | None = None  # unet++ with deep_supervision: forward returns head X^{0,k} and runs only the
+    # nodes it needs (the paper's pruned UNet++ L^k, k = 1..depth); training still trains every head. None: all
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)  # used by bottleneck=transformer
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # used by architecture=timm-unet
 
     @property
     def factor(self) -> int:
         """Input sizes are padded up to a multiple of this."""
         return 2**self.depth
+
+    @property
+    def num_heads(self) -> int:
+        """Output heads: 1, or with ``deep_supervision`` one per X^{0,j} (unet++: ``depth``) or per decoder
+        level and the bottom (unet3+: ``depth + 1``)."""
+        if not self.deep_supervision:
+            return 1
+        return self.depth + 1 if self.architecture is Architecture.UNET3P else self.depth
 
     def validate(self, where: str = "generator") -> None:
         _positive(self, where, "in_channels", "out_channels", "depth", "base_channels", "max_channels")
@@ -256,10 +349,49 @@ class UNetConfig:
         if self.residual and self.in_channels < self.out_channels:
             raise ConfigError(f"{where}.residual=true adds the input to the output, so in_channels={self.in_channels} "
                               f"must be at least out_channels={self.out_channels}")
+        self._validate_topology(where)
         rates = self.aspp_rates
         if not isinstance(rates, list) or not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0
                                                                 for r in rates):
             raise ConfigError(f"{where}.aspp_rates={rates!r} must be a non-empty list of positive integers")
+        self.transformer.validate(f"{where}.transformer")
+        if self.architecture is Architecture.TIMM_UNET:
+            self.encoder.validate(f"{where}.encoder")
+            if self.conv_unit is ConvUnit.NONE:
+                raise ConfigError(f"{where}.architecture=timm-unet needs a decoder conv_unit (double, residual, ...), "
+                                  "got conv_unit=none")
+            if self.spectral_norm:
+                raise ConfigError(f"{where}.spectral_norm=true would rescale the pretrained encoder's weights; "
+                                  "it is not available with architecture=timm-unet")
+
+    def _validate_topology(self, where: str) -> None:
+        """The options of the nested (unet++) and full-scale (unet3+) topologies."""
+        arch = f"{where}.architecture={self.architecture.value}"
+        if self.architecture not in (Architecture.UNETPP, Architecture.UNET3P):
+            if self.deep_supervision:
+                raise ConfigError(f"{where}.deep_supervision=true needs a generator with extra output heads "
+                                  f"({where}.architecture=unet++ or unet3+), got {arch}")
+            return
+        if self.conv_unit is ConvUnit.NONE:
+            raise ConfigError(f"{arch} builds every node from a convolution unit; {where}.conv_unit=none has "
+                              "none (use double, residual, separable, dilated or naf)")
+        if self.skip is not Skip.CONCAT:
+            raise ConfigError(f"{arch} merges its skips by concatenation; {where}.skip={self.skip.value} "
+                              "applies to architecture=unet only")
+        if self.deep_output is DeepOutput.MEAN and not self.deep_supervision:
+            raise ConfigError(f"{where}.deep_output=mean averages the deep-supervision heads; set "
+                              f"{where}.deep_supervision=true or deep_output=last")
+        _positive(self, where, "fullscale_channels")
+        if self.prune_to is not None:
+            if self.architecture is not Architecture.UNETPP or not self.deep_supervision:
+                raise ConfigError(f"{where}.prune_to={self.prune_to} picks a trained UNet++ head; it needs "
+                                  f"architecture=unet++ and deep_supervision=true, got {arch}, deep_supervision="
+                                  f"{str(self.deep_supervision).lower()}")
+            if not 1 <= self.prune_to <= self.depth:
+                raise ConfigError(f"{where}.prune_to={self.prune_to} must be in 1..depth={self.depth}")
+            if self.deep_output is DeepOutput.MEAN:
+                raise ConfigError(f"{where}.prune_to={self.prune_to} returns one head; it cannot be combined "
+                                  f"with {where}.deep_output=mean")
 
 
 @dataclass
@@ -305,9 +437,17 @@ class OptimConfig:
     d_steps_per_g: int = 1  # discriminator updates (on the same batch) before each generator update
     lr_scaling: LrScaling = LrScaling.NONE  # scale both lrs by the global batch (batch x accum x processes)
     base_batch_size: int = 1  # the global batch lr_g and lr_d were tuned for (pix2pix: 1)
+    # generator.architecture=timm-unet: the encoder learns at lr_g x encoder_lr_factor, and not at all (lr 0)
+    # for its first freeze_encoder_steps steps, while the randomly initialised decoder catches up
+    encoder_lr_factor: float = 1.0
+    freeze_encoder_steps: int = 0
 
     def validate(self, where: str = "optim") -> None:
         _positive(self, where, "lr_g", "lr_d", "d_steps_per_g", "base_batch_size")
+        if self.encoder_lr_factor < 0:
+            raise ConfigError(f"{where}.encoder_lr_factor={self.encoder_lr_factor} must be >= 0")
+        if self.freeze_encoder_steps < 0:
+            raise ConfigError(f"{where}.freeze_encoder_steps={self.freeze_encoder_steps} must be >= 0")
         if not 0.0 <= self.decay_start <= 1.0:
             raise ConfigError(f"{where}.decay_start={self.decay_start} must be in [0, 1]")
 
@@ -417,6 +557,9 @@ class SegmentConfig:
     min_size: int | None = None  # objects under this many pixels are dropped; None: tuned
     distance_head: bool = False  # instance mode: also regress each object's normalised distance to its border
     distance_weight: float = 1.0  # weight of that L1 loss
+    # generator.deep_supervision: the segmentation loss of each head (the generator's order, the main head last),
+    # summed with these weights; None: 1 / generator.num_heads each (the UNet++ paper's average)
+    deep_weights: list[float] | None = None
 
     def validate(self, where: str = "segment") -> None:
         if self.distance_head and self.adversarial:
@@ -435,6 +578,10 @@ class SegmentConfig:
             raise ConfigError(
                 f"{where}.intensity_max={self.intensity_max} must be above intensity_min={self.intensity_min}"
             )
+        weights = self.deep_weights
+        if weights is not None and (not isinstance(weights, list) or not weights or min(weights) < 0
+                                    or sum(weights) <= 0):
+            raise ConfigError(f"{where}.deep_weights={weights!r} must be a list of weights >= 0, not all 0")
 
 
 @dataclass
@@ -853,11 +1000,36 @@ def check_combinations(cfg: TrainConfig) -> None:
                 f"discriminator.n_layers={cfg.discriminator.n_layers}{scales} needs training images of at least "
                 f"{need} px (its output would be empty), but {size_key}={size}; lower n_layers or use larger images"
             )
+    _check_deep_supervision(cfg)
+    encoder_options = cfg.optim.encoder_lr_factor != 1.0 or cfg.optim.freeze_encoder_steps > 0
+    if encoder_options and cfg.generator.architecture is not Architecture.TIMM_UNET:
+        raise ConfigError(
+            f"optim.encoder_lr_factor={cfg.optim.encoder_lr_factor} and optim.freeze_encoder_steps="
+            f"{cfg.optim.freeze_encoder_steps} apply to a pretrained encoder, but generator.architecture="
+            f"{cfg.generator.architecture.value} has none (use architecture=timm-unet, e.g. preset resnet34-unet)"
+        )
     if cfg.generator.norm is Norm.GROUP and cfg.generator.max_channels % cfg.generator.norm_groups:
         raise ConfigError(
             f"generator.norm_groups={cfg.generator.norm_groups} must divide generator.max_channels="
             f"{cfg.generator.max_channels} for group norm"
         )
+
+
+def _check_deep_supervision(cfg: TrainConfig) -> None:
+    """Deep supervision trains its extra heads in the segment objective only."""
+    gen, weights = cfg.generator, cfg.segment.deep_weights
+    if gen.deep_supervision and cfg.task is not Task.SEGMENT and gen.deep_output is DeepOutput.LAST:
+        raise ConfigError(
+            f"generator.deep_supervision=true: task={cfg.task.value} trains the last head only, so the other "
+            f"{gen.num_heads - 1} would stay untrained; use task=segment, generator.deep_output=mean (all heads "
+            "train through their mean) or generator.deep_supervision=false"
+        )
+    if weights is not None and not gen.deep_supervision:
+        raise ConfigError(f"segment.deep_weights={weights} weighs deep-supervision heads, but "
+                          "generator.deep_supervision=false")
+    if weights is not None and len(weights) != gen.num_heads:
+        raise ConfigError(f"segment.deep_weights={weights} has {len(weights)} weights, but the generator "
+                          f"(architecture={gen.architecture.value}, depth={gen.depth}) has {gen.num_heads} heads")
 
 
 def _check_gan_variant(cfg: TrainConfig) -> None:
@@ -962,6 +1134,40 @@ GENERATOR_PRESETS: dict[str, UNetConfig] = {
     # SPADE at 256 px: from 1/32 scale, 64->1024 channels (the paper's ngf=64), 128-channel SPADE convs; 45 M.
     "spade-256": UNetConfig(architecture=Architecture.SPADE, depth=5, base_channels=64, max_channels=1024,
                             spade_hidden=128, norm=Norm.BATCH, dropout=0.0),
+    # UNet++ (Zhou et al. 2018): the paper's 32->512 widths over 4 levels, nested dense skips. Deep supervision
+    # (segment): generator.deep_supervision=true, a head on each X^{0,j}; deep_output=last|mean at inference.
+    "unet++": UNetConfig(
+        architecture=Architecture.UNETPP, depth=4, base_channels=32, max_channels=512, conv_unit=ConvUnit.DOUBLE,
+        down=Down.MAXPOOL, up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0,
+    ),
+    # UNet 3+ (Huang et al. 2020): the paper's 64->1024 encoder, full-scale skips of 64 channels per scale.
+    # Deep supervision (segment): generator.deep_supervision=true, a head on every decoder level and the bottom.
+    "unet3+": UNetConfig(
+        architecture=Architecture.UNET3P, depth=4, base_channels=64, max_channels=1024, conv_unit=ConvUnit.DOUBLE,
+        down=Down.MAXPOOL, activation=Activation.RELU, dropout=0.0, fullscale_channels=64,
+    ),
+    # TransUNet-style (Chen et al. 2021): a U-Net whose deepest level (1/16) runs 4 pre-norm ViT blocks over its
+    # pixels as tokens; bilinear upsampling as TransUNet's cascaded decoder. 256-px images give a 16x16 token grid.
+    "trans-unet": UNetConfig(
+        depth=4, base_channels=32, max_channels=256, conv_unit=ConvUnit.DOUBLE, down=Down.MAXPOOL, up=Up.BILINEAR,
+        activation=Activation.RELU, dropout=0.0, bottleneck=Bottleneck.TRANSFORMER,
+        transformer=TransformerConfig(depth=4, heads=8),
+    ),
+    # segmentation_models.pytorch's default Unet: a timm ResNet-34 encoder (stride 32), nearest-resize decoder of
+    # 256, 128, 64, 32, 16 channels with two 3x3 conv-BN-ReLU per level. Random init unless
+    # generator.encoder.weights names ImageNet weights (docs/encoders.md).
+    "resnet34-unet": UNetConfig(
+        architecture=Architecture.TIMM_UNET, depth=5, base_channels=16, max_channels=256,
+        conv_unit=ConvUnit.DOUBLE, up=Up.NEAREST, activation=Activation.RELU, dropout=0.0,
+        encoder=EncoderConfig(name="resnet34"),
+    ),
+    # TernausNet (Iglovikov & Shvets 2018): a VGG11 encoder, transposed-conv decoder of 256, 256, 128, 64, 32
+    # channels, its full-resolution skip from VGG's first conv.
+    "vgg11-unet": UNetConfig(
+        architecture=Architecture.TIMM_UNET, depth=5, base_channels=32, max_channels=256,
+        conv_unit=ConvUnit.DOUBLE, up=Up.TRANSPOSED, activation=Activation.RELU, dropout=0.0,
+        encoder=EncoderConfig(name="vgg11"),
+    ),
 }
 
 

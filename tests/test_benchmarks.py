@@ -136,3 +136,21 @@ def test_synthetic_gain_runs_every_arm_over_seeds_and_prints_the_table(tmp_path,
                    for arm in ("real", "joint", "filtered", "pretrain"))
     printed = capsys.readouterr().out
     assert "| 2 | 1 | pretrain |" in printed and "target: mean mIoU gain" in printed
+
+
+def test_compare_presets_trains_every_seed_and_prints_mean_and_spread(tmp_path, capsys):
+    module = load("compare_presets")
+    argv = ["--out", str(tmp_path), "--rows", "unet3+/ds", "--seeds", "0", "1", "--steps", "2", "--crop", "32",
+            "--size", "36", "--train", "4", "--val", "2", "--max-depth", "2", "generator.base_channels=4",
+            "generator.fullscale_channels=4"]
+    assert module.main(argv) == 0
+    table = capsys.readouterr().out.splitlines()
+    row = next(line for line in table if line.startswith("| `unet3+` + deep supervision"))
+    assert row.count(" ± ") == 2 and row.endswith("| 2 |")  # mIoU and object F1 over 2 seeds
+    meta = json.loads((tmp_path / "photos" / "unet3+_ds" / "seed1" / "checkpoints" / "generator" / "config.json")
+                      .read_text())
+    assert meta["generator"]["deep_supervision"] is True and meta["generator"]["depth"] == 2
+    assert meta["generator"]["base_channels"] == 4  # the command line's overrides come after the row's
+    # finished runs are read back, not trained again
+    assert module.main([*argv, "--table-only"]) == 0
+    assert row in capsys.readouterr().out.splitlines()

@@ -47,6 +47,10 @@ def test_presets_are_what_they_say():
         (["optim.d_steps_per_g=0"], "optim.d_steps_per_g=0"),
         (["loss.gan=wgan-gp"], "discriminator.norm=batch"),  # the default D norm
         (["optim.d_steps_per_g=2", "grad_accum=2"], "grad_accum=2"),
+        (["segment.deep_weights=[-1.0, 2.0]"], r"segment.deep_weights=\[-1.0, 2.0\] must be a list of weights >= 0"),
+        (["segment.deep_weights=[1.0]"], "generator.deep_supervision=false"),
+        (["generator.deep_supervision=true"], "needs a generator with extra output heads"),  # architecture=unet
+        (["generator.preset=unet3+", "generator.prune_to=2"], "prune_to=2 picks a trained UNet\\+\\+ head"),
     ],
 )
 def test_bad_variant_values_name_the_key(overrides, message):

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..config import Activation, Bottleneck, ConvUnit, Down, Norm, Skip, UNetConfig, Up
+from .transformer import TransformerBottleneck
 
 # --------------------------------------------------------------------------- primitives
 
@@ -103,6 +104,17 @@ class SeparableConv2d(nn.Sequential):
 
 
 ConvFactory = Callable[..., nn.Module]  # (in_channels, out_channels, *, bias) -> resolution-keeping conv
+
+
+class ConvNormAct(nn.Sequential):
+    """One 3x3 conv-norm-act layer (UNet 3+'s unit for its full-scale skips and fusions)."""
+
+    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig) -> None:
+        super().__init__(
+            conv3x3(in_channels, out_channels, bias=conv_bias(cfg.norm)),
+            make_norm(cfg.norm, out_channels, cfg.norm_groups),
+            make_activation(cfg.activation),
+        )
 
 
 # --------------------------------------------------------------------------- convolution units
@@ -379,4 +391,5 @@ class ASPP(nn.Module):
 BOTTLENECKS: dict[Bottleneck, Callable[[int, UNetConfig], nn.Module]] = {
     Bottleneck.NONE: lambda channels, cfg: nn.Identity(),
     Bottleneck.ASPP: ASPP,
+    Bottleneck.TRANSFORMER: TransformerBottleneck,
 }

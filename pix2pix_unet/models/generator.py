@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +39,12 @@ def register(architecture: Architecture) -> Callable[[G], G]:
     return add
 
 
-def build_generator(config: UNetConfig) -> "Generator":
-    """The generator ``config.architecture`` names, built from ``config``."""
+def build_generator(config: UNetConfig, pretrained: bool = True) -> "Generator":
+    """The generator ``config.architecture`` names, built from ``config``.
+
+    ``pretrained``: load the pretrained parts the config names (a timm encoder's ``encoder.weights``);
+    off where a checkpoint's weights come next anyway (``from_pretrained``, resuming).
+    """
     try:
         cls = GENERATORS[config.architecture]
     except KeyError:
@@ -48,7 +52,10 @@ def build_generator(config: UNetConfig) -> "Generator":
             f"generator.architecture={config.architecture.value!r} has no registered class "
             f"(registered: {sorted(a.value for a in GENERATORS)})"
         ) from None
-    return cls(config)
+    model = cls(config)
+    if pretrained:
+        model.load_pretrained_parts()
+    return model
 
 
 class Generator(nn.Module):
@@ -59,6 +66,14 @@ class Generator(nn.Module):
     """
 
     config: UNetConfig
+
+    def load_pretrained_parts(self) -> None:
+        """Load the pretrained weights the config names into a freshly built model; none by default."""
+
+    def encoder_parameters(self) -> Iterator[nn.Parameter]:
+        """The pretrained encoder's parameters, which train at their own rate (``optim.encoder_lr_factor``,
+        ``optim.freeze_encoder_steps``); none by default."""
+        return iter(())
 
     def save_pretrained(self, directory: str | Path, **metadata: Any) -> Path:
         """Write ``model.safetensors`` and ``config.json`` (architecture + ``metadata``) to ``directory``."""
@@ -90,7 +105,8 @@ class Generator(nn.Module):
                                         f"be fetched ({err})") from err
         directory = resolve_export_dir(path)
         meta = json.loads((directory / CONFIG_NAME).read_text())
-        model = build_generator(from_dict(UNetConfig, meta["generator"], "generator"))
+        # every weight is in the export: a pretrained encoder's original file is not needed, nor read
+        model = build_generator(from_dict(UNetConfig, meta["generator"], "generator"), pretrained=False)
         model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
         model.metadata = meta
         model.export_dir = directory

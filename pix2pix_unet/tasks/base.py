@@ -201,6 +201,11 @@ class TaskBase:
         return self.objective.generator_losses(discriminator, inputs, fake, target)
 
     @property
+    def deep_supervision(self) -> bool:
+        """Whether ``generator_losses`` takes every output head (``heads=``) besides the output; segment's can."""
+        return False
+
+    @property
     def uses_discriminator(self) -> bool:
         """Whether the objective has an adversarial term (else no D, D optimiser or D schedule is built)."""
         return True

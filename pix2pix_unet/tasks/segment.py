@@ -40,7 +40,7 @@ from .instances import (
 from .labels import (
     LabelledDataset, LabelledFolder, build_labelled, colorize_labels, discover_labelled, instances_from_labels,
 )
-from .segment_losses import segmentation_losses
+from .segment_losses import deep_supervision_losses, segmentation_losses
 from .segment_metrics import confusion_matrix, segmentation_scores
 from .weight_map import unet_weight_map
 
@@ -266,9 +266,20 @@ class SegmentTask(TaskBase):
         real = one_hot(target.labels, self.out_classes).to(fake.dtype)
         return discriminator_losses(discriminator, inputs, fake.softmax(1), real, self.cfg.loss)  # no distance head
 
+    @property
+    def deep_supervision(self) -> bool:
+        """Whether training gets every output head of the generator (``generator.deep_supervision``)."""
+        return self.cfg.generator.deep_supervision
+
     def generator_losses(self, discriminator: nn.Module | None, inputs: torch.Tensor, fake: torch.Tensor,
-                         target: SegmentTarget) -> dict[str, torch.Tensor]:
-        losses = segmentation_losses(fake[:, : self.out_classes], target.labels, target.weight, self.cfg.segment)
+                         target: SegmentTarget, heads: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The hybrid segmentation loss of ``fake`` or, with deep supervision, the weighted sum of each
+        head's (``segment.deep_weights``); then the distance and adversarial terms on ``fake``."""
+        k, seg = self.out_classes, self.cfg.segment
+        if heads is None:
+            losses = segmentation_losses(fake[:, :k], target.labels, target.weight, seg)
+        else:
+            losses = deep_supervision_losses([h[:, :k] for h in heads], target.labels, target.weight, seg)
         total = losses["g_seg"]
         if self.distance_head:  # L1 of the predicted distance to the object border
             losses["g_distance"] = (fake[:, -1].float().sigmoid() - target.distance).abs().mean()

@@ -47,3 +47,21 @@ def segmentation_losses(logits: torch.Tensor, labels: torch.Tensor, weight: torc
     boundary = weighted_cross_entropy(logits, labels, weight)
     total = cfg.ce_weight * ce + cfg.dice_weight * dice + cfg.boundary_weight * boundary
     return {"g_seg": total, "g_ce": ce, "g_dice": dice, "g_boundary": boundary}
+
+
+def deep_supervision_losses(heads: list[torch.Tensor], labels: torch.Tensor, weight: torch.Tensor,
+                            cfg: SegmentConfig) -> dict[str, torch.Tensor]:
+    """Deep supervision: ``g_seg = sum_k w_k * hybrid loss of head k``, with ``w = cfg.deep_weights``
+    (default ``1 / len(heads)`` each, the UNet++ paper's average).
+
+    Also returns each head's hybrid loss (``g_seg_head0`` ...) and the weighted parts (``g_ce`` ...).
+
+    Shape:
+        ``heads: n x (B, K, H, W)``, ``labels (B, H, W)``, ``weight (B, H, W)`` -> scalars.
+    """
+    weights = cfg.deep_weights if cfg.deep_weights is not None else [1.0 / len(heads)] * len(heads)
+    if len(weights) != len(heads):
+        raise ValueError(f"segment.deep_weights={cfg.deep_weights} has {len(weights)} weights for {len(heads)} heads")
+    per_head = [segmentation_losses(logits, labels, weight, cfg) for logits in heads]
+    losses = {key: sum(w * parts[key] for w, parts in zip(weights, per_head)) for key in per_head[0]}
+    return {**losses, **{f"g_seg_head{i}": parts["g_seg"] for i, parts in enumerate(per_head)}}

@@ -17,7 +17,7 @@ import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from accelerate import Accelerator
@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..config import LrScaling, TrainConfig, save_config, to_dict
-from ..models import Discriminator, build_generator
+from ..config import LrScaling, OptimConfig, TrainConfig, save_config, to_dict
+from ..models import Discriminator, Generator, build_generator
 from ..models.generator import load_weights
 from ..tasks import build_task
 from ..tasks.base import RandomCrops
@@ -83,6 +83,30 @@ def batch_scaled_lr(lr: float, global_batch: int, base_batch: int, rule: LrScali
     """``lr`` for ``global_batch`` images per update, when it was tuned for ``base_batch`` (``optim.lr_scaling``)."""
     ratio = global_batch / base_batch
     return lr * {LrScaling.NONE: 1.0, LrScaling.SQRT: math.sqrt(ratio), LrScaling.LINEAR: ratio}[rule]
+
+
+def generator_param_groups(generator: Generator, lr: float, optim: OptimConfig) -> list[dict]:
+    """The generator's optimiser groups: its pretrained encoder (if it has one) at ``lr * encoder_lr_factor``,
+    everything else at ``lr``. Each group is named, for the logs."""
+    encoder = list(generator.encoder_parameters())
+    ids = {id(p) for p in encoder}
+    groups = [{"params": [p for p in generator.parameters() if id(p) not in ids], "lr": lr, "name": "generator"}]
+    if encoder:
+        groups.append({"params": encoder, "lr": lr * optim.encoder_lr_factor, "name": "encoder"})
+    return groups
+
+
+def frozen_for(steps: int, schedule: Callable[[int], float]) -> Callable[[int], float]:
+    """``schedule`` with a learning rate of 0 for the first ``steps`` updates: a frozen encoder.
+
+    A zero rate rather than ``requires_grad=False``: Adam then leaves the weights exactly as they were,
+    and the set of parameters with gradients (which DDP fixes when it wraps the net) never changes.
+    """
+
+    def factor(step: int) -> float:
+        return 0.0 if step < steps else schedule(step)
+
+    return factor
 
 
 def loader_workers(requested: int | None, processes: int, on_cuda: bool, cores: int | None = None) -> int:
@@ -176,8 +200,8 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         worker_init_fn=ignore_sigint,
     )
 
-    # 2. nets, optimisers, schedules
-    generator = build_generator(cfg.generator)
+    # 2. nets, optimisers, schedules (a resumed run's checkpoint holds every weight: no pretrained file read)
+    generator = build_generator(cfg.generator, pretrained=not resume)
     if cfg.init_from and not resume:  # fine-tuning, e.g. on real pairs after pre-training on synthetic ones
         load_weights(generator, cfg.init_from)
     # an objective without an adversarial term gets no D at all: no optimiser, no schedule to step
@@ -193,9 +217,11 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         accelerator.print(f"optim.lr_scaling={cfg.optim.lr_scaling.value}: global batch {global_batch} vs "
                           f"base_batch_size={cfg.optim.base_batch_size}, lr_g {cfg.optim.lr_g:g} -> {lr_g:g}, "
                           f"lr_d {cfg.optim.lr_d:g} -> {lr_d:g}")
-    opt_g = adam(generator.parameters(), lr_g, betas, speed)
+    opt_g = adam(generator_param_groups(generator, lr_g, cfg.optim), lr_g, betas, speed)
     schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
-    sched_g = LambdaLR(opt_g, schedule)
+    # one rule per group: the encoder's (if any) holds still for its first optim.freeze_encoder_steps
+    sched_g = LambdaLR(opt_g, [frozen_for(cfg.optim.freeze_encoder_steps, schedule) if g["name"] == "encoder"
+                               else schedule for g in opt_g.param_groups])
     opt_d = sched_d = None
     if discriminator is not None:
         opt_d = adam(discriminator.parameters(), lr_d, betas, speed)
@@ -331,7 +357,8 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                 mean = accelerator.reduce(running, "mean") / (steps_since_log * cfg.grad_accum)
                 elapsed = time.perf_counter() - t_log
                 scalars = {f"train/{k}": v for k, v in zip(names, mean.tolist())}
-                scalars["train/lr_g"] = sched_g.get_last_lr()[0]
+                for group, lr in zip(opt_g.param_groups, sched_g.get_last_lr()):
+                    scalars["train/lr_g" if group["name"] == "generator" else f"train/lr_{group['name']}"] = lr
                 scalars["train/bad_steps"] = state.bad_steps
                 scalars["train/images_per_s"] = (
                     steps_since_log * cfg.grad_accum * cfg.batch_size * accelerator.num_processes / elapsed
@@ -339,7 +366,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                 if main:
                     logger.log(scalars, state.step)
                     bar.set_postfix({k.removeprefix("train/"): f"{v:.3f}" for k, v in scalars.items()
-                                     if k not in ("train/lr_g", "train/g_total")})
+                                     if not k.startswith("train/lr_") and k != "train/g_total"})
                 running, steps_since_log, t_log = None, 0, time.perf_counter()
             if stop is not None:
                 break  # diverged: keep the last good checkpoint, write nothing more

@@ -117,8 +117,10 @@ def compile_targets(module: nn.Module) -> list[nn.Module]:
     return [module]
 
 
-def adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], speed: SpeedPlan) -> torch.optim.Adam:
-    """Adam, fused into one kernel per step where asked (supported on CPU and CUDA)."""
+def adam(params: Iterable[nn.Parameter] | list[dict], lr: float, betas: tuple[float, float],
+         speed: SpeedPlan) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step where asked (supported on CPU and CUDA); ``params`` may be
+    parameter groups, each with its own ``lr``."""
     return torch.optim.Adam(params, lr=lr, betas=betas, fused=speed.fused_adam or None)
 
 

@@ -84,7 +84,14 @@ def discriminator_losses(
 
 class Objective(Protocol):
     """What D and G minimise; a task (``pix2pix_unet/tasks``) brings its own. ``target`` is
-    whatever the task's batches carry. Returning no D losses leaves D untouched."""
+    whatever the task's batches carry. Returning no D losses leaves D untouched.
+
+    An objective whose ``deep_supervision`` attribute is true gets, besides the output
+    ``fake``, every output head of the generator: ``generator_losses(..., heads=[...])``
+    (see :class:`~pix2pix_unet.models.MultiHeadGenerator`).
+    """
+
+    deep_supervision: bool
 
     def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
                              target: Any) -> dict[str, torch.Tensor]: ...
@@ -99,6 +106,7 @@ class Pix2PixObjective:
 
     cfg: LossConfig
     features: nn.Module | None = None  # VGGFeatures, when loss.vgg_weight > 0 (the translate task loads it)
+    deep_supervision = False  # the output alone; no heads
 
     def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
                              target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -143,9 +151,10 @@ def train_step(
     mark = on_phase or (lambda name: None)
     nets = [m for m in (generator, discriminator) if m is not None]
     buffers = snapshot_buffers(*nets)
-    # 1. generate                                                 (b, c_out, h, w)
+    # 1. generate; with deep supervision also every head's output  (b, c_out, h, w) [+ heads x (b, c_out, h, w)]
+    deep = objective.deep_supervision
     with accelerator.autocast():
-        fake = generator(inputs)
+        fake, heads = generator(inputs, deep=True) if deep else (generator(inputs), None)
     mark("generate")
 
     # 2. discriminator step(s) on real and fake pairs (none without a D: an objective with no adversarial term)
@@ -168,7 +177,8 @@ def train_step(
     if discriminator is not None:
         set_requires_grad(discriminator, False)
     with accelerator.autocast():
-        g_losses = objective.generator_losses(frozen, inputs, fake, target)
+        g_losses = (objective.generator_losses(frozen, inputs, fake, target, heads=heads) if deep
+                    else objective.generator_losses(frozen, inputs, fake, target))
     accelerator.backward(g_losses["g_total"])
     g_skipped = guarded_step(accelerator, opt_g, g_losses.values(), generator)
     opt_g.zero_grad(set_to_none=True)

@@ -22,6 +22,11 @@ PRESET_PARAMETERS = {
     "res-unet-lite": 1_964_995,
     "spade": 1_383_075,  # SPADEGenerator (3 input channels here; one per class in use)
     "spade-256": 45_223_235,
+    "unet++": 11_799_235,
+    "unet3+": 26_963_331,  # the paper's 26.97 M
+    "trans-unet": 8_908_931,
+    "resnet34-unet": 25_222_931,
+    "vgg11-unet": 18_551_587,
 }
 
 
@@ -31,9 +36,11 @@ def tiny(cfg: UNetConfig, **changes) -> UNetConfig:
 
 
 def assert_gradients_everywhere(net: torch.nn.Module, x: torch.Tensor) -> None:
-    with torch.no_grad():  # zero-initialised layer scales (NAFNet's beta, gamma) pass no gradient at step 0 only
+    # zero-initialised layer scales (NAFNet's beta, gamma; the last BN of timm's residual blocks) pass no
+    # gradient at step 0 only
+    with torch.no_grad():
         for name, p in net.named_parameters():
-            if name.endswith(("beta", "gamma")) and not p.any():
+            if name.endswith(("beta", "gamma", "bn2.weight", "bn3.weight")) and not p.any():
                 p.fill_(0.1)
     net(x).square().mean().backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
