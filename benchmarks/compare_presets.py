@@ -45,19 +45,21 @@ except ImportError:  # running from a checkout without installing the package
 import torch  # noqa: E402
 
 from pix2pix_unet.cli import train_main  # noqa: E402
-from pix2pix_unet.config import GENERATOR_PRESETS, UNetConfig  # noqa: E402
+from pix2pix_unet.config import GENERATOR_PRESETS, Architecture, UNetConfig  # noqa: E402
 from pix2pix_unet.data.nuclei import NucleiSpec, write_nuclei  # noqa: E402
 from pix2pix_unet.data.synthetic import SyntheticSpec, write_dataset  # noqa: E402
 from pix2pix_unet.models import Generator, count_parameters  # noqa: E402
 
 DEEP = "/ds"  # a row "PRESET/ds" is that preset with deep supervision (unet++, unet3+)
+HEADED = (Architecture.UNETPP, Architecture.UNET3P)  # the architectures with deep-supervision heads
 KINDS = {"photos": [], "nuclei": ["generator.in_channels=1", "segment.intensity=image"]}
 
 
 def default_rows() -> list[str]:
-    """Every generator preset, then the deep-supervised variants of those that have heads."""
-    rows = list(GENERATOR_PRESETS)
-    return rows + [f"{name}{DEEP}" for name in rows if GENERATOR_PRESETS[name].architecture.value != "unet"]
+    """Every image -> image preset (not SPADE, which draws images from label maps), then the deep-supervised
+    variants of those that have heads (unet++, unet3+)."""
+    rows = [name for name, cfg in GENERATOR_PRESETS.items() if cfg.architecture is not Architecture.SPADE]
+    return rows + [f"{name}{DEEP}" for name in rows if GENERATOR_PRESETS[name].architecture in HEADED]
 
 
 def shrunk(cfg: UNetConfig, divisor: int, max_depth: int) -> UNetConfig:
