@@ -266,10 +266,7 @@ class TimmUNet(Generator):
         return self.encoder.parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"TimmUNet expects (B, {self.config.in_channels}, H, W) input, got shape {tuple(x.shape)}"
-            )
+        self.check_input(x)
         h, w = x.shape[-2:]
         inputs = x
         # 1. pad to a multiple of the encoder's total stride           (b, c, H', W')

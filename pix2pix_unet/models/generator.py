@@ -67,6 +67,12 @@ class Generator(nn.Module):
 
     config: UNetConfig
 
+    def check_input(self, x: torch.Tensor, what: str = "input") -> None:
+        """Raise, naming the expected and the given shape, unless ``x`` is ``(B, in_channels, H, W)``."""
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"{type(self).__name__} expects (B, {self.config.in_channels}, H, W) {what}, "
+                             f"got shape {tuple(x.shape)}")
+
     def load_pretrained_parts(self) -> None:
         """Load the pretrained weights the config names into a freshly built model; none by default."""
 

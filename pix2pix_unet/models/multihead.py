@@ -67,10 +67,7 @@ class MultiHeadGenerator(Generator):
     def forward(self, x: torch.Tensor, deep: bool = False) -> torch.Tensor | GeneratorOutputs:
         """The output ``(B, out_channels, H, W)``; with ``deep`` also every head's (all computed, unpruned)."""
         cfg = self.config
-        if x.ndim != 4 or x.shape[1] != cfg.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects (B, {cfg.in_channels}, H, W) input, got shape {tuple(x.shape)}"
-            )
+        self.check_input(x)
         # 1. pad to a multiple of the downsampling factor                (b, c, H', W')
         h, w = x.shape[-2:]
         # 2. decode the output levels: all of them, or up to `prune_to` at inference (pruned UNet++)

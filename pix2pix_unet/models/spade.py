@@ -143,9 +143,7 @@ class SPADEGenerator(Generator):
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """``noise (B, noise_channels)``: the per-sample vectors; drawn from N(0, 1) when None."""
         cfg = self.config
-        if x.ndim != 4 or x.shape[1] != cfg.in_channels:
-            raise ValueError(f"SPADEGenerator expects (B, {cfg.in_channels}, H, W) one-hot label maps, "
-                             f"got shape {tuple(x.shape)}")
+        self.check_input(x, "one-hot label maps")
         # 1. pad to a multiple of 2**depth                               (b, k, H', W')
         h, w = x.shape[-2:]
         label_map = pad_to_multiple(x, cfg.factor)

@@ -122,10 +122,7 @@ class UNet(Generator):
             apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"UNet expects (B, {self.config.in_channels}, H, W) input, got shape {tuple(x.shape)}"
-            )
+        self.check_input(x)
         # 1. pad to a multiple of the downsampling factor           (b, c, H', W')
         h, w = x.shape[-2:]
         inputs = x
