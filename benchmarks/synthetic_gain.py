@@ -13,11 +13,16 @@ For each regime (``--regimes``, real training pairs) and seed (``--seeds``):
 4. ``joint``: segment on real + synthetic, the real pairs repeated to ``--real-share``.
 5. ``filtered``: the same with ``synthesize --min-seg-miou`` (pairs the real-trained
    segmenter does not read as their label map are dropped and redrawn: FreeMask-style).
+   ``weighted``: the joint set with the ``synthesize --confidence`` maps, so the synthetic
+   pixels the real-trained segmenter disagrees with weigh less in the loss (FreeMask's
+   per-pixel half).
 6. ``pretrain``: segment on the synthetic pairs alone for ``--pretrain-steps``, then
-   fine-tune on the real pairs alone for the same steps as ``real`` (``init_from``).
+   fine-tune on the real pairs alone (``init_from``) for the rest of ``--seg-steps``.
 
-Every segmentation run has the same seed, batch size and steps and is validated on
-the same real validation pairs. The generator and the synthetic pairs are made once
+Every arm trains the same number of segmentation steps (``--seg-steps``; the default
+is near convergence for 4 real pairs: a real-only run with fewer steps is still
+improving, and an arm given more steps would win by the steps alone), with the same
+seed and batch size, and is validated on the same real validation pairs. The generator and the synthetic pairs are made once
 per seed and regime and shared by the arms. The script prints, per regime and arm,
 the mean ± std over seeds of the final validation mIoU and object F1, the gain over
 ``real``, whether it clears the target (mean mIoU gain above twice the std of ``real``,
@@ -26,7 +31,7 @@ object F1 not lower), and the wall-clock time. Every number is read from the run
 
     python benchmarks/synthetic_gain.py --out runs/synthetic_gain                 # 3 seeds x 4, 8, 20 real pairs
     python benchmarks/synthetic_gain.py --regimes 4 --seeds 3 --gan-steps 600 --seg-steps 300
-    python benchmarks/synthetic_gain.py --arms real joint       # only some arms
+    python benchmarks/synthetic_gain.py --arms real joint weighted     # only some arms
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from pix2pix_unet.data.nuclei import NucleiSpec, write_nuclei  # noqa: E402
 from pix2pix_unet.data.synthetic import SyntheticSpec, write_dataset  # noqa: E402
 from pix2pix_unet.tasks.labels import instances_from_labels  # noqa: E402
 
-ARMS = ("real", "joint", "filtered", "pretrain")
+ARMS = ("real", "joint", "filtered", "weighted", "pretrain")
 # The segmenter: a 1.0 M-parameter UNet (the default preset has 7.3 M) keeps each run to a minute or two on a CPU.
 SEG_MODEL = ["generator.depth=5", "generator.base_channels=16", "generator.max_channels=128"]
 # SPADE's recipe (Park et al. 2019) without the VGG term (no VGG16 weights here): hinge, feature matching, spectral norm.
@@ -70,9 +75,10 @@ def real_images(real: Path) -> Path:
     return real / "train" / ("images" if (real / "train" / "images").is_dir() else "B")
 
 
-def add_pairs(images: Path, labels: Path, instances: Path | None, train: Path, prefix: str) -> None:
+def add_pairs(images: Path, labels: Path, instances: Path | None, train: Path, prefix: str,
+              confidence: Path | None = None) -> None:
     """Copy a folder's pairs into ``train/{images,labels,instances}``; instances from connected components
-    where there is no instance map."""
+    where there is no instance map; and the ``confidence`` folder's maps into ``train/confidence``."""
     for path in sorted(images.iterdir()):
         stem = path.stem
         label = next(labels.glob(f"{stem}.*"))
@@ -84,12 +90,15 @@ def add_pairs(images: Path, labels: Path, instances: Path | None, train: Path, p
         else:
             ids = instances_from_labels(np.asarray(Image.open(label)))
             Image.fromarray(ids.astype(np.uint16)).save(train / "instances" / f"{prefix}{label.name}")
+        if confidence is not None:
+            (train / "confidence").mkdir(exist_ok=True)
+            shutil.copy(confidence / label.name, train / "confidence" / f"{prefix}{label.name}")
 
 
-def combine(real: Path, synthetic: Path | None, out: Path, real_share: float) -> int:
+def combine(real: Path, synthetic: Path | None, out: Path, real_share: float, confidence: bool = False) -> int:
     """``out/train`` = the real pairs repeated to about ``real_share`` of the set, plus the synthetic pairs
-    (none: ``synthetic`` alone when ``real_share`` is 0); ``out/val`` = the real validation split.
-    Returns the real pairs' repeat count."""
+    (none: ``synthetic`` alone when ``real_share`` is 0) with, if ``confidence``, their confidence maps;
+    ``out/val`` = the real validation split. Returns the real pairs' repeat count."""
     train = out / "train"
     for name in ("images", "labels", "instances"):
         (train / name).mkdir(parents=True, exist_ok=True)
@@ -99,7 +108,8 @@ def combine(real: Path, synthetic: Path | None, out: Path, real_share: float) ->
     for r in range(repeats):
         add_pairs(real_images(real), real / "train" / "labels", real / "train" / "instances", train, f"real{r}_")
     if synthetic is not None:
-        add_pairs(synthetic / "images", synthetic / "labels", synthetic / "instances", train, "syn_")
+        add_pairs(synthetic / "images", synthetic / "labels", synthetic / "instances", train, "syn_",
+                  synthetic / "confidence" if confidence else None)
     shutil.copytree(real / "val", out / "val")
     return repeats
 
@@ -147,7 +157,7 @@ def one_seed(n_real: int, seed: int, args: argparse.Namespace, out: Path) -> dic
     synth = ["synthesize", "--checkpoint", str(gan), "--labels", str(real / "train" / "labels"), "--num",
              str(args.synthetic), "--layouts", "--seed", str(seed), "--segmenter", str(out / "seg_real"),
              "--device", "cpu"]
-    run_cli([*synth, "--output", str(out / "synthetic")])
+    run_cli([*synth, "--output", str(out / "synthetic"), *(["--confidence"] if "weighted" in args.arms else [])])
     results["gan"] = {"seg_miou": gan_row.get("val/seg_miou", float("nan")), "minutes": (time.perf_counter() - start) / 60}
     # 3. the arms that use the synthetic pairs
     if "joint" in args.arms:
@@ -161,10 +171,13 @@ def one_seed(n_real: int, seed: int, args: argparse.Namespace, out: Path) -> dic
         else:
             print(f"  [{n_real} real, seed {seed}] filtered: left out, too few pairs reached segmenter mIoU "
                   f"{args.min_seg_miou}", flush=True)
+    if "weighted" in args.arms:
+        combine(real, out / "synthetic", out / "weighted", args.real_share, confidence=True)
+        record("weighted", *segment(out / "weighted", out / "seg_weighted", args.seg_steps, common, *kind))
     if "pretrain" in args.arms:
         combine(real, out / "synthetic", out / "synthetic_only", 0.0)
         pre, pre_s = segment(out / "synthetic_only", out / "seg_pre", args.pretrain_steps, common, *kind)
-        tuned, tune_s = segment(real, out / "seg_finetune", args.seg_steps, common, *kind,
+        tuned, tune_s = segment(real, out / "seg_finetune", args.seg_steps - args.pretrain_steps, common, *kind,
                                 f"init_from={out / 'seg_pre'}")
         record("pretrain", tuned, pre_s + tune_s)
     return results
@@ -219,18 +232,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val", type=int, default=48, help="real validation pairs (48)")
     p.add_argument("--synthetic", type=int, default=200, help="synthesised pairs (200)")
     p.add_argument("--real-share", type=float, default=0.5, help="share of real pairs in joint training (0.5)")
-    p.add_argument("--min-seg-miou", type=float, default=0.5, help="the filter arm's threshold (0.5)")
+    p.add_argument("--min-seg-miou", type=float, default=0.75, help="the filter arm's threshold (0.75)")
     p.add_argument("--size", type=int, default=72, help="image size; training crops are 64 px (72)")
     p.add_argument("--gan-preset", default="spade", help="label -> image generator preset (spade)")
     p.add_argument("--gan-steps", type=int, default=800, help="label -> image training steps (800)")
-    p.add_argument("--seg-steps", type=int, default=400, help="segmentation steps per run (400)")
-    p.add_argument("--pretrain-steps", type=int, default=400, help="the pretrain arm's synthetic steps (400)")
+    p.add_argument("--seg-steps", type=int, default=2000, help="segmentation steps of every arm (2000)")
+    p.add_argument("--pretrain-steps", type=int, help="the pretrain arm's steps on synthetic pairs, out of "
+                   "--seg-steps (half)")
     p.add_argument("--gan-overrides", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides for the label -> image run only")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every training run")
     args = p.parse_args(argv)
     if not 0.0 < args.real_share < 1.0:
         p.error(f"--real-share {args.real_share} must be in (0, 1)")
+    args.pretrain_steps = args.seg_steps // 2 if args.pretrain_steps is None else args.pretrain_steps
+    if not 0 < args.pretrain_steps < args.seg_steps:
+        p.error(f"--pretrain-steps {args.pretrain_steps} must be between 0 and --seg-steps {args.seg_steps}")
 
     start = time.perf_counter()
     all_results: dict[int, list[dict]] = {}

@@ -107,6 +107,9 @@ def synthesize_main(argv: list[str] | None = None) -> int:
                    help="a segment export trained on real pairs: print its mIoU on the written pairs (FCN score)")
     p.add_argument("--min-seg-miou", type=float, default=0.0, metavar="T",
                    help="with --segmenter: drop pairs it segments with an mIoU below T and draw others")
+    p.add_argument("--confidence", action="store_true",
+                   help="with --segmenter: write confidence/, per-pixel loss weights for --task segment (255 where "
+                        "it reads the label's class, its probability of that class where it does not)")
     p.add_argument("--seed", type=int, default=0, help="seed of the label-map augmentation and of the layouts")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     args = p.parse_args(argv)
@@ -131,6 +134,8 @@ def synthesize_main(argv: list[str] | None = None) -> int:
             raise ValueError("--layouts and --augment-labels are two ways to get new label maps; choose one")
         if args.min_seg_miou and args.segmenter is None:
             raise ValueError(f"--min-seg-miou {args.min_seg_miou} needs --segmenter, the segmenter that judges")
+        if args.confidence and args.segmenter is None:
+            raise ValueError("--confidence needs --segmenter, the segmenter whose agreement weighs the pixels")
         checkpoint = resolve_checkpoint(args.checkpoint)
         generator = Generator.from_pretrained(checkpoint)
         task = label_to_image_task(generator, checkpoint)
@@ -147,7 +152,8 @@ def synthesize_main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--segmenter {args.segmenter} segments {segmenter.num_classes} classes, but "
                              f"{args.checkpoint} draws {task.num_classes}")
         mine = synthesize(generator, task, files, args.output, num, args.augment_labels, args.seed, device, shard,
-                          layouts=layouts, segmenter=segmenter, min_seg_miou=args.min_seg_miou)
+                          layouts=layouts, segmenter=segmenter, min_seg_miou=args.min_seg_miou,
+                          confidence=args.confidence)
     except (DatasetError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -158,6 +164,7 @@ def synthesize_main(argv: list[str] | None = None) -> int:
         return 0 if len(report.written) == num else 1
     print(f"wrote {len(report.written)} pairs to {args.output}/images and {args.output}/labels"
           + (f" (+ {args.output}/instances)" if layouts else "")
+          + (f" (+ {args.output}/confidence)" if args.confidence else "")
           + (f" ({shard.count} processes)" if shard.count > 1 else ""))
     if args.min_seg_miou:
         print(f"  the segmenter filter dropped {report.dropped} of {report.drawn} drawn pairs "

@@ -163,6 +163,25 @@ def decode_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy((pixels != 0).any(-1, keepdims=True).astype(np.float32)).permute(2, 0, 1).contiguous()
 
 
+def decode_confidence(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
+    """A per-pixel loss weight ``(H, W)`` in [0, 1] from a one-channel image: 8-bit ``/ 255``,
+    16-bit ``/ 65535``, float as it is (clipped).
+
+    Raises:
+        DatasetError: naming the file, when it has several channels or its size is not ``size``
+            (the image's ``(H, W)``).
+    """
+    pixels = io.read_image(path).pixels
+    if pixels.shape[2] != 1:
+        raise DatasetError(f"confidence map {path} has {pixels.shape[2]} channels; it must be one-channel gray "
+                           f"(255 = full weight, 0 = ignored)")
+    if pixels.shape[:2] != tuple(size):
+        raise DatasetError(f"confidence map {path} is {pixels.shape[1]}x{pixels.shape[0]} but its image is "
+                           f"{size[1]}x{size[0]}")
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(pixels.dtype, 1.0)
+    return torch.from_numpy(np.clip(pixels[..., 0].astype(np.float32) / scale, 0.0, 1.0))
+
+
 # --------------------------------------------------------------------------- what the model was trained on
 
 

@@ -510,8 +510,9 @@ class LabelConfig:
     """Label-map datasets, read by ``task=segment`` and by ``task=translate`` with ``format=index``.
 
     Each split folder (or the dataset folder itself) holds ``images/`` (or ``B/``),
-    ``labels/`` with class ids and, optionally, ``instances/`` with instance ids,
-    paired by file name. The built-in data provides all three.
+    ``labels/`` with class ids and, optionally, ``instances/`` with instance ids and
+    ``confidence/`` with per-pixel loss weights (``synthesize --confidence`` writes
+    them), paired by file name. The built-in data provides the first three.
     """
 
     format: LabelFormat = LabelFormat.RGB  # translate only; segment always reads class ids
@@ -519,6 +520,7 @@ class LabelConfig:
     image_folder: str | None = None  # None: images/, or B/ where there is no images/
     label_folder: str = "labels"
     instance_folder: str = "instances"  # optional; without it instances are connected components
+    confidence_folder: str = "confidence"  # optional per-pixel loss weights (segment; 255 = 1); missing files: 1
     segmenter: str | None = None  # translate, index labels: a segment export; val/seg_miou = its mIoU on the outputs
 
     def validate(self, where: str = "labels") -> None:

@@ -124,16 +124,16 @@ def test_synthetic_gain_runs_every_arm_over_seeds_and_prints_the_table(tmp_path,
     out = tmp_path / "sg"
     assert load("synthetic_gain").main([
         "data.crop_size=32", "batch_size=2", "--out", str(out), "--kind", "nuclei", "--regimes", "2", "--seeds", "1",
-        "--size", "32", "--val", "2", "--synthetic", "3", "--gan-steps", "1", "--seg-steps", "1",
+        "--size", "32", "--val", "2", "--synthetic", "3", "--gan-steps", "1", "--seg-steps", "2",
         "--pretrain-steps", "1", "--min-seg-miou", "0.0001", "--gan-overrides", "generator.depth=3",
         "generator.base_channels=8", "generator.max_channels=16", "generator.spade_hidden=8",
         "discriminator.n_layers=2"]) == 0
     results = json.loads((out / "results.json").read_text())["2"]
     assert len(results) == 1
     for run in results:
-        assert set(run) == {"real", "joint", "filtered", "pretrain", "gan"}
+        assert set(run) == {"real", "joint", "filtered", "weighted", "pretrain", "gan"}
         assert all(0 <= run[arm]["miou"] <= 1 and 0 <= run[arm]["object_f1"] <= 1 and run[arm]["minutes"] > 0
-                   for arm in ("real", "joint", "filtered", "pretrain"))
+                   for arm in ("real", "joint", "filtered", "weighted", "pretrain"))
     printed = capsys.readouterr().out
     assert "| 2 | 1 | pretrain |" in printed and "target: mean mIoU gain" in printed
 

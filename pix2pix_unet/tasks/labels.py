@@ -6,6 +6,8 @@ Read by ``task=segment`` (image -> labels) and ``task=translate`` with
     images/0001.png     (or B/, as datasets/make_synthetic.py writes)  8- or 16-bit, gray or RGB, PNG or TIFF
     labels/0001.png     class ids: 8-bit or 16-bit grayscale, or a palette PNG
     instances/0001.png  optional instance ids (0 = background), 8- or 16-bit
+    confidence/0001.png optional per-pixel loss weights for task=segment: gray, 255 (or 65535) = 1,
+                        0 = ignored; an image without one has weight 1 everywhere
 
 paired by file name. Every file is checked before training: a label map must be a
 single-channel image of the same size as its image, with ids below ``num_classes``;
@@ -28,7 +30,7 @@ from ..config import BuiltinKind, DataConfig, LabelConfig
 from ..data.folders import DatasetError, list_images, split_by_file
 from ..data.nuclei import NucleiSpec, make_nuclei
 from ..data.synthetic import NUM_CLASSES, NUM_CLASSES_MAX, VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
-from ..codec import ImageCodec, decode_class_ids
+from ..codec import ImageCodec, decode_class_ids, decode_confidence
 
 # --------------------------------------------------------------------------- label helpers
 
@@ -57,11 +59,13 @@ def instances_from_labels(labels: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LabelledFiles:
-    """One labelled example on disk; ``instances`` is None without an ``instances/`` folder."""
+    """One labelled example on disk; ``instances`` is None without an ``instances/`` folder, ``confidence``
+    None without a ``confidence/`` file for it."""
 
     image: Path
     labels: Path
     instances: Path | None = None
+    confidence: Path | None = None
 
 
 def image_folder(split: Path, cfg: LabelConfig) -> Path:
@@ -83,6 +87,8 @@ def discover_labelled(split: Path, cfg: LabelConfig) -> list[LabelledFiles]:
     images = {p.stem: p for p in list_images(images_dir)}
     labels = {p.stem: p for p in list_images(labels_dir)}
     instances = {p.stem: p for p in list_images(instances_dir)} if instances_dir.is_dir() else None
+    confidence_dir = split / cfg.confidence_folder
+    confidence = {p.stem: p for p in list_images(confidence_dir)} if confidence_dir.is_dir() else {}
     unpaired = sorted(set(images) ^ set(labels))
     if unpaired:
         examples = [str(images.get(k) or labels.get(k)) for k in unpaired[:5]]
@@ -91,9 +97,14 @@ def discover_labelled(split: Path, cfg: LabelConfig) -> list[LabelledFiles]:
     if instances is not None and set(instances) != set(labels):
         missing = sorted(set(labels) ^ set(instances))
         raise DatasetError(f"{instances_dir} and {labels_dir} hold different files, e.g. {missing[:5]}")
+    if set(confidence) - set(labels):
+        orphans = sorted(set(confidence) - set(labels))
+        raise DatasetError(f"{confidence_dir} holds confidence maps without a label map in {labels_dir}, "
+                           f"e.g. {[str(confidence[k]) for k in orphans[:5]]}")
     if not labels:
         raise DatasetError(f"{labels_dir} holds no label maps")
-    return [LabelledFiles(images[k], labels[k], instances[k] if instances else None) for k in sorted(labels)]
+    return [LabelledFiles(images[k], labels[k], instances[k] if instances else None, confidence.get(k))
+            for k in sorted(labels)]
 
 
 def check_labelled(files: list[LabelledFiles], num_classes: int | None, crop_size: int | None) -> int:
@@ -130,6 +141,8 @@ def check_labelled(files: list[LabelledFiles], num_classes: int | None, crop_siz
                     raise DatasetError(f"label map {path} holds class id {top}, but labels.num_classes={num_classes} "
                                        f"(ids must be 0..{num_classes - 1})")
                 largest = max(largest, top)
+        if item.confidence is not None:
+            decode_confidence(item.confidence, (h, w))
     return num_classes if num_classes is not None else max(2, largest + 1)
 
 
@@ -138,7 +151,8 @@ def check_labelled(files: list[LabelledFiles], num_classes: int | None, crop_siz
 
 class LabelledFolder(Dataset):
     """Labelled examples read from files (checked beforehand by :func:`check_labelled`), as
-    ``{"image": (C, H, W) in [-1, 1], "labels": (H, W) int64, "instances": (H, W) int64, "name": str}``.
+    ``{"image": (C, H, W) in [-1, 1], "labels": (H, W) int64, "instances": (H, W) int64,
+    "confidence": (H, W) float32 in [0, 1], "name": str}``.
 
     Images are decoded by ``codec`` (channels, bit depth, intensity rule), the one
     rule ``predict`` and ``evaluate`` use too. Instances come from the instance
@@ -156,6 +170,7 @@ class LabelledFolder(Dataset):
                  num_classes: int | None = None) -> None:
         self.files, self.codec, self.load_size, self.num_classes = files, codec, load_size, num_classes
         self.has_instances = all(f.instances is not None for f in files)
+        self.has_confidence = any(f.confidence is not None for f in files)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -172,12 +187,16 @@ class LabelledFolder(Dataset):
         if tuple(labels_t.shape) != tuple(image.shape[-2:]):
             raise DatasetError(f"label map {item.labels} is {labels_t.shape[1]}x{labels_t.shape[0]} but its image "
                                f"{item.image} is {image.shape[-1]}x{image.shape[-2]}")
+        confidence = (decode_confidence(item.confidence, tuple(labels_t.shape)) if item.confidence
+                      else torch.ones(labels_t.shape))
         if self.load_size:
             size = [self.load_size, self.load_size]
             image = torch.nn.functional.interpolate(image[None], size, mode="bilinear", antialias=True)[0]
             ids = torch.stack([labels_t, instances_t])[None].float()
             labels_t, instances_t = torch.nn.functional.interpolate(ids, size, mode="nearest")[0].long()
-        return {"image": image, "labels": labels_t, "instances": instances_t, "name": item.image.name}
+            confidence = torch.nn.functional.interpolate(confidence[None, None], size, mode="bilinear")[0, 0]
+        return {"image": image, "labels": labels_t, "instances": instances_t, "confidence": confidence,
+                "name": item.image.name}
 
 
 class LabelledTensors(Dataset):
@@ -185,14 +204,14 @@ class LabelledTensors(Dataset):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, instances: torch.Tensor) -> None:
         self.images, self.labels, self.instances = images, labels, instances
-        self.has_instances = True
+        self.has_instances, self.has_confidence = True, False
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         return {"image": self.images[index], "labels": self.labels[index], "instances": self.instances[index],
-                "name": f"builtin_{index:05d}"}
+                "confidence": torch.ones(self.labels.shape[-2:]), "name": f"builtin_{index:05d}"}
 
 
 LabelledDataset = LabelledFolder | LabelledTensors

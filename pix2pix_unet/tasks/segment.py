@@ -46,12 +46,14 @@ from .weight_map import unet_weight_map
 
 
 class SegmentTarget(NamedTuple):
-    """What a segmentation batch is compared with: class ids ``(B, H, W)``, weights ``(B, H, W)`` and,
-    with ``segment.distance_head``, each object's normalised distance to its border ``(B, H, W)``."""
+    """What a segmentation batch is compared with: class ids ``(B, H, W)``, weights ``(B, H, W)``,
+    with ``segment.distance_head`` each object's normalised distance to its border ``(B, H, W)``, and
+    where any example has a ``confidence/`` map, the per-pixel loss weights ``(B, H, W)`` in [0, 1]."""
 
     labels: torch.Tensor
     weight: torch.Tensor
     distance: torch.Tensor | None = None
+    confidence: torch.Tensor | None = None
 
 
 class LabelMaps(NamedTuple):
@@ -184,6 +186,7 @@ class SegmentTask(TaskBase):
         super().__init__(cfg)
         self.num_classes: int | None = cfg.labels.num_classes
         self.instance_mode = cfg.segment.instances is InstanceMode.ON  # AUTO is settled by the data
+        self.confidence_maps = False  # per-pixel loss weights: settled by the data (a confidence/ folder)
         seg = cfg.segment
         default = InstanceThresholds()
         self.thresholds = InstanceThresholds(
@@ -238,6 +241,7 @@ class SegmentTask(TaskBase):
         cfg, seg = self.cfg, self.cfg.segment
         train, val, num_classes = build_labelled(cfg.data, cfg.labels, self.input_codec, cfg.seed)
         self.num_classes = num_classes
+        self.confidence_maps = bool(getattr(train, "has_confidence", False))  # the loss takes per-pixel weights
         self.instance_mode = seg.instances is InstanceMode.ON or (
             seg.instances is InstanceMode.AUTO and train.has_instances)
         self.cfg = dataclasses.replace(
@@ -251,9 +255,12 @@ class SegmentTask(TaskBase):
         return WeightedLabelled(train, seg, self.border_class, self.distance_head), val
 
     def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, SegmentTarget]:
-        maps = torch.stack([batch["weight"], *([batch["distance"]] if self.distance_head else [])], 1)
+        confidence = batch["confidence"] if self.confidence_maps else None
+        maps = torch.stack([batch["weight"], *([batch["distance"]] if self.distance_head else []),
+                            *([confidence] if confidence is not None else [])], 1)
         image, labels, maps = self.augment(batch["image"], batch["labels"], maps)  # one geometry for all
-        return image, SegmentTarget(labels, maps[:, 0], maps[:, 1] if self.distance_head else None)
+        return image, SegmentTarget(labels, maps[:, 0], maps[:, 1] if self.distance_head else None,
+                                    maps[:, -1].clamp(0, 1) if confidence is not None else None)
 
     # ----------------------------------------------------------------- objective
 
@@ -277,9 +284,10 @@ class SegmentTask(TaskBase):
         head's (``segment.deep_weights``); then the distance and adversarial terms on ``fake``."""
         k, seg = self.out_classes, self.cfg.segment
         if heads is None:
-            losses = segmentation_losses(fake[:, :k], target.labels, target.weight, seg)
+            losses = segmentation_losses(fake[:, :k], target.labels, target.weight, seg, target.confidence)
         else:
-            losses = deep_supervision_losses([h[:, :k] for h in heads], target.labels, target.weight, seg)
+            losses = deep_supervision_losses([h[:, :k] for h in heads], target.labels, target.weight, seg,
+                                             target.confidence)
         total = losses["g_seg"]
         if self.distance_head:  # L1 of the predicted distance to the object border
             losses["g_distance"] = (fake[:, -1].float().sigmoid() - target.distance).abs().mean()

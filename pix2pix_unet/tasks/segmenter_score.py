@@ -55,15 +55,30 @@ class Segmenter:
         return self
 
     @torch.no_grad()
-    def classes(self, images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-        """``(B, C, H, W)`` images in [-1, 1] (8-bit units) -> ``(B, H, W)`` predicted class ids (CPU)."""
+    def logits(self, images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``(B, C, H, W)`` images in [-1, 1] (8-bit units) -> the segmenter's outputs ``(B, K', H, W)`` (CPU)."""
         # 1. as 8-bit pixels decoded by the segmenter's codec                    (b, c_seg, h, w)
         codec = self.task.input_codec
         batch = torch.stack([codec.from_pixels(ImageFile(from_tensor(image.float().cpu(), np.dtype(np.uint8))))
                              .tensor for image in images])
-        # 2. the segmenter's logits, then its class rule                        (b, h, w)
-        logits = run_generator(self.generator, batch, InferenceConfig(batch_size=len(batch)), device)
-        return torch.stack([self.task.classes(logit) for logit in logits])
+        # 2. its outputs: class logits (+ a border class in instance mode, + a distance map)
+        return run_generator(self.generator, batch, InferenceConfig(batch_size=len(batch)), device)
+
+    def classes(self, images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``(B, C, H, W)`` images in [-1, 1] (8-bit units) -> ``(B, H, W)`` predicted class ids (CPU)."""
+        return torch.stack([self.task.classes(logit) for logit in self.logits(images, device)])
+
+    def agreement(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str = "cpu"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The segmenter's classes ``(B, H, W)`` on ``images``, and per pixel its confidence in ``labels (B, H, W)``:
+        1 where its class is the label, else its softmax probability of the label's class (FreeMask-style
+        down-weighting of the pixels it disagrees with)."""
+        outputs = self.logits(images, device)
+        predicted = torch.stack([self.task.classes(output) for output in outputs])  # (b, h, w)
+        probs = outputs[:, : self.task.out_classes].float().softmax(1)  # (b, k', h, w)
+        ids = labels.cpu().long()
+        of_label = probs.gather(1, ids[:, None])[:, 0]  # (b, h, w)
+        return predicted, torch.where(predicted == ids, torch.ones_like(of_label), of_label)
 
 
 def segmenter_confusion(segmenter: Segmenter, images: torch.Tensor, labels: torch.Tensor,

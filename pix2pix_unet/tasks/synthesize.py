@@ -9,8 +9,10 @@ so ids stay ids); with ``--layouts`` every map is a new scene drawn from a
 :class:`~pix2pix_unet.tasks.layouts.LayoutModel` fitted to the inputs (and their
 ``instances/`` maps where the folder has them), written with its instance map to
 ``OUT/instances/``. ``--segmenter SEG`` prints that segmenter's mIoU on the written
-pairs (the FCN score, :mod:`~pix2pix_unet.tasks.segmenter_score`), and with
-``--min-seg-miou T`` drops pairs it scores below ``T``.
+pairs (the FCN score, :mod:`~pix2pix_unet.tasks.segmenter_score`); with
+``--min-seg-miou T`` it drops pairs it scores below ``T``, and with ``--confidence`` it
+writes ``OUT/confidence/``: per pixel, 255 where it reads the label map's class and its
+probability of that class where it does not, which ``task=segment`` takes as loss weights.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class SynthesisReport:
 def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path], output: Path, num: int,
                augment_labels: bool = False, seed: int = 0, device: torch.device | str = "cpu",
                shard: Shard = Shard(), layouts: LayoutModel | None = None, segmenter: Segmenter | None = None,
-               min_seg_miou: float = 0.0) -> SynthesisReport:
+               min_seg_miou: float = 0.0, confidence: bool = False) -> SynthesisReport:
     """Write ``num`` (image, label map) pairs made from ``label_files``.
 
     Label maps are read and images written by the generator's task, as ``predict`` does. Pair ``i`` depends on
@@ -105,6 +107,8 @@ def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path
         segmenter: with ``min_seg_miou > 0``, a draw whose image this segmenter segments with an mIoU below
             ``min_seg_miou`` against its label map is dropped and pair ``i`` drawn again (FreeMask-style
             filtering, per image), up to :data:`FILTER_DRAWS` times; a pair that never passes is not written.
+        confidence: write ``output/confidence/`` from ``segmenter`` (per pixel: 1 where it reads the label's
+            class, else its probability of that class; 8-bit, 255 = 1), the segment task's loss weights.
 
     Raises:
         DatasetError: naming the file for a colour label map or a class id >= ``num_classes``.
@@ -112,7 +116,10 @@ def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path
     """
     if not label_files:
         raise DatasetError("no label maps to synthesise from")
+    if confidence and segmenter is None:
+        raise ValueError("confidence maps need a segmenter (synthesize --confidence --segmenter RUN)")
     images_dir, labels_dir, instances_dir = output / "images", output / "labels", output / "instances"
+    confidence_dir = output / "confidence"
     for folder in (images_dir, labels_dir):
         if folder.is_dir() and list_images(folder):
             raise FileExistsError(f"{folder} already holds images; choose another --output folder")
@@ -124,6 +131,8 @@ def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path
     labels_dir.mkdir(parents=True, exist_ok=True)
     if layouts is not None:
         instances_dir.mkdir(parents=True, exist_ok=True)
+    if confidence:
+        confidence_dir.mkdir(parents=True, exist_ok=True)
     generator = generator.to(device).eval()
     augment = label_augmentation().to(device)
     filtering = segmenter is not None and min_seg_miou > 0
@@ -146,15 +155,19 @@ def synthesize(generator: Generator, task: TranslateTask, label_files: list[Path
                 report.drawn += 1
                 # 3. one-hot -> image                                          (1, c, h, w)
                 image = generator(one_hot(labels, num_classes)[None])
-                # 4. FreeMask-style: drop an image the real-trained segmenter does not read as its label map
+                # 4. FreeMask-style: drop an image the real-trained segmenter does not read as its label map,
+                #    and weigh down the pixels it disagrees with
                 if filtering and segmenter_score(segmenter, image, labels[None], device)["miou"] < min_seg_miou:
                     report.dropped += 1
                     continue
+                weights = segmenter.agreement(image, labels[None], device)[1][0] if confidence else None
                 name = f"{i:05d}.png"
                 task.encode(image[0].cpu(), Decoded(image[0], label_files[source]), images_dir / name)
                 write_label_map(labels_dir / name, labels.cpu().numpy(), num_classes)
                 if instances is not None:
                     write_image(instances_dir / name, instances.astype(np.uint16)[..., None])
+                if weights is not None:
+                    write_image(confidence_dir / name, weights.mul(255).round().byte().numpy()[..., None])
                 report.written.append(images_dir / name)
                 break
     return report

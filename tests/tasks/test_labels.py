@@ -107,3 +107,28 @@ def test_missing_partner_is_named(labelled):
     (labelled / "train" / "labels" / "00003.png").unlink()
     with pytest.raises(DatasetError, match="00003.png"):
         build(labelled)
+
+
+def test_confidence_maps_are_read_where_given_and_weight_one_elsewhere(labelled):
+    folder = labelled / "train" / "confidence"
+    folder.mkdir()
+    weights = np.zeros((32, 32), np.uint8)
+    weights[:, 16:] = 255
+    weights[0, 0] = 51
+    Image.fromarray(weights).save(folder / "00001.png")  # one of four images has a map
+    train, val, _ = build(labelled)
+    assert train.has_confidence and not val.has_confidence
+    assert torch.equal(train[0]["confidence"], torch.ones(32, 32))
+    given = train[1]["confidence"]
+    assert given.dtype == torch.float32 and given[0, 0] == pytest.approx(0.2) and given[:, 16:].eq(1).all()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "00002.png")
+    with pytest.raises(DatasetError, match=r"confidence map .*00002.png is 16x16 but its image is 32x32"):
+        build(labelled)
+    (folder / "00002.png").unlink()
+    Image.fromarray(weights).save(folder / "extra.png")
+    with pytest.raises(DatasetError, match=r"confidence maps without a label map .*extra.png"):
+        build(labelled)
+    (folder / "extra.png").unlink()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "00003.png")
+    with pytest.raises(DatasetError, match=r"confidence map .*00003.png has 3 channels"):
+        build(labelled)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from pix2pix_unet.tasks.labels import instances_from_labels
-from pix2pix_unet.tasks.segment_losses import soft_dice_loss, weighted_cross_entropy
+from pix2pix_unet.config import SegmentConfig
+from pix2pix_unet.tasks.segment_losses import segmentation_losses, soft_dice_loss, weighted_cross_entropy
 from pix2pix_unet.tasks.segment_metrics import confusion_matrix, f1_score, object_matches, segmentation_scores
 
 
@@ -54,3 +55,22 @@ def test_losses_reward_the_right_answer():
     # doubling the weight doubles the loss
     assert weighted_cross_entropy(wrong, labels, 2 * weight) == pytest.approx(
         2 * weighted_cross_entropy(wrong, labels, weight).item())
+
+
+def test_pixels_of_confidence_zero_do_not_touch_the_loss_and_ones_change_nothing():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 3, (2, 8, 8))
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    weight, cfg = torch.rand(2, 8, 8) + 0.5, SegmentConfig()
+    plain = segmentation_losses(logits, labels, weight, cfg)
+    ones = segmentation_losses(logits, labels, weight, cfg, torch.ones(2, 8, 8))
+    assert all(ones[k].item() == pytest.approx(plain[k].item(), rel=1e-5) for k in plain)
+    confidence = torch.ones(2, 8, 8)
+    confidence[:, :4] = 0  # the top half is ignored
+    loss = segmentation_losses(logits, labels, weight, cfg, confidence)["g_seg"]
+    loss.backward()
+    assert logits.grad[:, :, :4].abs().max() == 0 and logits.grad[:, :, 4:].abs().max() > 0
+    changed = logits.detach().clone()
+    changed[:, :, :4] = torch.randn(2, 3, 4, 8) * 10  # anything there
+    again = segmentation_losses(changed, labels, weight, cfg, confidence)["g_seg"]
+    assert again.item() == pytest.approx(loss.item(), rel=1e-5)

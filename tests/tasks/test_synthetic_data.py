@@ -13,10 +13,11 @@ import torch
 from PIL import Image
 
 from pix2pix_unet.cli import main, train_main
-from pix2pix_unet.config import ConfigError
+from pix2pix_unet.config import ConfigError, load_config
 from pix2pix_unet.data.synthetic import SyntheticSpec, write_dataset
 from pix2pix_unet.models import Generator, SPADEGenerator, build_generator
 from pix2pix_unet.models.generator import load_weights
+from pix2pix_unet.tasks.segment import SegmentTask
 from pix2pix_unet.tasks.segmenter_score import Segmenter, segmenter_score
 
 SEG = ["generator.depth=3", "generator.base_channels=8", "generator.max_channels=32", "batch_size=4",
@@ -115,6 +116,33 @@ def test_segmenter_filter_drops_pairs_and_says_so(spade_run, segmenter, data, tm
     assert main([*args, "--output", str(tmp_path / "b"), "--min-seg-miou", "0.5"]) == 2
     assert "needs --segmenter" in capsys.readouterr().err
     assert main([*args, "--output", str(tmp_path / "c"), "--layouts", "--augment-labels"]) == 2
+
+
+def test_confidence_maps_weigh_down_what_the_segmenter_disagrees_with_and_train(spade_run, segmenter, data,
+                                                                                 tmp_path, capsys):
+    out = tmp_path / "syn"
+    args = ["synthesize", "--checkpoint", str(spade_run), "--labels", str(data / "train" / "labels"), "--num", "3",
+            "--layouts", "--device", "cpu", "--confidence"]
+    assert main([*args, "--output", str(tmp_path / "x")]) == 2 and "--confidence needs --segmenter" in capsys.readouterr().err
+    assert main([*args, "--output", str(out), "--segmenter", str(segmenter)]) == 0
+    assert "(+ " + str(out / "confidence") + ")" in capsys.readouterr().out
+    judge = Segmenter.load(segmenter)
+    for name in sorted(p.name for p in (out / "images").iterdir()):
+        weights = np.asarray(Image.open(out / "confidence" / name))
+        labels = torch.from_numpy(np.asarray(Image.open(out / "labels" / name)).astype(np.int64))[None]
+        assert weights.dtype == np.uint8 and weights.shape == (32, 32)
+        # the judge on the written image: 255 where it reads the label's class, below 255 (its probability) where not
+        image = torch.from_numpy(np.array(Image.open(out / "images" / name))).permute(2, 0, 1)[None] / 127.5 - 1
+        predicted, expected = judge.agreement(image, labels)
+        agree = (predicted == labels)[0].numpy()
+        assert (weights[agree] == 255).mean() > 0.98 and (weights[~agree] < 255).mean() > 0.98
+        assert np.abs(weights.astype(float) - expected[0].numpy() * 255).mean() < 2
+    # a segment run on the written folder takes them as loss weights
+    task = SegmentTask(load_config(None, ["task=segment", f"data.path={out}", "data.val_fraction=0.34", *SEG]))
+    task.build_datasets()
+    assert task.confidence_maps
+    assert train_main(["--task", "segment", "--data", str(out), "--output-dir", str(tmp_path / "seg"),
+                       "--max-steps", "2", "--no-wandb", "sample_every=2", *SEG, "data.val_fraction=0.34"]) == 0
 
 
 def test_translate_logs_the_segmenter_score_and_the_vgg_term(segmenter, data, tmp_path):
