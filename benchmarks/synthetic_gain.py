@@ -164,13 +164,17 @@ def one_seed(n_real: int, seed: int, args: argparse.Namespace, out: Path) -> dic
         combine(real, out / "synthetic", out / "joint", args.real_share)
         record("joint", *segment(out / "joint", out / "seg_joint", args.seg_steps, common, *kind))
     if "filtered" in args.arms:
-        # exit code 1: too few pairs passed the judge (a weak judge rejects nearly all); the arm is then left out
-        if cli([*synth, "--output", str(out / "synthetic_filtered"), "--min-seg-miou", str(args.min_seg_miou)]) == 0:
+        # exit code 1: some pairs never passed the judge in their draws; the arm trains on those that did,
+        # unless they are fewer than half (a weak judge rejects nearly all)
+        cli([*synth, "--output", str(out / "synthetic_filtered"), "--min-seg-miou", str(args.min_seg_miou)])
+        passed = len(list((out / "synthetic_filtered" / "images").glob("*.png")))
+        if passed >= args.synthetic / 2:
             combine(real, out / "synthetic_filtered", out / "filtered", args.real_share)
             record("filtered", *segment(out / "filtered", out / "seg_filtered", args.seg_steps, common, *kind))
+            results["filtered"]["pairs"] = passed
         else:
-            print(f"  [{n_real} real, seed {seed}] filtered: left out, too few pairs reached segmenter mIoU "
-                  f"{args.min_seg_miou}", flush=True)
+            print(f"  [{n_real} real, seed {seed}] filtered: left out, {passed} of {args.synthetic} pairs reached "
+                  f"segmenter mIoU {args.min_seg_miou}", flush=True)
     if "weighted" in args.arms:
         combine(real, out / "synthetic", out / "weighted", args.real_share, confidence=True)
         record("weighted", *segment(out / "weighted", out / "seg_weighted", args.seg_steps, common, *kind))
@@ -180,6 +184,7 @@ def one_seed(n_real: int, seed: int, args: argparse.Namespace, out: Path) -> dic
         tuned, tune_s = segment(real, out / "seg_finetune", args.seg_steps - args.pretrain_steps, common, *kind,
                                 f"init_from={out / 'seg_pre'}")
         record("pretrain", tuned, pre_s + tune_s)
+        results["pretrain"].update(synthetic_only_miou=pre["val/miou"], synthetic_only_object_f1=pre["val/object_f1"])
     return results
 
 
@@ -187,11 +192,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def report(all_results: dict[int, list[dict]], args: argparse.Namespace, minutes: float) -> list[str]:
+def report(all_results: dict[int, list[dict]], args: argparse.Namespace, minutes: float | None) -> list[str]:
     """The markdown table (and the target check per regime), from the measured results."""
+    took = f"; {minutes:.1f} min in all" if minutes is not None else ""
     lines = [f"{args.kind} data; segmentation: {args.seg_steps} steps, validated on {args.val} real pairs; "
              f"label -> image: {args.gan_preset}, {args.gan_steps} steps; {args.synthetic} synthetic pairs from new "
-             f"layouts; real share {args.real_share}; {minutes:.1f} min in all", "",
+             f"layouts; real share {args.real_share}{took}", "",
              "| real pairs | seeds | arm | val mIoU | object F1 | mIoU gain | F1 gain | target | min per run |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for n_real, runs in all_results.items():
@@ -241,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                    "--seg-steps (half)")
     p.add_argument("--gan-overrides", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides for the label -> image run only")
+    p.add_argument("--report", action="store_true",
+                   help="print the table of --out/results.json (a finished or running benchmark) and stop")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every training run")
     args = p.parse_args(argv)
     if not 0.0 < args.real_share < 1.0:
@@ -249,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.pretrain_steps < args.seg_steps:
         p.error(f"--pretrain-steps {args.pretrain_steps} must be between 0 and --seg-steps {args.seg_steps}")
 
+    if args.report:  # the other arguments describe the run, as they were given to it
+        saved = json.loads((args.out / "results.json").read_text())
+        print("\n".join(report({int(k): v for k, v in saved.items()}, args, None)))
+        return 0
     start = time.perf_counter()
     all_results: dict[int, list[dict]] = {}
     for n_real in args.regimes:

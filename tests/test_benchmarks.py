@@ -136,6 +136,9 @@ def test_synthetic_gain_runs_every_arm_over_seeds_and_prints_the_table(tmp_path,
                    for arm in ("real", "joint", "filtered", "weighted", "pretrain"))
     printed = capsys.readouterr().out
     assert "| 2 | 1 | pretrain |" in printed and "target: mean mIoU gain" in printed
+    table = [line for line in printed.splitlines() if line.startswith("| 2 | 1 |")]
+    assert load("synthetic_gain").main(["--out", str(out), "--report", "--kind", "nuclei"]) == 0  # from results.json
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 2 | 1 |")] == table
 
 
 def test_compare_presets_trains_every_seed_and_prints_mean_and_spread(tmp_path, capsys):

@@ -59,3 +59,26 @@ def test_safetensors_export_loads_with_no_other_arguments(tmp_path):
 def test_export_of_a_missing_checkpoint_names_it(tmp_path, capsys):
     assert main(["export", "--checkpoint", str(tmp_path / "nothing"), "--format", "onnx", str(tmp_path / "a.onnx")]) == 2
     assert "nothing" in capsys.readouterr().err
+
+
+def test_spade_onnx_export_matches_pytorch_at_several_sizes(tmp_path, capsys):
+    """SPADE resizes the label map to every scale: the exported graph must do so for any input size."""
+    from pix2pix_unet.models import SPADEGenerator
+
+    torch.manual_seed(0)
+    generator = SPADEGenerator(from_dict(UNetConfig, {"architecture": "spade", "depth": 3, "base_channels": 8,
+                                                      "max_channels": 16, "spade_hidden": 8, "in_channels": 4,
+                                                      "out_channels": 3}))
+    generator.save_pretrained(tmp_path / "g", task="translate", direction="AtoB", step=3, label_format="index",
+                             num_classes=4)
+    out = tmp_path / "spade.onnx"
+    assert main(["export", "--checkpoint", str(tmp_path / "g"), "--format", "onnx", str(out)]) == 0
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    reference = SPADEGenerator.from_pretrained(tmp_path / "g").eval()
+    for shape in [(1, 4, 32, 32), (2, 4, 48, 80), (1, 4, 45, 70)]:
+        labels = torch.nn.functional.one_hot(torch.randint(0, 4, (shape[0], *shape[2:])), 4).permute(0, 3, 1, 2)
+        (ours,) = session.run(None, {"input": labels.float().numpy()})
+        with torch.no_grad():
+            expected = reference(labels.float())
+        assert ours.shape == tuple(expected.shape)
+        assert torch.allclose(torch.from_numpy(ours), expected, atol=1e-4), shape
