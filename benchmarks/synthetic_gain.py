@@ -166,7 +166,9 @@ def one_seed(n_real: int, seed: int, args: argparse.Namespace, out: Path) -> dic
     if "filtered" in args.arms:
         # exit code 1: some pairs never passed the judge in their draws; the arm trains on those that did,
         # unless they are fewer than half (a weak judge rejects nearly all)
-        cli([*synth, "--output", str(out / "synthetic_filtered"), "--min-seg-miou", str(args.min_seg_miou)])
+        code = cli([*synth, "--output", str(out / "synthetic_filtered"), "--min-seg-miou", str(args.min_seg_miou)])
+        if code not in (0, 1):  # 2: an error, not a filter that some pairs failed
+            raise SystemExit(f"failed ({code}): pix2pix-unet {' '.join(synth)} --min-seg-miou {args.min_seg_miou}")
         passed = len(list((out / "synthetic_filtered" / "images").glob("*.png")))
         if passed >= args.synthetic / 2:
             combine(real, out / "synthetic_filtered", out / "filtered", args.real_share)

@@ -18,15 +18,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pix2pix_unet.io import palette, read_image, read_label_map, write_image  # noqa: E402
+from pix2pix_unet.io import display_rgb8, palette, read_image, read_label_map, write_image  # noqa: E402
 
 GAP = 4  # px of white between tiles
 
 
 def rgb(path: Path) -> np.ndarray:
-    """An 8-bit image file as ``(H, W, 3)`` uint8."""
-    pixels = read_image(path).pixels
-    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., :3]
+    """An image file as ``(H, W, 3)`` uint8 (16-bit stretched, as reports show it)."""
+    return display_rgb8(read_image(path))
 
 
 def colour(path: Path, num_classes: int) -> np.ndarray:
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     num_classes = 1 + max(int(read_label_map(f).max()) for f in sorted((real / "labels").iterdir()))
     # 1. the real pairs: label map | image, side by side
     top = row([tile for f in sorted(images.iterdir())[: args.pairs]
-               for tile in (colour(real / "labels" / f.name, num_classes), rgb(f))])
+               for tile in (colour(next((real / "labels").glob(f"{f.stem}.*")), num_classes), rgb(f))])
     # 2. synthetic: layout | image | confidence, one triple per pair
     names = sorted(p.name for p in (synthetic / "images").iterdir())[: args.pairs]
     bottom = []
