@@ -24,7 +24,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pix2pix_unet.bioimageio_export import export_bioimageio, receptive_radius
+from pix2pix_unet.export.bioimageio import export_bioimageio, receptive_radius
 from pix2pix_unet.config import GENERATOR_PRESETS
 from pix2pix_unet.models import Generator, build_generator
 from pix2pix_unet.tasks import generator_task

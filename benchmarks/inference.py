@@ -10,7 +10,7 @@ and, where one is available, on CUDA. Example::
 Prints one table per device. Latency is the median of ``--repeats`` timed
 forward passes (batch 1) after ``--warmup`` untimed ones. The generator is set up
 and run exactly as ``pix2pix-unet predict`` runs it with the same ``--precision``
-and ``--compile`` options (:func:`pix2pix_unet.inference.prepare_generator`).
+and ``--compile`` options (:func:`pix2pix_unet.runtime.prepare_generator`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pix2pix_unet.config import GENERATOR_PRESETS, BlendWindow, CompileMode, InferenceConfig, MixedPrecision  # noqa: E402
-from pix2pix_unet.inference import autocast, prepare_generator  # noqa: E402
+from pix2pix_unet.runtime import autocast, prepare_generator  # noqa: E402
 from pix2pix_unet.models import Generator, build_generator, count_parameters  # noqa: E402
-from pix2pix_unet.tiling import plan_tiles, predict_tiled  # noqa: E402
+from pix2pix_unet.runtime.tiling import plan_tiles, predict_tiled  # noqa: E402
 from pix2pix_unet.models.unet import pad_to_multiple  # noqa: E402
 from pix2pix_unet.training.perf import keep_freed_memory  # noqa: E402
 

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 from pix2pix_unet.cli import main as cli  # noqa: E402
 from pix2pix_unet.cli import train_main  # noqa: E402
 from pix2pix_unet.io import read_image, read_label_map  # noqa: E402
-from pix2pix_unet.tasks.instance_metrics import instance_scores, match_counts  # noqa: E402
-from pix2pix_unet.tasks.instances import InstanceThresholds, instances_from_probs  # noqa: E402
+from pix2pix_unet.metrics.instance import instance_scores, match_counts  # noqa: E402
+from pix2pix_unet.data.instances import InstanceThresholds, instances_from_probs  # noqa: E402
 
 KEYS = ("object_f1", "ap_50", "map", "pq", "miou")
 MODES = {  # row name -> the options of its training run

@@ -25,7 +25,7 @@ classical restorers run on the same files:
   ``downsample``), against that bicubic input.
 
 PSNR (dB) and SSIM per test photo, with the scorer validation uses
-(:func:`pix2pix_unet.tasks.image_metrics.image_scores`)::
+(:func:`pix2pix_unet.metrics.image.image_scores`)::
 
     python benchmarks/restore_vs_classical.py --out runs/restore_bench \\
         --denoise-steps 5000 --sr-steps 2800
@@ -49,9 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pix2pix_unet.cli import main as cli  # noqa: E402
 from pix2pix_unet.cli import train_main  # noqa: E402
 from pix2pix_unet.io import read_image, write_image  # noqa: E402
-from pix2pix_unet.tasks.classical import nlm  # noqa: E402
-from pix2pix_unet.tasks.degrade import downsample  # noqa: E402
-from pix2pix_unet.tasks.image_metrics import image_scores  # noqa: E402
+from pix2pix_unet.metrics.classical import nlm  # noqa: E402
+from pix2pix_unet.data.degrade import downsample  # noqa: E402
+from pix2pix_unet.metrics.image import image_scores  # noqa: E402
 
 TRAIN = ["astronaut", "immunohistochemistry", "hubble_deep_field", "retina"]
 GRAY_TRAIN = TRAIN + ["coins", "brick", "grass", "gravel", "moon", "page", "text", "clock"]

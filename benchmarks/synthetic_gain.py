@@ -55,7 +55,7 @@ except ImportError:  # running from a checkout without installing the package
 from pix2pix_unet.cli import main as cli  # noqa: E402
 from pix2pix_unet.data.nuclei import NucleiSpec, write_nuclei  # noqa: E402
 from pix2pix_unet.data.synthetic import SyntheticSpec, write_dataset  # noqa: E402
-from pix2pix_unet.tasks.labels import instances_from_labels  # noqa: E402
+from pix2pix_unet.data.labels import instances_from_labels  # noqa: E402
 
 ARMS = ("real", "joint", "filtered", "weighted", "pretrain")
 # The segmenter: a 1.0 M-parameter UNet (the default preset has 7.3 M) keeps each run to a minute or two on a CPU.

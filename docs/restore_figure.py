@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pix2pix_unet.io import read_image, write_image  # noqa: E402
-from pix2pix_unet.tasks.classical import nlm  # noqa: E402
+from pix2pix_unet.metrics.classical import nlm  # noqa: E402
 
 CROPS = {"chelsea": (60, 150), "coffee": (120, 300), "camera": (60, 180)}  # top, left of a 160-px crop
 

@@ -30,7 +30,7 @@ from pix2pix_unet.config import BlendWindow  # noqa: E402
 from pix2pix_unet.data.synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec  # noqa: E402
 from pix2pix_unet.models import UNet  # noqa: E402
 from pix2pix_unet.models.unet import pad_to_multiple  # noqa: E402
-from pix2pix_unet.tiling import plan_tiles, predict_tiled  # noqa: E402
+from pix2pix_unet.runtime.tiling import plan_tiles, predict_tiled  # noqa: E402
 
 
 def mosaic(rows: int, cols: int, size: int, seed: int) -> torch.Tensor:

@@ -1,9 +1,8 @@
 """pix2pix-unet: GAN image-to-image translation with a UNet generator and a PatchGAN discriminator."""
 
-__version__ = "0.1.0"
-
-from .config import TrainConfig, UNetConfig, load_config  # noqa: E402
-from .models import Discriminator, Generator, UNet  # noqa: E402
+from .config import TrainConfig, UNetConfig, load_config
+from .models import Discriminator, Generator, UNet
+from .version import __version__
 
 
 def from_pretrained(path: str) -> Generator:

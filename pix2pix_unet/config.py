@@ -197,7 +197,7 @@ class MetricMode(str, enum.Enum):
 
 
 class BlendWindow(str, enum.Enum):
-    """How overlapping tiles are weighted where they meet (see ``pix2pix_unet.tiling``)."""
+    """How overlapping tiles are weighted where they meet (see ``pix2pix_unet.runtime.tiling``)."""
 
     LINEAR = "linear"  # a quarter of the overlap is context only, then a linear cross-fade
     GAUSSIAN = "gaussian"  # a half-Gaussian across the overlap (sigma = overlap / 3)
@@ -834,7 +834,7 @@ class SecondOrderConfig:
     published defaults: blur, resize, noise, JPEG, then blur, resize, noise and the final
     [resize + sinc] / JPEG pair. Its second half works at ``(H / scale, W / scale)`` as
     Real-ESRGAN's x``scale`` models do; the result is resized back to the clean image's size.
-    Every sample draws its own kernels and parameters (:mod:`pix2pix_unet.tasks.second_order`).
+    Every sample draws its own kernels and parameters (:mod:`pix2pix_unet.data.second_order`).
     """
 
     enabled: bool = False  # degrade with this pipeline (how often is decided by the restore task)

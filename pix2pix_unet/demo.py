@@ -1,7 +1,7 @@
 """``pix2pix-unet demo``: a Gradio page for trying a trained generator in a browser.
 
 An uploaded file takes the path ``predict`` takes, through the task rebuilt from
-the export (:func:`~pix2pix_unet.inference.predict_files`). The task decodes the
+the export (:func:`~pix2pix_unet.predict.predict_files`). The task decodes the
 file (8/16-bit PNG or TIFF, the intensity rule, one-hot label maps, hole masks)
 and writes the outputs. The page shows a preview and offers predict's files for
 download, so a downloaded label map is byte for byte what ``predict`` writes.
@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from .config import ConfigError, InferenceConfig, MixedPrecision
-from .inference import InputFile, best_device, predict_files
+from .predict import InputFile, predict_files
+from .runtime import best_device
 from .io import display_rgb8, palette, read_image, read_label_map
 from .models import Generator
 from .tasks import SegmentTask, TaskBase, TranslateTask, generator_task

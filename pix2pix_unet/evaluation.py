@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .config import InferenceConfig
-from .inference import prepare_generator
+from .runtime import prepare_generator
 from .io import ImageFile, display_rgb8, from_tensor
 from .models import Generator
 from .tasks import TaskBase

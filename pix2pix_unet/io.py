@@ -258,11 +258,26 @@ def write_image(path: str | Path, pixels: np.ndarray) -> Path:
 
 # --------------------------------------------------------------------------- label maps
 
+# Colours used for the colourised label maps (the "A" side). Saturated and far
+# apart so that a generator's output can be decoded back to class ids by
+# nearest-palette-colour without ambiguity.
+PALETTE: torch.Tensor = torch.tensor(
+    [
+        [0.00, 0.00, 0.00],  # 0 background: black
+        [0.90, 0.10, 0.10],  # 1 ellipse: red
+        [0.10, 0.75, 0.10],  # 2 rectangle: green
+        [0.10, 0.25, 0.95],  # 3 triangle: blue
+        [0.95, 0.90, 0.10],  # 4 ring: yellow
+        [0.90, 0.10, 0.90],  # 5 blob: magenta
+        [0.10, 0.90, 0.90],  # 6 cross: cyan
+        [1.00, 1.00, 1.00],  # 7 diamond: white
+    ],
+    dtype=torch.float32,
+)
+
 
 def palette(num_classes: int) -> np.ndarray:
     """``(num_classes, 3)`` uint8 colours: the built-in data's palette, then evenly spread hues."""
-    from .data.synthetic import PALETTE  # here: data/ reads files through this module
-
     base = (PALETTE.numpy() * 255).round().astype(np.uint8)
     extra = [
         [round(255 * v) for v in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.95)]

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from pix2pix_unet import cli
-from pix2pix_unet.commands import inference_config
+from pix2pix_unet.cli.commands import inference_config
 from pix2pix_unet.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

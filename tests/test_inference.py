@@ -13,7 +13,8 @@ from PIL import Image
 from pix2pix_unet.cli import main
 from pix2pix_unet.config import InferenceConfig, MixedPrecision, UNetConfig, from_dict
 from pix2pix_unet.tasks import generator_task
-from pix2pix_unet.inference import collect_inputs, predict_files, prepare_generator, run_generator
+from pix2pix_unet.predict import collect_inputs, predict_files
+from pix2pix_unet.runtime import prepare_generator, run_generator
 from pix2pix_unet.io import read_image, read_label_map, write_image
 from pix2pix_unet.models import UNet
 
@@ -227,7 +228,7 @@ def test_tiled_segmentation_uses_the_whole_image_intensity_statistics(tmp_path):
     """intensity=image stretches by the whole image's min..max, also when predict runs it as tiles."""
     from pix2pix_unet.codec import ImageCodec
     from pix2pix_unet.config import Intensity
-    from pix2pix_unet.tiling import predict_tiled
+    from pix2pix_unet.runtime.tiling import predict_tiled
 
     gen_dir = save_generator(tmp_path / "seg", in_channels=1, out_channels=3, final_activation="none",
                              meta={"task": "segment", "num_classes": 3, "intensity": "image",

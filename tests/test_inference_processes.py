@@ -15,7 +15,7 @@ from PIL import Image
 from pix2pix_unet.cli import main
 from pix2pix_unet.config import UNetConfig, from_dict
 from pix2pix_unet.models import UNet
-from pix2pix_unet.training.distributed import Shard
+from pix2pix_unet.runtime.distributed import Shard
 from tests.training.test_distributed import free_port
 
 REPO = Path(__file__).resolve().parents[1]

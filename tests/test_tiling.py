@@ -7,7 +7,7 @@ import torch
 
 from pix2pix_unet.config import BlendWindow, ConfigError, UNetConfig, from_dict
 from pix2pix_unet.models import UNet
-from pix2pix_unet.tiling import plan_tiles, predict_tiled, tile_window, window_1d
+from pix2pix_unet.runtime.tiling import plan_tiles, predict_tiled, tile_window, window_1d
 
 
 def eval_unet(**overrides) -> UNet:

@@ -48,6 +48,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..io import PALETTE
+
 __all__ = [
     "NUM_CLASSES",
     "NUM_CLASSES_MAX",
@@ -63,23 +65,6 @@ __all__ = [
 
 NUM_CLASSES: int = 5
 """Default number of classes: background + ellipse, rectangle, triangle, ring."""
-
-# Colours used for the colourised label maps (the "A" side). Saturated and far
-# apart so that a generator's output can be decoded back to class ids by
-# nearest-palette-colour without ambiguity.
-PALETTE: torch.Tensor = torch.tensor(
-    [
-        [0.00, 0.00, 0.00],  # 0 background: black
-        [0.90, 0.10, 0.10],  # 1 ellipse: red
-        [0.10, 0.75, 0.10],  # 2 rectangle: green
-        [0.10, 0.25, 0.95],  # 3 triangle: blue
-        [0.95, 0.90, 0.10],  # 4 ring: yellow
-        [0.90, 0.10, 0.90],  # 5 blob: magenta
-        [0.10, 0.90, 0.90],  # 6 cross: cyan
-        [1.00, 1.00, 1.00],  # 7 diamond: white
-    ],
-    dtype=torch.float32,
-)
 
 NUM_CLASSES_MAX: int = int(PALETTE.shape[0])
 """Largest supported ``num_classes`` (one palette colour per class)."""

@@ -83,7 +83,7 @@ class Generator(nn.Module):
 
     def save_pretrained(self, directory: str | Path, **metadata: Any) -> Path:
         """Write ``model.safetensors`` and ``config.json`` (architecture + ``metadata``) to ``directory``."""
-        from .. import __version__
+        from ..version import __version__
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

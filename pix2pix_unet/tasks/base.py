@@ -8,7 +8,7 @@ export alone (:func:`~pix2pix_unet.tasks.task_from_export`). Either way it gives
   depth, intensity rule, one-hot labels, hole mask), used by the datasets,
   ``predict``, ``evaluate``, ``synthesize`` and the export alike;
 - ``generator_losses`` / ``discriminator_losses``: the training objective
-  (:class:`~pix2pix_unet.training.step.Objective`);
+  (:class:`~pix2pix_unet.losses.objective.Objective`);
 - ``evaluate(generator, dataset, device)``: the task's metrics on a dataset, the
   same function for training validation and ``pix2pix-unet evaluate``;
 - ``encode(output, decoded, path)``: an output written as a file;
@@ -34,9 +34,9 @@ from ..config import (
     from_dict,
 )
 from ..data.folders import DatasetError
-from ..inference import run_generator
+from ..runtime import run_generator
 from ..io import ChannelError, ImageReadError, write_image
-from ..training.step import Pix2PixObjective
+from ..losses.objective import Pix2PixObjective
 from ..codec import Decoded, ImageCodec, out_of_range, training_span
 
 SCHEMA_VERSION = 2  # of the export's config.json; 1 = the exports before it (no "schema_version" key)
@@ -304,7 +304,7 @@ class TaskBase:
 
         Training validation and ``pix2pix-unet evaluate`` both call this, so their
         numbers agree. Images of one size share a batch; large ones are tiled as in
-        ``predict`` (:func:`~pix2pix_unet.inference.run_generator`).
+        ``predict`` (:func:`~pix2pix_unet.runtime.run_generator`).
 
         Args:
             infer: how to run the generator (batching, tiling, precision); default: ``batch_size`` of the run.
@@ -371,7 +371,7 @@ class ImageMeter:
 
     def update(self, outputs: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor,
                names: list[str]) -> list[dict[str, float]]:
-        from .image_metrics import image_scores
+        from ..metrics.image import image_scores
 
         scores = image_scores(outputs, target)
         new = [{k: float(v[i]) for k, v in scores.items()} for i in range(len(outputs))]

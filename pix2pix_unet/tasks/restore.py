@@ -1,12 +1,12 @@
 """``task=restore``: degraded image -> clean image, from a folder of clean images alone.
 
 Training batches are cropped and flipped, then degraded on the device by
-:func:`~pix2pix_unet.tasks.degrade.degrade` with fresh randomness every step.
+:func:`~pix2pix_unet.data.degrade.degrade` with fresh randomness every step.
 Validation runs on whole held-out images (split by file), each degraded with a
 seed of its own from ``restore.val_seed`` and its file name, so every evaluation
 and ``pix2pix-unet evaluate`` see the same inputs. PSNR and SSIM are logged for
 the output, for the degraded input and, where noise is among the degradations,
-for non-local means on the same inputs (:mod:`~pix2pix_unet.tasks.classical`).
+for non-local means on the same inputs (:mod:`~pix2pix_unet.metrics.classical`).
 
 The model learns a correction to its input (``restore.residual``) with a
 PSNR-first objective, Charbonnier (or L1) to the clean image; a PatchGAN term
@@ -37,10 +37,10 @@ from ..config import (
 from ..data.folders import DatasetError, list_images, pair_by_stem, split_by_file
 from ..data.synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 from ..losses import charbonnier_loss, generator_adversarial_loss, l1_loss, perceptual_loss
-from ..training.step import discriminator_losses
+from ..losses.objective import discriminator_losses
 from .base import ExportError, ImageMeter, Meter, TaskBase, name_seed, require
-from .classical import BASELINES, classical_for
-from .degrade import degrade
+from ..metrics.classical import BASELINES, classical_for
+from ..data.degrade import degrade
 
 
 @dataclass

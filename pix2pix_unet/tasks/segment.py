@@ -1,11 +1,11 @@
 """``task=segment``: image -> per-class logits.
 
 Data: images with class-id label maps and, optionally, instance maps (see
-:mod:`~pix2pix_unet.tasks.labels`); the built-in data is photo -> labels. Each
+:mod:`~pix2pix_unet.data.labels`); the built-in data is photo -> labels. Each
 training example carries the U-Net weight map of its instances. Training batches
 get strong paired augmentation on the device (crop, flips, 90-degree rotations,
 affine, elastic), label maps resampled by nearest neighbour. The loss is the
-hybrid of :func:`~pix2pix_unet.tasks.segment_losses.segmentation_losses`, plus,
+hybrid of :func:`~pix2pix_unet.losses.segment.segmentation_losses`, plus,
 with ``segment.adversarial=true``, the PatchGAN term on the softmax
 probabilities (D sees the image and either the one-hot labels or the probabilities).
 """
@@ -13,6 +13,7 @@ probabilities (D sees the image and either the one-hot labels or the probabiliti
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import math
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,24 +26,25 @@ from torch.utils.data import Dataset
 
 from ..codec import Decoded, ImageCodec, one_hot
 from ..config import (
-    FinalActivation, InferenceConfig, InstanceMode, Intensity, LabelConfig, MetricMode, OutputDtype, SegmentConfig,
-    Task, TrainConfig,
+    ConfigError, FinalActivation, InferenceConfig, InstanceMode, Intensity, LabelConfig, MetricMode, OutputDtype,
+    SegmentConfig, Task, TrainConfig, to_dict,
 )
-from ..inference import run_generator
-from ..io import display_rgb8, overlay, palette, write_image, write_label_map
+from ..runtime import run_generator
+from ..io import ImageFile, display_rgb8, from_tensor, overlay, palette, write_image, write_label_map
+from ..models import Generator
 from ..losses import generator_adversarial_loss
-from ..training.step import discriminator_losses
+from ..losses.objective import discriminator_losses
 from .base import ExportError, Meter, TaskBase, require, size_batches
-from .instance_metrics import TAUS, instance_scores, match_counts
-from .instances import (
+from ..metrics.instance import TAUS, instance_scores, match_counts
+from ..data.instances import (
     InstanceThresholds, border_distance, border_targets, class_map, instances_from_probs, outlines, tune_thresholds,
 )
-from .labels import (
+from ..data.labels import (
     LabelledDataset, LabelledFolder, build_labelled, colorize_labels, discover_labelled, instances_from_labels,
 )
-from .segment_losses import deep_supervision_losses, segmentation_losses
-from .segment_metrics import confusion_matrix, segmentation_scores
-from .weight_map import unet_weight_map
+from ..losses.segment import deep_supervision_losses, segmentation_losses
+from ..metrics.segment import confusion_matrix, segmentation_scores
+from ..data.weight_map import unet_weight_map
 
 
 class SegmentTarget(NamedTuple):
@@ -140,7 +142,7 @@ class SegmentAugmentation(nn.Module):
 
 class SegmentMeter:
     """Pixel accuracy, per-class and mean IoU and Dice from one confusion matrix over the whole set,
-    and with instance maps the matching scores of :mod:`~pix2pix_unet.tasks.instance_metrics`
+    and with instance maps the matching scores of :mod:`~pix2pix_unet.metrics.instance`
     (object precision, recall, F1, AP at IoU 0.5 and 0.75, mean AP over 0.5..0.9, PQ, matched IoU),
     their counts summed over the set. Predicted objects come from the task (:meth:`SegmentTask.objects`)."""
 
@@ -412,3 +414,62 @@ class SegmentTask(TaskBase):
         k = self.num_classes
         pred = torch.stack([self.classes(o) for o in outputs.float()])
         return [inputs, colorize_labels(pred, k), colorize_labels(target.labels, k)]
+
+
+@dataclass
+class Segmenter:
+    """A trained segmenter used as a judge: its generator and its task (codec, classes).
+
+    Scores label -> image generators (:mod:`~pix2pix_unet.metrics.segmenter`) and filters or weighs
+    synthesised pairs (:mod:`~pix2pix_unet.synthesis`).
+    """
+
+    generator: torch.nn.Module
+    task: SegmentTask
+    source: Path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Segmenter":
+        """The segment export at ``path`` (an export or run folder); an error says what else it is."""
+        generator = Generator.from_pretrained(path)
+        meta = dict(generator.metadata or {})
+        if meta.get("task") != Task.SEGMENT.value:
+            raise ConfigError(f"{path} is a {meta.get('task') or 'translate'} generator, not a segmenter (train "
+                              "one with --task segment on real pairs)")
+        meta.setdefault("generator", to_dict(generator.config))
+        task = SegmentTask.from_export(meta, getattr(generator, "export_dir", path))
+        return cls(generator.eval(), task, Path(path))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.task.num_classes)
+
+    def to(self, device: torch.device | str) -> "Segmenter":
+        self.generator = self.generator.to(device)
+        return self
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``(B, C, H, W)`` images in [-1, 1] (8-bit units) -> the segmenter's outputs ``(B, K', H, W)`` (CPU)."""
+        # 1. as 8-bit pixels decoded by the segmenter's codec                    (b, c_seg, h, w)
+        codec = self.task.input_codec
+        batch = torch.stack([codec.from_pixels(ImageFile(from_tensor(image.float().cpu(), np.dtype(np.uint8))))
+                             .tensor for image in images])
+        # 2. its outputs: class logits (+ a border class in instance mode, + a distance map)
+        return run_generator(self.generator, batch, InferenceConfig(batch_size=len(batch)), device)
+
+    def classes(self, images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``(B, C, H, W)`` images in [-1, 1] (8-bit units) -> ``(B, H, W)`` predicted class ids (CPU)."""
+        return torch.stack([self.task.classes(logit) for logit in self.logits(images, device)])
+
+    def agreement(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str = "cpu"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The segmenter's classes ``(B, H, W)`` on ``images``, and per pixel its confidence in ``labels (B, H, W)``:
+        1 where its class is the label, else its softmax probability of the label's class (FreeMask-style
+        down-weighting of the pixels it disagrees with)."""
+        outputs = self.logits(images, device)
+        predicted = torch.stack([self.task.classes(output) for output in outputs])  # (b, h, w)
+        probs = outputs[:, : self.task.out_classes].float().softmax(1)  # (b, k', h, w)
+        ids = labels.cpu().long()
+        of_label = probs.gather(1, ids[:, None])[:, 0]  # (b, h, w)
+        return predicted, torch.where(predicted == ids, torch.ones_like(of_label), of_label)

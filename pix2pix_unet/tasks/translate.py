@@ -14,7 +14,7 @@ the local file ``loss.vgg_weights``); SPADE's recipe is ``loss.gan=hinge``, both
 and ``discriminator.spectral_norm=true``. With index labels and ``labels.segmenter``
 (a segment export trained on real pairs) validation also logs ``val/seg_miou``:
 that segmenter's mIoU on the generated images against their label maps
-(:mod:`~pix2pix_unet.tasks.segmenter_score`).
+(:mod:`~pix2pix_unet.metrics.segmenter`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ..data import PairedAugmentation, PairedFolderDataset, build_datasets, orie
 from ..data.folders import DatasetError, PairFiles, find_pairs, list_images, pair_by_stem
 from ..io import read_image
 from .base import ImageMeter, Meter, TaskBase, require
-from .labels import LabelledDataset, LabelledFiles, LabelledFolder, build_labelled, colorize_labels
+from ..data.labels import LabelledDataset, LabelledFiles, LabelledFolder, build_labelled, colorize_labels
 
 
 class OneHotPairs(Dataset):
@@ -115,7 +115,7 @@ class TranslateTask(TaskBase):
             generator=dataclasses.replace(cfg.generator, in_channels=self.num_classes),
         )
         if cfg.labels.segmenter:
-            from .segmenter_score import Segmenter
+            from .segment import Segmenter
 
             self.segmenter = Segmenter.load(cfg.labels.segmenter)
             if self.segmenter.num_classes != self.num_classes:
@@ -183,7 +183,7 @@ class TranslateTask(TaskBase):
         meter = ImageMeter(self.cfg.generator.out_channels)
         if self.segmenter is None:
             return meter
-        from .segmenter_score import SegmenterScoreMeter
+        from ..metrics.segmenter import SegmenterScoreMeter
 
         return SegmenterScoreMeter(meter, self.segmenter, self.device)
 

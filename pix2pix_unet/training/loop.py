@@ -29,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .. import __version__
+from ..version import __version__
 from ..config import LrScaling, OptimConfig, TrainConfig, save_config, to_dict
 from ..models import Discriminator, Generator, build_generator
 from ..models.generator import load_weights
@@ -37,7 +37,7 @@ from ..tasks import build_task
 from ..tasks.base import RandomCrops
 from .perf import adam, plan, speed_up
 from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
-from .distributed import cpu_only_processes
+from ..runtime.distributed import cpu_only_processes
 from .faults import (
     BadStepPolicy, StopSignals, TrainingStopped, ignore_sigint, report_skipped_files, signal_stop,
 )

@@ -19,7 +19,7 @@ from pix2pix_unet.data.folders import DatasetError
 from pix2pix_unet.data.nuclei import NucleiSpec, make_nuclei, write_nuclei
 from pix2pix_unet.data.synthetic import VAL_INDEX_OFFSET
 from pix2pix_unet.io import ImageFile, read_image, read_label_map
-from pix2pix_unet.tasks.labels import build_labelled
+from pix2pix_unet.data.labels import build_labelled
 from pix2pix_unet.tasks.restore import build_clean
 from tests.conftest import TINY
 

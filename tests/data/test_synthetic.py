@@ -13,17 +13,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from pix2pix_unet.data.synthetic import (
-    NUM_CLASSES,
-    NUM_CLASSES_MAX,
-    PALETTE,
-    VAL_INDEX_OFFSET,
-    SyntheticPairs,
-    SyntheticSpec,
-    colorize,
-    make_sample,
-    render_photo,
-    write_dataset,
+    NUM_CLASSES, NUM_CLASSES_MAX, VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec, colorize, make_sample, render_photo, write_dataset,
 )
+from pix2pix_unet.io import PALETTE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("labels", "instances", "label_rgb", "photo")

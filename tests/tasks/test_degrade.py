@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pix2pix_unet.config import ConfigError, RestoreConfig, load_config
-from pix2pix_unet.tasks.degrade import degrade
+from pix2pix_unet.data.degrade import degrade
 
 
 def only(name: str, **values: float) -> RestoreConfig:

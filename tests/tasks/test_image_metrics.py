@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pix2pix_unet.tasks.image_metrics import image_scores
+from pix2pix_unet.metrics.image import image_scores
 
 
 def test_image_scores():

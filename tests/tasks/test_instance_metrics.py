@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pix2pix_unet.tasks.instance_metrics import TAUS, instance_scores, iou_matrix, match_counts
-from pix2pix_unet.tasks.segment_metrics import object_matches
+from pix2pix_unet.metrics.instance import TAUS, instance_scores, iou_matrix, match_counts
+from pix2pix_unet.metrics.segment import object_matches
 
 
 def counts_at(counts: np.ndarray, tau: float) -> tuple[float, ...]:

@@ -11,13 +11,13 @@ import torch
 
 from pix2pix_unet.cli import main
 from pix2pix_unet.config import UNetConfig, from_dict
-from pix2pix_unet.inference import TestTimeAugmented, dihedral, undo_dihedral
+from pix2pix_unet.runtime import TestTimeAugmented, dihedral, undo_dihedral
 from pix2pix_unet.io import read_image, read_label_map, write_image
 from pix2pix_unet.models import UNet
-from pix2pix_unet.tasks.instances import (
+from pix2pix_unet.data.instances import (
     InstanceThresholds, border_targets, class_map, instances_from_probs, tune_thresholds,
 )
-from pix2pix_unet.tasks.labels import instances_from_labels
+from pix2pix_unet.data.labels import instances_from_labels
 
 RNG = np.random.default_rng(0)
 
@@ -182,7 +182,7 @@ def test_instance_maps_of_a_wrong_size_or_type_are_named(tmp_path, capsys):
 
 
 def test_border_distance_peaks_at_one_inside_each_touching_object():
-    from pix2pix_unet.tasks.instances import border_distance
+    from pix2pix_unet.data.instances import border_distance
 
     instances = np.zeros((7, 9), np.int64)
     instances[1:6, 1:4], instances[1:6, 4:8] = 1, 2

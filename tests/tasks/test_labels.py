@@ -11,7 +11,7 @@ from pix2pix_unet.config import DataConfig, Intensity, LabelConfig
 from pix2pix_unet.data import DatasetError
 from pix2pix_unet.data.synthetic import SyntheticSpec, write_dataset
 from pix2pix_unet.codec import ImageCodec
-from pix2pix_unet.tasks.labels import build_labelled
+from pix2pix_unet.data.labels import build_labelled
 
 
 @pytest.fixture

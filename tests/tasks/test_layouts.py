@@ -5,8 +5,8 @@ import pytest
 
 from pix2pix_unet.data.nuclei import make_nuclei
 from pix2pix_unet.data.synthetic import SyntheticSpec, make_sample
-from pix2pix_unet.tasks.labels import instances_from_labels
-from pix2pix_unet.tasks.layouts import LayoutModel
+from pix2pix_unet.data.labels import instances_from_labels
+from pix2pix_unet.synthesis.layouts import LayoutModel
 
 
 def objects(labels: list[np.ndarray], instances: list[np.ndarray]) -> dict[int, list[int]]:

@@ -27,8 +27,8 @@ from pix2pix_unet.codec import ImageCodec
 from pix2pix_unet.io import read_image, read_label_map, write_image, write_label_map
 from pix2pix_unet.models import UNet
 from pix2pix_unet.tasks import generator_task
-from pix2pix_unet.tasks.image_metrics import image_scores
-from pix2pix_unet.tasks.labels import colorize_labels, instances_from_labels
+from pix2pix_unet.metrics.image import image_scores
+from pix2pix_unet.data.labels import colorize_labels, instances_from_labels
 from tests.conftest import TINY, quantise, smooth
 
 STEPS = 2

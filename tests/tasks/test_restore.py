@@ -14,7 +14,7 @@ from pix2pix_unet.cli import main, train_main
 from pix2pix_unet.config import ConfigError, DataConfig, PixelLoss, RestoreConfig, TrainConfig, load_config
 from pix2pix_unet.io import read_image, write_image
 from pix2pix_unet.losses import charbonnier_loss
-from pix2pix_unet.tasks.classical import classical_for, nlm
+from pix2pix_unet.metrics.classical import classical_for, nlm
 from pix2pix_unet.tasks.restore import CleanImages, RestoreObjective, RestoreTask, build_clean
 from pix2pix_unet.codec import ImageCodec
 from tests.conftest import TINY, quantise, smooth
@@ -167,7 +167,7 @@ def test_mixed_size_photos_train_and_log_the_classical_baseline_once(tmp_path, m
     data = tmp_path / "photos"
     photos(data, [(40, 52), (64, 48), (37, 45), (50, 50), (45, 61), (33, 70), (48, 40)])
     calls = []
-    import pix2pix_unet.tasks.classical as classical
+    import pix2pix_unet.metrics.classical as classical
 
     monkeypatch.setitem(classical.BASELINES, "nlm", lambda x: calls.append(x.shape) or classical.nlm(x))
     run = train(tmp_path / "run", data, "data.val_fraction=0.3", "restore.gaussian_noise.p=1")

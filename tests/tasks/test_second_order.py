@@ -9,14 +9,8 @@ import pytest
 import torch
 
 from pix2pix_unet.config import ConfigError, SecondOrderConfig, from_dict, to_dict
-from pix2pix_unet.tasks.second_order import (
-    blur,
-    gaussian_kernel,
-    generalized_gaussian_kernel,
-    plateau_kernel,
-    random_blur_kernel,
-    second_order,
-    sinc_kernel,
+from pix2pix_unet.data.second_order import (
+    blur, gaussian_kernel, generalized_gaussian_kernel, plateau_kernel, random_blur_kernel, second_order, sinc_kernel,
 )
 
 
@@ -298,7 +292,7 @@ def test_validate_names_the_bad_key_and_value(key, value):
 
 def test_restore_degrades_with_the_pipeline_when_enabled_then_holes():
     from pix2pix_unet.config import RestoreConfig
-    from pix2pix_unet.tasks.degrade import degrade
+    from pix2pix_unet.data.degrade import degrade
 
     cfg = RestoreConfig(second_order=SecondOrderConfig(enabled=True, scale=2))
     clean = torch.rand(3, 3, 48, 48)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pix2pix_unet.tasks.labels import instances_from_labels
+from pix2pix_unet.data.labels import instances_from_labels
 from pix2pix_unet.config import SegmentConfig
-from pix2pix_unet.tasks.segment_losses import segmentation_losses, soft_dice_loss, weighted_cross_entropy
-from pix2pix_unet.tasks.segment_metrics import confusion_matrix, f1_score, object_matches, segmentation_scores
+from pix2pix_unet.losses.segment import segmentation_losses, soft_dice_loss, weighted_cross_entropy
+from pix2pix_unet.metrics.segment import confusion_matrix, f1_score, object_matches, segmentation_scores
 
 
 def test_scores_from_a_hand_made_confusion():

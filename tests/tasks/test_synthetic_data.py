@@ -18,7 +18,8 @@ from pix2pix_unet.data.synthetic import SyntheticSpec, write_dataset
 from pix2pix_unet.models import Generator, SPADEGenerator, build_generator
 from pix2pix_unet.models.generator import load_weights
 from pix2pix_unet.tasks.segment import SegmentTask
-from pix2pix_unet.tasks.segmenter_score import Segmenter, segmenter_score
+from pix2pix_unet.tasks.segment import Segmenter
+from pix2pix_unet.metrics.segmenter import segmenter_score
 
 SEG = ["generator.depth=3", "generator.base_channels=8", "generator.max_channels=32", "batch_size=4",
        "data.crop_size=32", "log_every=5", "checkpoint_every=1000", "optim.lr_g=2e-3", "segment.instances=off"]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pix2pix_unet.tasks.weight_map import border_weights, class_balance_weights, unet_weight_map
+from pix2pix_unet.data.weight_map import border_weights, class_balance_weights, unet_weight_map
 
 
 def test_gap_between_two_touching_objects_matches_the_formula():

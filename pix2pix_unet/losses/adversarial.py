@@ -11,7 +11,7 @@ from typing import Callable, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .config import GanLoss
+from ..config import GanLoss
 
 Logits = Union[torch.Tensor, Sequence[torch.Tensor]]
 

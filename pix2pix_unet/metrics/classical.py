@@ -2,7 +2,7 @@
 
 :func:`nlm` is scikit-image's non-local means (what a user reaches for against
 noise); for down-sampling the classical answer, bicubic up-sampling, is the
-degraded input itself (:func:`~pix2pix_unet.tasks.degrade.downsample` scales back
+degraded input itself (:func:`~pix2pix_unet.data.degrade.downsample` scales back
 up bicubically). Validation scores the baseline once per image and logs it beside
 the model (``val/psnr_classical``).
 """

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .labels import instances_from_labels
+from ..data.labels import instances_from_labels
 
 _CROSS = ndimage.generate_binary_structure(2, 1)
 _SQUARE = np.ones((3, 3), bool)
@@ -194,7 +194,7 @@ def _same_class_touch(labels: np.ndarray, instances: np.ndarray, background: int
 
 def _carve_gaps(labels: np.ndarray, instances: np.ndarray, background: int) -> tuple[np.ndarray, np.ndarray]:
     """Set to background the pixels of an object that touch (8-neighbours, the connectivity of
-    :func:`~pix2pix_unet.tasks.labels.instances_from_labels`) a later object of the same class."""
+    :func:`~pix2pix_unet.data.labels.instances_from_labels`) a later object of the same class."""
     labels, instances = labels.copy(), instances.copy()
     h, w = labels.shape
     padded_l = np.pad(labels, 1, constant_values=background)

@@ -2,7 +2,7 @@
 
 :func:`predict_files` reads each input with :mod:`pix2pix_unet.io`, groups images
 of one size into batches, runs small images whole (the UNet pads and crops) and
-large ones by overlap-tile (:mod:`pix2pix_unet.tiling`). The generator's task,
+large ones by overlap-tile (:mod:`pix2pix_unet.runtime.tiling`). The generator's task,
 rebuilt from its export's ``config.json``, decodes each input as training did and
 writes each output (:mod:`pix2pix_unet.tasks`):
 
@@ -30,10 +30,10 @@ from .codec import Decoded
 from .errors import DatasetError
 from .io import IMAGE_SUFFIXES, ChannelError, ImageReadError, ImageWriteError, image_shape
 from .models import Generator
-from .tiling import predict_tiled
+from .runtime.tiling import predict_tiled
 
 if TYPE_CHECKING:
-    from .training.distributed import Shard
+    from .runtime.distributed import Shard
     from .tasks import TaskBase
 
 # --------------------------------------------------------------------------- inputs and devices
@@ -88,105 +88,6 @@ def _fixed_prefix(parts: tuple[str, ...]) -> list[str]:
             break
         prefix.append(part)
     return prefix
-
-
-def best_device(requested: str | None = None) -> torch.device:
-    """``requested`` if given, else CUDA, then Apple MPS, then the CPU."""
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-# --------------------------------------------------------------------------- running the generator
-
-AUTOCAST_DTYPES = {MixedPrecision.BF16: torch.bfloat16, MixedPrecision.FP16: torch.float16}
-
-
-def prepare_generator(generator: Generator, cfg: InferenceConfig, device: torch.device | str) -> Generator:
-    """``generator`` moved to ``device`` in eval mode and set up for speed as ``cfg`` says, in place.
-
-    On CUDA and CPU it goes channels-last: tensor cores want NHWC, and so does
-    oneDNN (on the project's 2-core CPU the pix2pix preset's 512-px pass took 233
-    instead of 277 ms in fp32, 107 instead of 166 ms in bf16). With CUDA, cuDNN
-    picks each conv's fastest algorithm once per input size. ``cfg.compile``
-    compiles it (the first batch of each new size pays for the compilation).
-
-    Raises:
-        ValueError: ``cfg.precision`` is fp16 on a device other than CUDA.
-    """
-    device = torch.device(device)
-    if cfg.precision is MixedPrecision.FP16 and device.type != "cuda":
-        raise ValueError(f"inference precision fp16 needs a CUDA device, not {device}; use bf16 or no")
-    generator = generator.to(device).eval()
-    if device.type in ("cuda", "cpu"):
-        generator.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if cfg.compile:
-        generator.compile(mode=cfg.compile_mode.value)
-    return generator
-
-
-def autocast(cfg: InferenceConfig, device: torch.device | str) -> contextlib.AbstractContextManager:
-    """The generator's precision context for ``cfg.precision`` on ``device`` (a no-op for ``no``)."""
-    dtype = AUTOCAST_DTYPES.get(cfg.precision)
-    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k``-th of the 8 flips / 90-degree rotations of ``(..., H, W)`` (0 is the identity)."""
-    x = x.flip(-1) if k >= 4 else x
-    return torch.rot90(x, k % 4, dims=(-2, -1))
-
-
-def undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The inverse of :func:`dihedral` ``k``."""
-    x = torch.rot90(x, -(k % 4), dims=(-2, -1))
-    return x.flip(-1) if k >= 4 else x
-
-
-class TestTimeAugmented(torch.nn.Module):
-    """``generator`` averaged over the 8 flips / 90-degree rotations of its input (each undone on the output).
-
-    Segmenters average their logits, restorers their images. The UNet pads any
-    size, so rotated non-square inputs need nothing special.
-    """
-
-    def __init__(self, generator: torch.nn.Module) -> None:
-        super().__init__()
-        self.generator = generator
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs = [undo_dihedral(self.generator(dihedral(x, k)).float(), k) for k in range(8)]
-        return torch.stack(outputs).mean(0)
-
-
-@torch.no_grad()
-def run_generator(
-    generator: Generator, batch: torch.Tensor, cfg: InferenceConfig, device: torch.device | str, progress: bool = False
-) -> torch.Tensor:
-    """Outputs ``(B, C', H, W)`` (float32, CPU) for inputs ``(B, C, H, W)`` in [-1, 1].
-
-    Images of at most ``cfg.tile_above_mp`` megapixels run whole in one batch;
-    larger ones run one at a time by overlap-tile. The generator runs at
-    ``cfg.precision``, and with ``cfg.tta`` averaged over the 8 flips / rotations
-    (of each tile, when tiled); set it up with :func:`prepare_generator` first.
-    """
-    h, w = batch.shape[-2:]
-    factor = generator.config.factor
-    forward = TestTimeAugmented(generator) if cfg.tta else generator
-    with autocast(cfg, device):
-        if h * w <= cfg.tile_above_mp * 1e6:
-            return forward(batch.to(device)).float().cpu()
-        return torch.stack([
-            predict_tiled(forward, image, tile=cfg.tile, overlap=cfg.overlap, factor=factor,
-                          window=cfg.window, batch_size=cfg.batch_size, device=device, progress=progress)
-            for image in batch
-        ])
 
 
 # --------------------------------------------------------------------------- the whole run
@@ -258,7 +159,7 @@ def predict_files(
     ``failed`` with the reason, and the run goes on; inputs far outside the
     training range, and outputs that cannot be right, are warned about by name.
 
-    With ``shard`` (one of several launched processes, :func:`~pix2pix_unet.training.distributed.process_shard`)
+    With ``shard`` (one of several launched processes, :func:`~pix2pix_unet.runtime.distributed.process_shard`)
     every process plans all outputs, so collisions are found as in one process, then runs only its own
     share; the planning's skips and failures are reported by the first process alone.
 
@@ -287,7 +188,7 @@ def predict_files(
             todo.append((item, path))
         claimed.setdefault(path, item.path)
     if shard is not None and shard.count > 1:
-        from .training.distributed import barrier
+        from .runtime.distributed import barrier
 
         barrier()  # every process planned from the same files before any writes
         todo = shard.take(todo)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .commands import demo_main, evaluate_main, export_main, predict_main
-from .config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
+from ..config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
 
 # Flags that are shortcuts for config keys: flag dest -> dotted key.
 TRAIN_FLAGS = {
@@ -71,9 +71,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_intermixed_args(argv)
-    from .data import DatasetError
-    from .training import train
-    from .training.faults import TrainingStopped, error_message
+    from ..data import DatasetError
+    from ..training import train
+    from ..training.faults import TrainingStopped, error_message
 
     try:
         cfg = config_from_args(args)
@@ -116,15 +116,15 @@ def synthesize_main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from .data import DatasetError
-    from .hub import resolve_checkpoint
-    from .inference import collect_inputs
-    from .models import Generator
-    from .codec import decode_class_ids
-    from .tasks.layouts import LayoutModel
-    from .tasks.segmenter_score import Segmenter
-    from .tasks.synthesize import SynthesisReport, label_to_image_task, read_instance_maps, synthesize
-    from .training.distributed import gather, process_shard
+    from ..data import DatasetError
+    from ..hub import resolve_checkpoint
+    from ..predict import collect_inputs
+    from ..models import Generator
+    from ..codec import decode_class_ids
+    from ..synthesis.layouts import LayoutModel
+    from ..tasks.segment import Segmenter
+    from ..synthesis.synthesize import SynthesisReport, label_to_image_task, read_instance_maps, synthesize
+    from ..runtime.distributed import gather, process_shard
 
     # under accelerate launch / torchrun / srun each process writes every n-th pair, on its own device
     shard, launched_device = process_shard()
@@ -201,7 +201,8 @@ def push_main(argv: list[str] | None = None) -> int:
 
     import tempfile
 
-    from .hub import HubError, stage, upload
+    from ..hub import HubError
+    from ..publish import stage, upload
 
     with tempfile.TemporaryDirectory(prefix="pix2pix_push_") as tmp:
         folder = args.stage or Path(tmp) / "upload"

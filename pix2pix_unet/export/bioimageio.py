@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import io
-from .codec import Decoded, ImageCodec
-from .config import Intensity, to_dict
-from .models import Generator
-from .tasks import RestoreTask, SegmentTask, TaskBase, TranslateTask
+from .. import io
+from ..codec import Decoded, ImageCodec
+from ..config import Intensity, to_dict
+from ..models import Generator
+from ..tasks import RestoreTask, SegmentTask, TaskBase, TranslateTask
 
 PIX2PIX_DOI = "10.1109/CVPR.2017.632"  # Isola et al., Image-to-image translation with conditional adversarial nets
 UNET_DOI = "10.1007/978-3-319-24574-4_28"  # Ronneberger et al., U-Net
@@ -290,8 +290,8 @@ def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *,
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5 as spec
 
-    from . import __version__
-    from .export import export_onnx
+    from ..version import __version__
+    from .onnx import export_onnx
 
     path = Path(path)
     if path.suffix != ".zip":
@@ -426,7 +426,7 @@ def trace_torchscript(generator: Generator, channels: int, side: int, path: Path
 
 def render_cover(test_in: np.ndarray, test_out: np.ndarray, contract: PackageContract, path: Path) -> Path:
     """input | output of the test tensors as one PNG (segment: the arg-max classes in gray levels)."""
-    from .training.samples import to_display
+    from ..training.samples import to_display
     from torchvision.utils import save_image
 
     x = torch.from_numpy(test_in.astype(np.float32))

@@ -6,7 +6,7 @@ per-sample strength ``(B,)``; :func:`degrade` applies the ones a
 the batch at a random strength per sample, in a fixed order: blur, motion blur,
 down-sampling, Gaussian noise, Poisson noise, JPEG, holes; or, with
 ``second_order.enabled``, Real-ESRGAN's pipeline
-(:mod:`~pix2pix_unet.tasks.second_order`), then holes. Every random number is
+(:mod:`~pix2pix_unet.data.second_order`), then holes. Every random number is
 drawn from ``generator`` (the global RNG when it is None), so a seeded generator
 gives the same degraded batch every time.
 """

@@ -24,8 +24,8 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from .config import BlendWindow, ConfigError
-from .models.unet import pad_to_multiple
+from ..config import BlendWindow, ConfigError
+from ..models.unet import pad_to_multiple
 
 
 @dataclass(frozen=True)

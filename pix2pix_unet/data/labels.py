@@ -27,9 +27,9 @@ from torch.utils.data import Dataset
 
 from .. import io
 from ..config import BuiltinKind, DataConfig, LabelConfig
-from ..data.folders import DatasetError, list_images, split_by_file
-from ..data.nuclei import NucleiSpec, make_nuclei
-from ..data.synthetic import NUM_CLASSES, NUM_CLASSES_MAX, VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
+from .folders import DatasetError, list_images, split_by_file
+from .nuclei import NucleiSpec, make_nuclei
+from .synthetic import NUM_CLASSES, NUM_CLASSES_MAX, VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 from ..codec import ImageCodec, decode_class_ids, decode_confidence
 
 # --------------------------------------------------------------------------- label helpers

@@ -139,7 +139,7 @@ def tune_thresholds(probs: Iterable[np.ndarray], truths: list[np.ndarray], borde
         truths: the true instance maps.
         distances: the predicted distance maps, with ``segment.distance_head``.
     """
-    from .instance_metrics import match_counts
+    from ..metrics.instance import match_counts
 
     fixed = {k: v for k, v in (fixed or {}).items() if v is not None}
     grids = {"prob": PROB_GRID, "seed": SEED_GRID, "min_size": MIN_SIZE_GRID}

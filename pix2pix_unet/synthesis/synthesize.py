@@ -6,10 +6,10 @@ writes ``OUT/images/00000.png`` + ``OUT/labels/00000.png`` (class ids, an indexe
 ``i % L`` of the ``L`` inputs makes pair ``i``, so ``N`` may exceed ``L``; with
 ``--augment-labels`` each map is first flipped, rotated and deformed (nearest neighbour,
 so ids stay ids); with ``--layouts`` every map is a new scene drawn from a
-:class:`~pix2pix_unet.tasks.layouts.LayoutModel` fitted to the inputs (and their
+:class:`~pix2pix_unet.synthesis.layouts.LayoutModel` fitted to the inputs (and their
 ``instances/`` maps where the folder has them), written with its instance map to
 ``OUT/instances/``. ``--segmenter SEG`` prints that segmenter's mIoU on the written
-pairs (the FCN score, :mod:`~pix2pix_unet.tasks.segmenter_score`); with
+pairs (the FCN score, :mod:`~pix2pix_unet.metrics.segmenter`); with
 ``--min-seg-miou T`` it drops pairs it scores below ``T``, and with ``--confidence`` it
 writes ``OUT/confidence/``: per pixel, 255 where it reads the label map's class and its
 probability of that class where it does not, which ``task=segment`` takes as loss weights.
@@ -30,11 +30,12 @@ from ..codec import Decoded, decode_class_ids, one_hot
 from ..data.folders import DatasetError, list_images
 from ..io import write_image, write_label_map
 from ..models import Generator
-from ..training.distributed import Shard, barrier
-from . import generator_task
+from ..runtime.distributed import Shard, barrier
+from ..tasks import generator_task
 from .layouts import LayoutModel
-from .segmenter_score import Segmenter, segmenter_score
-from .translate import TranslateTask
+from ..tasks.segment import Segmenter
+from ..metrics.segmenter import segmenter_score
+from ..tasks.translate import TranslateTask
 
 
 def label_augmentation(sigma: float = 8.0, alpha: float = 3.0) -> nn.Module:

@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import BlendWindow, CompileMode, ConfigError, InferenceConfig, MixedPrecision, OutputDtype, from_dict
-from .hub import HF_PREFIX, resolve_checkpoint
+from ..config import BlendWindow, CompileMode, ConfigError, InferenceConfig, MixedPrecision, OutputDtype, from_dict
+from ..hub import HF_PREFIX, resolve_checkpoint
 
 # Flags that are shortcuts for InferenceConfig fields: flag dest -> field.
 INFERENCE_FLAGS = {
@@ -55,8 +55,8 @@ def inference_config(args: argparse.Namespace) -> InferenceConfig:
 def _load_generator(path: str | Path, args: argparse.Namespace | None = None):
     """The generator export at ``path`` and the task its ``config.json`` describes, with the
     instance-threshold flags of ``args`` applied."""
-    from .models import Generator
-    from .tasks import SegmentTask, generator_task
+    from ..models import Generator
+    from ..tasks import SegmentTask, generator_task
 
     generator = Generator.from_pretrained(resolve_checkpoint(path))
     task = generator_task(generator)
@@ -92,9 +92,10 @@ def predict_main(argv: list[str] | None = None) -> int:
     add_inference_flags(p)
     args = p.parse_args(argv)
 
-    from .inference import PredictSummary, best_device, collect_inputs, predict_files
-    from .training.distributed import gather, process_shard
-    from .training.perf import keep_freed_memory
+    from ..predict import PredictSummary, collect_inputs, predict_files
+    from ..runtime import best_device
+    from ..runtime.distributed import gather, process_shard
+    from ..training.perf import keep_freed_memory
 
     try:
         cfg = inference_config(args)
@@ -134,7 +135,7 @@ def predict_main(argv: list[str] | None = None) -> int:
 
 
 def export_main(argv: list[str] | None = None) -> int:
-    from .export import EXPORTERS, ExportFormat
+    from ..export import EXPORTERS, ExportFormat
 
     p = argparse.ArgumentParser(
         prog="pix2pix-unet export",
@@ -171,7 +172,7 @@ def export_main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {path}")
     if fmt is ExportFormat.ONNX and not args.no_check:
-        from .export import onnx_max_difference
+        from ..export import onnx_max_difference
 
         diff = onnx_max_difference(generator, path)
         ok = diff <= 1e-3
@@ -205,10 +206,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     add_inference_flags(p)
     args = p.parse_args(argv)
 
-    from .data import DatasetError
-    from .evaluation import evaluate_dataset, split_folder
-    from .inference import best_device
-    from .training.perf import keep_freed_memory
+    from ..data import DatasetError
+    from ..evaluation import evaluate_dataset, split_folder
+    from ..runtime import best_device
+    from ..training.perf import keep_freed_memory
 
     try:
         cfg = inference_config(args)
@@ -262,7 +263,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("error: the demo needs gradio: pip install 'pix2pix-unet[demo]'", file=sys.stderr)
         return 2
-    from .demo import DemoModel, launch
+    from ..demo import DemoModel, launch
 
     try:
         model = DemoModel(args.checkpoint, args.workdir)

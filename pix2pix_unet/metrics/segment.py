@@ -1,7 +1,7 @@
 """Segmentation metrics as pure functions: a confusion matrix and the scores it gives, and
 object-level F1 (predicted objects are the connected components of each predicted
-class, see :func:`~pix2pix_unet.tasks.labels.instances_from_labels`). The instance
-matching itself lives in :mod:`~pix2pix_unet.tasks.instance_metrics`.
+class, see :func:`~pix2pix_unet.data.labels.instances_from_labels`). The instance
+matching itself lives in :mod:`~pix2pix_unet.metrics.instance`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .instance_metrics import match_counts
+from .instance import match_counts
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -47,7 +47,7 @@ def segmentation_scores(confusion: torch.Tensor) -> dict[str, float]:
 def object_matches(pred_objects: np.ndarray, true_objects: np.ndarray, threshold: float = 0.5) -> tuple[int, int, int]:
     """``(tp, fp, fn)`` when an object pair with IoU of at least ``threshold`` counts as found.
 
-    :func:`~pix2pix_unet.tasks.instance_metrics.match_counts` at one threshold:
+    :func:`~pix2pix_unet.metrics.instance.match_counts` at one threshold:
     one-to-one matching, unique for thresholds of at least 0.5.
 
     Args:

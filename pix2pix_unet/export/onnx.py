@@ -1,5 +1,4 @@
-"""Export a trained generator: ONNX with dynamic batch, height and width, a safetensors folder, or a
-bioimage.io model package (:mod:`pix2pix_unet.bioimageio_export`).
+"""Export a trained generator as ONNX with dynamic batch, height and width, or as a safetensors folder.
 
 The ONNX graph keeps the UNet's pad-to-multiple and crop, so it takes any size
 whose sides exceed half of ``2 ** depth`` (the padding is a reflection, which
@@ -10,27 +9,19 @@ cannot reach further than the image). Its ``metadata_props`` carry the export's
 from __future__ import annotations
 
 import contextlib
-import enum
 import io as stdio
 import json
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from .config import to_dict
-from .models import Generator
-from .tasks import TaskBase
+from ..config import to_dict
+from ..models import Generator
+from ..tasks import TaskBase
 
 ONNX_METADATA_KEY = "pix2pix_unet"
-
-
-class ExportFormat(str, enum.Enum):
-    ONNX = "onnx"
-    SAFETENSORS = "safetensors"
-    BIOIMAGEIO = "bioimageio"
 
 
 def _metadata(generator: Generator, task: TaskBase) -> dict:
@@ -82,20 +73,6 @@ def export_safetensors(generator: Generator, task: TaskBase, path: str | Path) -
     return generator.save_pretrained(path, **meta)
 
 
-def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, **options) -> Path:
-    """A bioimage.io model package (``.zip``): see :func:`pix2pix_unet.bioimageio_export.export_bioimageio`."""
-    from .bioimageio_export import export_bioimageio as export
-
-    return export(generator, task, path, **options)
-
-
-EXPORTERS: dict[ExportFormat, Callable[..., Path]] = {
-    ExportFormat.ONNX: export_onnx,
-    ExportFormat.SAFETENSORS: export_safetensors,
-    ExportFormat.BIOIMAGEIO: export_bioimageio,
-}
-
-
 def onnx_max_difference(generator: Generator, path: str | Path, inputs: torch.Tensor | None = None) -> float:
     """Largest absolute difference between onnxruntime's and PyTorch's outputs on ``inputs``.
 
@@ -116,5 +93,4 @@ def onnx_max_difference(generator: Generator, path: str | Path, inputs: torch.Te
     return float(np.abs(ours - reference).max())
 
 
-__all__ = ["EXPORTERS", "ExportFormat", "ONNX_METADATA_KEY", "export_bioimageio", "export_onnx", "export_safetensors",
-           "onnx_max_difference"]
+__all__ = ["ONNX_METADATA_KEY", "example_input", "export_onnx", "export_safetensors", "onnx_max_difference"]
