@@ -15,7 +15,6 @@ skipped with a warning naming it and counted as failed; the run goes on.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import sys
 from dataclasses import dataclass, field
@@ -25,12 +24,12 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from .config import InferenceConfig, MixedPrecision
+from .config import InferenceConfig
 from .codec import Decoded
 from .errors import DatasetError
 from .io import IMAGE_SUFFIXES, ChannelError, ImageReadError, ImageWriteError, image_shape
 from .models import Generator
-from .runtime.tiling import predict_tiled
+from .runtime import prepare_generator, run_generator
 
 if TYPE_CHECKING:
     from .runtime.distributed import Shard
@@ -247,7 +246,4 @@ def _same_shape(decoded: list[tuple[InputFile, Decoded]]) -> list[list[tuple[Inp
     return list(groups.values())
 
 
-__all__ = [
-    "InputFile", "PredictSummary", "best_device", "collect_inputs", "find_masks", "predict_files",
-    "prepare_generator", "run_generator",
-]
+__all__ = ["InputFile", "PredictSummary", "collect_inputs", "find_masks", "predict_files"]

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .hub import HubError, split_reference
+from .hub import resolve_checkpoint, split_reference
 
 
 def model_card(generator: Any, record: Any, repo_id: str, files: list[str], licence: str) -> "ModelCard":

@@ -237,6 +237,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from pix2pix_unet.cli import train_main
 from pix2pix_unet.config import LossConfig, PatchGANConfig, UNetConfig
 from pix2pix_unet.models import Discriminator, UNet
-from pix2pix_unet.training import step as step_module
+from pix2pix_unet.losses import objective as objective_module
 from pix2pix_unet.training.faults import EXIT_DIVERGED, all_finite
 from pix2pix_unet.training.step import train_step
 from tests.conftest import TINY
@@ -75,14 +75,14 @@ def test_an_inf_gradient_with_finite_losses_skips_only_that_update():
 def nan_at_step_2_and_from_step_5(monkeypatch) -> None:
     """Make the L1 loss NaN at the 2nd call and from the 5th on (one call per step)."""
     calls = {"n": 0}
-    real_l1 = step_module.l1_loss
+    real_l1 = objective_module.l1_loss
 
     def l1_with_faults(fake, real):
         calls["n"] += 1
         loss = real_l1(fake, real)
         return loss * math.nan if calls["n"] == 2 or calls["n"] >= 5 else loss
 
-    monkeypatch.setattr(step_module, "l1_loss", l1_with_faults)
+    monkeypatch.setattr(objective_module, "l1_loss", l1_with_faults)
 
 
 def test_bad_steps_are_skipped_counted_and_a_streak_stops_the_run(pair_folder, tmp_path, monkeypatch, capsys):
