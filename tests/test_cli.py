@@ -21,3 +21,19 @@ def test_flags_map_to_config_keys():
 def test_unknown_command_is_usage_error(capsys):
     assert main(["fly"]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_flag_values_are_taken_as_typed_not_read_as_yaml():
+    # a flag used to become "KEY=VALUE" text read back as YAML: 2024 an int, null None, yes True
+    args = train_parser().parse_intermixed_args(["--output-dir", "2024", "--data", "null", "--preset", "unet"])
+    cfg = config_from_args(args)
+    assert cfg.output_dir == "2024" and cfg.data.path == "null"
+    args = train_parser().parse_intermixed_args(["--data", "yes", "--output-dir", "[runs]", "--skip-bad"])
+    cfg = config_from_args(args)
+    assert (cfg.data.path, cfg.output_dir, cfg.data.skip_bad) == ("yes", "[runs]", True)
+
+
+def test_key_value_overrides_still_win_over_flags():
+    args = train_parser().parse_intermixed_args(["--max-steps", "7", "max_steps=9", "--no-wandb", "wandb=true"])
+    cfg = config_from_args(args)
+    assert cfg.max_steps == 9 and cfg.wandb is True

@@ -1,7 +1,13 @@
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
 import pytest
 
 from pix2pix_unet.config import (
-    ConfigError, GENERATOR_PRESETS, GanLoss, Norm, TrainConfig, UNetConfig, from_dict, load_config, save_config,
+    ConfigError, GENERATOR_PRESETS, GanLoss, Norm, SegmentConfig, TrainConfig, UNetConfig, from_dict, load_config,
+    save_config,
 )
 
 
@@ -57,3 +63,82 @@ def test_presets_are_valid():
     for name, preset in GENERATOR_PRESETS.items():
         preset.validate(name)
         assert from_dict(UNetConfig, {"preset": name}) == preset
+
+
+# --------------------------------------------------------------------------- list items and unions
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("segment.deep_weights=[x, 1]", r"segment\.deep_weights\[0\]='x' must be of type float"),
+        ("segment.deep_weights=[1, [2]]", r"segment\.deep_weights\[1\]=\[2\] must be of type float"),
+        ("segment.deep_weights=[1, true]", r"segment\.deep_weights\[1\]=True must be of type float"),
+        ("segment.deep_weights=3", r"segment\.deep_weights=3 must be a list of float"),
+        ("generator.aspp_rates=[1, 2.5]", r"generator\.aspp_rates\[1\]=2\.5 must be of type int"),
+        ("restore.second_order.blur1.kernel_size=[7, big]",
+         r"restore\.second_order\.blur1\.kernel_size\[1\]='big' must be of type int"),
+    ],
+)
+def test_list_items_are_checked_naming_the_key_and_value(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_list_items_are_coerced_to_the_item_type():
+    segment = from_dict(SegmentConfig, {"deep_weights": [1, "1e-3", 0.5]}, "segment")
+    assert segment.deep_weights == [1.0, 0.001, 0.5] and all(type(w) is float for w in segment.deep_weights)
+
+
+@dataclass
+class _Unions:
+    maybe: float | None = None
+    one_or_many: int | list[int] = 0
+    pair: tuple[int, str] = (0, "")
+    many: tuple[float, ...] = ()
+
+
+def test_every_member_of_a_union_is_tried():
+    assert from_dict(_Unions, {"maybe": None}).maybe is None
+    assert from_dict(_Unions, {"maybe": 2}).maybe == 2.0
+    assert from_dict(_Unions, {"one_or_many": 3}).one_or_many == 3
+    assert from_dict(_Unions, {"one_or_many": [1, "2"]}).one_or_many == [1, 2]  # the second member
+    assert from_dict(_Unions, {"pair": [1, "a"], "many": [1, 2.5]}) == _Unions(pair=(1, "a"), many=(1.0, 2.5))
+    with pytest.raises(ConfigError, match=r"u\.maybe='x' must be of type float"):
+        from_dict(_Unions, {"maybe": "x"}, "u")
+    with pytest.raises(ConfigError, match=r"u\.one_or_many=\[1, 'x'\] must be one of int \| list\[int\]: "
+                                          r".*u\.one_or_many\[1\]='x' must be of type int"):
+        from_dict(_Unions, {"one_or_many": [1, "x"]}, "u")
+    with pytest.raises(ConfigError, match=r"u\.pair=\[1\] must be a list of 2 values \(int, str\)"):
+        from_dict(_Unions, {"pair": [1]}, "u")
+
+
+# --------------------------------------------------------------------------- mappings
+
+
+@pytest.mark.parametrize("data", [[("depth", 3)], "depth", 3, []])
+def test_from_dict_refuses_what_is_not_a_mapping(data):
+    # a list of pairs used to pass: dict() turned it into a mapping before the check
+    with pytest.raises(ConfigError, match=r"^generator must be a mapping, got "):
+        from_dict(UNetConfig, data, "generator")
+
+
+@pytest.mark.parametrize("text", ["- max_steps\n- 7\n", "[]\n", "0\n", "false\n", "just text\n"])
+def test_a_config_file_that_is_not_a_mapping_is_named(tmp_path, text):
+    path = tmp_path / "list.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"config file {re.escape(str(path))} must hold a mapping"):
+        load_config(path)
+
+
+def test_an_empty_config_file_is_the_defaults(tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing set\n")
+    assert load_config(tmp_path / "empty.yaml") == load_config()
+
+
+@pytest.mark.parametrize("text, section", [("generator: [depth, 3]\n", "generator"),
+                                           ("restore:\n  jpeg: 0.5\n", "restore.jpeg")])
+def test_a_section_that_is_not_a_mapping_is_named(tmp_path, text, section):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(section)} must be a mapping"):
+        load_config(tmp_path / "c.yaml")

@@ -52,13 +52,15 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Base config (the run's own config.yaml on --resume, else --config), then flags, then KEY=VALUE."""
-    overrides = [f"{key}={getattr(args, dest)}" for dest, key in TRAIN_FLAGS.items() if getattr(args, dest) is not None]
+    """Base config (the run's own config.yaml on --resume, else --config), then flags, then KEY=VALUE.
+
+    Flag values are applied as argparse typed them, not re-read as YAML: ``--output-dir 2024`` is a folder name.
+    """
+    values = {key: getattr(args, dest) for dest, key in TRAIN_FLAGS.items() if getattr(args, dest) is not None}
     if args.no_wandb:
-        overrides.append("wandb=false")
+        values["wandb"] = False
     if args.skip_bad:
-        overrides.append("data.skip_bad=true")
-    overrides += args.overrides
+        values["data.skip_bad"] = True
     base = args.config
     if args.resume:
         output_dir = Path(args.output_dir or TrainConfig().output_dir)
@@ -66,7 +68,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if not saved.is_file():
             raise ConfigError(f"--resume: {saved} does not exist; is {output_dir} a run folder?")
         base = saved
-    return load_config(base, overrides)
+    return load_config(base, args.overrides, values)
 
 
 def train_main(argv: list[str] | None = None) -> int:
