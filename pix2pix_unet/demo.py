@@ -39,7 +39,7 @@ from .predict import InputFile, predict_files
 from .runtime import best_device
 from .io import display_rgb8, palette, read_image, read_label_map
 from .models import Generator
-from .tasks import SegmentTask, TaskBase, TranslateTask, generator_task
+from .tasks import TaskBase, generator_task
 
 if TYPE_CHECKING:
     import gradio
@@ -114,14 +114,11 @@ class DemoModel:
     @property
     def label_input(self) -> bool:
         """Whether the generator takes class-id label maps (translate with ``labels.format=index``)."""
-        return isinstance(self.task, TranslateTask) and self.task.indexed
+        return self.task.label_input
 
     @property
     def title(self) -> str:
-        kind = "label map -> image" if self.label_input else self.task.kind.value
-        if isinstance(self.task, SegmentTask) and self.task.instance_mode:
-            kind += " (instance mode)"
-        return f"pix2pix-unet {kind}: {self.checkpoint}"
+        return f"pix2pix-unet {self.task.display_name}: {self.checkpoint}"
 
     def inference_config(self, precision: str, tile: int, tile_above_mp: float, tta: bool) -> InferenceConfig:
         """predict's :class:`InferenceConfig` from the page's options.
@@ -172,7 +169,7 @@ class DemoModel:
             target = torch.device(device) if device else best_device()
         except RuntimeError as err:
             raise DemoError(f"device {device!r}: {err}") from None
-        overlays = run_dir / "overlay" if isinstance(self.task, SegmentTask) else None
+        overlays = run_dir / "overlay" if self.task.writes_overlays else None
         start = time.perf_counter()
         try:
             summary = predict_files(self.generator, self.task, [InputFile(local, Path(local.name))],
@@ -224,7 +221,7 @@ def build_app(model: DemoModel) -> "gradio.Blocks":
     import gradio as gr
 
     defaults = InferenceConfig()
-    segment = isinstance(model.task, SegmentTask)
+    segment = model.task.writes_overlays  # the preview is the overlay, not a before/after slider
     suffixes = [".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"]
 
     def predict(upload: str | None, mask: str | None, device: str, precision: str, tile: float,

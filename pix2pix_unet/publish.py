@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .hub import resolve_checkpoint, split_reference
+from .tasks import generator_task
 
 
 def model_card(generator: Any, record: Any, repo_id: str, files: list[str], licence: str) -> "ModelCard":
@@ -25,10 +26,10 @@ def model_card(generator: Any, record: Any, repo_id: str, files: list[str], lice
     from huggingface_hub import ModelCard, ModelCardData
 
     meta = getattr(generator, "metadata", None) or {}
-    task = meta.get("task", "translate")
+    described = generator_task(generator)
+    task = described.kind.value
     cfg = generator.config
-    pipeline = "image-segmentation" if task == "segment" else "image-to-image"
-    data = ModelCardData(library_name="pix2pix-unet", license=licence.lower(), pipeline_tag=pipeline,
+    data = ModelCardData(library_name="pix2pix-unet", license=licence.lower(), pipeline_tag=described.pipeline_tag,
                          tags=["pix2pix", "unet", "gan", task])
     run_cfg = yaml.safe_load(record.config_yaml.read_text()) if record.config_yaml is not None else {}
     data_path = (run_cfg.get("data") or {}).get("path", "builtin") if run_cfg else None
@@ -39,7 +40,7 @@ def model_card(generator: Any, record: Any, repo_id: str, files: list[str], lice
         f"A pix2pix-unet **{task}** generator: a UNet (architecture `{cfg.architecture.value}`) of depth {cfg.depth} "
         f"({cfg.in_channels} -> {cfg.out_channels} channels), trained for {meta.get('step', '?')} steps"
         + (" (EMA weights)" if meta.get("ema") else "") + ".", "",
-        "## Task", "", _task_text(meta), "",
+        "## Task", "", described.summary(), "",
         "## Data", "",
         (("Trained on the built-in synthetic data" if data_path == "builtin" else
           f"Trained on `{data_path}` (`data.path` of the run's `config.yaml`, on the machine that trained it)")
@@ -65,18 +66,6 @@ def model_card(generator: Any, record: Any, repo_id: str, files: list[str], lice
         lines += ["## Training", "", "The run's full configuration is `config.yaml`; this retrains it:", "",
                   "```bash", "pix2pix-unet train --config config.yaml", "```", ""]
     return ModelCard("\n".join(lines))
-
-
-def _task_text(meta: dict[str, Any]) -> str:
-    task = meta.get("task", "translate")
-    if task == "segment":
-        return (f"Image -> {meta.get('num_classes')} class label map (intensity rule `{meta.get('intensity')}`"
-                + ("; instance maps by watershed" if meta.get("instance_mode") else "") + ").")
-    if task == "restore":
-        return f"Degraded image -> clean image (intensity rule `{meta.get('intensity')}`)."
-    if meta.get("label_format") == "index":
-        return f"Label map ({meta.get('num_classes')} classes) -> image."
-    return f"Image -> image ({meta.get('direction', 'AtoB')})."
 
 
 def stage(checkpoint: str | Path, folder: Path, repo_id: str, licence: str = "MIT",
@@ -108,7 +97,6 @@ def stage(checkpoint: str | Path, folder: Path, repo_id: str, licence: str = "MI
         shutil.copy(record.sample_grid, folder / "sample_grid.png")
     if bioimageio:
         from .export import export_bioimageio
-        from .tasks import generator_task
 
         export_bioimageio(generator, generator_task(generator), folder / "bioimageio.zip", licence=licence)
     files = sorted(p.name for p in folder.iterdir())

@@ -56,16 +56,17 @@ def _load_generator(path: str | Path, args: argparse.Namespace | None = None):
     """The generator export at ``path`` and the task its ``config.json`` describes, with the
     instance-threshold flags of ``args`` applied."""
     from ..models import Generator
-    from ..tasks import SegmentTask, generator_task
+    from ..tasks import generator_task
 
     generator = Generator.from_pretrained(resolve_checkpoint(path))
     task = generator_task(generator)
     flags = {k: getattr(args, k, None) for k in ("prob_threshold", "seed_threshold", "min_size")}
     if any(v is not None for v in flags.values()):
-        if not isinstance(task, SegmentTask) or not task.instance_mode:
+        try:
+            task.override_thresholds(flags["prob_threshold"], flags["seed_threshold"], flags["min_size"])
+        except ValueError as err:
             raise ValueError("--prob-threshold, --seed-threshold and --min-size are for segmenters trained in "
-                             f"instance mode; {path} is not one")
-        task.override_thresholds(flags["prob_threshold"], flags["seed_threshold"], flags["min_size"])
+                             f"instance mode; {path} is not one ({err})") from None
     return generator, task
 
 

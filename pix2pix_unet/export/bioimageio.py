@@ -38,7 +38,7 @@ from .. import io
 from ..codec import Decoded, ImageCodec
 from ..config import Intensity, to_dict
 from ..models import Generator
-from ..tasks import RestoreTask, SegmentTask, TaskBase, TranslateTask
+from ..tasks import TaskBase
 
 PIX2PIX_DOI = "10.1109/CVPR.2017.632"  # Isola et al., Image-to-image translation with conditional adversarial nets
 UNET_DOI = "10.1007/978-3-319-24574-4_28"  # Ronneberger et al., U-Net
@@ -115,22 +115,13 @@ class PackageContract:
     def of(cls, task: TaskBase, dtype: str) -> "PackageContract":
         if dtype not in DTYPES:
             raise PackageError(f"--input-dtype {dtype!r}: choose one of {list(DTYPES)}")
-        if isinstance(task, TranslateTask) and task.indexed:
-            raise PackageError("a label-map -> image generator (labels.format=index) takes one-hot label maps, "
-                               "which a bioimage.io package cannot decode; export it as onnx or safetensors")
-        if task.needs_mask:
-            raise PackageError("an inpainting restorer takes a hole mask beside each image, which this package "
-                               "does not describe; export it as onnx or safetensors")
+        refusal = task.bioimageio_refusal()
+        if refusal:
+            raise PackageError(refusal)
         codec = task.input_codec
-        if isinstance(task, SegmentTask):
-            if task.distance_head:
-                raise PackageError("a segmenter with a distance head (segment.distance_head=true) mixes class "
-                                   "logits and a distance map in one output; export it as onnx or safetensors")
-            # instance mode adds the border class (one past the label classes) that its watershed reads
-            names = [f"class_{i}" for i in range(task.num_classes)] + (["border"] if task.instance_mode else [])
-            return cls(codec, dtype, names, None)
-        if not isinstance(task, (TranslateTask, RestoreTask)):
-            raise PackageError(f"task {task.kind.value!r} has no bioimage.io mapping")
+        classes = task.bioimageio_outputs()
+        if classes is not None:
+            return cls(codec, dtype, classes, None)
         return cls(codec, dtype, None, output_span(codec, dtype))
 
 

@@ -13,16 +13,23 @@ export alone (:func:`~pix2pix_unet.tasks.task_from_export`). Either way it gives
   same function for training validation and ``pix2pix-unet evaluate``;
 - ``encode(output, decoded, path)``: an output written as a file;
 - ``describe()``: what the export's ``config.json`` records to rebuild all of the
-  above (:data:`SCHEMA_VERSION`).
+  above (:data:`SCHEMA_VERSION`);
+- the hooks its callers ask instead of checking its class: ``summary()`` (model
+  cards), ``display_name`` and ``label_input`` (the demo), ``writes_overlays``,
+  ``bioimageio_outputs()`` / ``bioimageio_refusal()`` (the bioimage.io package),
+  ``override_thresholds()`` (``predict --prob-threshold`` ...).
+
+:class:`TaskBase` declares the whole contract; what every task must bring is abstract.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Protocol
+from typing import Any, Callable, ClassVar, Iterator, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -167,11 +174,21 @@ def centre_crop_to(tensors: list[torch.Tensor]) -> torch.Tensor:
 ExampleHook = Callable[[str, dict[str, float], list[torch.Tensor]], None]
 
 
-class TaskBase:
-    """Plumbing shared by the tasks: the config, device-side augmentation, the evaluation driver, export.
+class TaskData(NamedTuple):
+    """What :meth:`TaskBase.build_datasets` gives the loop: the two splits and the config the data resolved
+    (the generator's channels and head, ``num_classes`` ...), which the run then trains and saves."""
+
+    train: Dataset
+    val: Dataset
+    cfg: TrainConfig
+
+
+class TaskBase(abc.ABC):
+    """The task contract, and the plumbing the tasks share: device-side augmentation, the evaluation driver.
 
     Args:
-        cfg: the run's config; tasks replace ``self.cfg`` with a resolved copy in ``build_datasets``.
+        cfg: the run's config. ``build_datasets`` returns the copy the data resolves, and the task is set up
+            for that copy from then on.
     """
 
     kind: ClassVar[Task]
@@ -209,6 +226,68 @@ class TaskBase:
     def uses_discriminator(self) -> bool:
         """Whether the objective has an adversarial term (else no D, D optimiser or D schedule is built)."""
         return True
+
+    # ----------------------------------------------------------------- training
+
+    def build_datasets(self) -> TaskData:
+        """The training and validation splits, and the config the data resolves (``num_classes``, the
+        generator's channels and head); the task is set up for that config from then on."""
+        train, val, cfg = self.datasets()
+        self.cfg = cfg
+        return TaskData(train, val, cfg)
+
+    @abc.abstractmethod
+    def datasets(self) -> tuple[Dataset, Dataset, TrainConfig]:
+        """What :meth:`build_datasets` returns: the splits read from ``self.cfg.data``, and the resolved
+        config. Sets up what the data decides (augmentation, classes, losses that need them)."""
+
+    @abc.abstractmethod
+    def train_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+        """(generator input, target) of a training batch, augmented on its device."""
+
+    # ----------------------------------------------------------------- what callers ask of a task
+
+    @abc.abstractmethod
+    def summary(self) -> str:
+        """One sentence on what goes in and what comes out (model cards)."""
+
+    @property
+    def display_name(self) -> str:
+        """The task's name as pages show it (the demo's title)."""
+        return self.kind.value
+
+    @property
+    def label_input(self) -> bool:
+        """Whether inputs are class-id label maps rather than images."""
+        return False
+
+    @property
+    def writes_overlays(self) -> bool:
+        """Whether ``encode`` can also write a picture of the output over the input (``overlay_dir``)."""
+        return False
+
+    pipeline_tag: ClassVar[str] = "image-to-image"  # the Hugging Face Hub's name for what the model does
+
+    def bioimageio_outputs(self) -> list[str] | None:
+        """The output channels' names when they are class scores (a bioimage.io package labels them),
+        or None for image outputs."""
+        return None
+
+    def bioimageio_refusal(self) -> str | None:
+        """Why a bioimage.io package cannot describe this generator, or None when it can."""
+        if self.needs_mask:
+            return ("an inpainting restorer takes a hole mask beside each image, which this package does not "
+                    "describe; export it as onnx or safetensors")
+        return None
+
+    def override_thresholds(self, prob: float | None = None, seed: float | None = None,
+                            min_size: int | None = None) -> None:
+        """Replace the post-processing thresholds recorded in the export (``predict --prob-threshold`` ...).
+
+        Raises:
+            ValueError: the task has no such thresholds (only segmenters in instance mode have).
+        """
+        raise ValueError(f"a {self.display_name} generator has no instance thresholds")
 
     # ----------------------------------------------------------------- the contract
 
@@ -285,16 +364,17 @@ class TaskBase:
 
     # ----------------------------------------------------------------- evaluation
 
+    @abc.abstractmethod
     def meter(self, dataset: Dataset) -> Meter:
-        raise NotImplementedError
+        """A fresh :class:`Meter` of the task's metrics for ``dataset``."""
 
+    @abc.abstractmethod
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         """(generator input, target) of a validation batch, without augmentation."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: Any) -> list[torch.Tensor]:
         """``[input, output, target]`` as ``(b, 3|1, h, w)`` pictures in [-1, 1]."""
-        raise NotImplementedError
 
     @torch.no_grad()
     def evaluate(self, generator: nn.Module, dataset: Dataset, device: torch.device | str,
@@ -341,9 +421,9 @@ class TaskBase:
         what was chosen, for the log, or None when the task has nothing to tune."""
         return None
 
+    @abc.abstractmethod
     def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
         """The examples of ``folder`` to evaluate, read as validation reads them."""
-        raise NotImplementedError
 
 
 def mean_rows(rows: list[dict[str, float]], keys: list[str]) -> dict[str, float]:
@@ -400,4 +480,5 @@ class ImageMeter:
 
 
 __all__ = ["SCHEMA_VERSION", "Evaluation", "ExportError", "ImageMeter", "Meter", "RandomCrops", "TaskBase",
+           "TaskData",
            "centre_crop_to", "name_seed", "require", "size_batches"]

@@ -214,11 +214,11 @@ class RestoreTask(TaskBase):
     def needs_mask(self) -> bool:
         return self.mask_channel
 
-    def build_datasets(self) -> tuple[Dataset, Dataset]:
+    def datasets(self) -> tuple[Dataset, Dataset, TrainConfig]:
         cfg = self.cfg
         train, val = build_clean(cfg.data, self.input_codec, cfg.seed)
         generator = dataclasses.replace(cfg.generator, in_channels=self.channels + int(self.mask_channel))
-        self.cfg = dataclasses.replace(cfg, generator=dataclasses.replace(generator, residual=cfg.restore.residual))
+        resolved = dataclasses.replace(cfg, generator=dataclasses.replace(generator, residual=cfg.restore.residual))
         if cfg.restore.perceptual_weight > 0:
             from ..models.vgg import VGGFeatures
 
@@ -226,7 +226,10 @@ class RestoreTask(TaskBase):
         # crops are taken per example (RandomCrops)
         self.augment = K.AugmentationSequential(K.RandomHorizontalFlip()) if cfg.data.flip else nn.Identity()
         self.note_training_inputs([train[i]["clean"] for i in range(min(len(train), 16))])
-        return train, val
+        return train, val, resolved
+
+    def summary(self) -> str:
+        return f"Degraded image -> clean image (intensity rule `{self.input_codec.intensity.value}`)."
 
     def degrade(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Generator input for a clean batch in [-1, 1]: the degraded images in [-1, 1] (+ the hole mask)."""

@@ -239,14 +239,14 @@ class SegmentTask(TaskBase):
         seg = self.cfg.segment
         return ImageCodec(self.cfg.generator.in_channels, seg.intensity, (seg.intensity_min, seg.intensity_max))
 
-    def build_datasets(self) -> tuple[Dataset, Dataset]:
+    def datasets(self) -> tuple[Dataset, Dataset, TrainConfig]:
         cfg, seg = self.cfg, self.cfg.segment
         train, val, num_classes = build_labelled(cfg.data, cfg.labels, self.input_codec, cfg.seed)
         self.num_classes = num_classes
         self.confidence_maps = bool(getattr(train, "has_confidence", False))  # the loss takes per-pixel weights
         self.instance_mode = seg.instances is InstanceMode.ON or (
             seg.instances is InstanceMode.AUTO and train.has_instances)
-        self.cfg = dataclasses.replace(
+        resolved = dataclasses.replace(
             cfg,
             labels=dataclasses.replace(cfg.labels, num_classes=num_classes),
             generator=dataclasses.replace(cfg.generator, out_channels=self.out_classes + int(self.distance_head),
@@ -254,7 +254,7 @@ class SegmentTask(TaskBase):
         )
         self.augment = SegmentAugmentation(None, cfg.data.flip, seg)  # crops are taken per example (RandomCrops)
         self.note_training_inputs([train[i]["image"] for i in range(min(len(train), 16))])
-        return WeightedLabelled(train, seg, self.border_class, self.distance_head), val
+        return WeightedLabelled(train, seg, self.border_class, self.distance_head), val, resolved
 
     def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, SegmentTarget]:
         confidence = batch["confidence"] if self.confidence_maps else None
@@ -332,9 +332,41 @@ class SegmentTask(TaskBase):
         return dataclasses.replace(cfg, labels=LabelConfig(num_classes=require(meta, "num_classes", source)),
                                    segment=segment)
 
+    # ----------------------------------------------------------------- what callers ask
+
+    pipeline_tag = "image-segmentation"
+
+    def summary(self) -> str:
+        return (f"Image -> {self.num_classes} class label map (intensity rule `{self.input_codec.intensity.value}`"
+                + ("; instance maps by watershed" if self.instance_mode else "") + ").")
+
+    @property
+    def display_name(self) -> str:
+        return self.kind.value + (" (instance mode)" if self.instance_mode else "")
+
+    @property
+    def writes_overlays(self) -> bool:
+        return True
+
+    def bioimageio_outputs(self) -> list[str] | None:
+        # instance mode adds the border class (one past the label classes) that its watershed reads
+        return [f"class_{i}" for i in range(self.num_classes)] + (["border"] if self.instance_mode else [])
+
+    def bioimageio_refusal(self) -> str | None:
+        if self.distance_head:
+            return ("a segmenter with a distance head (segment.distance_head=true) mixes class logits and a "
+                    "distance map in one output; export it as onnx or safetensors")
+        return super().bioimageio_refusal()
+
     def override_thresholds(self, prob: float | None = None, seed: float | None = None,
                             min_size: int | None = None) -> None:
-        """Replace the recorded post-processing thresholds (``predict --prob-threshold`` ...)."""
+        """Replace the recorded post-processing thresholds (``predict --prob-threshold`` ...).
+
+        Raises:
+            ValueError: the segmenter was not trained in instance mode, so it has no thresholds.
+        """
+        if not self.instance_mode:
+            raise ValueError("a segmenter trained without instance mode has no instance thresholds")
         self.thresholds = InstanceThresholds(self.thresholds.prob if prob is None else prob,
                                              self.thresholds.seed if seed is None else seed,
                                              self.thresholds.min_size if min_size is None else min_size)

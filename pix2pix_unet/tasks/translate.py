@@ -83,6 +83,27 @@ class TranslateTask(TaskBase):
         self.segmenter = None  # Segmenter, loaded by build_datasets when labels.segmenter is set
         self.device: torch.device | str = "cpu"  # where the segmenter runs (set by `to`)
 
+    # ----------------------------------------------------------------- what callers ask
+
+    def summary(self) -> str:
+        if self.indexed:
+            return f"Label map ({self.num_classes} classes) -> image."
+        return f"Image -> image ({self.cfg.data.direction.value})."
+
+    @property
+    def display_name(self) -> str:
+        return "label map -> image" if self.indexed else self.kind.value
+
+    @property
+    def label_input(self) -> bool:
+        return self.indexed
+
+    def bioimageio_refusal(self) -> str | None:
+        if self.indexed:
+            return ("a label-map -> image generator (labels.format=index) takes one-hot label maps, which a "
+                    "bioimage.io package cannot decode; export it as onnx or safetensors")
+        return super().bioimageio_refusal()
+
     # ----------------------------------------------------------------- training data
 
     def to(self, device: torch.device | str) -> "TranslateTask":
@@ -93,7 +114,7 @@ class TranslateTask(TaskBase):
         self.device = device
         return super().to(device)
 
-    def build_datasets(self) -> tuple[Dataset, Dataset]:
+    def datasets(self) -> tuple[Dataset, Dataset, TrainConfig]:
         cfg = self.cfg
         self.augment = PairedAugmentation(None, cfg.data.flip)  # crops are taken per example (RandomCrops)
         if cfg.loss.vgg_weight > 0:
@@ -104,12 +125,12 @@ class TranslateTask(TaskBase):
             train, val = build_datasets(cfg.data, cfg.generator, cfg.seed)
             side = "A" if cfg.data.direction is Direction.A_TO_B else "B"
             self.note_training_inputs([train[i][side] for i in range(min(len(train), 16))])
-            return train, val
+            return train, val, cfg
         codec = ImageCodec(cfg.generator.out_channels)
         train, val, self.num_classes = build_labelled(cfg.data, cfg.labels, codec, cfg.seed)
         if isinstance(train, LabelledFolder):
             self.output_dtype = str(read_image(train.files[0].image).dtype)
-        self.cfg = dataclasses.replace(
+        resolved = dataclasses.replace(
             cfg,
             labels=dataclasses.replace(cfg.labels, num_classes=self.num_classes),
             generator=dataclasses.replace(cfg.generator, in_channels=self.num_classes),
@@ -121,7 +142,7 @@ class TranslateTask(TaskBase):
             if self.segmenter.num_classes != self.num_classes:
                 raise ConfigError(f"labels.segmenter={cfg.labels.segmenter} segments {self.segmenter.num_classes} "
                                   f"classes, but the label maps have {self.num_classes}")
-        return OneHotPairs(train, self.num_classes), OneHotPairs(val, self.num_classes)
+        return OneHotPairs(train, self.num_classes), OneHotPairs(val, self.num_classes), resolved
 
     def train_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.augment(*orient(batch, self.cfg.data.direction))

@@ -186,8 +186,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
 
     # 1. data: validated up front, so a bad folder fails before any model is built
     task = build_task(cfg)
-    train_set, val_set = task.build_datasets()
-    cfg = task.cfg  # generator channels and head set for the task, num_classes from the data
+    train_set, val_set, cfg = task.build_datasets()  # cfg: the generator's channels and head, num_classes
     train_set = RandomCrops(train_set, cfg.data.crop_size, cfg.seed)  # a crop as large as the image is the image
     sampler = EpochSampler(len(train_set), cfg.seed)
     workers = loader_workers(cfg.data.num_workers, accelerator.num_processes, accelerator.device.type == "cuda")
