@@ -31,7 +31,7 @@ class SegmentConfig:
     intensity: Intensity = Intensity.DTYPE
     intensity_min: float = 0.0  # used by intensity=range
     intensity_max: float = 255.0
-    instances: InstanceMode = InstanceMode.AUTO  # border class + seeded watershed, see tasks/instances.py
+    instances: InstanceMode = InstanceMode.AUTO  # border class + seeded watershed, see data/instances.py
     prob_threshold: float | None = None  # foreground probability; None: tuned on validation at the end
     seed_threshold: float | None = None  # interior probability for watershed seeds; None: tuned
     min_size: int | None = None  # objects under this many pixels are dropped; None: tuned
