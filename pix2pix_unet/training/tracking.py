@@ -53,10 +53,12 @@ class RunLogger:
     def wandb_dir(self) -> str | None:
         return self.run.dir if self.run is not None else None
 
-    def log(self, values: dict[str, float], step: int) -> None:
+    def log(self, values: dict[str, float], step: int, extra: dict[str, Any] | None = None) -> None:
+        """``values`` to both; ``extra`` (what is not a scalar: which files a figure comes from) to
+        ``metrics.jsonl`` only."""
         try:
             with self.metrics_path.open("a") as f:
-                f.write(json.dumps({"step": step, **values}) + "\n")
+                f.write(json.dumps({"step": step, **values, **(extra or {})}) + "\n")
             self._local_ok = True
         except OSError as err:
             if self._local_ok:  # once per run of failures, not once per step
