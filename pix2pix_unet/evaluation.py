@@ -82,39 +82,42 @@ def select_files(dataset: Dataset, record: dict[str, Any] | None, folder: Path, 
         DatasetError: every example trained or tuned the model, and ``all_files`` is off.
     """
     count = len(dataset)
-    everything = list(range(count))
     if record is None:
-        return FileSelection(dataset, f"scoring all {count} files of {folder}: the export has no split.json, so "
+        return FileSelection(dataset, f"scoring all {_files(count)} of {folder}: the export has no split.json, so "
                              "which files trained it is not known", None, {"files": "all", "split": None})
     if record.get("data") == BUILTIN:
-        return FileSelection(dataset, f"scoring all {count} files of {folder}: the model trained on the built-in "
+        return FileSelection(dataset, f"scoring all {_files(count)} of {folder}: the model trained on the built-in "
                              "data (split.json)", None, {"files": "all", "split": BUILTIN})
     roles = roles_of(record, dataset.example_files())
     trained = [i for i, r in enumerate(roles) if r == "train"]
     tuned = [i for i, r in enumerate(roles) if r == "tune"]
     held_out = [i for i, r in enumerate(roles) if r not in ("train", "tune")]
     info = {"split": record.get("data"), "trained_on": len(trained), "tuned_on": len(tuned)}
+    what = record.get("tuned") or "its settings"
     if not trained and not tuned:
-        return FileSelection(dataset, f"scoring all {count} files of {folder}: none trained or tuned this model "
-                             f"(split.json)", None, {**info, "files": "all", "scored": count})
-    used = f"{len(trained)} trained" + (f" and {len(tuned)} tuned" if tuned else "")
+        return FileSelection(dataset, f"scoring all {_files(count)} of {folder}: none trained or tuned this model "
+                             "(split.json)", None, {**info, "files": "all", "scored": count})
+    used = " and ".join([f"{_files(len(trained))} that trained this model"] * bool(trained)
+                        + [f"{_files(len(tuned))} used to tune {what}"] * bool(tuned))
     if all_files:
-        warning = (f"warning: {len(trained)} of {count} files were used to train this model: "
-                   f"{_names(dataset, trained, folder)}" if trained else f"warning: none of the {count} files trained "
-                   "this model")
-        if tuned:
-            warning += (f"; {len(tuned)} were used to tune it ({record.get('tuned', 'its thresholds')}): "
-                        f"{_names(dataset, tuned, folder)}")
-        warning += ". Its figures on them are optimistic."
-        return FileSelection(dataset, f"scoring all {count} files of {folder} (--all-files), {used} this model "
+        parts = ([f"{len(trained)} of {count} files were used to train this model: {_names(dataset, trained, folder)}"]
+                 if trained else [])
+        parts += ([f"{len(tuned)} of {count} were used to tune {what}: {_names(dataset, tuned, folder)}"]
+                  if tuned else [])
+        warning = "warning: " + "; ".join(parts) + ". The figures on them are optimistic."
+        return FileSelection(dataset, f"scoring all {_files(count)} of {folder} (--all-files), {used} among them "
                              "(split.json)", warning, {**info, "files": "all", "scored": count})
     if not held_out:
-        raise DatasetError(f"all {count} files of {folder} were used to train or tune this model ({used}; its "
-                           "split.json); score held-out files, or pass --all-files to score these anyway")
-    message = (f"scoring the {len(held_out)} held-out files of {folder} ({_names(dataset, held_out, folder)}); left "
-               f"out: the {used} this model (split.json; --all-files scores them too)")
+        raise DatasetError(f"all {_files(count)} of {folder} were used to train or tune this model ({used}; its "
+                           "split.json): score held-out files, or pass --all-files to score these anyway")
+    message = (f"scoring the {_files(len(held_out))} of {folder} held out from this model "
+               f"({_names(dataset, held_out, folder)}); left out: {used} (split.json; --all-files scores them too)")
     return FileSelection(ExampleSubset(dataset, held_out), message, None,
                          {**info, "files": "held-out", "scored": len(held_out)})
+
+
+def _files(count: int) -> str:
+    return f"{count} file{'s' if count != 1 else ''}"
 
 
 # --------------------------------------------------------------------------- the run

@@ -2,8 +2,8 @@
 
 A Hub repo holds a generator export (``model.safetensors`` + ``config.json``, what
 :meth:`~pix2pix_unet.models.Generator.from_pretrained` reads) with a model card (``README.md``: task, data,
-the run's figures and which files they come from, the sample grid, the command that trained it), the run's ``config.yaml``, ``metrics.json`` and
-``sample_grid.png``, and optionally the bioimage.io package. Loading is :mod:`pix2pix_unet.hub`.
+the run's figures and which files they come from, the sample grid, the command that trained it), the run's
+``config.yaml``, ``metrics.json`` and ``sample_grid.png``, and optionally the bioimage.io package. Loading is :mod:`pix2pix_unet.hub`.
 """
 
 from __future__ import annotations

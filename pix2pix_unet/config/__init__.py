@@ -46,7 +46,8 @@ __all__ = [
     "ConfigError",
     # enums
     "Activation", "Architecture", "BlendWindow", "Bottleneck", "BuiltinKind", "CompileMode", "ConvUnit", "DeepOutput",
-    "Direction", "DiscriminatorKind", "Down", "ExportWeights", "FinalActivation", "GanLoss", "InstanceMode", "Intensity",
+    "Direction", "DiscriminatorKind", "Down", "ExportWeights", "FinalActivation", "GanLoss", "InstanceMode",
+    "Intensity",
     "LabelFormat", "LrScaling", "MetricMode", "MixedPrecision", "Norm", "OutputDtype", "PixelLoss",
     "PositionEmbedding", "Skip", "Task", "Up",
     # components

@@ -109,7 +109,7 @@ class TrainConfig:
     # val/miou segment, val/psnr restore). best_mode None: the task's own for its own metric, else min
     best_metric: str | None = None
     best_mode: MetricMode | None = None
-    export: ExportWeights = ExportWeights.BEST  # checkpoints/generator at the end: the best checkpoint, or the last step
+    export: ExportWeights = ExportWeights.BEST  # what checkpoints/generator holds: the best checkpoint, or the last
 
     def validate(self) -> None:
         self.generator.validate()

@@ -263,7 +263,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         return ema.module if ema is not None else accelerator.unwrap_model(generator)
 
     def export(choice: ExportChoice | None = None, net: nn.Module | None = None) -> ExportChoice:
-        """``checkpoints/generator``: the weights ``export`` asks for (the best checkpoint's, or these), + split.json."""
+        """``checkpoints/generator``: the weights ``export`` asks for (the best checkpoint's, or these) + split.json."""
         choice = choice or choose_export(ckpt_root, best, cfg.export, state.step)
         if net is None:
             net = sample_net() if choice.source is None else load_chosen(choice)
