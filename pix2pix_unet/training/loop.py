@@ -317,8 +317,8 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                       + ", ".join(f"{k}={v:g}" for k, v in result.tuned.items()))
         if result.tuned_on_reported:
             bar.write(f"warning: one validation file only: the final figures are {result.source}")
-        logger.log({f"final/{k}": v for k, v in result.metrics.items()}, state.step,
-                   extra={"final/step": choice.step, "final/export": choice.kind.value, "final/files": "report",
+        logger.log_noted({f"final/{k}": v for k, v in result.metrics.items()}, state.step,
+                         {"final/step": choice.step, "final/export": choice.kind.value, "final/files": "report",
                           "final/count": result.count, "final/tuned_on_reported": result.tuned_on_reported,
                           "final/source": result.source})
         exported.update(choice=export(choice, net))
