@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..config import ExportWeights
-from ..data.split import ExampleSubset
+from ..data.split import BUILTIN, ExampleSubset
 from ..models import Generator
 from ..models.generator import WEIGHTS_NAME
 from ..tasks import TaskBase
@@ -97,9 +97,9 @@ class FinalReport:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def finish(task: TaskBase, live: nn.Module, val: Dataset, tune: list[int], report: list[int], split: dict[str, Any],
-           choice: ExportChoice, rule: BestRule, run_dir: Path, device: torch.device | str) -> tuple[FinalReport,
-                                                                                                     nn.Module]:
+def finish(task: TaskBase, live: nn.Module, val: Dataset, tune: list[int], report: list[int],
+           split: dict[str, Any], choice: ExportChoice, rule: BestRule, run_dir: Path,
+           device: torch.device | str) -> tuple[FinalReport, nn.Module]:
     """Steps 2-3 of the module docstring for the weights of ``choice`` (``live`` when it names no checkpoint):
     tune on ``val``'s ``tune`` examples, evaluate on its ``report`` examples, write ``run_dir/metrics.json``.
 
@@ -110,9 +110,11 @@ def finish(task: TaskBase, live: nn.Module, val: Dataset, tune: list[int], repor
     tuned = task.tune(net, ExampleSubset(val, tune), device) if tuned_what else None
     result = task.evaluate(net, ExampleSubset(val, report), device)
     on_reported = bool(tuned_what) and bool(set(tune) & set(report))
-    source = figures_source(len(report), split.get("data") == "builtin", tuned_what, on_reported)
+    builtin = split.get("data") == BUILTIN
+    source = figures_source(len(report), builtin, tuned_what, on_reported)
     final = FinalReport(choice, result.metrics, source, len(report), tuned, on_reported, result.rows)
-    chosen_by = (f"{rule.metric} ({rule.mode.value}) over all {len(val)} validation examples, report files included"
+    noun = "built-in examples" if builtin else "files"
+    chosen_by = (f"{rule.metric} ({rule.mode.value}) on all {len(val)} validation {noun}, the reported ones among them"
                  if choice.kind is ExportWeights.BEST else None)
     (run_dir / FINAL_NAME).write_text(json.dumps({
         "step": choice.step, "export": choice.kind.value, "chosen_by": chosen_by, "source": source,
