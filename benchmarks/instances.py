@@ -3,12 +3,14 @@
 Trains ``--task segment`` on a few labelled images of touching objects through the
 real CLI, with the same seed and steps per mode (``off``: objects are the connected
 components of the class map; ``on``: border class + seeded watershed with thresholds
-tuned on validation; ``distance``: the same, seeded and flooded by a distance-to-border
-regression head, ``segment.distance_head``), then scores the validation files with
-``pix2pix-unet evaluate`` (and ``--tta``). For the nuclei-like data it also scores
-the classical pipeline a user would otherwise run on the same files: Gaussian
-smoothing, Otsu threshold, distance-transform watershed (scikit-image). Last, it
-times the post-processing of a 1024 x 1024 prediction on one CPU thread.
+tuned on half the validation files; ``distance``: the same, seeded and flooded by a
+distance-to-border regression head, ``segment.distance_head``). Every row is then scored
+on the same files, the validation files no run tuned anything on (the ``report`` files
+of each run's ``split.json``, copied to ``OUT/untuned``), with ``pix2pix-unet evaluate``
+(and ``--tta``). For the nuclei-like data it also scores the classical pipeline a user
+would otherwise run on those files: Gaussian smoothing, Otsu threshold,
+distance-transform watershed (scikit-image). Last, it times the post-processing of a
+1024 x 1024 prediction on one CPU thread.
 
     python benchmarks/instances.py --data nuclei --out runs/instances_nuclei
     python benchmarks/instances.py --data builtin --out runs/instances_builtin
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -60,15 +63,30 @@ def make_data(kind: str, out: Path, train: int, val: int) -> tuple[Path, list[st
                                                           if read_image(image).dtype != np.uint8 else []))
 
 
+def untuned_files(data: Path, runs: list[Path], out: Path) -> int:
+    """Copy the validation files that no run tuned on (in every run's ``split.json`` ``report``) to ``out``
+    (images/, labels/, instances/); their count."""
+    reports = [{json.dumps(e, sort_keys=True) for e in json.loads((run / "split.json").read_text())["report"]}
+               for run in runs]
+    common = [json.loads(e) for e in sorted(set.intersection(*reports))]
+    for entry in common:
+        for role, folder in (("image", "images"), ("labels", "labels"), ("instances", "instances")):
+            if role in entry:
+                (out / folder).mkdir(parents=True, exist_ok=True)
+                shutil.copy(data / entry[role], out / folder / Path(entry[role]).name)
+    return len(common)
+
+
 def classical(folder: Path) -> dict[str, float]:
-    """Gaussian (sigma 1.5) + Otsu + distance-transform watershed on every val image (foreground = class > 0)."""
+    """Gaussian (sigma 1.5) + Otsu + distance-transform watershed on every image of ``folder`` (images/ +
+    instances/; foreground = class > 0)."""
     from scipy import ndimage
     from skimage.feature import peak_local_max
     from skimage.filters import gaussian, threshold_otsu
     from skimage.segmentation import watershed
 
     counts = 0
-    for path in sorted((folder / "val" / "images").iterdir()):
+    for path in sorted((folder / "images").iterdir()):
         pixels = read_image(path).pixels.astype(np.float32).mean(-1)
         smooth = gaussian(pixels, sigma=1.5, preserve_range=True)
         mask = smooth > threshold_otsu(smooth)
@@ -77,7 +95,7 @@ def classical(folder: Path) -> dict[str, float]:
         markers = np.zeros(mask.shape, np.int64)
         markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
         objects = watershed(-distance, markers, mask=mask)
-        truth = read_label_map(folder / "val" / "instances" / f"{path.stem}.png")
+        truth = read_label_map(folder / "instances" / f"{path.stem}.png")
         counts = counts + match_counts(objects, truth)
     return instance_scores(counts)
 
@@ -118,34 +136,43 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data, options = make_data(args.data, args.out / "data", args.train, args.val)
     results: dict[str, dict] = {}
-    for mode in args.modes.split(","):
+    modes = args.modes.split(",")
+    for mode in modes:
         if mode not in MODES:
             print(f"error: --modes: {mode!r} is not one of {sorted(MODES)}", file=sys.stderr)
             return 2
-        run = args.out / f"segment_{mode}"
+    seconds: dict[str, float] = {}
+    for mode in modes:
         t0 = time.perf_counter()
-        assert train_main(["--task", "segment", "--data", str(data), "--output-dir", str(run), "--max-steps",
-                           str(args.steps), "--no-wandb", *MODES[mode], f"sample_every={args.steps}",
+        assert train_main(["--task", "segment", "--data", str(data), "--output-dir", str(args.out / f"segment_{mode}"),
+                           "--max-steps", str(args.steps), "--no-wandb", *MODES[mode], f"sample_every={args.steps}",
                            f"checkpoint_every={args.steps}", "log_every=100", *options, *args.overrides]) == 0
-        seconds = time.perf_counter() - t0
+        seconds[mode] = time.perf_counter() - t0
+    # every row on the same files: those no run tuned its thresholds on
+    untuned = args.out / "untuned"
+    count = untuned_files(data, [args.out / f"segment_{mode}" for mode in modes], untuned)
+    val = len(json.loads((args.out / f"segment_{modes[0]}" / "split.json").read_text())["val"])
+    for mode in modes:
         for tta in ([], ["--tta"]):
             name = f"instances {mode}" + (" + TTA" if tta else "")
             out = args.out / f"eval_{mode}{'_tta' if tta else ''}"
-            assert cli(["evaluate", "--checkpoint", str(run), "--data", str(data), "--split", "val", "--output",
-                        str(out), "--no-progress", *tta]) == 0
+            assert cli(["evaluate", "--checkpoint", str(args.out / f"segment_{mode}"), "--data", str(untuned),
+                        "--output", str(out), "--no-progress", *tta]) == 0
             metrics = json.loads((out / "metrics.json").read_text())["metrics"]
-            results[name] = {"train_s": seconds, **{k: metrics.get(k) for k in KEYS}}
+            results[name] = {"train_s": seconds[mode], **{k: metrics.get(k) for k in KEYS}}
     if args.data == "nuclei" or Path(args.data).is_dir():
-        results["Otsu + distance watershed"] = {k: v for k, v in classical(data).items() if k in KEYS}
+        results["Otsu + distance watershed"] = {k: v for k, v in classical(untuned).items() if k in KEYS}
     post = postprocess_seconds(args.post_size)
 
     print(f"\n{args.data}: {args.train if args.data in ('builtin', 'nuclei') else ''} labelled images, "
-          f"{args.steps} steps per run")
+          f"{args.steps} steps per run; scored on the {count} of {val} validation files no run tuned on")
     print(f"{'':28s}" + "".join(f"{k:>11s}" for k in KEYS))
     for name, row in results.items():
         print(f"{name:28s}" + "".join(f"{row[k]:11.4f}" if row.get(k) is not None else f"{'':11s}" for k in KEYS))
     print(f"post-processing a {args.post_size} x {args.post_size} prediction, one thread: {post:.3f} s")
-    (args.out / "instances.json").write_text(json.dumps({"results": results, "postprocess_s": post, "postprocess_size": args.post_size}, indent=2))
+    (args.out / "instances.json").write_text(json.dumps({"results": results, "scored_files": count, "val_files": val,
+                                                         "postprocess_s": post, "postprocess_size": args.post_size},
+                                                        indent=2))
     return 0
 
 

@@ -6,6 +6,10 @@ agree: L1, PSNR and SSIM for ``translate`` and ``restore`` (``restore`` also sco
 the degraded input, so the gain shows), and pixel accuracy, per-class and mean
 IoU, Dice and (with instance maps) object F1 for ``segment``. ``report.html`` shows the metrics and the worst examples as
 input | output | target rows; ``report.png`` is the same rows as one picture.
+
+Which files: an export carries its run's ``split.json`` (:mod:`~pix2pix_unet.data.split`), so
+:func:`select_files` leaves out, by default, the files of the folder that trained the model or were used to tune
+it (segment's instance thresholds), and says so; asked to score them too, it warns, naming how many.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .config import InferenceConfig
+from .data.split import BUILTIN, ExampleSubset, roles_of
+from .errors import DatasetError
 from .runtime import prepare_generator
 from .io import ImageFile, display_rgb8, from_tensor
 from .models import Generator
@@ -36,6 +42,82 @@ def split_folder(data: Path, split: str | None) -> Path:
     if split:
         return data / split
     return next((data / s for s in ("test", "val") if (data / s).is_dir()), data)
+
+
+# --------------------------------------------------------------------------- which files
+
+
+@dataclass
+class FileSelection:
+    """The examples to score, why those (``message``), a ``warning`` when some trained or tuned the model, and
+    what ``metrics.json`` records about them (``info``)."""
+
+    dataset: Dataset
+    message: str
+    warning: str | None
+    info: dict[str, Any]
+
+
+def _names(dataset: Dataset, indices: list[int], folder: Path, limit: int = 8) -> str:
+    files = dataset.example_files()
+    names = []
+    for i in indices[:limit]:
+        first = next(iter(files[i].values()))
+        try:
+            names.append(Path(first).resolve().relative_to(folder.resolve()).as_posix())
+        except ValueError:
+            names.append(str(first))
+    return ", ".join(names) + (f", ... ({len(indices) - limit} more)" if len(indices) > limit else "")
+
+
+def select_files(dataset: Dataset, record: dict[str, Any] | None, folder: Path, all_files: bool = False
+                 ) -> FileSelection:
+    """The examples of ``dataset`` (read from ``folder``) to score, given the ``split.json`` of the model's run.
+
+    By default the files the run trained on or tuned on (``split.json``: ``train``, ``tune``) are left out;
+    ``all_files`` keeps them, with a warning naming how many. Files the record does not know (another folder,
+    the built-in data, no record) are all scored.
+
+    Raises:
+        DatasetError: every example trained or tuned the model, and ``all_files`` is off.
+    """
+    count = len(dataset)
+    if record is None:
+        return FileSelection(dataset, f"scoring all {_files(count)} of {folder}: the export has no split.json, so "
+                             "which files trained it is not known", None, {"files": "all", "split": None})
+    if record.get("data") == BUILTIN:
+        return FileSelection(dataset, f"scoring all {_files(count)} of {folder}: the model trained on the built-in "
+                             "data (split.json)", None, {"files": "all", "split": BUILTIN})
+    roles = roles_of(record, dataset.example_files())
+    trained = [i for i, r in enumerate(roles) if r == "train"]
+    tuned = [i for i, r in enumerate(roles) if r == "tune"]
+    held_out = [i for i, r in enumerate(roles) if r not in ("train", "tune")]
+    info = {"split": record.get("data"), "trained_on": len(trained), "tuned_on": len(tuned)}
+    what = record.get("tuned") or "its settings"
+    if not trained and not tuned:
+        return FileSelection(dataset, f"scoring all {_files(count)} of {folder}: none trained or tuned this model "
+                             "(split.json)", None, {**info, "files": "all", "scored": count})
+    used = " and ".join([f"{_files(len(trained))} that trained this model"] * bool(trained)
+                        + [f"{_files(len(tuned))} used to tune {what}"] * bool(tuned))
+    if all_files:
+        parts = ([f"{len(trained)} of {count} files were used to train this model: {_names(dataset, trained, folder)}"]
+                 if trained else [])
+        parts += ([f"{len(tuned)} of {count} were used to tune {what}: {_names(dataset, tuned, folder)}"]
+                  if tuned else [])
+        warning = "warning: " + "; ".join(parts) + ". The figures on them are optimistic."
+        return FileSelection(dataset, f"scoring all {_files(count)} of {folder} (--all-files), {used} among them "
+                             "(split.json)", warning, {**info, "files": "all", "scored": count})
+    if not held_out:
+        raise DatasetError(f"all {_files(count)} of {folder} were used to train or tune this model ({used}; its "
+                           "split.json): score held-out files, or pass --all-files to score these anyway")
+    message = (f"scoring the {_files(len(held_out))} of {folder} held out from this model "
+               f"({_names(dataset, held_out, folder)}); left out: {used} (split.json; --all-files scores them too)")
+    return FileSelection(ExampleSubset(dataset, held_out), message, None,
+                         {**info, "files": "held-out", "scored": len(held_out)})
+
+
+def _files(count: int) -> str:
+    return f"{count} file{'s' if count != 1 else ''}"
 
 
 # --------------------------------------------------------------------------- the run
@@ -182,4 +264,5 @@ th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
     return path
 
 
-__all__ = ["EvalResult", "evaluate_dataset", "split_folder", "write_html_report", "write_png_report"]
+__all__ = ["EvalResult", "FileSelection", "evaluate_dataset", "select_files", "split_folder", "write_html_report",
+           "write_png_report"]

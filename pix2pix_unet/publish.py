@@ -2,8 +2,8 @@
 
 A Hub repo holds a generator export (``model.safetensors`` + ``config.json``, what
 :meth:`~pix2pix_unet.models.Generator.from_pretrained` reads) with a model card (``README.md``: task, data,
-validation metrics, the sample grid, the command that trained it), the run's ``config.yaml``, ``metrics.json`` and
-``sample_grid.png``, and optionally the bioimage.io package. Loading is :mod:`pix2pix_unet.hub`.
+the run's figures and which files they come from, the sample grid, the command that trained it), the run's
+``config.yaml``, ``metrics.json`` and ``sample_grid.png``, and optionally the bioimage.io package. Loading is :mod:`pix2pix_unet.hub`.
 """
 
 from __future__ import annotations
@@ -44,10 +44,12 @@ def model_card(generator: Any, record: Any, repo_id: str, files: list[str], lice
         "## Data", "",
         (("Trained on the built-in synthetic data" if data_path == "builtin" else
           f"Trained on `{data_path}` (`data.path` of the run's `config.yaml`, on the machine that trained it)")
-         + "; the metrics below are on its validation split, files the model did not train on." if data_path else
+         + f"; the metrics below are {record.source}." if data_path else
          "The export was pushed without its run folder, so the training data is not recorded here."), "",
-        "## Validation metrics", "",
-        *(["| metric | value |", "| --- | --- |", metrics] if metrics else ["Not recorded (no run folder)."]), "",
+        "## Metrics", "",
+        *([f"Step {record.step}, {record.source}."
+           + (f" The exported weights are the best checkpoint by {record.chosen_by}." if record.chosen_by else ""),
+           "", "| metric | value |", "| --- | --- |", metrics] if metrics else ["Not recorded (no run folder)."]), "",
     ]
     if "sample_grid.png" in files:
         lines += ["## Samples", "", "Rows of input | output | target from the validation split:", "",
@@ -92,7 +94,9 @@ def stage(checkpoint: str | Path, folder: Path, repo_id: str, licence: str = "MI
     if record.config_yaml is not None:
         shutil.copy(record.config_yaml, folder / "config.yaml")
     if record.metrics:
-        (folder / "metrics.json").write_text(json.dumps({"step": record.step, **record.metrics}, indent=2))
+        (folder / "metrics.json").write_text(json.dumps({"step": record.step, "source": record.source,
+                                                         "chosen_by": record.chosen_by, "metrics": record.metrics},
+                                                        indent=2))
     if record.sample_grid is not None:
         shutil.copy(record.sample_grid, folder / "sample_grid.png")
     if bioimageio:

@@ -99,7 +99,12 @@ def test_instances_benchmark_scores_both_modes_tta_and_the_classical_pipeline(tm
                                       "instances distance", "instances distance + TTA", "Otsu + distance watershed"}
     for row in report["results"].values():
         assert 0 <= row["object_f1"] <= 1 and 0 <= row["ap_50"] <= 1 and 0 <= row["map"] <= 1
-    assert report["postprocess_s"] > 0 and "post-processing a 64 x 64" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert report["postprocess_s"] > 0 and "post-processing a 64 x 64" in printed
+    # every row is scored on the validation file no run tuned its thresholds on (the other one tuned them)
+    assert (report["scored_files"], report["val_files"]) == (1, 2)
+    assert len(list((out / "untuned" / "images").iterdir())) == 1
+    assert "scored on the 1 of 2 validation files no run tuned on" in printed
 
 
 def test_restore_benchmark_scores_the_written_files_against_the_classical_filters(tmp_path, capsys):

@@ -142,3 +142,16 @@ def test_a_section_that_is_not_a_mapping_is_named(tmp_path, text, section):
     (tmp_path / "c.yaml").write_text(text)
     with pytest.raises(ConfigError, match=rf"^{re.escape(section)} must be a mapping"):
         load_config(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("task, own", [("segment", ("val/miou", "max")), ("restore", ("val/psnr", "max")),
+                                       ("translate", ("val/l1", "min"))])
+def test_best_metric_unset_is_the_tasks_own_and_a_set_one_is_kept_even_if_it_is_the_old_default(task, own):
+    from pix2pix_unet.tasks import build_task
+
+    unset = build_task(load_config(None, [f"task={task}"])).cfg
+    assert (unset.best_metric, unset.best_mode.value) == own
+    kept = build_task(load_config(None, [f"task={task}", "best_metric=val/l1", "best_mode=min"])).cfg
+    assert (kept.best_metric, kept.best_mode.value) == ("val/l1", "min")
+    alone = build_task(load_config(None, [f"task={task}", "best_metric=val/l1"])).cfg  # no mode: minimised
+    assert (alone.best_metric, alone.best_mode.value) == ("val/l1", "min")

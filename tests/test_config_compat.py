@@ -20,6 +20,7 @@ Their generators predate ``architecture``, ``residual`` and the other later ``UN
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -32,11 +33,11 @@ from safetensors.torch import save_file
 
 from pix2pix_unet.cli import config_from_args, train_parser
 from pix2pix_unet.config import (
-    Architecture, InstanceMode, Intensity, LabelFormat, PerfConfig, RestoreConfig, SecondOrderConfig, Task,
-    UNetConfig, from_dict, load_config, save_config, to_dict,
+    Architecture, InstanceMode, Intensity, LabelFormat, MetricMode, PerfConfig, RestoreConfig, SecondOrderConfig,
+    Task, UNetConfig, from_dict, load_config, save_config, to_dict,
 )
 from pix2pix_unet.models import Generator, build_generator
-from pix2pix_unet.tasks import generator_task
+from pix2pix_unet.tasks import build_task, generator_task
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RUNS = sorted((FIXTURES / "configs").glob("*.yaml"))
@@ -53,12 +54,20 @@ def assert_holds(saved: Any, loaded: Any, key: str = "") -> None:
         assert saved == loaded, f"{key}: saved {saved!r}, loaded {loaded!r}"
 
 
+OLD_BEST_DEFAULT = {"best_metric": "val/l1", "best_mode": "min"}  # what "unset" was saved as before `export`
+
+
 @pytest.mark.parametrize("path", RUNS, ids=[p.stem for p in RUNS])
 def test_an_old_run_config_loads_as_it_was_saved(path, tmp_path):
     saved = yaml.safe_load(path.read_text())
     assert saved.pop("version") == "0.1.0"
     cfg = load_config(path)
-    assert_holds(saved, to_dict(cfg))  # no value changed; the keys added since take their defaults
+    # the old default best_metric reads as unset (the task's own), as it behaved then
+    if {k: saved.get(k) for k in OLD_BEST_DEFAULT} == OLD_BEST_DEFAULT:
+        for key in OLD_BEST_DEFAULT:
+            saved.pop(key)
+        assert (cfg.best_metric, cfg.best_mode) == (None, None)
+    assert_holds(saved, to_dict(cfg))  # no other value changed; the keys added since take their defaults
     # a run's own config is taken as it is: no task preset (restore's nafnet) on top of its generator
     assert cfg.generator == from_dict(UNetConfig, saved["generator"], "generator")
     save_config(cfg, tmp_path / "config.yaml", version="now")
@@ -73,6 +82,18 @@ def test_what_old_run_configs_lack_takes_the_defaults():
     assert segment.segment.instances is InstanceMode.ON and segment.segment.deep_weights is None
     restore = load_config(FIXTURES / "configs" / "run_restore_before_second_order.yaml")
     assert restore.restore.inpaint.p == 0.5 and restore.restore.second_order == SecondOrderConfig()
+
+
+def test_an_old_run_with_the_old_default_best_metric_still_keeps_the_tasks_own(tmp_path):
+    old = load_config(FIXTURES / "configs" / "run_segment_instances.yaml")
+    task = build_task(old)
+    assert (task.cfg.best_metric, task.cfg.best_mode) == ("val/miou", MetricMode.MAX)  # as before
+    # a run saved now records `export` and the best_metric it used, which a resume keeps even if it is val/l1
+    explicit = dataclasses.replace(old, best_metric="val/l1", best_mode=MetricMode.MIN)
+    save_config(build_task(explicit).cfg, tmp_path / "config.yaml", version="now")
+    again = load_config(tmp_path / "config.yaml")
+    assert (again.best_metric, again.best_mode) == ("val/l1", MetricMode.MIN)
+    assert (build_task(again).cfg.best_metric, build_task(again).cfg.best_mode) == ("val/l1", MetricMode.MIN)
 
 
 def test_resume_reads_an_old_run_config(tmp_path):

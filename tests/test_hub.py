@@ -68,10 +68,12 @@ def test_push_stages_the_export_and_a_model_card(pushed, capsys):
     card = ModelCard.load(stage / "README.md")
     assert card.data.library_name == "pix2pix-unet" and card.data.pipeline_tag == "image-to-image"
     assert card.data.license == "apache-2.0" and "translate" in card.data.tags
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    psnr = [r for r in rows if "val/psnr" in r][-1]["val/psnr"]
-    assert f"| val/psnr | {psnr:.4f} |" in card.text
-    assert json.loads((stage / "metrics.json").read_text())["val/psnr"] == psnr
+    # the run's final figures, and the files they come from
+    final = json.loads((run / "metrics.json").read_text())
+    psnr = final["metrics"]["psnr"]
+    assert f"| psnr | {psnr:.4f} |" in card.text
+    assert "on 2 held-out files not used for training" in card.text and final["source"] in card.text
+    assert json.loads((stage / "metrics.json").read_text())["metrics"]["psnr"] == psnr
     assert "![samples](sample_grid.png)" in card.text and "pix2pix-unet train --config config.yaml" in card.text
     assert "hf://acme/tiny-pix2pix" in card.text and str(run.parent / "data") in card.text
 

@@ -202,13 +202,17 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                                      "segment; images for index labels; the clean images for restore)")
     p.add_argument("--mask", type=Path, metavar="DIR", help="restore with inpainting and --inputs: the hole masks")
     p.add_argument("--output", type=Path, help="folder for metrics.json and the reports (default CHECKPOINT/eval)")
+    p.add_argument("--all-files", action="store_true",
+                   help="also score the files the model trained or was tuned on (by default its split.json leaves "
+                        "them out); a warning counts them")
     p.add_argument("--num-examples", type=int, default=8, help="worst examples shown in the report (8)")
     p.add_argument("--no-progress", action="store_true")
     add_inference_flags(p)
     args = p.parse_args(argv)
 
     from ..data import DatasetError
-    from ..evaluation import evaluate_dataset, split_folder
+    from ..data.split import read_split
+    from ..evaluation import evaluate_dataset, select_files, split_folder
     from ..runtime import best_device
     from ..training.perf import keep_freed_memory
 
@@ -220,13 +224,20 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         if not root.is_dir():
             raise DatasetError(f"evaluation data folder {root} does not exist")
         dataset = task.eval_dataset(root, args.inputs, args.targets, args.mask)
+        # the run's split.json, beside its export: files that trained or tuned the model are left out, or counted
+        selection = select_files(dataset, read_split(getattr(generator, "export_dir", args.checkpoint)), root,
+                                 args.all_files)
+        print(selection.message)
+        if selection.warning:
+            print(selection.warning, file=sys.stderr)
+        dataset = selection.dataset
         device = best_device(args.device)
         if device.type == "cpu":
             keep_freed_memory()
         out = args.output or (Path(f"eval-{Path(args.checkpoint).name}") if args.checkpoint.startswith(HF_PREFIX)
                               else Path(args.checkpoint) / "eval")
         info = {"checkpoint": str(args.checkpoint), "data": str(root), "step": meta.get("step"),
-                "device": str(device)}
+                "device": str(device), **selection.info}
         result = evaluate_dataset(generator, task, dataset, out, cfg, device=device, num_examples=args.num_examples,
                                   info=info)
     except (ConfigError, DatasetError, FileNotFoundError, ValueError, RuntimeError) as err:

@@ -23,8 +23,8 @@ from .base import ConfigError, _positive
 from .data import DataConfig, LabelConfig
 from .enums import (
     Activation, Architecture, BlendWindow, Bottleneck, BuiltinKind, CompileMode, ConvUnit, DeepOutput, Direction,
-    DiscriminatorKind, Down, FinalActivation, GanLoss, InstanceMode, Intensity, LabelFormat, LrScaling, MetricMode,
-    MixedPrecision, Norm, OutputDtype, PixelLoss, PositionEmbedding, Skip, Task, Up,
+    DiscriminatorKind, Down, ExportWeights, FinalActivation, GanLoss, InstanceMode, Intensity, LabelFormat, LrScaling,
+    MetricMode, MixedPrecision, Norm, OutputDtype, PixelLoss, PositionEmbedding, Skip, Task, Up,
 )
 from .inference import InferenceConfig
 from .loader import T, _coerce, apply_overrides, from_dict, load_config, save_config, to_dict
@@ -46,7 +46,8 @@ __all__ = [
     "ConfigError",
     # enums
     "Activation", "Architecture", "BlendWindow", "Bottleneck", "BuiltinKind", "CompileMode", "ConvUnit", "DeepOutput",
-    "Direction", "DiscriminatorKind", "Down", "FinalActivation", "GanLoss", "InstanceMode", "Intensity",
+    "Direction", "DiscriminatorKind", "Down", "ExportWeights", "FinalActivation", "GanLoss", "InstanceMode",
+    "Intensity",
     "LabelFormat", "LrScaling", "MetricMode", "MixedPrecision", "Norm", "OutputDtype", "PixelLoss",
     "PositionEmbedding", "Skip", "Task", "Up",
     # components

@@ -174,6 +174,13 @@ class MetricMode(str, enum.Enum):
     MAX = "max"
 
 
+class ExportWeights(str, enum.Enum):
+    """Which weights a run's generator export (``checkpoints/generator``) holds at the end of training."""
+
+    BEST = "best"  # the best checkpoint by best_metric (the last where no checkpoint was measured)
+    LAST = "last"  # the weights of the last step
+
+
 class BlendWindow(str, enum.Enum):
     """How overlapping tiles are weighted where they meet (see ``pix2pix_unet.runtime.tiling``)."""
 

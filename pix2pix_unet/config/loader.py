@@ -182,12 +182,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level, got {data!r}")
     saved = data.pop("version", None) is not None  # written by save_config: a run's own, complete config
+    if saved:
+        _unset_old_best_default(data)
     data = apply_overrides(data, overrides or [], values)
     if not saved:
         data = with_task_preset(data)
     config = from_dict(TrainConfig, data)
     config.validate()
     return config
+
+
+def _unset_old_best_default(data: dict[str, Any]) -> None:
+    """A run saved before ``export`` existed recorded ``best_metric: val/l1, best_mode: min`` for "unset" (then
+    the default, which the task replaced with its own): read it as unset, so it still means the task's own.
+    Runs saved since record ``export`` and the value they used, which is kept."""
+    if "export" not in data and data.get("best_metric") == "val/l1" and data.get("best_mode", "min") == "min":
+        data.pop("best_metric")
+        data.pop("best_mode", None)
 
 
 def save_config(config: Any, path: str | Path, **extra: Any) -> None:

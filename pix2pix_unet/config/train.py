@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from .base import ConfigError, _positive
 from .data import DataConfig, LabelConfig
 from .enums import (
-    Architecture, CompileMode, DeepOutput, DiscriminatorKind, GanLoss, LabelFormat, LrScaling, MetricMode,
-    MixedPrecision, Norm, Task,
+    Architecture, CompileMode, DeepOutput, DiscriminatorKind, ExportWeights, GanLoss, LabelFormat, LrScaling,
+    MetricMode, MixedPrecision, Norm, Task,
 )
 from .model import PatchGANConfig, UNetConfig, patchgan_min_size
 from .restore import RestoreConfig
@@ -105,8 +105,11 @@ class TrainConfig:
     restore: RestoreConfig = field(default_factory=RestoreConfig)
     max_bad_steps: int = 5  # stop after this many steps in a row skipped for a NaN/inf loss or gradient
     init_from: str | None = None  # start G from this export's weights (fine-tuning; same architecture and channels)
-    best_metric: str = "val/l1"  # rotation also keeps the checkpoint with the best value of this
-    best_mode: MetricMode = MetricMode.MIN
+    # rotation also keeps the checkpoint with the best value of this; None: the task's own (val/l1 translate,
+    # val/miou segment, val/psnr restore). best_mode None: the task's own for its own metric, else min
+    best_metric: str | None = None
+    best_mode: MetricMode | None = None
+    export: ExportWeights = ExportWeights.BEST  # what checkpoints/generator holds: the best checkpoint, or the last
 
     def validate(self) -> None:
         self.generator.validate()

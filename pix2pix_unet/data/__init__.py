@@ -17,13 +17,18 @@ BUILTIN = "builtin"
 
 
 class TensorPairs(Dataset):
-    """Pairs already in memory, as ``{"A": ..., "B": ...}`` in [-1, 1]."""
+    """Pairs already in memory, as ``{"A": ..., "B": ...}`` in [-1, 1]; ``index_offset``: the built-in index
+    of the first (what ``split.json`` records)."""
 
-    def __init__(self, a: torch.Tensor, b: torch.Tensor) -> None:
-        self.a, self.b = a, b
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, index_offset: int = 0) -> None:
+        self.a, self.b, self.index_offset = a, b, index_offset
 
     def __len__(self) -> int:
         return len(self.a)
+
+    def example_files(self) -> list[dict[str, int]]:
+        """Each example's built-in index (it has no files), for ``split.json``."""
+        return [{"index": self.index_offset + i} for i in range(len(self))]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         return {"A": self.a[index], "B": self.b[index], "name": f"builtin_{index:05d}"}
@@ -35,7 +40,7 @@ def builtin_pairs(num: int, seed: int, size: int, index_offset: int = 0) -> Tens
     samples = [source[i] for i in range(num)]
     a = torch.stack([s["label_rgb"] for s in samples]).mul(2).sub(1)
     b = torch.stack([s["photo"] for s in samples]).mul(2).sub(1)
-    return TensorPairs(a, b)
+    return TensorPairs(a, b, index_offset)
 
 
 def side_channels(data: DataConfig, generator: UNetConfig) -> tuple[int, int]:

@@ -146,6 +146,11 @@ class PairedFolderDataset(Dataset):
     def source(self, index: int) -> Path:
         return self.pairs[index].a
 
+    def example_files(self) -> list[dict[str, Path]]:
+        """The files of each example by role, ``{"A": ..., "B": ...}`` or ``{"AB": ...}`` (aligned), for
+        ``split.json``."""
+        return [{"AB": p.a} if p.b is None else {"A": p.a, "B": p.b} for p in self.pairs]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         pair = self.pairs[index]
         if pair.b is None:

@@ -178,6 +178,12 @@ class LabelledFolder(Dataset):
     def source(self, index: int) -> Path:
         return self.files[index].image
 
+    def example_files(self) -> list[dict[str, Path]]:
+        """The files of each example by role (``image``, ``labels``, and ``instances``, ``confidence`` where it
+        has them), for ``split.json``."""
+        return [{role: path for role, path in (("image", f.image), ("labels", f.labels), ("instances", f.instances),
+                                               ("confidence", f.confidence)) if path is not None} for f in self.files]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         item = self.files[index]
         image = self.codec.decode(item.image).tensor
@@ -200,14 +206,21 @@ class LabelledFolder(Dataset):
 
 
 class LabelledTensors(Dataset):
-    """Labelled examples held in memory (the built-in data), as :class:`LabelledFolder` gives them."""
+    """Labelled examples held in memory (the built-in data), as :class:`LabelledFolder` gives them;
+    ``index_offset``: the built-in index of the first (what ``split.json`` records)."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, instances: torch.Tensor) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, instances: torch.Tensor,
+                 index_offset: int = 0) -> None:
         self.images, self.labels, self.instances = images, labels, instances
         self.has_instances, self.has_confidence = True, False
+        self.index_offset = index_offset
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def example_files(self) -> list[dict[str, int]]:
+        """Each example's built-in index (it has no files), for ``split.json``."""
+        return [{"index": self.index_offset + i} for i in range(len(self))]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         return {"image": self.images[index], "labels": self.labels[index], "instances": self.instances[index],
@@ -231,6 +244,7 @@ def builtin_labelled(num: int, seed: int, size: int, num_classes: int, channels:
         photos.mul(2).sub(1),
         torch.stack([s["labels"] for s in samples]),
         torch.stack([s["instances"] for s in samples]),
+        index_offset,
     )
 
 
@@ -254,7 +268,7 @@ def builtin_nuclei(num: int, seed: int, size: int, codec: ImageCodec, index_offs
         images.append(codec.from_pixels(io.ImageFile(pixels[..., None]), f"builtin nuclei tile {index}").tensor)
         instances.append(torch.from_numpy(ids.astype(np.int64)))
     instances_t = torch.stack(instances)  # (n, h, w)
-    return LabelledTensors(torch.stack(images), (instances_t > 0).long(), instances_t)
+    return LabelledTensors(torch.stack(images), (instances_t > 0).long(), instances_t, index_offset)
 
 
 def build_labelled(data: DataConfig, cfg: LabelConfig, codec: ImageCodec, seed: int

@@ -13,8 +13,8 @@ The package is built and validated by ``bioimageio.spec`` (model spec 0.5) and h
 - a test input (the given ``sample`` image, else a seeded smooth pattern) and the test output that
   pix2pix-unet's own decode -> generator -> encode path gives for it, so ``bioimageio.core``'s model test checks
   that the rdf's processing reproduces ours;
-- a cover (the run's latest sample grid, else input | output rendered), a README with the validation metrics of
-  the run, ``config.yaml`` of the run, and a licence.
+- a cover (the run's latest sample grid, else input | output rendered), a README with the run's figures and the
+  files they come from (:class:`RunRecord`), ``config.yaml`` of the run, and a licence.
 
 What a package cannot express is refused with an error naming it: label-map inputs (translate with
 ``labels.format=index``), hole-mask inputs (restore with inpainting) and segmenters with a distance head.
@@ -54,16 +54,22 @@ class PackageError(ValueError):
 
 @dataclass
 class RunRecord:
-    """What a run folder tells about an export: the folder, its validation metrics, config and latest sample grid.
+    """What a run folder tells about an export: the folder, the figures of its weights and which files they come
+    from, its config and latest sample grid.
 
-    Every field is None when the export is not inside a run folder (``run/checkpoints/generator``).
+    The figures are the run's final ones (``metrics.json``: the export's weights, tuned, on the report files of
+    ``split.json``) when it has them for the export's step; else the validation metrics of that step's checkpoint
+    (``meta.json``) or of ``metrics.jsonl``. Every field is None when the export is not inside a run folder
+    (``run/checkpoints/generator``).
     """
 
     run_dir: Path | None
     step: int | None
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # names without the val/ prefix, as evaluate's
     config_yaml: Path | None
     sample_grid: Path | None
+    source: str | None = None  # which files, a phrase: "on 5 held-out files not used for training or ..."
+    chosen_by: str | None = None  # export=best: the metric and the files the checkpoint was chosen on
 
     @classmethod
     def of(cls, generator: Generator) -> "RunRecord":
@@ -74,22 +80,45 @@ class RunRecord:
             run = Path(export_dir).parent.parent
         if run is None or not (run / "config.yaml").is_file():
             return cls(None, meta.get("step"), {}, None, None)
-        metrics: dict[str, float] = {}
+        step = meta.get("step")
+        grids = sorted((run / "samples").glob("step_*.png")) if (run / "samples").is_dir() else []
+        grid = grids[-1] if grids else None
+        final = _read_json(run / "metrics.json")
+        if final.get("step") == step and final.get("metrics"):
+            return cls(run, step, _numbers(final["metrics"]), run / "config.yaml", grid, final.get("source"),
+                       final.get("chosen_by"))
+        metrics = _numbers(_read_json(run / "checkpoints" / f"step_{step or 0:08d}" / "meta.json").get("metrics", {}))
         log = run / "metrics.jsonl"
-        if log.is_file():  # the last validation at or before the export's step
+        if not metrics and log.is_file():  # the last validation at or before the export's step
             for line in log.read_text().splitlines():
                 row = json.loads(line)
-                if any(k.startswith("val/") for k in row) and row.get("step", 0) <= (meta.get("step") or 1 << 62):
-                    metrics = {k: v for k, v in row.items() if k.startswith("val/") and isinstance(v, (int, float))}
-        grids = sorted((run / "samples").glob("step_*.png")) if (run / "samples").is_dir() else []
-        return cls(run, meta.get("step"), metrics, run / "config.yaml", grids[-1] if grids else None)
+                if any(k.startswith("val/") for k in row) and row.get("step", 0) <= (step or 1 << 62):
+                    metrics = _numbers(row)
+        split = _read_json(run / "split.json")
+        source = (f"on the run's {len(split['val'])} validation files, held out from training (the run has no final "
+                  "figures for this step, so nothing was tuned on them)" if split.get("val") else
+                  "on the run's validation files (the run records neither which files nor what was tuned on them)")
+        return cls(run, step, metrics, run / "config.yaml", grid, source)
 
     def metrics_table(self) -> str:
         if not self.metrics:
             return "No validation metrics were found beside this export (it is not inside a run folder).\n"
         rows = "".join(f"| {k} | {v:.4f} |\n" for k, v in sorted(self.metrics.items()))
-        return f"Validation split (files the model did not train on), step {self.step}:\n\n| metric | value |\n" \
-               f"| --- | --- |\n{rows}"
+        chosen = (f" The exported weights are the best checkpoint by {self.chosen_by}." if self.chosen_by else "")
+        return f"Step {self.step}, {self.source}.{chosen}\n\n| metric | value |\n| --- | --- |\n{rows}"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric metrics of a row, without the ``val/`` prefix."""
+    return {k.removeprefix("val/"): v for k, v in metrics.items() if isinstance(v, (int, float))
+            and not isinstance(v, bool) and k != "step" and (k.startswith("val/") or "/" not in k)}
 
 
 # --------------------------------------------------------------------------- the contract in bioimage.io terms
@@ -440,8 +469,8 @@ def package_readme(kind: str, contract: PackageContract, factor: int, halo: int,
         out = (f"per-pixel class probabilities ({', '.join(contract.classes)}; softmax over the channel axis). "
                "The arg-max over channels is the label map. In instance mode the `border` channel marks object "
                "borders; instance maps (a seeded watershed on these probabilities, with the thresholds tuned on "
-               "the validation split) are post-processing outside this package: `pix2pix-unet predict` writes "
-               "them.")
+               "part of the validation files, `tune` in the run's split.json) are post-processing outside this "
+               "package: `pix2pix-unet predict` writes them.")
     else:
         low, high = contract.output_span
         out = (f"an image of {codec.channels if kind == 'restore' else 'the output'} channel(s) as float32, "
@@ -471,7 +500,8 @@ bioimage.io's default), not zeros. Any size the rule above allows also runs whol
 ## Validation
 
 {record.metrics_table()}
-To re-measure on your own labelled files: `pix2pix-unet evaluate --checkpoint RUN --data FOLDER`.
+To re-measure on your own labelled files: `pix2pix-unet evaluate --checkpoint RUN --data FOLDER` (files the model
+trained or was tuned on are left out by the run's `split.json`).
 
 ## Licence
 

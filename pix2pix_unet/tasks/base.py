@@ -195,11 +195,12 @@ class TaskBase(abc.ABC):
     best: ClassVar[tuple[str, MetricMode]] = ("val/l1", MetricMode.MIN)  # the task's own `best_metric`
 
     def __init__(self, cfg: TrainConfig) -> None:
-        # A run that keeps the default `best_metric` gets the task's: val/l1 is not measured by every task.
-        default = TrainConfig()
-        if (cfg.best_metric, cfg.best_mode) == (default.best_metric, default.best_mode):
-            cfg = dataclasses.replace(cfg, best_metric=self.best[0], best_mode=self.best[1])
-        self.cfg = cfg
+        # An unset `best_metric` is the task's own (val/l1 is not measured by every task); a set one is kept, and
+        # without a `best_mode` it is minimised unless it is the task's own
+        metric = cfg.best_metric or self.best[0]
+        mode = cfg.best_mode or (self.best[1] if metric == self.best[0] else MetricMode.MIN)
+        self.cfg = dataclasses.replace(cfg, best_metric=metric, best_mode=mode)
+        cfg = self.cfg
         self.augment: nn.Module = nn.Identity()  # set by build_datasets; runs on the batch's device
         self.objective = Pix2PixObjective(cfg.loss)  # translate and restore; segment has its own
         self.input_range: list[float] | None = None  # decoded training inputs' span, for predict's warning
@@ -416,9 +417,15 @@ class TaskBase(abc.ABC):
         parts = [centre_crop_to([s[k] for s in shown]) for k in range(3)]
         return Evaluation(meter.summary(), [rows[i] for i in sorted(rows)], *parts)
 
+    def tunes(self, dataset: Dataset) -> str | None:
+        """What :meth:`tune` settles on ``dataset`` once training ends ("the instance thresholds"), or None when
+        nothing. When it settles something, training sets part of the validation files aside to tune on and
+        reports its figures on the rest (``split.json``: ``tune``, ``report``)."""
+        return None
+
     def tune(self, generator: nn.Module, dataset: Dataset, device: torch.device | str) -> dict[str, float] | None:
-        """Settle what is chosen on the validation split once training ends (segment's instance thresholds);
-        what was chosen, for the log, or None when the task has nothing to tune."""
+        """Settle what is chosen on ``dataset`` (the validation files set aside for it) once training ends
+        (segment's instance thresholds); what was chosen, for the log, or None when the task has nothing to tune."""
         return None
 
     @abc.abstractmethod

@@ -96,13 +96,14 @@ class CleanImages(Dataset):
         codec: how files are decoded.
         load_size: resize files to this square size.
         cache_mb: decoded examples kept in memory (first come), in MiB; 0 decodes every draw.
+        index_offset: a tensor ``source``: the built-in index of its first image (what ``split.json`` records).
     """
 
     def __init__(self, source: list[Path] | torch.Tensor, codec: ImageCodec | None = None,
                  load_size: int | None = None, degraded: list[Path] | None = None,
-                 masks: list[Path] | None = None, cache_mb: int = 0) -> None:
+                 masks: list[Path] | None = None, cache_mb: int = 0, index_offset: int = 0) -> None:
         self.source_, self.codec, self.load_size = source, codec, load_size
-        self.degraded, self.masks = degraded, masks
+        self.degraded, self.masks, self.index_offset = degraded, masks, index_offset
         self.cache: dict[int, dict[str, torch.Tensor | str]] = {}
         self.cache_left = cache_mb * 2**20  # bytes
 
@@ -111,6 +112,14 @@ class CleanImages(Dataset):
 
     def source(self, index: int) -> Path | str:
         return self.source_[index] if isinstance(self.source_, list) else str(index)
+
+    def example_files(self) -> list[dict[str, Path | int]]:
+        """The files of each example by role (``clean``, and ``degraded``, ``mask`` where given), or the built-in
+        index of images held in memory, for ``split.json``."""
+        if isinstance(self.source_, torch.Tensor):
+            return [{"index": self.index_offset + i} for i in range(len(self))]
+        return [{"clean": path, **({"degraded": self.degraded[i]} if self.degraded is not None else {}),
+                 **({"mask": self.masks[i]} if self.masks is not None else {})} for i, path in enumerate(self.source_)]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         if isinstance(self.source_, torch.Tensor):
@@ -170,7 +179,8 @@ def build_clean(data: DataConfig, codec: ImageCodec, seed: int) -> tuple[CleanIm
                                f"task=restore trains on data.builtin_kind=photos or on a folder (data.path)")
         return (
             CleanImages(builtin_photos(data.builtin_train, seed, data.builtin_size, codec.channels)),
-            CleanImages(builtin_photos(data.builtin_val, seed, data.builtin_size, codec.channels, VAL_INDEX_OFFSET)),
+            CleanImages(builtin_photos(data.builtin_val, seed, data.builtin_size, codec.channels, VAL_INDEX_OFFSET),
+                        index_offset=VAL_INDEX_OFFSET),
         )
     train, val = split_by_file(Path(data.path), clean_files, data, seed)
     for path in train:  # validation runs on whole images of any size

@@ -81,6 +81,9 @@ class WeightedLabelled(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
+    def example_files(self) -> list[dict[str, Path | int]]:
+        return self.base.example_files()
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = self.base[index]
         labels, instances = item["labels"].numpy(), item["instances"].numpy()
@@ -371,11 +374,20 @@ class SegmentTask(TaskBase):
                                              self.thresholds.seed if seed is None else seed,
                                              self.thresholds.min_size if min_size is None else min_size)
 
+    def tunes(self, dataset: Dataset) -> str | None:
+        """Instance mode with instance maps: the thresholds the config leaves unset."""
+        seg = self.cfg.segment
+        if not self.instance_mode or not getattr(dataset, "has_instances", False):
+            return None
+        if None not in (seg.prob_threshold, seg.seed_threshold, seg.min_size):
+            return None  # all three set in the config: nothing left to choose
+        return "the instance thresholds"
+
     @torch.no_grad()
     def tune(self, generator: nn.Module, dataset: Dataset, device: torch.device | str) -> dict[str, float] | None:
         """Instance mode: pick the post-processing thresholds with the best object F1 on ``dataset``
-        (the validation split) and keep them; thresholds set in the config stay as they are."""
-        if not self.instance_mode or not getattr(dataset, "has_instances", False):
+        (the validation files set aside for tuning) and keep them; thresholds set in the config stay as they are."""
+        if not self.tunes(dataset):
             return None
         was_training = generator.training
         generator.eval()

@@ -47,6 +47,9 @@ class OneHotPairs(Dataset):
     def source(self, index: int) -> Path | str:
         return self.base.files[index].labels if isinstance(self.base, LabelledFolder) else str(index)
 
+    def example_files(self) -> list[dict[str, Path | int]]:
+        return self.base.example_files()
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         item = self.base[index]
         if int(item["labels"].max()) >= self.num_classes:

@@ -1,9 +1,11 @@
 """Checkpoints in the run folder: atomic, rotated, and never lost to a crash, a kill or a full disk.
 
 ``checkpoints/step_00000400/`` holds the full training state (``accelerator.save_state``:
-models, optimisers, schedulers, EMA, step, RNG) and ``meta.json`` (the step and the
-validation metrics of those weights). ``checkpoints/generator/`` holds the generator
-export (safetensors + config.json).
+models, optimisers, schedulers, EMA, step, RNG), ``meta.json`` (the step and the
+validation metrics of those weights) and ``generator/``, the export of those weights
+(the EMA ones with ``ema=true``). ``checkpoints/generator/`` holds the run's generator
+export (safetensors + config.json + split.json): the best checkpoint's, or the last
+step's (``export``).
 
 A save goes: every process writes its part into ``.tmp_step_XXXXXXXX/``; the main
 process adds ``meta.json``, fsyncs every file and the folder, renames it to
@@ -22,6 +24,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from .faults import EXIT_CHECKPOINT_FAILED, TrainingStopped
 
 STATE_PATTERN = re.compile(r"^step_(\d{8})$")
 META_NAME = "meta.json"
+GENERATOR_DIR = "generator"  # in a checkpoint: the export of its weights, what export=best copies
 TMP_PREFIX, DELETE_PREFIX = ".tmp_", ".del_"
 
 
@@ -189,6 +193,7 @@ def save_checkpoint(
     keep: int,
     metrics: dict[str, float] | None = None,
     best: BestRule | None = None,
+    export: Callable[[Path], object] | None = None,
 ) -> Path:
     """Save the full training state for ``step`` atomically, then rotate (see the module docstring).
 
@@ -199,6 +204,8 @@ def save_checkpoint(
         keep: how many of the newest checkpoints to keep.
         metrics: validation metrics of these weights (main process), stored in ``meta.json``.
         best: also keep the best checkpoint by this rule.
+        export: writes the generator export of these weights into the folder it is given (main process), which
+            becomes the checkpoint's ``generator/``.
 
     Raises:
         CheckpointError: on every process, when any of them failed to write; nothing
@@ -220,6 +227,8 @@ def save_checkpoint(
         error = err
     if not _failed_anywhere(accelerator, error) and main:
         try:
+            if export is not None:
+                export(tmp / GENERATOR_DIR)
             _publish(tmp, final, step, metrics)
         except Exception as err:  # noqa: BLE001
             error = err
@@ -264,12 +273,18 @@ def load_latest(accelerator: Accelerator, root: Path) -> Path:
     )
 
 
-def export_generator(generator: nn.Module, directory: Path, **metadata: object) -> Path:
-    """Replace ``directory`` with a fresh ``save_pretrained`` export, never leaving it half-written."""
+def export_generator(generator: nn.Module, directory: Path, files: Mapping[str, str] | None = None,
+                     **metadata: object) -> Path:
+    """Replace ``directory`` with a fresh ``save_pretrained`` export, never leaving it half-written.
+
+    ``files``: more files to write beside it, name -> text (``split.json``).
+    """
     tmp = directory.with_name(f".tmp_{directory.name}")
     old = directory.with_name(f".old_{directory.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     generator.save_pretrained(tmp, **metadata)
+    for name, text in (files or {}).items():
+        (tmp / name).write_text(text)
     fsync_tree(tmp)
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)

@@ -3,15 +3,18 @@
 Run folder written by :func:`train` (``cfg.output_dir``)::
 
     config.yaml                 resolved config + package version
-    metrics.jsonl               every logged scalar (losses, lr, validation)
+    split.json                  the files trained on, held out, tuned on and reported on (data/split.py)
+    metrics.jsonl               every logged scalar (losses, lr, validation; the final figures as final/*)
+    metrics.json                the final figures: the export's weights on the report files (training/final.py)
     samples/step_XXXXXXXX.png   input | output | target rows on fixed validation pairs
-    checkpoints/step_XXXXXXXX/  full training state (the newest ``keep_checkpoints`` + the best)
-    checkpoints/generator/      generator export: model.safetensors + config.json
+    checkpoints/step_XXXXXXXX/  full training state (the newest ``keep_checkpoints`` + the best) + generator/
+    checkpoints/generator/      generator export: model.safetensors + config.json + split.json (export=best|last)
     wandb/                      the W&B run (offline without an API key)
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -35,8 +38,10 @@ from ..models import Discriminator, Generator, build_generator
 from ..models.generator import load_weights
 from ..tasks import build_task
 from ..tasks.base import RandomCrops
+from ..data.split import SPLIT_NAME, split_record, tune_and_report
 from .perf import adam, plan, speed_up
 from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
+from .final import ExportChoice, FinalReport, choose_export, finish, load_chosen
 from ..runtime.distributed import cpu_only_processes
 from .faults import (
     BadStepPolicy, StopSignals, TrainingStopped, ignore_sigint, report_skipped_files, signal_stop,
@@ -187,6 +192,10 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     # 1. data: validated up front, so a bad folder fails before any model is built
     task = build_task(cfg)
     train_set, val_set, cfg = task.build_datasets()  # cfg: the generator's channels and head, num_classes
+    # what the task tunes once training ends is tuned on part of the validation files, and reported on the rest
+    tuned = task.tunes(val_set)
+    tune, report = tune_and_report(len(val_set), cfg.seed) if tuned else ([], list(range(len(val_set))))
+    split = split_record(cfg.data, cfg.seed, train_set, val_set, tune, report, cfg.task.value, tuned)
     train_set = RandomCrops(train_set, cfg.data.crop_size, cfg.seed)  # a crop as large as the image is the image
     sampler = EpochSampler(len(train_set), cfg.seed)
     workers = loader_workers(cfg.data.num_workers, accelerator.num_processes, accelerator.device.type == "cuda")
@@ -245,6 +254,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml", version=__version__)
+        (run_dir / SPLIT_NAME).write_text(json.dumps(split, indent=2))
     logger = RunLogger(run_dir, to_dict(cfg), cfg.wandb, cfg.wandb_project) if main else None
     if main:
         report_skipped_files(train_set, run_dir, logger, state.step)
@@ -252,9 +262,17 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     def sample_net() -> nn.Module:
         return ema.module if ema is not None else accelerator.unwrap_model(generator)
 
-    def export() -> None:
-        export_generator(sample_net(), ckpt_root / "generator", step=state.step, ema=ema is not None,
-                         **task.describe())
+    def export(choice: ExportChoice | None = None, net: nn.Module | None = None) -> ExportChoice:
+        """``checkpoints/generator``: the weights ``export`` asks for (the best checkpoint's, or these) + split.json."""
+        choice = choice or choose_export(ckpt_root, best, cfg.export, state.step)
+        if net is None:
+            net = sample_net() if choice.source is None else load_chosen(choice)
+        export_generator(net, ckpt_root / "generator", files={SPLIT_NAME: json.dumps(split, indent=2)},
+                         step=choice.step, ema=ema is not None, export=choice.kind.value, **task.describe())
+        return choice
+
+    def export_to(folder: Path) -> None:  # a checkpoint's own generator/, which export=best copies
+        sample_net().save_pretrained(folder, step=state.step, ema=ema is not None, **task.describe())
 
     def eval_and_sample() -> None:
         result = task.evaluate(sample_net(), val_set, accelerator.device)
@@ -278,12 +296,34 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                 evaluated.update(step=state.step, metrics={f"val/{k}": v for k, v in result.metrics.items()})
             metrics = evaluated["metrics"]
             best.check(metrics)
-        path = save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints, metrics, best)
+        path = save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints, metrics, best, export_to)
         if main:
-            export()
+            exported.update(choice=export())
         return path
 
+    exported: dict = {}  # the latest export's ExportChoice
     best = BestRule(cfg.best_metric, cfg.best_mode)
+    final: FinalReport | None = None
+
+    def wrap_up() -> FinalReport:
+        """After the last checkpoint: the export's weights, tuned on the tune files, measured on the report files
+        (training/final.py); logged as tune/* and final/*, and exported."""
+        choice = choose_export(ckpt_root, best, cfg.export, state.step)
+        result, net = finish(task, sample_net(), val_set, tune, report, split, choice, best, run_dir,
+                              accelerator.device)
+        if result.tuned is not None:
+            logger.log({f"tune/{k}": v for k, v in result.tuned.items()}, state.step)
+            bar.write(f"tuned on {len(tune)} validation file(s): "
+                      + ", ".join(f"{k}={v:g}" for k, v in result.tuned.items()))
+        if result.tuned_on_reported:
+            bar.write(f"warning: one validation file only: the final figures are {result.source}")
+        logger.log_noted({f"final/{k}": v for k, v in result.metrics.items()}, state.step,
+                         {"final/step": choice.step, "final/export": choice.kind.value, "final/files": "report",
+                          "final/count": result.count, "final/tuned_on_reported": result.tuned_on_reported,
+                          "final/source": result.source})
+        exported.update(choice=export(choice, net))
+        return result
+
     bad_steps = BadStepPolicy(cfg.max_bad_steps)
     stop: TrainingStopped | None = None
     bar = cleanup.enter_context(
@@ -369,13 +409,6 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                 running, steps_since_log, t_log = None, 0, time.perf_counter()
             if stop is not None:
                 break  # diverged: keep the last good checkpoint, write nothing more
-            if main and received is None and state.step == cfg.max_steps:
-                # what the task settles on the validation split (segment: instance thresholds), so the last
-                # evaluation, checkpoint and export use it
-                tuned = task.tune(sample_net(), val_set, accelerator.device)
-                if tuned is not None:
-                    logger.log({f"tune/{k}": v for k, v in tuned.items()}, state.step)
-                    bar.write("tuned on validation: " + ", ".join(f"{k}={v:g}" for k, v in tuned.items()))
             if main and received is None and (state.step % cfg.sample_every == 0 or state.step == end):
                 eval_and_sample()
             if save_now:
@@ -385,6 +418,8 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                         stop = signal_stop(received, state.step, str(path))
                 except TrainingStopped as err:  # the checkpoint could not be written
                     stop = err
+            if main and received is None and stop is None and state.step == cfg.max_steps:
+                final = wrap_up()
             if state.step >= end or stop is not None:
                 break
 
@@ -396,10 +431,17 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         logger.finish()
         print(f"\nRun folder: {run_dir.resolve()}")
         print(f"  config:      {run_dir / 'config.yaml'}")
+        print(f"  split:       {run_dir / SPLIT_NAME}  ({len(split['train'])} train, {len(split['val'])} held out"
+              + (f": {len(split['tune'])} to tune, {len(split['report'])} to report)" if tune else ")"))
         print(f"  metrics:     {run_dir / 'metrics.jsonl'}")
+        if final is not None:
+            print(f"  final:       {run_dir / 'metrics.json'}  (step {final.choice.step}, {final.source})")
         print(f"  samples:     {run_dir / 'samples'}")
         print(f"  checkpoint:  {latest_checkpoint(ckpt_root)}")
         print(f"  generator:   {ckpt_root / 'generator'}  (pix2pix-unet predict --checkpoint {run_dir} ...)")
+        if "choice" in exported:
+            choice = exported["choice"]
+            print(f"  exported:    step {choice.step}, {choice.why}" + (", EMA weights" if ema is not None else ""))
         print(f"  wandb:       {wandb_dir or 'off'}")
     accelerator.end_training()
     if stop is not None:

@@ -54,15 +54,24 @@ class RunLogger:
         return self.run.dir if self.run is not None else None
 
     def log(self, values: dict[str, float], step: int) -> None:
+        self._write({"step": step, **values})
+        self._to_wandb(lambda run: run.log(values, step=step))
+
+    def log_noted(self, values: dict[str, float], step: int, notes: dict[str, Any]) -> None:
+        """Log ``values`` as :meth:`log` does, with ``notes`` beside them in ``metrics.jsonl`` only (what is not
+        a scalar: which files a figure comes from)."""
+        self._write({"step": step, **values, **notes})
+        self._to_wandb(lambda run: run.log(values, step=step))
+
+    def _write(self, row: dict[str, Any]) -> None:
         try:
             with self.metrics_path.open("a") as f:
-                f.write(json.dumps({"step": step, **values}) + "\n")
+                f.write(json.dumps(row) + "\n")
             self._local_ok = True
         except OSError as err:
             if self._local_ok:  # once per run of failures, not once per step
-                warnings.warn(f"cannot write {self.metrics_path} ({err}); training goes on", stacklevel=2)
+                warnings.warn(f"cannot write {self.metrics_path} ({err}); training goes on", stacklevel=3)
             self._local_ok = False
-        self._to_wandb(lambda run: run.log(values, step=step))
 
     def log_image(self, key: str, path: Path, step: int, caption: str) -> None:
         def send(run: Any) -> None:

@@ -2,8 +2,9 @@
 
 Each case writes a tiny dataset to disk, trains 2 steps, then checks that
 
-(a) ``pix2pix-unet evaluate --split val`` reproduces the last ``val/*`` metrics that
-    training wrote to ``metrics.jsonl`` (every key, to 1e-4), and
+(a) ``pix2pix-unet evaluate --split val`` reproduces the run's final figures (``metrics.json``, and
+    ``final/*`` in ``metrics.jsonl``: every key, to 1e-4, on the same held-out files), which for a run
+    that tunes nothing are the last ``val/*`` metrics, and
 (b) the files ``predict`` writes decode to the very generator outputs validation
     computes on the same files (images: within one quantisation step; segment:
     the written label map is the argmax, exactly).
@@ -185,18 +186,28 @@ def load(run: Path):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_evaluate_reproduces_the_last_validation(runs, name, tmp_path):
+def test_evaluate_reproduces_the_runs_final_figures(runs, name, tmp_path):
     case = runs(name)
     rows = val_rows(case.run)
     assert [r["step"] for r in rows] == [0, STEPS]
-    logged = {k.removeprefix("val/"): v for k, v in rows[-1].items() if k.startswith("val/")}
+    final = json.loads((case.run / "metrics.json").read_text())
+    logged = final["metrics"]
+    last = json.loads((case.run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {k: last[f"final/{k}"] for k in logged} == logged and last["final/count"] == final["count"]
     result = evaluate(case.run, case.data, tmp_path / "eval")
     metrics = dict(result["metrics"])
     assert metrics.pop("task") == case.task
-    assert metrics.pop("count") == len(result["per_image"]) == 2 and result["failed"] == []
+    assert metrics.pop("count") == len(result["per_image"]) == final["count"] and result["failed"] == []
+    assert [r["name"] for r in result["per_image"]] == [r["name"] for r in final["per_image"]]
     assert set(metrics) == set(logged), (sorted(metrics), sorted(logged))
     for key, value in logged.items():
         assert metrics[key] == pytest.approx(value, abs=1e-4), key
+    if final["tuned"] is None:  # nothing tuned: every validation file is reported, as validation scored them
+        assert final["count"] == 2
+        for key, value in logged.items():
+            assert rows[-1][f"val/{key}"] == pytest.approx(value, abs=1e-4), key
+    else:  # the instance thresholds: tuned on one validation file, reported on the other
+        assert name == "segment_rgb8_instances" and final["count"] == 1 and final["tuned_on"] == 1
 
 
 # --------------------------------------------------------------------------- (b) predict == validation's outputs
