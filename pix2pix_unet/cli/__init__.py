@@ -225,7 +225,61 @@ def push_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def plan_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="pix2pix-unet plan",
+        description="Read a dataset's training files and print its fingerprint and the training settings the "
+                    "planner derives from it, each with its reason, as KEY=VALUE overrides for train.",
+    )
+    p.add_argument("--data", required=True, type=Path, help="the dataset folder, as train's --data takes it")
+    p.add_argument("--task", choices=["translate", "segment", "restore"], default="translate")
+    p.add_argument("--max-steps", type=int, help="plan the validation cadence for this many steps")
+    p.add_argument("--output", type=Path, help="also write the fingerprint and the plan to this JSON file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="settings you fix yourself: the plan leaves these keys alone")
+    args = p.parse_args(argv)
+
+    import json
+
+    from ..data import DatasetError
+    from ..io import ImageReadError
+    from ..planner import fingerprint, overrides, plan, to_json
+
+    labels = load_config(None, [o for o in args.overrides if o.startswith("labels.")]).labels
+    try:
+        fp = fingerprint(args.data, args.task, labels)
+    except (DatasetError, ImageReadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    im = fp.images
+    print(f"{fp.data}: {im.count} training file(s), {im.channels} channel(s) {im.dtype}, sides "
+          f"{min(im.heights)}-{max(im.heights)} x {min(im.widths)}-{max(im.widths)} px; intensity 0.5/50/99.5 "
+          f"percentiles per channel {[[round(v, 1) for v in p] for p in im.percentiles]} "
+          f"({im.range_used:.1%} of the dtype's range)")
+    if fp.labels is not None:
+        lb = fp.labels
+        print(f"labels: class frequency {[round(f, 4) for f in lb.class_frequency]}; object area p10/p50/p90 "
+              f"{[round(a) for a in lb.object_area]} px ({lb.object_diameter:.1f} px across); {lb.touching:.0%} "
+              f"touch another; structures {lb.structure_width:.1f} px wide")
+    if fp.noise_sigma is not None:
+        print(f"noise already in the clean images: sigma {fp.noise_sigma:.4f} of the range "
+              f"({fp.noise_sigma * 255:.1f}/255)")
+    decisions = plan(fp, args.max_steps)
+    explicit = {o.split("=", 1)[0] for o in args.overrides}
+    print("plan:")
+    for d in decisions:
+        mark = "  (yours wins)" if d.key in explicit else ""
+        print(f"  {d.override():<36} {d.reason}{mark}")
+    print("train with: " + " ".join(overrides(decisions, explicit) + list(args.overrides)))
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(to_json(fp, decisions), indent=2) + "\n")
+        print(f"wrote {args.output}")
+    return 0
+
+
 COMMANDS = {
+    "plan": plan_main,
     "train": train_main, "predict": predict_main, "export": export_main, "evaluate": evaluate_main,
     "synthesize": synthesize_main, "push": push_main, "demo": demo_main,
 }
