@@ -51,10 +51,33 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def _flatten(data: dict, prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in data.items():
+        keys |= _flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return keys
+
+
+def explicit_keys(args: argparse.Namespace, values: dict[str, object]) -> set[str]:
+    """The dotted keys the user set: in ``--config``, by a flag, or as ``KEY=VALUE``. A generator preset
+    counts as setting the whole generator."""
+    import yaml
+
+    keys = set(values) | {o.split("=", 1)[0].strip() for o in args.overrides if "=" in o}
+    if args.config is not None and args.config.is_file():
+        keys |= _flatten(yaml.safe_load(args.config.read_text()) or {})
+    if any(k == "generator.preset" or k == "generator" for k in keys):
+        keys |= {"generator.depth", "generator.dropout"}
+    return keys
+
+
+def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> TrainConfig:
     """Base config (the run's own config.yaml on --resume, else --config), then flags, then KEY=VALUE.
 
     Flag values are applied as argparse typed them, not re-read as YAML: ``--output-dir 2024`` is a folder name.
+    With folder data and ``plan`` on, the keys the user did not set come from the dataset's plan
+    (:mod:`pix2pix_unet.planner`); its fingerprint and decisions are appended to ``plan_out``. A resumed run
+    keeps the settings its ``config.yaml`` recorded, plan included.
     """
     values = {key: getattr(args, dest) for dest, key in TRAIN_FLAGS.items() if getattr(args, dest) is not None}
     if args.no_wandb:
@@ -67,8 +90,31 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         saved = output_dir / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"--resume: {saved} does not exist; is {output_dir} a run folder?")
-        base = saved
-    return load_config(base, args.overrides, values)
+        return load_config(saved, args.overrides, values)
+    cfg = load_config(base, args.overrides, values)
+    if not cfg.plan or cfg.data.path == "builtin" or not Path(cfg.data.path).is_dir():
+        return cfg
+    from ..planner import fingerprint, overrides, plan
+
+    fp = fingerprint(cfg.data.path, cfg.task, cfg.labels)
+    explicit = explicit_keys(args, values)
+    decisions = plan(fp, cfg.max_steps)
+    if plan_out is not None:
+        plan_out += [fp, decisions, explicit]
+    return load_config(base, overrides(decisions, explicit) + list(args.overrides), values)
+
+
+def report_plan(fp, decisions, explicit: set[str], output_dir: Path) -> None:
+    """Print the plan's decisions with their reasons and keep it as ``plan.json`` in the run folder."""
+    import json
+
+    from ..planner import to_json
+
+    print(f"plan from {fp.data} ({fp.images.count} training files; `plan=false` turns it off):")
+    for d in decisions:
+        print(f"  {d.override():<36} {'(yours wins) ' if d.key in explicit else ''}{d.reason}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "plan.json").write_text(json.dumps(to_json(fp, decisions), indent=2) + "\n")
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -78,7 +124,10 @@ def train_main(argv: list[str] | None = None) -> int:
     from ..training.faults import TrainingStopped, error_message
 
     try:
-        cfg = config_from_args(args)
+        planned: list = []
+        cfg = config_from_args(args, planned)
+        if planned:
+            report_plan(*planned, Path(cfg.output_dir))
         train(cfg, resume=args.resume, stop_at=args.stop_at)
     except (ConfigError, DatasetError, FileNotFoundError) as err:
         print(f"error: {error_message(err)}", file=sys.stderr)

@@ -105,6 +105,7 @@ class TrainConfig:
     restore: RestoreConfig = field(default_factory=RestoreConfig)
     max_bad_steps: int = 5  # stop after this many steps in a row skipped for a NaN/inf loss or gradient
     init_from: str | None = None  # start G from this export's weights (fine-tuning; same architecture and channels)
+    plan: bool = True  # folder data: settings the user did not set come from the dataset's plan (plan.json)
     best_metric: str = "val/l1"  # rotation also keeps the checkpoint with the best value of this
     best_mode: MetricMode = MetricMode.MIN
 

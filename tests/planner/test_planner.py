@@ -125,3 +125,38 @@ def test_a_missing_folder_is_named(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     with pytest.raises(DatasetError, match="nope"):
         fingerprint(tmp_path / "nope", "restore")
+
+
+@pytest.mark.slow
+def test_training_uses_the_plan_unless_a_key_is_set_and_a_resume_keeps_it(tmp_path, capsys):
+    import yaml
+
+    from pix2pix_unet.cli import train_main
+
+    write_nuclei(tmp_path / "data", n=3)
+    common = ["--task", "segment", "--data", str(tmp_path / "data"), "--max-steps", "2", "--no-wandb",
+              "generator.in_channels=1", "sample_every=1", "checkpoint_every=2"]
+    assert train_main([*common, "--output-dir", str(tmp_path / "planned")]) == 0
+    assert "plan from" in capsys.readouterr().out
+    cfg = yaml.safe_load((tmp_path / "planned" / "config.yaml").read_text())
+    saved = json.loads((tmp_path / "planned" / "plan.json").read_text())
+    planned = {d["key"]: d["value"] for d in saved["plan"]}
+    assert cfg["data"]["crop_size"] == planned["data.crop_size"] == 64
+    assert cfg["segment"]["intensity"] == "range" and cfg["segment"]["instances"] == "on"
+    assert cfg["generator"]["depth"] == planned["generator.depth"]
+    # an explicit key wins; the rest of the plan still applies
+    assert train_main([*common, "--output-dir", str(tmp_path / "mine"), "generator.depth=3",
+                       "--batch-size", "3"]) == 0
+    mine = yaml.safe_load((tmp_path / "mine" / "config.yaml").read_text())
+    assert (mine["generator"]["depth"], mine["batch_size"]) == (3, 3)
+    assert mine["segment"]["intensity"] == "range"
+    # plan=false is today's defaults
+    assert train_main([*common, "--output-dir", str(tmp_path / "off"), "plan=false", "data.crop_size=32"]) == 0
+    off = yaml.safe_load((tmp_path / "off" / "config.yaml").read_text())
+    assert off["generator"]["depth"] == 6 and not (tmp_path / "off" / "plan.json").exists()
+    # a resumed run keeps what its config.yaml recorded, without planning again
+    before = (tmp_path / "planned" / "plan.json").stat().st_mtime_ns
+    assert train_main([*common[:-3], "--max-steps", "3", "--output-dir", str(tmp_path / "planned"), "--resume"]) == 0
+    again = yaml.safe_load((tmp_path / "planned" / "config.yaml").read_text())
+    assert again["data"]["crop_size"] == 64 and again["segment"]["intensity"] == "range"
+    assert (tmp_path / "planned" / "plan.json").stat().st_mtime_ns == before
