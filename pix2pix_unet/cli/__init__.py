@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .commands import demo_main, evaluate_main, export_main, predict_main
 from ..config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
+
 
 # Flags that are shortcuts for config keys: flag dest -> dotted key.
 TRAIN_FLAGS = {
@@ -34,7 +36,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="YAML config file")
     p.add_argument("--data", help="dataset folder (aligned AB images, or A/ and B/), or 'builtin' (default)")
     p.add_argument("--output-dir", help="run folder (default runs/pix2pix)")
-    p.add_argument("--max-steps", type=int, help="optimiser steps to train for")
+    p.add_argument("--max-steps", type=int, help="optimiser steps to train for (with --budget: at most)")
+    p.add_argument("--budget", help="wall time for the whole run, e.g. 90s, 15m, 1.5h: the first steps are timed "
+                                    "and max_steps is set so that training and validation end inside it")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--direction", choices=["AtoB", "BtoA"])
     p.add_argument("--preset", help=f"generator preset: {', '.join(GENERATOR_PRESETS)}")
@@ -84,6 +88,15 @@ def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> 
         values["wandb"] = False
     if args.skip_bad:
         values["data.skip_bad"] = True
+    if getattr(args, "budget", None) is not None:
+        from ..planner.rules import BUDGET_CAP
+        from ..training.budget import parse_duration
+
+        try:
+            values["budget_s"] = parse_duration(args.budget)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        values.setdefault("max_steps", BUDGET_CAP)  # the budget decides; --max-steps, if given, caps it
     base = args.config
     if args.resume:
         output_dir = Path(args.output_dir or TrainConfig().output_dir)
@@ -98,7 +111,8 @@ def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> 
 
     fp = fingerprint(cfg.data.path, cfg.task, cfg.labels)
     explicit = explicit_keys(args, values)
-    decisions = plan(fp, cfg.max_steps)
+    asked = cfg.max_steps if "max_steps" in explicit and "budget_s" not in explicit else None
+    decisions = plan(fp, asked, explicit)
     if plan_out is not None:
         plan_out += [fp, decisions, explicit]
     return load_config(base, overrides(decisions, explicit) + list(args.overrides), values)
@@ -118,6 +132,7 @@ def report_plan(fp, decisions, explicit: set[str], output_dir: Path) -> None:
 
 
 def train_main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     args = train_parser().parse_intermixed_args(argv)
     from ..data import DatasetError
     from ..training import train
@@ -128,7 +143,7 @@ def train_main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args, planned)
         if planned:
             report_plan(*planned, Path(cfg.output_dir))
-        train(cfg, resume=args.resume, stop_at=args.stop_at)
+        train(cfg, resume=args.resume, stop_at=args.stop_at, started=started)
     except (ConfigError, DatasetError, FileNotFoundError) as err:
         print(f"error: {error_message(err)}", file=sys.stderr)
         return 2
@@ -313,8 +328,8 @@ def plan_main(argv: list[str] | None = None) -> int:
     if fp.noise_sigma is not None:
         print(f"noise already in the clean images: sigma {fp.noise_sigma:.4f} of the range "
               f"({fp.noise_sigma * 255:.1f}/255)")
-    decisions = plan(fp, args.max_steps)
-    explicit = {o.split("=", 1)[0] for o in args.overrides}
+    explicit = {o.split("=", 1)[0] for o in args.overrides} | ({"max_steps"} if args.max_steps else set())
+    decisions = plan(fp, args.max_steps, explicit)
     print("plan:")
     for d in decisions:
         mark = "  (yours wins)" if d.key in explicit else ""

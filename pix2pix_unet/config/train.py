@@ -106,6 +106,8 @@ class TrainConfig:
     max_bad_steps: int = 5  # stop after this many steps in a row skipped for a NaN/inf loss or gradient
     init_from: str | None = None  # start G from this export's weights (fine-tuning; same architecture and channels)
     plan: bool = True  # folder data: settings the user did not set come from the dataset's plan (plan.json)
+    # wall-clock seconds for the whole run: a warm-up of the first steps fixes max_steps (then a cap) to fit
+    budget_s: float | None = None
     best_metric: str = "val/l1"  # rotation also keeps the checkpoint with the best value of this
     best_mode: MetricMode = MetricMode.MIN
 
@@ -120,6 +122,8 @@ class TrainConfig:
             self, "", "max_steps", "batch_size", "grad_accum", "log_every", "sample_every",
             "checkpoint_every", "keep_checkpoints", "num_samples",
         )
+        if self.budget_s is not None and self.budget_s <= 0:
+            raise ConfigError(f"budget_s={self.budget_s} must be a positive number of seconds")
         if not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in (0, 1)")
         self.labels.validate()

@@ -20,6 +20,8 @@ CROP_CAP = 256  # the largest crop the CPU-sized default plans; larger images ar
 MIN_BOTTLENECK = 4  # px the innermost level keeps at the crop size (a 1x1 bottleneck has no spatial context)
 MIN_DEPTH, MAX_DEPTH = 3, 8
 PIXELS_PER_BATCH = 4 * 128 * 128  # the batch keeps about this many pixels whatever the crop
+DEFAULT_BUDGET_S = 15 * 60  # the steps of a run given neither --budget nor --max-steps: what fits 15 minutes
+BUDGET_CAP = 1_000_000  # max_steps of a budgeted run until its warm-up fixes it
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,15 @@ def segmentation(fp: Fingerprint) -> list[Decision]:
     return decisions
 
 
-def plan(fp: Fingerprint, max_steps: int | None = None) -> list[Decision]:
-    """The decisions for ``fp``'s task, in the order they were taken."""
+def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str] | set[str] = frozenset()
+         ) -> list[Decision]:
+    """The decisions for ``fp``'s task, in the order they were taken.
+
+    Args:
+        max_steps: the steps the user asked for, if any (the validation cadence follows them).
+        explicit: the keys the user set; with neither ``max_steps`` nor ``budget_s`` among them the run gets
+            the default time budget.
+    """
     decisions = crop_and_depth(fp)
     crop = decisions[0].value
     decisions.append(batch_size(fp, crop))
@@ -133,6 +142,11 @@ def plan(fp: Fingerprint, max_steps: int | None = None) -> list[Decision]:
     if max_steps is not None:
         every = max(50, max_steps // 10)
         decisions.append(Decision("sample_every", every, f"validate ten times over {max_steps} steps"))
+    elif not {"max_steps", "budget_s"} & set(explicit):
+        minutes = DEFAULT_BUDGET_S // 60
+        decisions += [Decision("budget_s", DEFAULT_BUDGET_S, f"neither --budget nor --max-steps: the default "
+                               f"budget, {minutes} min; a warm-up on this machine fixes the steps that fit"),
+                      Decision("max_steps", BUDGET_CAP, "a cap only: the budget's warm-up decides the steps")]
     return decisions
 
 
