@@ -18,6 +18,7 @@ WARMUP_STEPS = 12  # steps timed before deciding; the first SKIP are allocation 
 SKIP = 2
 WARMUP_SHARE = 0.1  # ... or fewer, when 12 steps would take more than this share of the budget
 RESERVE_EVALS = 3  # the final evaluation, the tuning after it and the export, in units of one evaluation
+SAFETY = 0.92  # the steps are counted to end here, so a slower stretch later still ends inside the budget
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
 
@@ -55,9 +56,9 @@ def steps_that_fit(budget_s: float, elapsed_s: float, done: int, step_s: float, 
                    eval_every: int, checkpoint_s: float = 0.0, checkpoint_every: int = 0) -> int:
     """The step count (from 0) that ends inside ``budget_s``: ``done`` steps already taken in ``elapsed_s``,
     each further step costs ``step_s`` plus its share of the periodic evaluations and checkpoints, and the end
-    keeps ``RESERVE_EVALS`` evaluations in reserve. At least ``done`` (never fewer than already taken)."""
+    keeps ``RESERVE_EVALS`` evaluations and ``1 - SAFETY`` of the budget in reserve. At least ``done`` (never fewer than already taken)."""
     per_step = step_s + eval_s / max(1, eval_every) + (checkpoint_s / checkpoint_every if checkpoint_every else 0.0)
-    left = budget_s - elapsed_s - RESERVE_EVALS * eval_s - checkpoint_s
+    left = SAFETY * budget_s - elapsed_s - RESERVE_EVALS * eval_s - checkpoint_s
     return done + max(0, math.floor(left / per_step)) if per_step > 0 else done
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import yaml
 
-from pix2pix_unet.training.budget import RESERVE_EVALS, parse_duration, steps_that_fit, warmup_steps
+from pix2pix_unet.training.budget import RESERVE_EVALS, SAFETY, parse_duration, steps_that_fit, warmup_steps
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("15m", 900), ("1.5h", 5400), ("15", 900), (" 2 min", 120)])
@@ -24,7 +24,7 @@ def test_a_bad_duration_names_itself(text):
 def test_the_steps_that_fit_pay_for_evaluations_checkpoints_and_the_reserve():
     # 100 s budget, 10 s spent, 10 steps done; 0.1 s a step, 1 s an evaluation every 10 steps
     fit = steps_that_fit(100.0, 10.0, 10, step_s=0.1, eval_s=1.0, eval_every=10)
-    left = 100.0 - 10.0 - RESERVE_EVALS * 1.0
+    left = SAFETY * 100.0 - 10.0 - RESERVE_EVALS * 1.0
     assert fit == 10 + int(left / (0.1 + 1.0 / 10))
     # a budget already spent never takes back steps that were taken
     assert steps_that_fit(10.0, 50.0, 7, step_s=0.1, eval_s=1.0, eval_every=10) == 7
