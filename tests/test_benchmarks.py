@@ -12,6 +12,9 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -162,3 +165,54 @@ def test_compare_presets_trains_every_seed_and_prints_mean_and_spread(tmp_path, 
     # finished runs are read back, not trained again
     assert module.main([*argv, "--table-only"]) == 0
     assert row in capsys.readouterr().out.splitlines()
+
+
+def write_first_run_data(root: Path) -> None:
+    """Tiny stand-ins of the first-run datasets, in their layouts (the real ones are not in the repo)."""
+    from skimage.draw import disk
+
+    from pix2pix_unet.io import write_image, write_label_map
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("test", 2)):
+        for i in range(n):
+            labels = np.zeros((64, 64), np.uint8)
+            labels[:, 20 + 3 * i: 23 + 3 * i] = 1
+            labels[30 + i: 33 + i, :] = 1
+            image = np.where(labels[..., None] == 1, 40, 200) + rng.integers(0, 30, (64, 64, 3))
+            write_image(root / "thin" / split / "images" / f"t{i}.png", image.astype(np.uint8))
+            write_label_map(root / "thin" / split / "labels" / f"t{i}.png", labels, 2)
+            instances = np.zeros((64, 64), np.uint16)
+            for j, (y, x) in enumerate([(16, 14 + i), (16, 27 + i), (44, 40), (44, 53)]):
+                rr, cc = disk((y, x), 7, shape=instances.shape)
+                instances[rr, cc] = j + 1
+            nuclei = (np.where(instances > 0, 1800, 300) + rng.integers(0, 60, instances.shape)).astype(np.uint16)
+            write_image(root / "nuclei" / split / "images" / f"n{i}.tif", nuclei[..., None])
+            write_label_map(root / "nuclei" / split / "labels" / f"n{i}.png", (instances > 0).astype(np.uint8), 2)
+            write_image(root / "nuclei" / split / "instances" / f"n{i}.tif", instances[..., None])
+            photo = np.clip(np.add.outer(np.arange(64), np.arange(64))[..., None] * [1.5, 1.0, 0.5] + 20 * i, 0, 255)
+            write_image(root / "photos" / split / f"p{i}.png", photo.astype(np.uint8))
+            paired = "train" if split == "train" else "val"
+            write_image(root / "paired" / paired / "A" / f"f{i}.png", (labels[..., None] * [200, 50, 50]).astype(np.uint8))
+            write_image(root / "paired" / paired / "B" / f"f{i}.png", image.astype(np.uint8))
+
+
+@pytest.mark.slow
+def test_first_run_benchmark_runs_every_job_and_arm_from_files(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    first_run = load("first_run")
+    write_first_run_data(tmp_path / "data")
+    assert first_run.main(["--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--budgets", "0.25",
+                           "--today-steps", "2", "--no-bm3d"]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())["jobs"]
+    assert set(results) == {"thin", "nuclei", "denoise", "sr", "paired"}
+    for job in ("thin", "nuclei"):
+        assert {"planned_0.25m", "today", "classical"} <= set(results[job])
+        assert 0.0 <= results[job]["planned_0.25m"]["pixel_error"] <= 1.0
+    assert 0.0 <= results["nuclei"]["classical"]["object_f1"] <= 1.0
+    assert set(results["denoise"]["nlm"]["psnr"]) == {"15", "25", "50"}
+    assert len(results["sr"]["classical"]["psnr_y"]) == 2 and "L1" not in results["paired"]
+    assert results["thin"]["today"]["max_steps"] == 2
+    out = capsys.readouterr().out
+    assert "### denoise" in out and "min gain over input" in out
+    assert first_run.main(["--report", str(tmp_path / "out" / "results.json")]) == 0

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .commands import demo_main, evaluate_main, export_main, predict_main
 from ..config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
+
 
 # Flags that are shortcuts for config keys: flag dest -> dotted key.
 TRAIN_FLAGS = {
@@ -34,7 +36,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="YAML config file")
     p.add_argument("--data", help="dataset folder (aligned AB images, or A/ and B/), or 'builtin' (default)")
     p.add_argument("--output-dir", help="run folder (default runs/pix2pix)")
-    p.add_argument("--max-steps", type=int, help="optimiser steps to train for")
+    p.add_argument("--max-steps", type=int, help="optimiser steps to train for (with --budget: at most)")
+    p.add_argument("--budget", help="wall time for the whole run, e.g. 90s, 15m, 1.5h: the first steps are timed "
+                                    "and max_steps is set so that training and validation end inside it")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--direction", choices=["AtoB", "BtoA"])
     p.add_argument("--preset", help=f"generator preset: {', '.join(GENERATOR_PRESETS)}")
@@ -51,35 +55,95 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def _flatten(data: dict, prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in data.items():
+        keys |= _flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return keys
+
+
+def explicit_keys(args: argparse.Namespace, values: dict[str, object]) -> set[str]:
+    """The dotted keys the user set: in ``--config``, by a flag, or as ``KEY=VALUE``. A generator preset
+    counts as setting the whole generator."""
+    import yaml
+
+    keys = set(values) | {o.split("=", 1)[0].strip() for o in args.overrides if "=" in o}
+    if args.config is not None and args.config.is_file():
+        keys |= _flatten(yaml.safe_load(args.config.read_text()) or {})
+    if any(k == "generator.preset" or k == "generator" for k in keys):
+        keys |= {"generator.depth", "generator.dropout"}
+    return keys
+
+
+def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> TrainConfig:
     """Base config (the run's own config.yaml on --resume, else --config), then flags, then KEY=VALUE.
 
     Flag values are applied as argparse typed them, not re-read as YAML: ``--output-dir 2024`` is a folder name.
+    With folder data and ``plan`` on, the keys the user did not set come from the dataset's plan
+    (:mod:`pix2pix_unet.planner`); its fingerprint and decisions are appended to ``plan_out``. A resumed run
+    keeps the settings its ``config.yaml`` recorded, plan included.
     """
     values = {key: getattr(args, dest) for dest, key in TRAIN_FLAGS.items() if getattr(args, dest) is not None}
     if args.no_wandb:
         values["wandb"] = False
     if args.skip_bad:
         values["data.skip_bad"] = True
+    if getattr(args, "budget", None) is not None:
+        from ..planner.rules import BUDGET_CAP
+        from ..training.budget import parse_duration
+
+        try:
+            values["budget_s"] = parse_duration(args.budget)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        values.setdefault("max_steps", BUDGET_CAP)  # the budget decides; --max-steps, if given, caps it
     base = args.config
     if args.resume:
         output_dir = Path(args.output_dir or TrainConfig().output_dir)
         saved = output_dir / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"--resume: {saved} does not exist; is {output_dir} a run folder?")
-        base = saved
-    return load_config(base, args.overrides, values)
+        return load_config(saved, args.overrides, values)
+    cfg = load_config(base, args.overrides, values)
+    if not cfg.plan or cfg.data.path == "builtin" or not Path(cfg.data.path).is_dir():
+        return cfg
+    from ..planner import fingerprint, overrides, plan
+
+    fp = fingerprint(cfg.data.path, cfg.task, cfg.labels)
+    explicit = explicit_keys(args, values)
+    asked = cfg.max_steps if "max_steps" in explicit and "budget_s" not in explicit else None
+    decisions = plan(fp, asked, explicit)
+    if plan_out is not None:
+        plan_out += [fp, decisions, explicit]
+    return load_config(base, overrides(decisions, explicit) + list(args.overrides), values)
+
+
+def report_plan(fp, decisions, explicit: set[str], output_dir: Path) -> None:
+    """Print the plan's decisions with their reasons and keep it as ``plan.json`` in the run folder."""
+    import json
+
+    from ..planner import to_json
+
+    print(f"plan from {fp.data} ({fp.images.count} training files; `plan=false` turns it off):")
+    for d in decisions:
+        print(f"  {d.override():<36} {'(yours wins) ' if d.key in explicit else ''}{d.reason}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "plan.json").write_text(json.dumps(to_json(fp, decisions), indent=2) + "\n")
 
 
 def train_main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     args = train_parser().parse_intermixed_args(argv)
     from ..data import DatasetError
     from ..training import train
     from ..training.faults import TrainingStopped, error_message
 
     try:
-        cfg = config_from_args(args)
-        train(cfg, resume=args.resume, stop_at=args.stop_at)
+        planned: list = []
+        cfg = config_from_args(args, planned)
+        if planned:
+            report_plan(*planned, Path(cfg.output_dir))
+        train(cfg, resume=args.resume, stop_at=args.stop_at, started=started)
     except (ConfigError, DatasetError, FileNotFoundError) as err:
         print(f"error: {error_message(err)}", file=sys.stderr)
         return 2
@@ -225,7 +289,61 @@ def push_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def plan_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="pix2pix-unet plan",
+        description="Read a dataset's training files and print its fingerprint and the training settings the "
+                    "planner derives from it, each with its reason, as KEY=VALUE overrides for train.",
+    )
+    p.add_argument("--data", required=True, type=Path, help="the dataset folder, as train's --data takes it")
+    p.add_argument("--task", choices=["translate", "segment", "restore"], default="translate")
+    p.add_argument("--max-steps", type=int, help="plan the validation cadence for this many steps")
+    p.add_argument("--output", type=Path, help="also write the fingerprint and the plan to this JSON file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="settings you fix yourself: the plan leaves these keys alone")
+    args = p.parse_args(argv)
+
+    import json
+
+    from ..data import DatasetError
+    from ..io import ImageReadError
+    from ..planner import fingerprint, overrides, plan, to_json
+
+    labels = load_config(None, [o for o in args.overrides if o.startswith("labels.")]).labels
+    try:
+        fp = fingerprint(args.data, args.task, labels)
+    except (DatasetError, ImageReadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    im = fp.images
+    print(f"{fp.data}: {im.count} training file(s), {im.channels} channel(s) {im.dtype}, sides "
+          f"{min(im.heights)}-{max(im.heights)} x {min(im.widths)}-{max(im.widths)} px; intensity 0.5/50/99.5 "
+          f"percentiles per channel {[[round(v, 1) for v in p] for p in im.percentiles]} "
+          f"({im.range_used:.1%} of the dtype's range)")
+    if fp.labels is not None:
+        lb = fp.labels
+        print(f"labels: class frequency {[round(f, 4) for f in lb.class_frequency]}; object area p10/p50/p90 "
+              f"{[round(a) for a in lb.object_area]} px ({lb.object_diameter:.1f} px across); {lb.touching:.0%} "
+              f"touch another; structures {lb.structure_width:.1f} px wide")
+    if fp.noise_sigma is not None:
+        print(f"noise already in the clean images: sigma {fp.noise_sigma:.4f} of the range "
+              f"({fp.noise_sigma * 255:.1f}/255)")
+    explicit = {o.split("=", 1)[0] for o in args.overrides} | ({"max_steps"} if args.max_steps else set())
+    decisions = plan(fp, args.max_steps, explicit)
+    print("plan:")
+    for d in decisions:
+        mark = "  (yours wins)" if d.key in explicit else ""
+        print(f"  {d.override():<36} {d.reason}{mark}")
+    print("train with: " + " ".join(overrides(decisions, explicit) + list(args.overrides)))
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(to_json(fp, decisions), indent=2) + "\n")
+        print(f"wrote {args.output}")
+    return 0
+
+
 COMMANDS = {
+    "plan": plan_main,
     "train": train_main, "predict": predict_main, "export": export_main, "evaluate": evaluate_main,
     "synthesize": synthesize_main, "push": push_main, "demo": demo_main,
 }

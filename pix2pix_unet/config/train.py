@@ -110,6 +110,9 @@ class TrainConfig:
     best_metric: str | None = None
     best_mode: MetricMode | None = None
     export: ExportWeights = ExportWeights.BEST  # what checkpoints/generator holds: the best checkpoint, or the last
+    plan: bool = True  # folder data: settings the user did not set come from the dataset's plan (plan.json)
+    # wall-clock seconds for the whole run: a warm-up of the first steps fixes max_steps (then a cap) to fit
+    budget_s: float | None = None
 
     def validate(self) -> None:
         self.generator.validate()
@@ -122,6 +125,8 @@ class TrainConfig:
             self, "", "max_steps", "batch_size", "grad_accum", "log_every", "sample_every",
             "checkpoint_every", "keep_checkpoints", "num_samples",
         )
+        if self.budget_s is not None and self.budget_s <= 0:
+            raise ConfigError(f"budget_s={self.budget_s} must be a positive number of seconds")
         if not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in (0, 1)")
         self.labels.validate()

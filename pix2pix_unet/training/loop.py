@@ -14,6 +14,7 @@ Run folder written by :func:`train` (``cfg.output_dir``)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from typing import Callable, Iterator
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, broadcast_object_list, set_seed
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -39,6 +40,8 @@ from ..models.generator import load_weights
 from ..tasks import build_task
 from ..tasks.base import RandomCrops
 from ..data.split import SPLIT_NAME, split_record, tune_and_report
+from .budget import SKIP as SKIP_STEPS
+from .budget import BudgetDecision, steps_that_fit, warmup_steps
 from .perf import adam, plan, speed_up
 from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
 from .final import ExportChoice, FinalReport, choose_export, finish, load_chosen
@@ -149,7 +152,7 @@ def ema_update(ema: AveragedModel, model: nn.Module) -> None:
     ema.n_averaged += 1
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> Path:
+def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, started: float | None = None) -> Path:
     """Train a pix2pix model as described by ``cfg``; returns the run folder.
 
     Args:
@@ -157,6 +160,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         resume: continue from the newest checkpoint in ``cfg.output_dir``.
         stop_at: end this session after this step (saving a checkpoint) without
             changing the schedule, which still runs to ``cfg.max_steps``.
+        started: ``time.perf_counter()`` when the run began (the CLI's start), from which
+            ``cfg.budget_s`` counts; default: now.
 
     Raises:
         TrainingStopped: the run ended early on purpose (SIGTERM/SIGINT after saving a
@@ -164,11 +169,14 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
             written); the message says what was kept.
     """
     # SIGTERM/SIGINT end the run after a step, with a checkpoint; `cleanup` closes the progress bar on any error
+    started = time.perf_counter() if started is None else started
     with StopSignals() as signals, ExitStack() as cleanup:
-        return _train(cfg, resume, stop_at, signals, cleanup)
+        return _train(cfg, resume, stop_at, signals, cleanup, started)
 
 
-def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSignals, cleanup: ExitStack) -> Path:
+def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSignals, cleanup: ExitStack,
+           started: float) -> Path:
+    budgeted = cfg.budget_s is not None and not resume  # a resumed run keeps the steps its warm-up fixed
     end = min(cfg.max_steps, stop_at) if stop_at else cfg.max_steps
     run_dir = Path(cfg.output_dir)
     ckpt_root = run_dir / "checkpoints"
@@ -226,7 +234,11 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                           f"base_batch_size={cfg.optim.base_batch_size}, lr_g {cfg.optim.lr_g:g} -> {lr_g:g}, "
                           f"lr_d {cfg.optim.lr_d:g} -> {lr_d:g}")
     opt_g = adam(generator_param_groups(generator, lr_g, cfg.optim), lr_g, betas, speed)
-    schedule = linear_decay(cfg.max_steps, cfg.optim.decay_start)
+    horizon = [cfg.max_steps]  # the schedule's length: a budgeted run fixes it after its warm-up
+
+    def schedule(step: int) -> float:
+        return linear_decay(horizon[0], cfg.optim.decay_start)(step)
+
     # one rule per group: the encoder's (if any) holds still for its first optim.freeze_encoder_steps
     sched_g = LambdaLR(opt_g, [frozen_for(cfg.optim.freeze_encoder_steps, schedule) if g["name"] == "encoder"
                                else schedule for g in opt_g.param_groups])
@@ -274,7 +286,10 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     def export_to(folder: Path) -> None:  # a checkpoint's own generator/, which export=best copies
         sample_net().save_pretrained(folder, step=state.step, ema=ema is not None, **task.describe())
 
+    timings: dict[str, list[float]] = {"step": [], "eval": [], "checkpoint": []}  # seconds, for the budget
+
     def eval_and_sample() -> None:
+        t = time.perf_counter()
         result = task.evaluate(sample_net(), val_set, accelerator.device)
         metrics = {f"val/{k}": v for k, v in result.metrics.items()}
         path = save_sample_grid(run_dir / "samples" / f"step_{state.step:08d}.png",
@@ -284,11 +299,13 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         evaluated.update(step=state.step, metrics=metrics)
         logger.log_image("samples", path, state.step, caption="input | output | target")
         bar.write(f"step {state.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        timings["eval"].append(time.perf_counter() - t)
 
     evaluated: dict = {}  # the latest evaluation: its step and metrics, stored with a checkpoint of that step
 
     def checkpoint(measure: bool = True) -> Path:
         """Save the state, with metrics measured on these very weights (for "best"), and the export."""
+        t = time.perf_counter()
         metrics = None
         if main and measure:
             if evaluated.get("step") != state.step:
@@ -299,9 +316,24 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         path = save_checkpoint(accelerator, ckpt_root, state.step, cfg.keep_checkpoints, metrics, best, export_to)
         if main:
             exported.update(choice=export())
+        timings["checkpoint"].append(time.perf_counter() - t)
         return path
 
     exported: dict = {}  # the latest export's ExportChoice
+
+    def fix_budget() -> BudgetDecision:
+        """The steps that fit the budget, from the warm-up's timings (the main process decides for all)."""
+        recent = sorted(timings["step"][SKIP_STEPS:][-20:])  # the latest steps: the first ones warm caches
+        step_s = recent[len(recent) // 2]
+        eval_s = max(timings["eval"], default=0.0)
+        fit = steps_that_fit(cfg.budget_s, time.perf_counter() - started, state.step, step_s, eval_s,
+                             cfg.sample_every, max(timings["checkpoint"], default=0.0), cfg.checkpoint_every)
+        decision = [BudgetDecision(cfg.budget_s, time.perf_counter() - started, step_s, eval_s,
+                                   min(fit, cfg.max_steps))]
+        if accelerator.num_processes > 1:
+            broadcast_object_list(decision, from_process=0)
+        return decision[0]
+
     best = BestRule(cfg.best_metric, cfg.best_mode)
     final: FinalReport | None = None
 
@@ -354,6 +386,9 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     steps_since_log, t_log = 0, time.perf_counter()
 
     # 4. the loop: one optimiser step per `grad_accum` micro-batches
+    warm: int | None = None  # budgeted runs: the steps the warm-up times, set after the first step
+    next_fit: int | None = None  # ... and the step at which the steps that fit are counted again
+    mark = time.perf_counter()
     while state.step < end and stop is None:
         epoch, offset = divmod(state.batches_seen, len(loader))
         batches = accelerator.skip_first_batches(loader, offset) if offset else loader
@@ -374,6 +409,28 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                 continue
             state.step += 1
             steps_since_log += 1
+            if budgeted:  # data, step and the host's share of it; evaluations and checkpoints are timed apart
+                timings["step"].append(time.perf_counter() - mark)
+                warm = warm or warmup_steps(cfg.budget_s, timings["step"][0])
+                if state.step == next_fit or (next_fit is None and state.step == warm):
+                    # refitted while the lr is still constant, so stretching the schedule changes no past step
+                    decision = fix_budget()
+                    horizon[0] = decision.max_steps
+                    end = min(decision.max_steps, stop_at) if stop_at else decision.max_steps
+                    next_fit = state.step + warm
+                    settled = next_fit >= cfg.optim.decay_start * decision.max_steps or next_fit >= end
+                    cfg = dataclasses.replace(cfg, max_steps=decision.max_steps, budget_s=None if settled else
+                                              cfg.budget_s)
+                    bar.total = end
+                    if settled or state.step == warm:
+                        bar.write(decision.summary())
+                    if settled:
+                        budgeted = False
+                        if main:
+                            save_config(cfg, run_dir / "config.yaml", version=__version__)
+                    if main:
+                        logger.log({"budget/max_steps": decision.max_steps, "budget/step_s": decision.step_s,
+                                    "budget/eval_s": decision.eval_s}, state.step)
             sched_g.step()
             if sched_d is not None:
                 sched_d.step()
@@ -422,6 +479,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                 final = wrap_up()
             if state.step >= end or stop is not None:
                 break
+            mark = time.perf_counter()
 
     # 5. wrap up and say where everything went
     bar.close()

@@ -1,0 +1,162 @@
+"""The plan: training settings derived from a :class:`~.fingerprint.Fingerprint` by rules a reader can check.
+
+Each rule gives a config key, its value and the reason, in words and numbers from
+the fingerprint. The rules read the data's properties (sizes, object diameters,
+thinness, touching share, file count, intensity range, noise), never a dataset's
+name. A plan is a list of ``key=value`` overrides: an explicit key of the user's
+always wins over it (:func:`overrides`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..config import Task
+from .fingerprint import Fingerprint
+
+CROP_CAP = 256  # the largest crop the CPU-sized default plans; larger images are trained on crops of it
+MIN_BOTTLENECK = 4  # px the innermost level keeps at the crop size (a 1x1 bottleneck has no spatial context)
+MIN_DEPTH, MAX_DEPTH = 3, 8
+PIXELS_PER_BATCH = 4 * 128 * 128  # the batch keeps about this many pixels whatever the crop
+DEFAULT_BUDGET_S = 15 * 60  # the steps of a run given neither --budget nor --max-steps: what fits 15 minutes
+BUDGET_CAP = 1_000_000  # max_steps of a budgeted run until its warm-up fixes it
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One planned setting: the dotted config key, its value and why."""
+
+    key: str
+    value: Any
+    reason: str
+
+    def override(self) -> str:
+        value = str(self.value).lower() if isinstance(self.value, bool) else self.value
+        return f"{self.key}={value}"
+
+
+def _floor_to(value: float, multiple: int) -> int:
+    return int(value // multiple) * multiple
+
+
+def crop_and_depth(fp: Fingerprint) -> list[Decision]:
+    """The crop covers several object diameters with context, up to what the images and the CPU budget allow;
+    the depth keeps the bottleneck at ``MIN_BOTTLENECK`` px or more."""
+    side = fp.images.min_side
+    objects = fp.labels.object_diameter if fp.labels is not None else 0.0
+    crop = max(_floor_to(min(side, CROP_CAP), 2 ** MIN_DEPTH), 2 ** MIN_DEPTH)
+    depth = max(MIN_DEPTH, min(MAX_DEPTH, int(math.log2(crop / MIN_BOTTLENECK))))
+    crop = _floor_to(crop, 2 ** depth) or 2 ** depth
+    why_crop = (f"the smallest image side is {side} px" + (f", objects are {objects:.0f} px across" if objects else "")
+                + f"; the crop takes as much as fits under {CROP_CAP} px, a multiple of 2**{depth}"
+                + (f" ({crop / objects:.1f} object diameters)" if objects else ""))
+    if crop >= side:
+        why_crop = f"the images are {side} px on their short side: train on them whole (a multiple of 2**{depth})"
+    why_depth = f"{crop} px halved {depth} times leaves a {crop // 2 ** depth}-px bottleneck (at least {MIN_BOTTLENECK})"
+    return [Decision("data.crop_size", crop, why_crop), Decision("generator.depth", depth, why_depth)]
+
+
+def batch_size(fp: Fingerprint, crop: int) -> Decision:
+    batch = max(1, min(16, PIXELS_PER_BATCH // (crop * crop), fp.images.count))
+    return Decision("batch_size", batch, f"about {PIXELS_PER_BATCH // 1024} k px per batch at a {crop}-px crop"
+                    + (f", at most the {fp.images.count} training files" if batch == fp.images.count else ""))
+
+
+def intensity(fp: Fingerprint, prefix: str) -> list[Decision]:
+    """8-bit data keeps the dtype rule; 16-bit data that uses a small part of its range gets the dataset's own
+    0.5-99.5 percentile range, one for every file (never per image, so tiles and files agree)."""
+    used = fp.images.range_used
+    if fp.images.dtype != "uint16" or used > 0.5:
+        return [Decision(f"{prefix}.intensity", "dtype",
+                         f"{fp.images.dtype} images use {used:.0%} of their range: the dtype's range maps to [-1, 1]")]
+    low = min(p[0] for p in fp.images.percentiles)
+    high = max(p[-1] for p in fp.images.percentiles)
+    reason = (f"16-bit images use {used:.1%} of their range: the dataset's 0.5-99.5 percentiles "
+              f"{low:g}..{high:g} map to [-1, 1], the same for every file")
+    return [Decision(f"{prefix}.intensity", "range", reason), Decision(f"{prefix}.intensity_min", low, reason),
+            Decision(f"{prefix}.intensity_max", high, reason)]
+
+
+def augmentation(fp: Fingerprint) -> list[Decision]:
+    """Few files get strong geometric augmentation, many files mild: the augmentation stands in for data."""
+    n = fp.images.count
+    if n <= 30:
+        return [Decision("segment.rotate_degrees", 45.0, f"{n} training files: strong rotations"),
+                Decision("segment.scale", 0.2, f"{n} training files: zoom by up to 20 %")]
+    if n >= 300:
+        return [Decision("segment.rotate_degrees", 10.0, f"{n} training files: mild rotations suffice"),
+                Decision("segment.scale", 0.05, f"{n} training files: zoom by up to 5 %")]
+    return [Decision("segment.rotate_degrees", 15.0, f"{n} training files: the default rotations")]
+
+
+def segmentation(fp: Fingerprint) -> list[Decision]:
+    labels = fp.labels
+    decisions = []
+    rare = min(labels.class_frequency[1:] or [1.0])
+    decisions.append(Decision("segment.class_balance", rare < 0.25,
+                              f"the rarest foreground class covers {rare:.1%} of the pixels"
+                              + (" (under 25 %: weigh classes by frequency)" if rare < 0.25 else "")))
+    thin = labels.structure_width and labels.structure_width <= 6
+    touching = labels.touching >= 0.1 and not thin
+    decisions.append(Decision("segment.instances", "on" if touching else "off",
+                              f"{labels.touching:.0%} of the objects touch another"
+                              + (" (thin structures: no instances)" if thin else "")
+                              + (": border class + seeded watershed" if touching else "")))
+    if touching:
+        sigma = max(2.0, min(10.0, labels.object_diameter / 6))
+        decisions.append(Decision("segment.sigma", round(sigma, 1),
+                                  f"the U-Net border weight decays over a sixth of the {labels.object_diameter:.0f}-px"
+                                  " object diameter"))
+    if thin:
+        decisions.append(Decision("segment.boundary_weight", 0.0,
+                                  f"structures are {labels.structure_width:.1f} px wide: a border weight would "
+                                  "weigh the whole foreground"))
+    return decisions
+
+
+def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str] | set[str] = frozenset()
+         ) -> list[Decision]:
+    """The decisions for ``fp``'s task, in the order they were taken.
+
+    Args:
+        max_steps: the steps the user asked for, if any (the validation cadence follows them).
+        explicit: the keys the user set; with neither ``max_steps`` nor ``budget_s`` among them the run gets
+            the default time budget.
+    """
+    decisions = crop_and_depth(fp)
+    crop = decisions[0].value
+    decisions.append(batch_size(fp, crop))
+    task = Task(fp.task)
+    if task is Task.SEGMENT:
+        decisions += intensity(fp, "segment") + augmentation(fp) + segmentation(fp)
+        decisions.append(Decision("generator.dropout", 0.0, "segmentation trains on few files with strong "
+                                  "augmentation: no dropout in the decoder"))
+    elif task is Task.RESTORE:
+        decisions += intensity(fp, "restore")
+        if fp.noise_sigma is not None and fp.noise_sigma > 0.01:
+            decisions.append(Decision("restore.gaussian_noise.low", round(fp.noise_sigma, 4),
+                                      f"the clean images already hold noise of sigma {fp.noise_sigma:.3f}: "
+                                      "weaker added noise would teach nothing"))
+    if max_steps is not None:
+        every = max(50, max_steps // 10)
+        decisions.append(Decision("sample_every", every, f"validate ten times over {max_steps} steps"))
+    elif not {"max_steps", "budget_s"} & set(explicit):
+        minutes = DEFAULT_BUDGET_S // 60
+        decisions += [Decision("budget_s", DEFAULT_BUDGET_S, f"neither --budget nor --max-steps: the default "
+                               f"budget, {minutes} min; a warm-up on this machine fixes the steps that fit"),
+                      Decision("max_steps", BUDGET_CAP, "a cap only: the budget's warm-up decides the steps")]
+    return decisions
+
+
+def overrides(decisions: list[Decision], explicit: set[str]) -> list[str]:
+    """``key=value`` overrides of the decisions whose key the user did not set (an explicit key wins)."""
+    return [d.override() for d in decisions if d.key not in explicit]
+
+
+def to_json(fp: Fingerprint, decisions: list[Decision]) -> dict[str, Any]:
+    return {"fingerprint": fp.to_dict(), "plan": [asdict(d) for d in decisions]}
+
+
+__all__ = ["Decision", "batch_size", "crop_and_depth", "overrides", "plan", "to_json"]

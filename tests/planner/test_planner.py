@@ -1,0 +1,162 @@
+"""The planner: fingerprints of small written datasets, the rules' decisions and reasons, the plan command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from skimage.draw import disk, line
+
+from pix2pix_unet.cli import main
+from pix2pix_unet.data import DatasetError
+from pix2pix_unet.io import write_image, write_label_map
+from pix2pix_unet.planner import fingerprint, overrides, plan
+from pix2pix_unet.planner.fingerprint import structure_width, touching_share
+
+
+def write_membranes(root, n: int = 3, size: int = 512) -> None:
+    """EM-like slices: a grid of 3-px membranes (class 1) between cells (class 0), 8-bit."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        labels = np.zeros((size, size), np.uint8)
+        for k in range(24, size, 48):
+            offset = int(rng.integers(-4, 5))
+            labels[:, max(0, k + offset - 1): k + offset + 2] = 1
+            labels[max(0, k - offset - 1): k - offset + 2, :] = 1
+        image = np.where(labels == 1, 60, 190).astype(np.uint8) + rng.integers(0, 20, labels.shape).astype(np.uint8)
+        write_image(root / "images" / f"s{i}.png", image[..., None])
+        write_label_map(root / "labels" / f"s{i}.png", labels, 2)
+
+
+def write_nuclei(root, n: int = 2, size: int = 64) -> None:
+    """16-bit fluorescence-like tiles with pairs of touching disks, and their instance maps."""
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        instances = np.zeros((size, size), np.uint16)
+        for j, (y, x) in enumerate([(16, 14), (16, 27), (44, 40), (44, 53)]):
+            rr, cc = disk((y, x), 7, shape=instances.shape)
+            instances[rr, cc] = j + 1
+        image = np.where(instances > 0, 1800, 300) + rng.integers(0, 60, instances.shape)
+        write_image(root / "images" / f"n{i}.tif", image.astype(np.uint16)[..., None])
+        write_label_map(root / "labels" / f"n{i}.png", (instances > 0).astype(np.uint8), 2)
+        write_image(root / "instances" / f"n{i}.tif", instances[..., None])
+
+
+def test_touching_share_and_structure_width_measure_what_they_say():
+    instances = np.zeros((20, 20), np.int64)
+    instances[2:6, 2:6], instances[2:6, 6:10], instances[12:16, 12:16] = 1, 2, 3  # 1 and 2 touch
+    assert touching_share(instances) == pytest.approx(2 / 3)
+    mask = np.zeros((40, 40), bool)
+    rr, cc = line(5, 20, 35, 20)
+    for d in (-1, 0, 1):
+        mask[rr, cc + d] = True  # a 3-px wide vertical line
+    assert 2.0 <= structure_width(mask) <= 4.0
+
+
+def test_fingerprint_of_thin_structures(tmp_path):
+    write_membranes(tmp_path)
+    fp = fingerprint(tmp_path, "segment")
+    assert (fp.images.count, fp.images.channels, fp.images.dtype) == (3, 1, "uint8")
+    assert fp.images.min_side == 512
+    assert 2.0 <= fp.labels.structure_width <= 6.0
+    assert 0.05 < fp.labels.class_frequency[1] < 0.2
+
+
+def test_fingerprint_of_touching_nuclei_reads_the_instance_maps(tmp_path):
+    write_nuclei(tmp_path)
+    fp = fingerprint(tmp_path, "segment")
+    assert fp.images.dtype == "uint16" and fp.images.range_used < 0.1
+    assert fp.labels.instance_maps and fp.labels.touching == pytest.approx(1.0)
+    assert 12 <= fp.labels.object_diameter <= 16  # disks of radius 7
+
+
+def test_fingerprint_of_restore_photos_estimates_their_noise(tmp_path):
+    rng = np.random.default_rng(2)
+    clean = np.tile(np.linspace(40, 200, 96), (96, 1))[..., None].repeat(3, 2)
+    for i, sigma in enumerate((0.0, 10.0)):
+        noisy = np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 255).astype(np.uint8)
+        write_image(tmp_path / f"p{i}.png", noisy)
+    fp = fingerprint(tmp_path, "restore")
+    assert fp.noise_sigma is not None and 0.0 <= fp.noise_sigma <= 10.0 / 255
+
+
+def test_a_512_thin_structure_set_gets_a_large_crop_and_a_4_px_bottleneck(tmp_path):
+    write_membranes(tmp_path)
+    decisions = {d.key: d for d in plan(fingerprint(tmp_path, "segment"))}
+    crop, depth = decisions["data.crop_size"].value, decisions["generator.depth"].value
+    assert crop >= 256 and crop % 2 ** depth == 0 and crop // 2 ** depth >= 4
+    assert decisions["segment.instances"].value == "off"  # membranes are not objects
+    assert "wide" in decisions["segment.boundary_weight"].reason
+    assert all(d.reason for d in decisions.values())
+
+
+def test_a_64_px_set_keeps_64_and_touching_objects_get_instance_mode(tmp_path):
+    write_nuclei(tmp_path)
+    decisions = {d.key: d for d in plan(fingerprint(tmp_path, "segment"))}
+    assert decisions["data.crop_size"].value == 64
+    assert 64 // 2 ** decisions["generator.depth"].value >= 4
+    assert decisions["segment.instances"].value == "on" and "touch" in decisions["segment.instances"].reason
+    assert decisions["segment.intensity"].value == "range"  # 16-bit data using a small part of its range
+    assert decisions["segment.intensity_max"].value < 4000
+
+
+def test_an_explicit_key_always_wins_over_the_plan(tmp_path):
+    write_nuclei(tmp_path)
+    decisions = plan(fingerprint(tmp_path, "segment"))
+    planned = overrides(decisions, explicit={"data.crop_size"})
+    assert not any(o.startswith("data.crop_size=") for o in planned)
+    assert any(o.startswith("generator.depth=") for o in planned)
+
+
+def test_plan_prints_reasons_and_writes_plan_json(tmp_path, capsys):
+    write_nuclei(tmp_path / "data")
+    assert main(["plan", "--data", str(tmp_path / "data"), "--task", "segment", "--max-steps", "1000",
+                 "--output", str(tmp_path / "plan.json"), "batch_size=2"]) == 0
+    out = capsys.readouterr().out
+    assert "plan:" in out and "touch another" in out and "(yours wins)" in out
+    assert "train with:" in out and "batch_size=2" in out.split("train with:")[1]
+    saved = json.loads((tmp_path / "plan.json").read_text())
+    assert saved["fingerprint"]["images"]["count"] == 2 and all(d["reason"] for d in saved["plan"])
+
+
+def test_a_missing_folder_is_named(tmp_path, capsys):
+    assert main(["plan", "--data", str(tmp_path / "nope"), "--task", "segment"]) == 2
+    assert "nope" in capsys.readouterr().err
+    with pytest.raises(DatasetError, match="nope"):
+        fingerprint(tmp_path / "nope", "restore")
+
+
+@pytest.mark.slow
+def test_training_uses_the_plan_unless_a_key_is_set_and_a_resume_keeps_it(tmp_path, capsys):
+    import yaml
+
+    from pix2pix_unet.cli import train_main
+
+    write_nuclei(tmp_path / "data", n=3)
+    common = ["--task", "segment", "--data", str(tmp_path / "data"), "--max-steps", "2", "--no-wandb",
+              "generator.in_channels=1", "sample_every=1", "checkpoint_every=2"]
+    assert train_main([*common, "--output-dir", str(tmp_path / "planned")]) == 0
+    assert "plan from" in capsys.readouterr().out
+    cfg = yaml.safe_load((tmp_path / "planned" / "config.yaml").read_text())
+    saved = json.loads((tmp_path / "planned" / "plan.json").read_text())
+    planned = {d["key"]: d["value"] for d in saved["plan"]}
+    assert cfg["data"]["crop_size"] == planned["data.crop_size"] == 64
+    assert cfg["segment"]["intensity"] == "range" and cfg["segment"]["instances"] == "on"
+    assert cfg["generator"]["depth"] == planned["generator.depth"]
+    # an explicit key wins; the rest of the plan still applies
+    assert train_main([*common, "--output-dir", str(tmp_path / "mine"), "generator.depth=3",
+                       "--batch-size", "3"]) == 0
+    mine = yaml.safe_load((tmp_path / "mine" / "config.yaml").read_text())
+    assert (mine["generator"]["depth"], mine["batch_size"]) == (3, 3)
+    assert mine["segment"]["intensity"] == "range"
+    # plan=false is today's defaults
+    assert train_main([*common, "--output-dir", str(tmp_path / "off"), "plan=false", "data.crop_size=32"]) == 0
+    off = yaml.safe_load((tmp_path / "off" / "config.yaml").read_text())
+    assert off["generator"]["depth"] == 6 and not (tmp_path / "off" / "plan.json").exists()
+    # a resumed run keeps what its config.yaml recorded, without planning again
+    before = (tmp_path / "planned" / "plan.json").stat().st_mtime_ns
+    assert train_main([*common[:-3], "--max-steps", "3", "--output-dir", str(tmp_path / "planned"), "--resume"]) == 0
+    again = yaml.safe_load((tmp_path / "planned" / "config.yaml").read_text())
+    assert again["data"]["crop_size"] == 64 and again["segment"]["intensity"] == "range"
+    assert (tmp_path / "planned" / "plan.json").stat().st_mtime_ns == before
