@@ -5,7 +5,9 @@ tuning and the export, inside 15 minutes of wall time from the start of the run.
 The first steps of the run are the warm-up: they are timed, the steps that fit
 are counted from them, and ``max_steps`` is fixed there (the learning-rate
 schedule then stretches over those steps; ``config.yaml`` records them, so a
-resumed run keeps them).
+resumed run keeps them). Should the steps later run slower than measured (a
+busy machine), the run ends early at the step that still leaves the end its
+reserve, rather than overrun.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class BudgetDecision:
     step_s: float
     eval_s: float
     max_steps: int
+    reserve_s: float = 0.0  # kept for the end of the run: the final evaluation, tuning, checkpoint and export
 
     def summary(self) -> str:
         return (f"budget {self.budget_s:.0f} s: {self.elapsed_s:.1f} s spent on setup and the warm-up, "

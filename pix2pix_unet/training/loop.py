@@ -41,7 +41,7 @@ from ..tasks import build_task
 from ..tasks.base import RandomCrops
 from ..data.split import SPLIT_NAME, split_record, tune_and_report
 from .budget import SKIP as SKIP_STEPS
-from .budget import BudgetDecision, steps_that_fit, warmup_steps
+from .budget import RESERVE_EVALS, BudgetDecision, steps_that_fit, warmup_steps
 from .perf import adam, plan, speed_up
 from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
 from .final import ExportChoice, FinalReport, choose_export, finish, load_chosen
@@ -328,8 +328,9 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         eval_s = max(timings["eval"], default=0.0)
         fit = steps_that_fit(cfg.budget_s, time.perf_counter() - started, state.step, step_s, eval_s,
                              cfg.sample_every, max(timings["checkpoint"], default=0.0), cfg.checkpoint_every)
+        reserve = RESERVE_EVALS * eval_s + max(timings["checkpoint"], default=0.0)
         decision = [BudgetDecision(cfg.budget_s, time.perf_counter() - started, step_s, eval_s,
-                                   min(fit, cfg.max_steps))]
+                                   min(fit, cfg.max_steps), reserve)]
         if accelerator.num_processes > 1:
             broadcast_object_list(decision, from_process=0)
         return decision[0]
@@ -388,6 +389,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     # 4. the loop: one optimiser step per `grad_accum` micro-batches
     warm: int | None = None  # budgeted runs: the steps the warm-up times, set after the first step
     next_fit: int | None = None  # ... and the step at which the steps that fit are counted again
+    deadline: float | None = None  # ... and when the steps must stop for the end of the run to fit
     mark = time.perf_counter()
     while state.step < end and stop is None:
         epoch, offset = divmod(state.batches_seen, len(loader))
@@ -431,6 +433,14 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                     if main:
                         logger.log({"budget/max_steps": decision.max_steps, "budget/step_s": decision.step_s,
                                     "budget/eval_s": decision.eval_s}, state.step)
+                    deadline = started + decision.budget_s - decision.reserve_s
+            elif deadline is not None and time.perf_counter() > deadline and state.step < end:
+                # steps got slower than the warm-up said (a busy machine): end here, inside the budget
+                bar.write(f"budget: ending at step {state.step} of {end}, steps ran slower than measured")
+                end = horizon[0] = state.step
+                cfg = dataclasses.replace(cfg, max_steps=state.step)
+                if main:
+                    save_config(cfg, run_dir / "config.yaml", version=__version__)
             sched_g.step()
             if sched_d is not None:
                 sched_d.step()
