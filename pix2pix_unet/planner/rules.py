@@ -19,7 +19,8 @@ from .fingerprint import Fingerprint
 CROP_CAP = 256  # the largest crop the CPU-sized default plans; larger images are trained on crops of it
 MIN_BOTTLENECK = 4  # px the innermost level keeps at the crop size (a 1x1 bottleneck has no spatial context)
 MIN_DEPTH, MAX_DEPTH = 3, 8
-PIXELS_PER_BATCH = 4 * 128 * 128  # the batch keeps about this many pixels whatever the crop
+PIXELS_PER_BATCH = 2 * 256 * 256  # the batch keeps about this many pixels whatever the crop
+MIN_BATCH_NORM = 8  # under this many images a batch's statistics are too noisy for batch norm
 DEFAULT_BUDGET_S = 15 * 60  # the steps of a run given neither --budget nor --max-steps: what fits 15 minutes
 BUDGET_CAP = 1_000_000  # max_steps of a budgeted run until its warm-up fixes it
 
@@ -116,6 +117,13 @@ def segmentation(fp: Fingerprint) -> list[Decision]:
     return decisions
 
 
+def normalisation(batch: int) -> list[Decision]:
+    if batch >= MIN_BATCH_NORM:
+        return []
+    return [Decision("generator.norm", "instance", f"a batch of {batch}: batch norm's statistics are noisy under "
+                     f"{MIN_BATCH_NORM} images, and eval mode would use running ones; instance norm instead")]
+
+
 def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str] | set[str] = frozenset()
          ) -> list[Decision]:
     """The decisions for ``fp``'s task, in the order they were taken.
@@ -125,10 +133,14 @@ def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str]
         explicit: the keys the user set; with neither ``max_steps`` nor ``budget_s`` among them the run gets
             the default time budget.
     """
+    task = Task(fp.task)
     decisions = crop_and_depth(fp)
     crop = decisions[0].value
+    if task is Task.RESTORE:  # its generator is its preset's (NAFNet): local detail, not global context
+        decisions = [decisions[0]]
     decisions.append(batch_size(fp, crop))
-    task = Task(fp.task)
+    if task is not Task.RESTORE:
+        decisions += normalisation(decisions[-1].value)
     if task is Task.SEGMENT:
         decisions += intensity(fp, "segment") + augmentation(fp) + segmentation(fp)
         decisions.append(Decision("generator.dropout", 0.0, "segmentation trains on few files with strong "
