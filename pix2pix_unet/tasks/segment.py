@@ -68,6 +68,9 @@ class LabelMaps(NamedTuple):
 class WeightedLabelled(Dataset):
     """A labelled dataset whose examples also carry their U-Net weight map, ``"weight": (H, W)``.
 
+    The maps of a file are computed once and kept (about 10 bytes a pixel): the weight map's distance
+    transforms over a whole 512-px image cost more than a training step on a crop of it.
+
     With ``border_class`` (instance mode) the label map gets its objects' borders as
     that class, and the weight map treats border pixels as the gaps between objects,
     so the line that parts two touching objects weighs up to ``w0`` more.
@@ -77,6 +80,7 @@ class WeightedLabelled(Dataset):
                  distance: bool = False) -> None:
         self.base, self.cfg, self.border_class, self.distance = base, cfg, border_class, distance
         self.has_instances = base.has_instances
+        self.maps: dict[int, dict[str, torch.Tensor]] = {}  # per file, in each loader process
 
     def __len__(self) -> int:
         return len(self.base)
@@ -86,14 +90,20 @@ class WeightedLabelled(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = self.base[index]
-        labels, instances = item["labels"].numpy(), item["instances"].numpy()
+        if index not in self.maps:  # a file's maps never change: made once, then each crop of it reuses them
+            self.maps[index] = self.targets(item["labels"].numpy(), item["instances"].numpy())
+        return {**item, **self.maps[index]}
+
+    def targets(self, labels: np.ndarray, instances: np.ndarray) -> dict[str, torch.Tensor]:
+        """The label map (with the border class in instance mode), its U-Net weight map and (with
+        ``distance``) the distance map of one file."""
         extra = {"distance": torch.from_numpy(border_distance(instances))} if self.distance else {}
         if self.border_class is not None:
             labels = border_targets(labels, instances, self.border_class)
             instances = np.where(labels == self.border_class, 0, instances)
         weight = unet_weight_map(instances, labels, w0=self.cfg.w0, sigma=self.cfg.sigma,
                                  class_balance=self.cfg.class_balance)
-        return {**item, "labels": torch.from_numpy(labels), "weight": torch.from_numpy(weight), **extra}
+        return {"labels": torch.from_numpy(labels), "weight": torch.from_numpy(weight), **extra}
 
 
 class SegmentAugmentation(nn.Module):
