@@ -306,7 +306,8 @@ def _rasterize_scene(
     # Drop tiny pieces (remnants of mostly occluded objects, slivers left by the
     # carving): they are unlearnable noise for both directions of the task.
     min_pixels = max(3, round(8 * (size / _REF_SIZE) ** 2))
-    pieces = connected_components(instances, background=0, connectivity=2)  # 8-connected, per instance id
+    # 8-connected pieces of each instance id (occlusion can cut one object in several)
+    pieces = connected_components(instances, background=0, connectivity=2)
     drop = (np.bincount(pieces.ravel()) < min_pixels)[pieces] & (pieces > 0)
     labels[drop] = 0
     instances[drop] = 0
@@ -403,7 +404,8 @@ def _render_photo_np(
     color = (color * (1.0 - 0.04 * (xs + ys))).astype(np.float32)
 
     # A slight blur, per channel (reflect padding without repeating the edge pixel).
-    color = ndimage.gaussian_filter(color, sigma=(0, 0.5 * scale, 0.5 * scale), mode="mirror", truncate=2.5)
+    sigma = 0.5 * scale
+    color = ndimage.gaussian_filter(color, sigma=(0, sigma, sigma), mode="mirror", truncate=2.5)
     if noise_std > 0:
         assert rng is not None
         color += np.float32(noise_std) * rng.standard_normal(size=(3, h, w), dtype=np.float32)
