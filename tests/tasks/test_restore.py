@@ -75,6 +75,7 @@ def test_default_restore_run_has_no_discriminator_and_gan_weight_adds_one(traine
     assert any("train/d_total" in r and "train/g_gan" in r for r in rows)
 
 
+@pytest.mark.slow
 def test_perceptual_term_loads_vgg_weights_from_a_local_file(tmp_path):
     from torchvision.models import vgg16
 
