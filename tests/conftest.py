@@ -1,14 +1,26 @@
-"""Shared fixtures: tiny configs and tiny datasets written to disk (no downloads)."""
+"""Shared fixtures: tiny configs, tiny datasets written to disk (no downloads) and tiny trained runs.
+
+``trained_runs`` trains each distinct tiny run once per session (under xdist: once per worker) and
+``tiny_data`` writes each distinct tiny dataset once per session, so modules that need the same run
+share it. Both hand out shared folders: a test that changes one copies it first.
+
+Every test that asks for ``trained_runs`` (directly or through another fixture) trains through the
+CLI, so it is marked ``slow`` here; ``python -m pytest -m "not slow" -q`` leaves them out.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from pix2pix_unet.cli import train_main
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -19,6 +31,58 @@ TINY = [
     "discriminator.base_channels=8", "discriminator.n_layers=2",
     "batch_size=2", "data.crop_size=32", "log_every=1",
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a trained run trains through the CLI (unless another test trained it first): slow."""
+    for item in items:
+        if "trained_runs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``tiny_data(writer, *args, **kwargs)``: a folder that ``writer(folder, *args, **kwargs)`` filled.
+
+    Written once per session for each distinct writer and arguments; later calls return the same
+    folder, so runs trained on it are shared too (``trained_runs`` caches by the data path).
+    """
+    made: dict[tuple, Path] = {}
+
+    def get(writer: Callable[..., object], *args: object, **kwargs: object) -> Path:
+        key = (writer, repr(args), repr(sorted(kwargs.items())))
+        if key not in made:
+            folder = tmp_path_factory.mktemp(re.sub(r"\W", "_", f"data_{writer.__name__}")) / "data"
+            writer(folder, *args, **kwargs)
+            made[key] = folder
+        return made[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``trained_runs(*args, steps=2)``: the folder of a tiny run the real CLI trained.
+
+    The run is ``train_main`` with ``--max-steps steps``, no W&B, one sample grid and one checkpoint at
+    the last step, the :data:`TINY` overrides, then ``args`` (``--task``, ``--data``, more overrides;
+    later overrides win). It is trained once per session for each distinct ``args`` and ``steps``, so
+    the folder is shared: copy it before changing it. A run on data written under a test's own
+    ``tmp_path`` is that test's alone.
+    """
+    made: dict[tuple[str, ...], Path] = {}
+
+    def get(*args: str | Path, steps: int = 2) -> Path:
+        key = (*map(str, args), f"steps={steps}")
+        if key not in made:
+            out = tmp_path_factory.mktemp("run") / "run"
+            code = train_main(["--output-dir", str(out), "--max-steps", str(steps), "--no-wandb",
+                               f"sample_every={steps}", f"checkpoint_every={steps}", *TINY, *map(str, args)])
+            assert code == 0, f"training failed with exit code {code}: {key}"
+            made[key] = out
+        return made[key]
+
+    return get
 
 
 def write_pairs(root: Path, n: int, size: int = 36, seed: int = 0, layout: str = "AB") -> Path:

@@ -25,21 +25,14 @@ def data(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("data"), num_train=4, num_val=2, spec=SyntheticSpec(size=36))
 
 
-def train(out: Path, task: str, preset: str, data: Path, *overrides: str) -> Path:
-    assert train_main(["--task", task, "--preset", preset, "--data", str(data), "--output-dir", str(out),
-                       "--max-steps", "2", "--no-wandb", "sample_every=2", "checkpoint_every=2", *TINY, *SMALL,
-                       *overrides]) == 0
-    return out
-
-
 def rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("preset", ARCHITECTURES)
-def test_segment_with_deep_supervision_from_files_to_predicted_files(preset, data, tmp_path):
-    run = train(tmp_path / "run", "segment", preset, data, "generator.deep_supervision=true",
-                "segment.adversarial=true")
+def test_segment_with_deep_supervision_from_files_to_predicted_files(preset, data, trained_runs, tmp_path):
+    run = trained_runs("--task", "segment", "--preset", preset, "--data", data, *SMALL,
+                       "generator.deep_supervision=true", "segment.adversarial=true")
     heads = 3 if preset == "unet++" else 4  # X^{0,1..3}; X_d^3 (bottom) .. X_d^0
     logged = rows(run)
     losses = [r for r in logged if "train/g_seg" in r][-1]
@@ -68,10 +61,10 @@ def test_segment_with_deep_supervision_from_files_to_predicted_files(preset, dat
 
 @pytest.mark.parametrize("task, preset", [("translate", "unet++"), ("translate", "unet3+"), ("restore", "unet++"),
                                           ("restore", "unet3+")])
-def test_translate_and_restore_train_and_predict(task, preset, data, tmp_path):
+def test_translate_and_restore_train_and_predict(task, preset, data, trained_runs, tmp_path):
     extra = ["generator.deep_supervision=true", "generator.deep_output=mean"] if task == "translate" else []
     root = data if task == "translate" else data / "train" / "B"  # restore: a folder of clean images
-    run = train(tmp_path / "run", task, preset, root, "data.direction=BtoA", *extra)
+    run = trained_runs("--task", task, "--preset", preset, "--data", root, *SMALL, "data.direction=BtoA", *extra)
     key = "val/l1" if task == "translate" else "val/psnr"
     assert [r["step"] for r in rows(run) if key in r] == [0, 2]
     if task == "translate":  # with the PatchGAN

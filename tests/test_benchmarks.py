@@ -26,6 +26,7 @@ def load(name: str):
     return module
 
 
+@pytest.mark.slow
 def test_bench_train_reports_every_figure(tmp_path, capsys):
     out = tmp_path / "bench.json"
     result = load("bench_train").main(["--preset", "small", "--size", "64", "--steps", "2", "--warmup", "1",
@@ -48,6 +49,7 @@ def test_bench_train_reports_every_figure(tmp_path, capsys):
     assert result["compile_mode"] == "default" and result["data"] == "built-in (in memory)"
 
 
+@pytest.mark.slow
 def test_bench_train_decodes_a_pair_folder(tmp_path):
     from tests.conftest import write_pairs
 
@@ -57,6 +59,7 @@ def test_bench_train_decodes_a_pair_folder(tmp_path):
     assert result["data"] == str(data) and result["images_per_s"] > 0 and result["inference_ms"] == {}
 
 
+@pytest.mark.slow
 def test_reference_step_times_itself_in_its_own_process(capsys):
     result = load("reference_step").main(["--preset", "small", "--size", "64", "--steps", "2", "--warmup", "1",
                                           "--device", "cpu"])
@@ -64,6 +67,7 @@ def test_reference_step_times_itself_in_its_own_process(capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
 
 
+@pytest.mark.slow
 def test_gpu_suite_runs_its_whole_plan_and_reports_each_run(tmp_path, monkeypatch):
     """The suite prepared for a GPU machine, run tiny on the CPU: every run ends with a result in
     suite.json and a row (or, for the inference benchmark, its table) in suite.md."""
@@ -91,6 +95,7 @@ def test_gpu_suite_skips_what_the_budget_cannot_fit(tmp_path, monkeypatch):
     assert "skipped: out of budget" in (tmp_path / "out" / "suite.md").read_text()
 
 
+@pytest.mark.slow
 def test_instances_benchmark_scores_both_modes_tta_and_the_classical_pipeline(tmp_path, capsys):
     from tests.conftest import TINY
 
@@ -110,6 +115,7 @@ def test_instances_benchmark_scores_both_modes_tta_and_the_classical_pipeline(tm
     assert "scored on the 1 of 2 validation files no run tuned on" in printed
 
 
+@pytest.mark.slow
 def test_restore_benchmark_scores_the_written_files_against_the_classical_filters(tmp_path, capsys):
     out = tmp_path / "bench"
     assert load("restore_vs_classical").main(["--out", str(out), "--size", "64", "--denoise-steps", "2",
@@ -128,6 +134,7 @@ def test_restore_benchmark_scores_the_written_files_against_the_classical_filter
     assert (out / "denoised25" / "chelsea.png").is_file()  # what predict wrote is what was scored
 
 
+@pytest.mark.slow
 def test_synthetic_gain_runs_every_arm_over_seeds_and_prints_the_table(tmp_path, capsys):
     out = tmp_path / "sg"
     assert load("synthetic_gain").main([
@@ -149,6 +156,7 @@ def test_synthetic_gain_runs_every_arm_over_seeds_and_prints_the_table(tmp_path,
     assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 2 | 1 |")] == table
 
 
+@pytest.mark.slow
 def test_compare_presets_trains_every_seed_and_prints_mean_and_spread(tmp_path, capsys):
     module = load("compare_presets")
     argv = ["--out", str(tmp_path), "--rows", "unet3+/ds", "--seeds", "0", "1", "--steps", "2", "--crop", "32",

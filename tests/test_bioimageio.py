@@ -12,22 +12,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from pix2pix_unet.cli import main, train_main
+from pix2pix_unet.cli import main
 from pix2pix_unet.data.synthetic import SyntheticSpec, write_dataset
 from pix2pix_unet.io import read_image, read_label_map
 from pix2pix_unet.models import UNet
-from tests.conftest import TINY
 
 core = pytest.importorskip("bioimageio.core")
 
 BUILTIN = ["data.builtin_train=6", "data.builtin_val=3", "data.builtin_size=36"]
-
-
-def train(tmp_path: Path, name: str, *args: str) -> Path:
-    out = tmp_path / name
-    assert train_main(["--output-dir", str(out), "--max-steps", "2", "--no-wandb", "sample_every=2",
-                       "checkpoint_every=2", *TINY, *args]) == 0
-    return out
 
 
 def passes_model_test(package: Path) -> list[str]:
@@ -43,8 +35,8 @@ def rdf_of(package: Path) -> tuple[dict, set[str]]:
         return yaml.safe_load(z.read("rdf.yaml")), set(z.namelist())
 
 
-def test_translate_run_becomes_a_package_bioimageio_core_passes(pair_folder, tmp_path, capsys):
-    run = train(tmp_path, "translate", "--data", str(pair_folder))
+def test_translate_run_becomes_a_package_bioimageio_core_passes(pair_folder, trained_runs, tmp_path, capsys):
+    run = trained_runs("--data", pair_folder)
     package = tmp_path / "translate.zip"
     assert main(["export", "--checkpoint", str(run), "--format", "bioimageio", str(package),
                  "--license", "CC-BY-4.0", "--author", "A. Tester"]) == 0
@@ -83,13 +75,13 @@ def test_translate_run_becomes_a_package_bioimageio_core_passes(pair_folder, tmp
     assert any("onnx" in c for c in checks) and any("pytorch_state_dict" in c for c in checks)
 
 
-def test_segment_16_bit_package_gives_the_probabilities_predict_labels(tmp_path):
+def test_segment_16_bit_package_gives_the_probabilities_predict_labels(trained_runs, tmp_path):
     root = write_dataset(tmp_path / "data", num_train=4, num_val=2, spec=SyntheticSpec(size=96))
     for path in root.glob("*/B/*.png"):  # the photos as 16-bit gray images
         gray = np.asarray(Image.open(path).convert("L")).astype(np.uint16) * 200
         Image.fromarray(gray).save(path)
-    run = train(tmp_path, "seg16", "--task", "segment", f"data.path={root}", "generator.in_channels=1",
-                "segment.intensity=image", "segment.instances=off")
+    run = trained_runs("--task", "segment", f"data.path={root}", "generator.in_channels=1",
+                       "segment.intensity=image", "segment.instances=off")
     sample = sorted((root / "val" / "B").glob("*.png"))[0]
     package = tmp_path / "segment.zip"
     assert main(["export", "--checkpoint", str(run), "--format", "bioimageio", str(package), "--input-dtype",
@@ -128,9 +120,9 @@ def test_segment_16_bit_package_gives_the_probabilities_predict_labels(tmp_path)
     assert (probs[0].argmax(0) == labels).mean() > 0.5  # near the border: mirrored context instead of zeros
 
 
-def test_restore_with_a_range_rule_passes_and_refuses_inpainting(tmp_path, capsys):
-    run = train(tmp_path, "restore", "--task", "restore", *BUILTIN, "restore.intensity=range",
-                "restore.intensity_min=10", "restore.intensity_max=240")
+def test_restore_with_a_range_rule_passes_and_refuses_inpainting(trained_runs, tmp_path, capsys):
+    run = trained_runs("--task", "restore", *BUILTIN, "restore.intensity=range", "restore.intensity_min=10",
+                       "restore.intensity_max=240")
     package = tmp_path / "restore.zip"
     assert main(["export", "--checkpoint", str(run), "--format", "bioimageio", str(package), "--no-onnx",
                  "--halo", "13"]) == 0

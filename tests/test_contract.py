@@ -1,7 +1,7 @@
 """The task contract seen from outside: the ONNX file's documented preprocessing, mixed image sizes,
 errors that name the bad file, old exports, and predict's warnings about inputs and outputs.
 
-Runs train 2 steps on tiny data and are shared per module.
+Runs train 2 steps on tiny data; they come from the session's ``trained_runs``.
 """
 
 from __future__ import annotations
@@ -70,13 +70,6 @@ def write_clean(root: Path, seed: int = 0) -> Path:
     return root
 
 
-def train(out: Path, task: str, data: Path, *overrides: str) -> Path:
-    code = train_main(["--task", task, "--data", str(data), "--output-dir", str(out), "--max-steps", str(STEPS),
-                       "--no-wandb", f"sample_every={STEPS}", f"checkpoint_every={STEPS}", *TINY, *overrides])
-    assert code == 0
-    return out
-
-
 def predict(run: Path, inputs: Path, out: Path, *extra: str) -> int:
     return main(["predict", "--checkpoint", str(run), "--input", str(inputs), "--output", str(out), "--no-progress",
                  "--device", "cpu", *extra])
@@ -100,17 +93,12 @@ RUNS = {
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    made: dict[str, tuple[Path, Path]] = {}
-
+def runs(trained_runs, tiny_data):
     def get(name: str) -> tuple[Path, Path]:
         """(run folder, data folder) of a run, trained on first use."""
-        if name not in made:
-            task, writer, overrides = RUNS[name]
-            root = tmp_path_factory.mktemp(name)
-            data = writer(root / "data")
-            made[name] = (train(root / "run", task, data, *overrides), data)
-        return made[name]
+        task, writer, overrides = RUNS[name]
+        data = tiny_data(writer)
+        return trained_runs("--task", task, "--data", data, *overrides, steps=STEPS), data
 
     return get
 
@@ -191,7 +179,7 @@ def photos() -> list[np.ndarray]:
     return [np.asarray(Image.fromarray(s).resize((w, h), Image.LANCZOS)) for s, (h, w) in zip(sources, PHOTO_SIZES)]
 
 
-def test_a_folder_of_mixed_sizes_trains_every_task(tmp_path):
+def test_a_folder_of_mixed_sizes_trains_every_task(trained_runs, tmp_path):
     pictures = photos()
     for i, p in enumerate(pictures):
         write_image(tmp_path / "restore" / f"{i}.png", p)
@@ -201,7 +189,7 @@ def test_a_folder_of_mixed_sizes_trains_every_task(tmp_path):
         write_label_map(tmp_path / "segment" / "labels" / f"{i}.png", class_ids(p / 255.0), 3)
     assert len({p.shape for p in pictures}) == 4
     for task in ("translate", "segment", "restore"):
-        run = train(tmp_path / f"run_{task}", task, tmp_path / task, "data.crop_size=32")
+        run = trained_runs("--task", task, "--data", tmp_path / task, "data.crop_size=32", steps=STEPS)
         assert [r["step"] for r in val_rows(run)] == [0, STEPS], task
         # predict keeps each input's size
         inputs = {"translate": tmp_path / "translate" / "A", "segment": tmp_path / "segment" / "images",

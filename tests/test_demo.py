@@ -16,22 +16,15 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from pix2pix_unet.cli import main, train_main
+from pix2pix_unet.cli import main
 from pix2pix_unet.io import palette, read_image, read_label_map, write_image
-from tests.conftest import TINY, quantise, smooth
+from tests.conftest import quantise, smooth
 from tests.tasks.test_parity import write_index_translate, write_segment
 
 gradio_client = pytest.importorskip("gradio_client", reason="the demo extra: pip install '.[demo]'")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from pix2pix_unet.demo import DEMO_API, DemoError, DemoModel, launch  # noqa: E402
-
-
-def train(out: Path, task: str, data: Path, *overrides: str) -> Path:
-    code = train_main(["--task", task, "--data", str(data), "--output-dir", str(out), "--max-steps", "2",
-                       "--no-wandb", "sample_every=2", "checkpoint_every=2", *TINY, *overrides])
-    assert code == 0
-    return out
 
 
 def write_clean16(root: Path, seed: int = 0) -> Path:
@@ -44,22 +37,21 @@ def write_clean16(root: Path, seed: int = 0) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(trained_runs, tiny_data) -> dict[str, Path]:
     """Trained runs, each with the held-out file its test uploads."""
-    root = tmp_path_factory.mktemp("demo")
-    seg = write_segment(root / "seg", np.uint16, instances=True)
-    labels = write_index_translate(root / "l2i")
-    clean = write_clean16(root / "clean")
+    seg = tiny_data(write_segment, np.uint16, instances=True)
+    labels = tiny_data(write_index_translate)
+    clean = tiny_data(write_clean16)
     return {
-        "segment": train(root / "run_seg", "segment", seg, "generator.in_channels=1"),
+        "segment": trained_runs("--task", "segment", "--data", seg, "generator.in_channels=1"),
         "segment_upload": seg / "val" / "images" / "001.png",
-        "labels": train(root / "run_l2i", "translate", labels, "labels.format=index"),
+        "labels": trained_runs("--task", "translate", "--data", labels, "labels.format=index"),
         "labels_upload": labels / "val" / "labels" / "001.png",
-        "restore": train(root / "run_restore", "restore", clean, "generator.in_channels=1",
-                         "generator.out_channels=1", "restore.gaussian_noise.p=1"),
+        "restore": trained_runs("--task", "restore", "--data", clean, "generator.in_channels=1",
+                                "generator.out_channels=1", "restore.gaussian_noise.p=1"),
         "restore_upload": clean / "val" / "000.tif",
-        "inpaint": train(root / "run_inpaint", "restore", write_clean16(root / "clean2", 1), "generator.in_channels=1",
-                         "generator.out_channels=1", "restore.inpaint.p=1"),
+        "inpaint": trained_runs("--task", "restore", "--data", tiny_data(write_clean16, 1), "generator.in_channels=1",
+                                "generator.out_channels=1", "restore.inpaint.p=1"),
     }
 
 

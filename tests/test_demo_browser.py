@@ -33,9 +33,10 @@ from pix2pix_unet.demo import DemoModel, launch  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
-                                reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium "
-                                       "chromium-driver)")
+pytestmark = [pytest.mark.slow,  # drives a browser
+              pytest.mark.skipif(not (CHROMIUM and DRIVER),
+                                 reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium "
+                                        "chromium-driver)")]
 
 # The closed network of the test machines: no sandbox, GPU, QUIC, sync or component updates.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -229,6 +229,7 @@ def test_readme_links_reach_existing_pages_and_headings():
             assert anchor in anchors_of(page), f"README.md links to {link}: no heading with that anchor"
 
 
+@pytest.mark.slow
 def test_docs_site_builds_strict(tmp_path):
     """``mkdocs build --strict``: a broken link or anchor, a page missing from the nav, a docstring
     mkdocstrings cannot read all fail it."""

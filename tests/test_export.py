@@ -16,6 +16,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 
+@pytest.mark.slow
 def test_onnx_export_takes_any_size_and_matches_pytorch(tmp_path, capsys):
     torch.manual_seed(0)
     generator = UNet(from_dict(UNetConfig, {"depth": 3, "base_channels": 8, "max_channels": 32,
@@ -61,6 +62,7 @@ def test_export_of_a_missing_checkpoint_names_it(tmp_path, capsys):
     assert "nothing" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_spade_onnx_export_matches_pytorch_at_several_sizes(tmp_path, capsys):
     """SPADE resizes the label map to every scale: the exported graph must do so for any input size."""
     from pix2pix_unet.models import SPADEGenerator

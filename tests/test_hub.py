@@ -58,6 +58,7 @@ def pushed(tmp_path_factory) -> tuple[Path, Path, Path]:
     return run, stage, cache
 
 
+@pytest.mark.slow
 def test_push_stages_the_export_and_a_model_card(pushed, capsys):
     run, stage, _ = pushed
     names = sorted(p.name for p in stage.iterdir())
@@ -78,6 +79,7 @@ def test_push_stages_the_export_and_a_model_card(pushed, capsys):
     assert "hf://acme/tiny-pix2pix" in card.text and str(run.parent / "data") in card.text
 
 
+@pytest.mark.slow
 def test_push_refuses_a_bad_repo_id_and_a_full_stage_folder(pushed, capsys):
     run, stage, _ = pushed
     assert main(["push", "--checkpoint", str(run), "--repo", "not a repo", "--dry-run"]) == 2
@@ -86,6 +88,7 @@ def test_push_refuses_a_bad_repo_id_and_a_full_stage_folder(pushed, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_push_goes_as_far_as_the_upload_call(pushed, tmp_path, monkeypatch, capsys):
     """Without --dry-run, push stages and then calls the Hub API, which huggingface_hub's own offline mode stops."""
     run, _, _ = pushed
@@ -96,6 +99,7 @@ def test_push_goes_as_far_as_the_upload_call(pushed, tmp_path, monkeypatch, caps
     assert "upload to acme/tiny-pix2pix failed: OfflineModeIsEnabled" in captured.err
 
 
+@pytest.mark.slow
 def test_from_pretrained_and_hf_checkpoints_load_from_the_cache_offline(pushed, tmp_path, monkeypatch):
     run, _, cache = pushed
     assert [r.repo_id for r in scan_cache_dir(cache).repos] == ["acme/tiny-pix2pix"]  # a valid Hub cache

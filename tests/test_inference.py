@@ -185,6 +185,7 @@ def test_bad_options_and_paths_fail_before_running(generator_dir, tmp_path, caps
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_bf16_and_compiled_inference_match_fp32(generator_dir, tmp_path):
     """The speed options of predict change outputs by rounding only: bf16 autocast within bf16's
     precision, the compiled generator within float32's."""

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -43,6 +44,7 @@ def test_shards_are_disjoint_and_cover_everything():
     assert Shard().take(items) == items and Shard().main and not Shard(1, 2).main
 
 
+@pytest.mark.slow
 def test_two_processes_predict_what_one_does(tmp_path):
     torch.manual_seed(0)
     UNet(from_dict(UNetConfig, TINY_NET)).save_pretrained(tmp_path / "g", task="translate", direction="AtoB")
@@ -61,6 +63,7 @@ def test_two_processes_predict_what_one_does(tmp_path):
     assert len(one) == 7 and one == two
 
 
+@pytest.mark.slow
 def test_two_processes_synthesize_what_one_does(tmp_path):
     torch.manual_seed(0)
     net = UNet(from_dict(UNetConfig, {**TINY_NET, "in_channels": 3, "final_activation": "tanh"}))

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_imports_point_only_down_the_layers() -> None:
     pytest.importorskip("importlinter")
     run = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; "

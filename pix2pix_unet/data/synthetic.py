@@ -46,6 +46,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
+from skimage.measure import label as connected_components
+from skimage.segmentation import relabel_sequential
 from torch.utils.data import Dataset
 
 from ..io import PALETTE
@@ -268,60 +271,6 @@ def _rasterize_object(obj: _Object, xs: np.ndarray, ys: np.ndarray) -> np.ndarra
     raise AssertionError(f"unknown shape {shape!r}")  # pragma: no cover
 
 
-def _neighbour_views() -> list[tuple[tuple[slice, slice], tuple[slice, slice]]]:
-    """Slice pairs ``(pixel, neighbour)`` for the 8 neighbour offsets.
-
-    For each offset ``(dy, dx)``, ``a[src]`` and ``a[dst]`` are aligned views of
-    every in-image pixel and its neighbour at ``(y + dy, x + dx)``.
-    """
-    views = []
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy == 0 and dx == 0:
-                continue
-            src = (
-                slice(max(0, -dy), None if dy <= 0 else -dy),
-                slice(max(0, -dx), None if dx <= 0 else -dx),
-            )
-            dst = (
-                slice(max(0, dy), None if dy >= 0 else dy),
-                slice(max(0, dx), None if dx >= 0 else dx),
-            )
-            views.append((src, dst))
-    return views
-
-
-_NEIGHBOURS = _neighbour_views()
-
-
-def _connected_components(instances: np.ndarray) -> np.ndarray:
-    """8-connected components of each instance (background gets -1).
-
-    Label propagation with pointer jumping: every pixel starts with its own
-    linear index and repeatedly takes the maximum over same-instance neighbours
-    and over the label its label points to. Converges in a few dozen cheap
-    vectorised steps for the small images used here (no scipy needed).
-
-    Returns:
-        (H, W) int64 array; pixels of one component share one value (the linear
-        index of one of its pixels), background is -1.
-    """
-    fg = instances > 0
-    comp = np.where(fg, np.arange(instances.size).reshape(instances.shape), -1)
-    while True:
-        new = comp.copy()
-        for src, dst in _NEIGHBOURS:
-            same = instances[src] == instances[dst]
-            np.maximum(new[src], np.where(same, comp[dst], -1), out=new[src])
-        # Pointer jumping: a label is the index of a pixel of the same
-        # component, whose own label is at least as large.
-        flat = new.ravel()
-        new = np.where(fg, np.maximum(new, flat[np.maximum(new, 0)]), -1)
-        if np.array_equal(new, comp):
-            return comp
-        comp = new
-
-
 def _rasterize_scene(
     objects: list[_Object], size: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -342,36 +291,28 @@ def _rasterize_scene(
 
     # Carve a 1 px background gap where two instances of the same class touch
     # (8-connectivity), removing the pixels of the one painted first (the one
-    # underneath). Without it, two touching cells would merge into one blob in
-    # the class map while the photo shows two, i.e. the photo would not be a
+    # underneath): a pixel goes when a 3x3 maximum over its class's instance ids
+    # finds a later one. Without it, two touching cells would merge into one blob
+    # in the class map while the photo shows two, i.e. the photo would not be a
     # function of the labels.
     carve = np.zeros_like(labels, dtype=bool)
-    for src, dst in _NEIGHBOURS:
-        inst_p, inst_q = instances[src], instances[dst]
-        carve[src] |= (
-            (inst_p > 0) & (inst_q > inst_p) & (labels[src] == labels[dst])
-        )
+    for cls in np.unique(labels[labels > 0]):
+        own = labels == cls
+        later = ndimage.maximum_filter(np.where(own, instances, 0), size=3, mode="constant", cval=0)
+        carve |= own & (later > instances)
     labels[carve] = 0
     instances[carve] = 0
 
     # Drop tiny pieces (remnants of mostly occluded objects, slivers left by the
     # carving): they are unlearnable noise for both directions of the task.
     min_pixels = max(3, round(8 * (size / _REF_SIZE) ** 2))
-    comp = _connected_components(instances)
-    fg = comp >= 0
-    comp_size = np.bincount(comp[fg], minlength=size * size)
-    drop = np.zeros_like(fg)
-    drop[fg] = comp_size[comp[fg]] < min_pixels
+    # 8-connected pieces of each instance id (occlusion can cut one object in several)
+    pieces = connected_components(instances, background=0, connectivity=2)
+    drop = (np.bincount(pieces.ravel()) < min_pixels)[pieces] & (pieces > 0)
     labels[drop] = 0
     instances[drop] = 0
     # Renumber surviving instances consecutively, keeping painting order.
-    present = np.zeros(len(objects) + 1, dtype=bool)
-    present[instances.ravel()] = True
-    present[0] = False
-    remap = np.zeros(len(objects) + 1, dtype=np.int64)
-    survivors = np.flatnonzero(present)
-    remap[survivors] = np.arange(1, len(survivors) + 1)
-    return labels, remap[instances]
+    return labels, relabel_sequential(instances)[0]
 
 
 # --------------------------------------------------------------------------- #
@@ -382,9 +323,9 @@ def _rasterize_scene(
 def _distance_to_other_label(labels: np.ndarray, dmax: int) -> np.ndarray:
     """Euclidean distance from each pixel to the nearest pixel of another label.
 
-    Exact (pixel centre to pixel centre) up to ``dmax`` and clipped there. Pixels
-    outside the image are *not* treated as a boundary, so an object cut by the
-    frame (or by a random crop) is not darkened along the frame edge.
+    Exact (pixel centre to pixel centre) and clipped at ``dmax``. Pixels outside
+    the image are *not* treated as a boundary, so an object cut by the frame (or
+    by a random crop) is not darkened along the frame edge.
 
     Args:
         labels: (H, W) integer class map.
@@ -393,41 +334,13 @@ def _distance_to_other_label(labels: np.ndarray, dmax: int) -> np.ndarray:
     Returns:
         (H, W) float32 distances in ``[1, dmax]``.
     """
+    dist = np.full(labels.shape, np.float32(dmax))
     present = np.unique(labels)
-    own = labels[None] == present[:, None, None]  # (P, H, W)
-    other = ~own
-    big = np.float32((dmax + 1) ** 2)
-    # Pass 1: vertical distance to the nearest "other" pixel in the same column.
-    g = np.where(other, np.float32(0.0), big)
-    for k in range(1, dmax + 1):
-        kk = np.float32(k)
-        np.minimum(g[:, :-k], np.where(other[:, k:], kk, big), out=g[:, :-k])
-        np.minimum(g[:, k:], np.where(other[:, :-k], kk, big), out=g[:, k:])
-    # Pass 2: combine columns. Brute force over the truncated window is cheap
-    # and fully vectorised, unlike the exact lower-envelope algorithm.
-    g2 = g * g
-    d2 = g2.copy()
-    for k in range(1, dmax + 1):
-        kk = np.float32(k * k)
-        np.minimum(d2[:, :, :-k], g2[:, :, k:] + kk, out=d2[:, :, :-k])
-        np.minimum(d2[:, :, k:], g2[:, :, :-k] + kk, out=d2[:, :, k:])
-    d = np.minimum(np.sqrt(d2), np.float32(dmax))
-    # Each pixel keeps the distance computed for its own label.
-    return np.where(own, d, np.float32(0.0)).sum(0, dtype=np.float32)
-
-
-def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of a (C, H, W) float32 image, reflect padding."""
-    radius = max(1, math.ceil(2.5 * sigma))
-    x = np.arange(-radius, radius + 1, dtype=np.float32)
-    kernel = np.exp(-0.5 * (x / np.float32(sigma)) ** 2)
-    kernel /= kernel.sum()
-    n = 2 * radius + 1
-    padded = np.pad(img, ((0, 0), (0, 0), (radius, radius)), mode="reflect")
-    out = sum(kernel[i] * padded[:, :, i : i + img.shape[2]] for i in range(n))
-    padded = np.pad(out, ((0, 0), (radius, radius), (0, 0)), mode="reflect")
-    out = sum(kernel[i] * padded[:, i : i + img.shape[1], :] for i in range(n))
-    return out.astype(np.float32, copy=False)
+    if len(present) > 1:  # one label everywhere: no other label at any distance
+        for value in present:
+            own = labels == value
+            dist[own] = ndimage.distance_transform_edt(own)[own]
+    return np.minimum(dist, np.float32(dmax))
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -490,7 +403,9 @@ def _render_photo_np(
     xs = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :]
     color = (color * (1.0 - 0.04 * (xs + ys))).astype(np.float32)
 
-    color = _gaussian_blur(color, 0.5 * scale)
+    # A slight blur, per channel (reflect padding without repeating the edge pixel).
+    sigma = 0.5 * scale
+    color = ndimage.gaussian_filter(color, sigma=(0, sigma, sigma), mode="mirror", truncate=2.5)
     if noise_std > 0:
         assert rng is not None
         color += np.float32(noise_std) * rng.standard_normal(size=(3, h, w), dtype=np.float32)

@@ -196,14 +196,12 @@ def _carve_gaps(labels: np.ndarray, instances: np.ndarray, background: int) -> t
     """Set to background the pixels of an object that touch (8-neighbours, the connectivity of
     :func:`~pix2pix_unet.data.labels.instances_from_labels`) a later object of the same class."""
     labels, instances = labels.copy(), instances.copy()
-    h, w = labels.shape
-    padded_l = np.pad(labels, 1, constant_values=background)
-    padded_i = np.pad(instances, 1)
-    carve = np.zeros((h, w), bool)
-    for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
-        nl = padded_l[1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
-        ni = padded_i[1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
-        carve |= (nl == labels) & (labels != background) & (ni > instances) & (instances > 0)
+    carve = np.zeros(labels.shape, bool)
+    for cls in np.unique(labels[labels != background]):
+        own = labels == cls
+        # the largest id of this class among each pixel's 8-neighbours (and itself)
+        later = ndimage.maximum_filter(np.where(own, instances, 0), footprint=_SQUARE, mode="constant", cval=0)
+        carve |= own & (later > instances) & (instances > 0)
     labels[carve] = background
     instances[carve] = 0
     return labels, instances

@@ -95,6 +95,7 @@ def test_skip_bad_keeps_exactly_the_good_pairs(broken):
     assert train[7]["A"].shape == (3, 36, 36)
 
 
+@pytest.mark.slow
 def test_the_cli_reports_and_stops_or_skips_and_trains(broken, tmp_path, capsys):
     args = ["--data", str(broken), "--no-wandb", "--max-steps", "2", "sample_every=2", "checkpoint_every=2", *TINY]
     assert train_main([*args, "--output-dir", str(tmp_path / "stopped")]) == 2
@@ -112,6 +113,7 @@ def test_the_cli_reports_and_stops_or_skips_and_trains(broken, tmp_path, capsys)
     assert counts == [8]
 
 
+@pytest.mark.slow
 def test_a_file_broken_after_screening_is_named_from_inside_a_worker(tmp_path, monkeypatch, capsys):
     """If a file goes bad after the checks (or slips past them), the worker's error still names it, on one line."""
     root = write_pairs(tmp_path / "data", 6)

@@ -123,6 +123,7 @@ def test_other_tasks_refuse_the_built_in_nuclei():
         build_datasets(nuclei_data(), UNetConfig(), seed=0)
 
 
+@pytest.mark.slow
 def test_the_built_in_option_trains(tmp_path):
     out = tmp_path / "run"
     assert train_main(["--task", "segment", "--output-dir", str(out), "--max-steps", "2", "--no-wandb",

@@ -162,6 +162,13 @@ def test_photo_is_function_of_labels_up_to_noise() -> None:
     assert torch.equal(quiet["photo"], render_photo(quiet["labels"]))
 
 
+def test_a_map_of_one_label_renders_without_outlines() -> None:
+    """All background, so no other label anywhere: no dark rim, only its colour under the global lighting."""
+    photo = render_photo(torch.zeros(32, 40, dtype=torch.long))
+    ratio = photo / torch.tensor([0.90, 0.86, 0.77])[:, None, None]
+    assert torch.isfinite(photo).all() and float((ratio - 1).abs().max()) < 0.09
+
+
 def test_class_colours_consistent_and_separated() -> None:
     means: dict[int, list[torch.Tensor]] = {c: [] for c in range(NUM_CLASSES)}
     for i in range(30):

@@ -55,6 +55,7 @@ def test_the_decoder_follows_the_encoders_stages(resnet34_unet):
     assert [level.skip is None for level in resnet34_unet.decoder] == [False] * 4 + [True]
 
 
+@pytest.mark.slow
 def test_vgg11_unet_is_ternausnet_shaped():
     net = build_generator(config("vgg11-unet", in_channels=1, out_channels=2))
     assert net.encoder.strides == [1, 2, 4, 8, 16, 32]  # the full-resolution skip comes from VGG's first conv
@@ -62,6 +63,7 @@ def test_vgg11_unet_is_ternausnet_shaped():
     assert net(torch.randn(1, 1, 33, 47)).shape == (1, 2, 33, 47)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, depth, strides", [("efficientnet_b0", 5, [2, 4, 8, 16, 32]),
                                                   ("convnext_atto", 5, [4, 8, 16, 32]),
                                                   ("resnet18", 4, [2, 4, 8, 16])])
@@ -74,6 +76,7 @@ def test_other_timm_cnns_and_shallower_depths(name, depth, strides):
         assert not any(n.startswith("encoder.model.layer4") for n, _ in net.named_parameters())
 
 
+@pytest.mark.slow
 def test_gradients_reach_every_parameter():
     torch.manual_seed(0)
     net = build_generator(config(encoder={"name": "resnet18"}, base_channels=8, max_channels=32))
@@ -88,6 +91,7 @@ def test_gradients_reach_every_parameter():
         id(p) for n, p in net.named_parameters() if n.startswith("encoder.")}
 
 
+@pytest.mark.slow
 def test_weights_load_from_a_file_and_are_reproduced(resnet18_file, tmp_path):
     path, state = resnet18_file
     cfg = config(encoder={"name": "resnet18", "weights": str(path)}, base_channels=8, max_channels=32)
@@ -168,6 +172,7 @@ def test_bad_encoder_settings_are_named(resnet18_file, tmp_path):
         config(conv_unit="none").validate()
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_pytorch(tmp_path):
     """The resnet34-unet preset with a sin-cos transformer bottleneck on top: both new paths in one graph."""
     pytest.importorskip("onnxruntime")

@@ -30,6 +30,7 @@ def test_the_preset_builds_its_class(name):
     assert type(build_generator(tiny(name))) is MULTIHEAD[name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("deep", [False, True], ids=["one-head", "deep"])
 @pytest.mark.parametrize("name", MULTIHEAD)
 def test_odd_sizes_and_gradients_reach_every_parameter(name, deep):
@@ -98,6 +99,7 @@ def test_save_and_reload_give_the_same_output(name, tmp_path):
         assert torch.equal(loaded(x), net(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MULTIHEAD)
 def test_onnx_export_matches_pytorch(name, tmp_path):
     pytest.importorskip("onnxruntime")
@@ -140,6 +142,7 @@ def test_wrong_input_channels_are_named():
         build_generator(tiny("unet++"))(torch.randn(1, 2, 16, 16))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MULTIHEAD)
 def test_the_transformer_bottleneck_runs_at_the_deepest_node(name):
     net = build_generator(tiny(name, bottleneck=Bottleneck.TRANSFORMER, deep_supervision=True,

@@ -31,6 +31,7 @@ def test_residual_needs_at_least_as_many_inputs_as_outputs():
         UNetConfig(in_channels=1, out_channels=3, residual=True).validate()
 
 
+@pytest.mark.slow
 def test_residual_generator_learns_away_from_the_identity():
     net = UNet(dataclasses.replace(TINY_NAF, residual=True))
     opt = torch.optim.Adam(net.parameters(), 1e-2)

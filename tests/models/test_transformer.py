@@ -100,6 +100,7 @@ def test_save_and_reload_give_the_same_output(tmp_path):
         assert torch.equal(loaded(x), net(x))
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_pytorch(tmp_path):
     pytest.importorskip("onnxruntime")
     from pix2pix_unet.export import export_onnx, onnx_max_difference

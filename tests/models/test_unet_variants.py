@@ -30,6 +30,14 @@ PRESET_PARAMETERS = {
 }
 
 
+SLOW = {"vgg11-unet", "naf-3-units-avgpool-attention-layer"}  # over 2 s each on a 2-core CPU
+
+
+def marked(cases: dict) -> list:
+    """``cases`` as parameters named by their keys, those in :data:`SLOW` marked slow."""
+    return [pytest.param(value, id=key, marks=[pytest.mark.slow] if key in SLOW else []) for key, value in cases.items()]
+
+
 def tiny(cfg: UNetConfig, **changes) -> UNetConfig:
     """The same blocks at a test size: 3 levels, 8 -> 32 channels."""
     return dataclasses.replace(cfg, depth=3, base_channels=8, max_channels=32, **changes)
@@ -56,7 +64,7 @@ def test_preset_parameter_count(name):
     assert count_parameters(build_generator(GENERATOR_PRESETS[name])) == PRESET_PARAMETERS[name]
 
 
-@pytest.mark.parametrize("name", list(GENERATOR_PRESETS))
+@pytest.mark.parametrize("name", marked({name: name for name in GENERATOR_PRESETS}))
 def test_preset_blocks_on_odd_sizes_with_gradients_everywhere(name):
     net = build_generator(tiny(GENERATOR_PRESETS[name], in_channels=2, out_channels=5)).train()
     x = torch.randn(2, 2, 29, 43)
@@ -86,7 +94,7 @@ COMBINATIONS = {
 }
 
 
-@pytest.mark.parametrize("changes", COMBINATIONS.values(), ids=COMBINATIONS.keys())
+@pytest.mark.parametrize("changes", marked(COMBINATIONS))
 def test_block_combinations(changes):
     net = UNet(tiny(UNetConfig(), **changes)).train()
     x = torch.randn(2, 3, 21, 34)

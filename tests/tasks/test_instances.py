@@ -193,6 +193,7 @@ def test_border_distance_peaks_at_one_inside_each_touching_object():
     assert d[3, 3] == d[3, 4] == 0.5  # the two sides of the touching line are both border
 
 
+@pytest.mark.slow
 def test_the_distance_head_trains_evaluates_like_validation_and_predicts(tmp_path):
     from pix2pix_unet.cli import train_main
     from pix2pix_unet.data.nuclei import NucleiSpec, write_nuclei

@@ -9,7 +9,7 @@ Each case writes a tiny dataset to disk, trains 2 steps, then checks that
     computes on the same files (images: within one quantisation step; segment:
     the written label map is the argmax, exactly).
 
-Trained runs are shared per module (one per case) to keep the file fast.
+Trained runs come from the session's ``trained_runs`` (one per case, shared with other modules).
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from pix2pix_unet.cli import main, train_main
+from pix2pix_unet.cli import main
 from pix2pix_unet.codec import ImageCodec
 from pix2pix_unet.io import read_image, read_label_map, write_image, write_label_map
 from pix2pix_unet.models import UNet
 from pix2pix_unet.tasks import generator_task
 from pix2pix_unet.metrics.image import image_scores
 from pix2pix_unet.data.labels import colorize_labels, instances_from_labels
-from tests.conftest import TINY, quantise, smooth
+from tests.conftest import quantise, smooth
 
 STEPS = 2
 U8_STEP = 2 / 255  # one 8-bit quantisation step in [-1, 1] units
@@ -119,13 +119,6 @@ class Case:
     overrides: list[str] = field(default_factory=list)
 
 
-def train(out: Path, task: str, data: Path, *overrides: str) -> Path:
-    code = train_main(["--task", task, "--data", str(data), "--output-dir", str(out), "--max-steps", str(STEPS),
-                       "--no-wandb", f"sample_every={STEPS}", f"checkpoint_every={STEPS}", *TINY, *overrides])
-    assert code == 0
-    return out
-
-
 CASES = {
     "translate_rgb8": ("translate", write_translate_rgb, {}, "A", []),
     "translate_index": ("translate", write_index_translate, {}, "labels", ["labels.format=index"]),
@@ -145,17 +138,14 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Case]:
+def runs(trained_runs, tiny_data):
     """Every case trained once, on demand."""
-    made: dict[str, Case] = {}
 
     def get(name: str) -> Case:
-        if name not in made:
-            task, writer, kwargs, inputs, overrides = CASES[name]
-            root = tmp_path_factory.mktemp(name)
-            data = writer(root / "data", **kwargs)
-            made[name] = Case(task, data, train(root / "run", task, data, *overrides), inputs, overrides=overrides)
-        return made[name]
+        task, writer, kwargs, inputs, overrides = CASES[name]
+        data = tiny_data(writer, **kwargs)
+        run = trained_runs("--task", task, "--data", data, *overrides, steps=STEPS)
+        return Case(task, data, run, inputs, overrides=overrides)
 
     return get
 

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from pix2pix_unet.cli import main, train_main
+from pix2pix_unet.cli import main
 from pix2pix_unet.config import ConfigError, DataConfig, PixelLoss, RestoreConfig, TrainConfig, load_config
 from pix2pix_unet.io import read_image, write_image
 from pix2pix_unet.losses import charbonnier_loss
 from pix2pix_unet.metrics.classical import classical_for, nlm
 from pix2pix_unet.tasks.restore import CleanImages, RestoreObjective, RestoreTask, build_clean
 from pix2pix_unet.codec import ImageCodec
-from tests.conftest import TINY, quantise, smooth
+from tests.conftest import quantise, smooth
 
 STEPS = 3
 
@@ -29,12 +29,6 @@ def photos(root: Path, sizes: list[tuple[int, int]], channels: int = 3, dtype=np
     for i, (h, w) in enumerate(sizes):
         paths.append(write_image(root / f"photo_{i:02d}.png", quantise(smooth(rng, h, w, channels), dtype, high=high)))
     return paths
-
-
-def train(out: Path, data: Path, *overrides: str) -> Path:
-    assert train_main(["--task", "restore", "--data", str(data), "--output-dir", str(out), "--max-steps", str(STEPS),
-                       "--no-wandb", f"sample_every={STEPS}", f"checkpoint_every={STEPS}", *TINY, *overrides]) == 0
-    return out
 
 
 def val_rows(run: Path) -> list[dict]:
@@ -70,19 +64,19 @@ def test_restore_objective_is_pixel_first_with_opt_in_terms():
         (fake - target).abs().mean().item() / 2, rel=1e-5)
 
 
-def test_default_restore_run_has_no_discriminator_and_gan_weight_adds_one(tmp_path):
-    data = tmp_path / "photos"
-    photos(data, [(40, 40)] * 4)
-    plain = train(tmp_path / "plain", data)
+def test_default_restore_run_has_no_discriminator_and_gan_weight_adds_one(trained_runs, tiny_data):
+    data = tiny_data(photos, [(40, 40)] * 4)
+    plain = trained_runs("--task", "restore", "--data", data, steps=STEPS)
     assert not (plain / "checkpoints" / f"step_{STEPS:08d}" / "model_1.safetensors").exists()
     rows = [json.loads(line) for line in (plain / "metrics.jsonl").read_text().splitlines()]
     last_train = [r for r in rows if any(k.startswith("train/") for k in r)][-1]
     assert "train/g_pixel" in last_train and not any("train/d_total" in r for r in rows)
-    gan = train(tmp_path / "gan", data, "restore.gan_weight=0.01")
+    gan = trained_runs("--task", "restore", "--data", data, "restore.gan_weight=0.01", steps=STEPS)
     rows = [json.loads(line) for line in (gan / "metrics.jsonl").read_text().splitlines()]
     assert any("train/d_total" in r and "train/g_gan" in r for r in rows)
 
 
+@pytest.mark.slow
 def test_perceptual_term_loads_vgg_weights_from_a_local_file(tmp_path):
     from torchvision.models import vgg16
 
@@ -124,13 +118,12 @@ def test_restore_starts_from_the_nafnet_preset_unless_one_is_named(tmp_path):
     assert load_config(tmp_path / "config.yaml").generator == TrainConfig().generator
 
 
-def test_the_export_records_the_residual_generator(tmp_path):
-    data = tmp_path / "photos"
-    photos(data, [(40, 40)] * 4)
-    run = train(tmp_path / "run", data)
+def test_the_export_records_the_residual_generator(trained_runs, tiny_data):
+    data = tiny_data(photos, [(40, 40)] * 4)
+    run = trained_runs("--task", "restore", "--data", data, steps=STEPS)
     generator = export_meta(run)["generator"]
     assert generator["residual"] is True and generator["conv_unit"] == "naf"
-    off = train(tmp_path / "off", data, "restore.residual=false")
+    off = trained_runs("--task", "restore", "--data", data, "restore.residual=false", steps=STEPS)
     assert export_meta(off)["generator"]["residual"] is False
 
 
@@ -163,7 +156,7 @@ def test_classical_baseline_is_nlm_for_noise_and_beats_the_noisy_input():
         assert (nlm(noisy, sigma) - clean).square().mean() < 0.5 * (noisy - clean).square().mean()
 
 
-def test_mixed_size_photos_train_and_log_the_classical_baseline_once(tmp_path, monkeypatch):
+def test_mixed_size_photos_train_and_log_the_classical_baseline_once(trained_runs, tmp_path, monkeypatch):
     """A folder of photos of different sizes trains as it is; validation logs input, output and non-local means."""
     data = tmp_path / "photos"
     photos(data, [(40, 52), (64, 48), (37, 45), (50, 50), (45, 61), (33, 70), (48, 40)])
@@ -171,7 +164,9 @@ def test_mixed_size_photos_train_and_log_the_classical_baseline_once(tmp_path, m
     import pix2pix_unet.metrics.classical as classical
 
     monkeypatch.setitem(classical.BASELINES, "nlm", lambda x: calls.append(x.shape) or classical.nlm(x))
-    run = train(tmp_path / "run", data, "data.val_fraction=0.3", "restore.gaussian_noise.p=1")
+    # data under tmp_path: this test's own run, trained here, under the monkeypatch
+    run = trained_runs("--task", "restore", "--data", data, "data.val_fraction=0.3", "restore.gaussian_noise.p=1",
+                       steps=STEPS)
     rows = val_rows(run)
     assert [r["step"] for r in rows] == [0, STEPS]
     for key in ("val/psnr", "val/psnr_input", "val/psnr_classical", "val/ssim_classical", "val/psnr_over_classical"):
@@ -186,13 +181,14 @@ def test_mixed_size_photos_train_and_log_the_classical_baseline_once(tmp_path, m
 
 @pytest.mark.parametrize("rule", [[], ["restore.intensity=range", "restore.intensity_max=4000"]],
                          ids=["dtype", "range"])
-def test_gray_16_bit_microscopy_is_denoised_and_written_back_as_16_bit(tmp_path, rule):
+def test_gray_16_bit_microscopy_is_denoised_and_written_back_as_16_bit(trained_runs, tmp_path, rule):
     """Dim 16-bit gray images with Poisson and Gaussian noise: train, predict, and the output is 16-bit."""
     data = tmp_path / "micro"
     photos(data, [(40, 40), (48, 44), (40, 56), (52, 40)], channels=1, dtype=np.uint16, high=4000)
-    run = train(tmp_path / "run", data, "generator.in_channels=1", "generator.out_channels=1",
-                "restore.gaussian_noise.p=1", "restore.poisson_noise.p=1", "restore.jpeg.p=0",
-                "restore.gaussian_blur.p=0", "restore.motion_blur.p=0", "restore.downsample.p=0", *rule)
+    run = trained_runs("--task", "restore", "--data", data, "generator.in_channels=1", "generator.out_channels=1",
+                       "restore.gaussian_noise.p=1", "restore.poisson_noise.p=1", "restore.jpeg.p=0",
+                       "restore.gaussian_blur.p=0", "restore.motion_blur.p=0", "restore.downsample.p=0", *rule,
+                       steps=STEPS)
     meta = export_meta(run)
     assert meta["generator"]["in_channels"] == 1
     assert meta["intensity"] == ("range" if rule else "dtype") and meta["intensity_range"][1] == (4000 if rule else 255)
@@ -217,10 +213,11 @@ def test_residual_off_trains_the_plain_generator(tmp_path):
     assert task.cfg.generator.residual is False
 
 
-def test_second_order_pipeline_trains_from_the_cli_and_is_recorded(tmp_path):
+def test_second_order_pipeline_trains_from_the_cli_and_is_recorded(trained_runs, tmp_path):
     data = tmp_path / "photos"
     photos(data, [(40, 40), (48, 40), (40, 44), (44, 44)])
-    run = train(tmp_path / "run", data, "restore.second_order.enabled=true", "restore.second_order.scale=2")
+    run = trained_runs("--task", "restore", "--data", data, "restore.second_order.enabled=true",
+                       "restore.second_order.scale=2", steps=STEPS)
     meta = export_meta(run)
     assert meta["restore"]["second_order"]["enabled"] is True and meta["restore"]["second_order"]["scale"] == 2
     assert np.isfinite(val_rows(run)[-1]["val/psnr_classical"])  # noise is in the pipeline: NLM is the baseline

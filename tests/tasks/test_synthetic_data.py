@@ -21,6 +21,8 @@ from pix2pix_unet.tasks.segment import SegmentTask
 from pix2pix_unet.tasks.segment import Segmenter
 from pix2pix_unet.metrics.segmenter import segmenter_score
 
+pytestmark = pytest.mark.slow  # the module's segmenter and SPADE runs train through the CLI
+
 SEG = ["generator.depth=3", "generator.base_channels=8", "generator.max_channels=32", "batch_size=4",
        "data.crop_size=32", "log_every=5", "checkpoint_every=1000", "optim.lr_g=2e-3", "segment.instances=off"]
 SPADE = ["--preset", "spade", "generator.depth=3", "generator.base_channels=8", "generator.max_channels=16",

@@ -12,16 +12,8 @@ from PIL import Image
 from pix2pix_unet.cli import main, train_main
 from pix2pix_unet.data.synthetic import SyntheticSpec, write_dataset
 from pix2pix_unet.models import UNet
-from tests.conftest import TINY
 
 BUILTIN = ["data.builtin_train=6", "data.builtin_val=3", "data.builtin_size=36"]
-
-
-def run(tmp_path: Path, name: str, task: str, *overrides: str) -> Path:
-    out = tmp_path / name
-    assert train_main(["--task", task, "--output-dir", str(out), "--max-steps", "2", "--no-wandb",
-                       "sample_every=2", "checkpoint_every=2", *TINY, *overrides]) == 0
-    return out
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -32,8 +24,8 @@ def export_meta(run_dir: Path) -> dict:
     return json.loads((run_dir / "checkpoints" / "generator" / "config.json").read_text())
 
 
-def test_segment_trains_and_logs_its_metrics(tmp_path):
-    out = run(tmp_path, "seg", "segment", *BUILTIN, "segment.adversarial=true")
+def test_segment_trains_and_logs_its_metrics(trained_runs):
+    out = trained_runs("--task", "segment", *BUILTIN, "segment.adversarial=true")
     val = [r for r in rows(out) if "val/miou" in r]
     assert [r["step"] for r in val] == [0, 2]
     for key in ["val/pixel_acc", "val/miou", "val/dice", "val/iou_0", "val/object_f1"]:
@@ -53,28 +45,27 @@ def test_segment_trains_and_logs_its_metrics(tmp_path):
     assert Image.open(out / "samples" / "step_00000002.png").size == (3 * 36 + 4 * 2, 3 * 36 + 4 * 2)
 
 
-def test_segment_without_instance_mode_keeps_its_classes(tmp_path):
-    out = run(tmp_path, "seg_plain", "segment", *BUILTIN, "segment.instances=off")
+def test_segment_without_instance_mode_keeps_its_classes(trained_runs):
+    out = trained_runs("--task", "segment", *BUILTIN, "segment.instances=off")
     meta = export_meta(out)
     assert meta["instance_mode"] is False and meta["generator"]["out_channels"] == 5
     assert not [r for r in rows(out) if "tune/prob_threshold" in r]
     assert "val/object_f1" in [r for r in rows(out) if "val/miou" in r][-1]  # connected components
 
 
-def test_segment_reads_gray_16_bit_folders(tmp_path):
+def test_segment_reads_gray_16_bit_folders(trained_runs, tmp_path):
     root = write_dataset(tmp_path / "data", num_train=4, num_val=2, spec=SyntheticSpec(size=32))
     for path in root.glob("*/B/*.png"):  # the photos as 16-bit gray images
         gray = np.asarray(Image.open(path).convert("L")).astype(np.uint16) * 200
         Image.fromarray(gray).save(path)
-    out = run(tmp_path, "seg16", "segment", f"data.path={root}", "generator.in_channels=1",
-              "segment.intensity=image")
+    out = trained_runs("--task", "segment", f"data.path={root}", "generator.in_channels=1", "segment.intensity=image")
     val = [r for r in rows(out) if "val/miou" in r]
     assert [r["step"] for r in val] == [0, 2] and "val/object_f1" in val[-1]  # instances/ were read
     assert export_meta(out)["generator"]["in_channels"] == 1
 
 
-def test_restore_logs_output_and_input_quality(tmp_path):
-    out = run(tmp_path, "restore", "restore", *BUILTIN, "restore.inpaint.p=0.5")
+def test_restore_logs_output_and_input_quality(trained_runs):
+    out = trained_runs("--task", "restore", *BUILTIN, "restore.inpaint.p=0.5")
     val = [r for r in rows(out) if "val/psnr" in r]
     assert [r["step"] for r in val] == [0, 2]
     for key in ["val/psnr", "val/psnr_input", "val/ssim", "val/ssim_input", "val/psnr_gain"]:
@@ -85,8 +76,8 @@ def test_restore_logs_output_and_input_quality(tmp_path):
     assert meta["generator"]["in_channels"] == 4 and meta["generator"]["out_channels"] == 3
 
 
-def test_translate_index_labels_then_synthesize(tmp_path):
-    out = run(tmp_path, "l2i", "translate", *BUILTIN, "labels.format=index")
+def test_translate_index_labels_then_synthesize(trained_runs, tmp_path):
+    out = trained_runs("--task", "translate", *BUILTIN, "labels.format=index")
     meta = export_meta(out)
     assert meta["task"] == "translate" and meta["num_classes"] == 5 and meta["generator"]["in_channels"] == 5
     assert [r["step"] for r in rows(out) if "val/l1" in r] == [0, 2]

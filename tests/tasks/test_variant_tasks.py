@@ -16,6 +16,8 @@ from pix2pix_unet.cli import main, train_main
 from pix2pix_unet.data.synthetic import SyntheticSpec, write_dataset
 from tests.conftest import TINY
 
+pytestmark = pytest.mark.slow  # every test trains through the CLI
+
 timm = pytest.importorskip("timm")
 
 BUILTIN = ["data.builtin_train=6", "data.builtin_val=2", "data.builtin_size=36"]

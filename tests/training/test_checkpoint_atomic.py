@@ -40,6 +40,7 @@ def reference(tmp_path_factory) -> tuple[Path, Path]:
     return root / "data", root / "run"
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_save_keeps_the_previous_checkpoint(reference, tmp_path, monkeypatch, capsys):
     data, ref = reference
     real_save = torch.save
@@ -68,6 +69,7 @@ def test_a_full_disk_mid_save_keeps_the_previous_checkpoint(reference, tmp_path,
         assert same_weights(ref / "checkpoints" / "step_00000004" / name, run / "checkpoints" / "step_00000004" / name)
 
 
+@pytest.mark.slow
 def test_resume_skips_a_damaged_newest_checkpoint(reference, tmp_path, capsys):
     import shutil
 

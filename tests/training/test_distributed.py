@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from tests.conftest import TINY
+
+pytestmark = pytest.mark.slow  # launches training processes with accelerate
 
 REPO = Path(__file__).resolve().parents[2]
 

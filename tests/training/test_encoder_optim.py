@@ -21,6 +21,7 @@ TINY_ENCODER = {"preset": "resnet34-unet", "encoder": {"name": "resnet18"}, "dep
                 "max_channels": 32}
 
 
+@pytest.mark.slow
 def test_the_encoder_group_moves_at_its_factor_of_the_rate():
     torch.manual_seed(0)
     net = build_generator(from_dict(UNetConfig, TINY_ENCODER))
@@ -52,6 +53,7 @@ def test_encoder_options_need_an_encoder():
         load_config(None, ["generator.preset=resnet34-unet", "optim.encoder_lr_factor=-1"])
 
 
+@pytest.mark.slow
 def test_training_keeps_the_loaded_encoder_frozen_then_trains_it_at_its_rate(tmp_path):
     """Weights from a file; 2 frozen steps, then 2 at 0.1 x lr_g: the step-2 checkpoint still holds the file's
     encoder weights (the decoder has moved), the step-4 one does not; the logs show both rates."""

@@ -16,11 +16,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from pix2pix_unet.cli import train_main
 from tests.conftest import TINY
+
+pytestmark = pytest.mark.slow  # kills and resumes training processes
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_STEPS, EVERY = 24, 4

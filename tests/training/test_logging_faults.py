@@ -49,6 +49,7 @@ def kill_wandb_service() -> list[int]:
     return [p.pid for p in victims]
 
 
+@pytest.mark.slow
 def test_bad_api_key_and_a_dead_wandb_process_do_not_stop_training(pair_folder, tmp_path, monkeypatch):
     """A malformed API key: W&B falls back to offline. Its service killed mid-run: restarted offline once."""
     monkeypatch.delenv("WANDB_MODE", raising=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
@@ -85,6 +86,7 @@ def nan_at_step_2_and_from_step_5(monkeypatch) -> None:
     monkeypatch.setattr(objective_module, "l1_loss", l1_with_faults)
 
 
+@pytest.mark.slow
 def test_bad_steps_are_skipped_counted_and_a_streak_stops_the_run(pair_folder, tmp_path, monkeypatch, capsys):
     """One isolated NaN step is survived; then NaN from step 5 on stops the run after max_bad_steps=3 in a row."""
     nan_at_step_2_and_from_step_5(monkeypatch)
@@ -147,6 +149,7 @@ def test_with_fused_adam_the_step_never_reads_a_tensor_on_the_host(monkeypatch):
     assert losses["skipped"].item() == 0.0
 
 
+@pytest.mark.slow
 def test_skipped_updates_are_read_when_logging_or_saving(pair_folder, tmp_path, monkeypatch, capsys):
     """With log_every=4 the flags stay on the device between log and checkpoint steps; the streak of steps
     5-7 is found at the step-8 log, and each skipped step is still named."""

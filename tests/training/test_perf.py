@@ -40,6 +40,7 @@ def nets(seed: int = 0) -> tuple[UNet, Discriminator]:
 CPU = torch.device("cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", [PerfConfig(), PerfConfig(channels_last=True),
                                  PerfConfig(channels_last=False, fused_adam=False, small_conv_gemm=False)],
                          ids=["cpu-defaults", "channels_last", "all-off"])
@@ -62,6 +63,7 @@ def test_optimised_step_matches_plain_eager_step(cfg):
         assert torch.allclose(a, b, atol=1e-5), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [CompileMode.DEFAULT, CompileMode.REDUCE_OVERHEAD])
 def test_compiled_step_matches_eager_on_cpu(mode):
     """torch.compile (inductor, CPU) gives the same losses as eager for two steps. The CUDA graph mode
@@ -151,6 +153,7 @@ def test_small_convolutions_as_gemm_leave_other_convolutions_alone(monkeypatch):
     assert calls == [1]
 
 
+@pytest.mark.slow
 def test_gemm_kernels_run_the_pix2pix_preset_unchanged(monkeypatch):
     """On the real preset (inner layers at 16x16 and below) the output and every gradient match the default kernels."""
     calls = _spy_routes(monkeypatch)
@@ -174,6 +177,7 @@ def test_keep_freed_memory_takes_effect_on_glibc():
     assert keep_freed_memory()
 
 
+@pytest.mark.slow
 def test_bf16_autocast_trains_on_cpu(pair_folder, tmp_path):
     run = tmp_path / "bf16"
     assert train_main(["--data", str(pair_folder), "--output-dir", str(run), "--max-steps", "2", "--no-wandb",
@@ -188,6 +192,7 @@ def test_batch_scaled_learning_rate():
     assert batch_scaled_lr(2e-4, 16, 4, LrScaling.LINEAR) == pytest.approx(8e-4)
 
 
+@pytest.mark.slow
 def test_training_applies_lr_scaling_to_the_global_batch(pair_folder, tmp_path):
     run = tmp_path / "scaled"
     # TINY trains batches of 2 with grad_accum 1: the global batch is 4 with grad_accum=2, so sqrt scaling doubles

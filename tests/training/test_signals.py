@@ -16,6 +16,7 @@ from pix2pix_unet.training.faults import StopSignals, ignore_sigint
 from tests.conftest import TINY
 
 
+@pytest.mark.slow
 def test_sigterm_in_process_saves_a_checkpoint_and_restores_the_handlers(pair_folder, tmp_path, monkeypatch, capsys):
     real_step, calls = loop_module.train_step, {"n": 0}
 
@@ -54,6 +55,7 @@ class Pids(Dataset):
         return torch.tensor(os.getpid())
 
 
+@pytest.mark.slow
 def test_loader_workers_survive_a_ctrl_c_meant_for_the_main_process():
     """Ctrl-C reaches every process of the terminal's group; the workers must not die before the checkpoint."""
     loader = DataLoader(Pids(), batch_size=4, num_workers=1, worker_init_fn=ignore_sigint)

@@ -59,6 +59,7 @@ def test_gradient_penalty_changes_the_discriminator_update():
     assert any(not torch.allclose(a, b) for a, b in zip(without, with_gp))
 
 
+@pytest.mark.slow
 def test_training_run_with_every_discriminator_option(pair_folder, tmp_path):
     run = tmp_path / "run"
     assert train_main([

@@ -25,6 +25,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_train_gan_cli_writes_the_whole_run_folder(pair_folder, tmp_path):
     run = tmp_path / "run"
     result = run_cli(
@@ -102,6 +103,7 @@ def _adam_steps(state_dir: Path) -> list[int]:
     return sorted({int(s["step"]) for s in opt["state"].values()})
 
 
+@pytest.mark.slow
 def test_resume_continues_as_if_never_stopped(pair_folder, tmp_path):
     common = ["--data", str(pair_folder), "--no-wandb", "sample_every=3", "checkpoint_every=3",
               "optim.decay_start=0.5", *TINY]
@@ -133,6 +135,7 @@ def test_resume_without_checkpoint_is_an_error(tmp_path, capsys):
     assert "config.yaml" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_generator_learns_on_builtin_data(tmp_path):
     """After a short CPU run, L1 to held-out targets is clearly below its step-0 value."""
     run = tmp_path / "learn"
