@@ -107,6 +107,10 @@ class TrainConfig:
     init_from: str | None = None  # start G from this export's weights (fine-tuning; same architecture and channels)
     best_metric: str = "val/l1"  # rotation also keeps the checkpoint with the best value of this
     best_mode: MetricMode = MetricMode.MIN
+    # several processes: how long one may wait for the others in a collective before the run fails. It must
+    # cover the main process's validation, final threshold tuning and checkpoint export, which the others
+    # wait out in their next collective (Accelerate's default, 10 min with NCCL, would end a long validation)
+    process_group_timeout_s: float = 7200.0
 
     def validate(self) -> None:
         self.generator.validate()
@@ -124,7 +128,7 @@ class TrainConfig:
         self.labels.validate()
         self.segment.validate()
         self.restore.validate()
-        _positive(self, "", "max_bad_steps")
+        _positive(self, "", "max_bad_steps", "process_group_timeout_s")
         check_combinations(self)
 
 
