@@ -25,6 +25,23 @@ from pix2pix_unet.cli import train_main
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+
+@pytest.fixture(autouse=True)
+def _same_global_random_state() -> None:
+    """Every test starts from the same torch and numpy random state, whether it runs alone or after others: its
+    random weights and data (torch.rand, np.random) must not depend on which tests ran before it. (Python's
+    ``random`` is left alone: test_kill_resume draws its kill steps from it on purpose, a new seed each run.)"""
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded generator of the test's own (a module-level one would hand each test other numbers depending on
+    which tests drew from it first)."""
+    return np.random.default_rng(0)
+
+
 # Overrides that make a training run tiny: 32-px images, a 3-level UNet, a 2-layer PatchGAN.
 TINY = [
     "generator.depth=3", "generator.base_channels=8", "generator.max_channels=32",

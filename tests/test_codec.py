@@ -10,13 +10,11 @@ from pix2pix_unet.config import Intensity, OutputDtype
 from pix2pix_unet.data import DatasetError
 from pix2pix_unet.io import ChannelError, ImageFile, from_tensor, write_image, write_label_map
 
-RNG = np.random.default_rng(0)
-
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
-def test_tensor_round_trip_keeps_values_and_dtype(dtype):
+def test_tensor_round_trip_keeps_values_and_dtype(dtype, rng):
     info = np.iinfo(dtype) if dtype != np.float32 else None
-    pixels = (RNG.integers(0, info.max + 1, (5, 6, 3)) if info else RNG.random((5, 6, 3))).astype(dtype)
+    pixels = (rng.integers(0, info.max + 1, (5, 6, 3)) if info else rng.random((5, 6, 3))).astype(dtype)
     tensor = ImageCodec(3).from_pixels(ImageFile(pixels)).tensor
     assert tensor.shape == (3, 5, 6) and tensor.min() >= -1 and tensor.max() <= 1
     back = from_tensor(tensor, dtype)
@@ -32,7 +30,7 @@ def test_full_range_maps_to_minus_one_and_one():
     assert ImageCodec(1).from_pixels(ImageFile(pixels)).tensor.flatten().tolist() == [-1.0, 1.0]
 
 
-def test_channel_conversions_are_lossless_or_an_error():
+def test_channel_conversions_are_lossless_or_an_error(rng):
     gray = ImageFile(np.zeros((4, 4, 1), np.uint8))
     rgba = ImageFile(np.zeros((4, 4, 4), np.uint8), alpha=True)
     assert ImageCodec(3).from_pixels(gray).tensor.shape == (3, 4, 4)  # gray repeated
@@ -41,14 +39,14 @@ def test_channel_conversions_are_lossless_or_an_error():
     with pytest.raises(ChannelError, match=r"scan\.tif has 5 channel\(s\) but the generator takes 3"):
         ImageCodec(3).from_pixels(ImageFile(np.zeros((4, 4, 5), np.uint16)), "scan.tif")
     with pytest.raises(ChannelError, match="rgb.png has 3 channel.*takes 1"):
-        ImageCodec(1).from_pixels(ImageFile(RNG.integers(0, 256, (4, 4, 3), dtype=np.uint8)), "rgb.png")
+        ImageCodec(1).from_pixels(ImageFile(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)), "rgb.png")
     # a gray picture saved as RGB is read as the gray it is
-    same = np.repeat(RNG.integers(0, 256, (4, 4, 1), dtype=np.uint8), 3, axis=-1)
+    same = np.repeat(rng.integers(0, 256, (4, 4, 1), dtype=np.uint8), 3, axis=-1)
     assert ImageCodec(1).from_pixels(ImageFile(same)).tensor.shape == (1, 4, 4)
 
 
-def test_encode_inverts_each_intensity_rule_into_the_input_units():
-    pixels = RNG.integers(1000, 1300, (6, 7, 1)).astype(np.uint16)
+def test_encode_inverts_each_intensity_rule_into_the_input_units(rng):
+    pixels = rng.integers(1000, 1300, (6, 7, 1)).astype(np.uint16)
     for codec in (ImageCodec(1), ImageCodec(1, Intensity.IMAGE), ImageCodec(1, Intensity.RANGE, (900.0, 1400.0))):
         decoded = codec.from_pixels(ImageFile(pixels))
         back = codec.encode(decoded.tensor, decoded)
@@ -70,10 +68,10 @@ def test_class_ids_over_range_and_masks_of_another_size_are_named(tmp_path):
         decode_mask(mask, (2, 3))
 
 
-def test_inputs_far_from_the_training_range_are_named():
-    dim = ImageFile(RNG.integers(100, 360, (16, 16, 1)).astype(np.uint16))  # 0.4 % of the 16-bit range
+def test_inputs_far_from_the_training_range_are_named(rng):
+    dim = ImageFile(rng.integers(100, 360, (16, 16, 1)).astype(np.uint16))  # 0.4 % of the 16-bit range
     decoded = ImageCodec(1).from_pixels(dim, "dim.tif")
     warning = out_of_range(decoded, [-0.95, 0.97], Intensity.DTYPE)
     assert warning is not None and "dim.tif" in warning and "uint16" in warning
-    normal = ImageCodec(1).from_pixels(ImageFile(RNG.integers(0, 65536, (16, 16, 1)).astype(np.uint16)))
+    normal = ImageCodec(1).from_pixels(ImageFile(rng.integers(0, 65536, (16, 16, 1)).astype(np.uint16)))
     assert out_of_range(normal, [-0.95, 0.97], Intensity.DTYPE) is None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +63,13 @@ def colour_pixels(picture: np.ndarray, colour: np.ndarray, tolerance: int = 6) -
     return int((np.abs(picture[..., :3].astype(int) - colour.astype(int)) <= tolerance).all(-1).sum())
 
 
+def painted(picture: np.ndarray, colour: np.ndarray) -> bool:
+    """Whether a screenshot shows the 240 x 320 overlay: a block of its colour at least half its size."""
+    return colour_pixels(picture, colour) >= 0.5 * 240 * 320
+
+
 def test_browser_uploads_a_16bit_tiff_and_shows_the_overlay(tmp_path):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
@@ -99,14 +104,17 @@ def test_browser_uploads_a_16bit_tiff_and_shows_the_overlay(tmp_path):
         image = browser.find_element(By.CSS_SELECTOR, "#view img")
         wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
         wait.until(lambda b: image.size["height"] >= 200)  # laid out, not a thumbnail
-        time.sleep(0.5)  # let it paint
+        # painted some time after it is laid out (a fixed 0.5-s pause can lose that race on a busy machine): take
+        # screenshots until one shows it; the assert below says what the last one held
         shot = tmp_path / "demo_screenshot.png"
-        browser.save_screenshot(str(shot))
+        try:
+            wait.until(lambda b: b.save_screenshot(str(shot)) and painted(read_image(shot).pixels, expected))
+        except TimeoutException:
+            pass
         download = "".join(browser.find_element(By.ID, "files").text.split())  # the name wraps
     finally:
         browser.quit()
         app.close()
     # 4. the screenshot shows the overlay: a block of its colour at least half the image's size
-    picture = read_image(shot).pixels
-    assert colour_pixels(picture, expected) >= 0.5 * 240 * 320, (expected, shot)
+    assert painted(read_image(shot).pixels, expected), (expected, shot)
     assert "cells.png" in download  # the label map is offered for download

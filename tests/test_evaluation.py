@@ -18,8 +18,6 @@ from pix2pix_unet.io import write_image, write_label_map
 from pix2pix_unet.models import UNet
 from tests.conftest import write_pairs
 
-RNG = np.random.default_rng(0)
-
 
 def test_evaluate_translation_writes_metrics_and_reports(tmp_path, capsys):
     torch.manual_seed(0)
@@ -46,14 +44,14 @@ def test_evaluate_translation_writes_metrics_and_reports(tmp_path, capsys):
     assert (out / "report.png").stat().st_size > 0
 
 
-def test_evaluate_segmentation_from_metadata(tmp_path, capsys):
+def test_evaluate_segmentation_from_metadata(tmp_path, capsys, rng):
     torch.manual_seed(0)
     UNet(from_dict(UNetConfig, {"depth": 2, "base_channels": 4, "max_channels": 8, "out_channels": 3,
                                 "final_activation": "none"})).save_pretrained(
         tmp_path / "seg", task="segment", num_classes=3, direction="BtoA", intensity="dtype")
     for i in range(2):
-        write_image(tmp_path / "d" / "images" / f"{i}.tif", RNG.integers(0, 65536, (20, 24, 3), dtype=np.uint16))
-        write_label_map(tmp_path / "d" / "labels" / f"{i}.png", RNG.integers(0, 3, (20, 24)), 3)
+        write_image(tmp_path / "d" / "images" / f"{i}.tif", rng.integers(0, 65536, (20, 24, 3), dtype=np.uint16))
+        write_label_map(tmp_path / "d" / "labels" / f"{i}.png", rng.integers(0, 3, (20, 24)), 3)
     out = tmp_path / "eval"
     assert main(["evaluate", "--checkpoint", str(tmp_path / "seg"), "--data", str(tmp_path / "d"),
                  "--inputs", "images", "--targets", "labels", "--output", str(out), "--no-progress"]) == 0

@@ -18,7 +18,6 @@ from pix2pix_unet.runtime import prepare_generator, run_generator
 from pix2pix_unet.io import read_image, read_label_map, write_image
 from pix2pix_unet.models import UNet
 
-RNG = np.random.default_rng(0)
 TINY_G = {"depth": 3, "base_channels": 4, "max_channels": 16}
 
 
@@ -35,14 +34,14 @@ def generator_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def mixed_inputs(tmp_path: Path) -> Path:
+def mixed_inputs(tmp_path: Path, rng) -> Path:
     """A folder tree of every kind of input: 8/16-bit PNG, JPEG, TIFF, gray, RGBA, and two bad files."""
     root = tmp_path / "in"
-    write_image(root / "rgb8.png", RNG.integers(0, 256, (40, 50, 3), dtype=np.uint8))
-    write_image(root / "photo.jpg", RNG.integers(0, 256, (40, 50, 3), dtype=np.uint8))
-    write_image(root / "rgba.png", RNG.integers(0, 256, (29, 45, 4), dtype=np.uint8))
-    write_image(root / "deep" / "rgb16.png", RNG.integers(0, 65536, (33, 47, 3), dtype=np.uint16))
-    write_image(root / "deep" / "gray16.tif", RNG.integers(0, 65536, (33, 47, 1), dtype=np.uint16))
+    write_image(root / "rgb8.png", rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    write_image(root / "photo.jpg", rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    write_image(root / "rgba.png", rng.integers(0, 256, (29, 45, 4), dtype=np.uint8))
+    write_image(root / "deep" / "rgb16.png", rng.integers(0, 65536, (33, 47, 3), dtype=np.uint16))
+    write_image(root / "deep" / "gray16.tif", rng.integers(0, 65536, (33, 47, 1), dtype=np.uint16))
     good = (root / "rgb8.png").read_bytes()
     (root / "deep" / "truncated.png").write_bytes(good[: len(good) // 2])
     (root / "notes.png").write_text("not an image")
@@ -73,9 +72,9 @@ def test_predict_folder_mirrors_names_dtypes_and_sizes(generator_dir, mixed_inpu
     assert {p: p.read_bytes() for p in mixed_inputs.rglob("*") if p.is_file()} == before  # inputs untouched
 
 
-def test_existing_outputs_are_kept_unless_overwrite(generator_dir, tmp_path, capsys):
+def test_existing_outputs_are_kept_unless_overwrite(generator_dir, tmp_path, capsys, rng):
     inputs = tmp_path / "in"
-    write_image(inputs / "a.png", RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    write_image(inputs / "a.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     out = tmp_path / "out"
     write_image(out / "a.png", np.zeros((4, 4, 3), np.uint8))  # an old output
     args = ["predict", "--checkpoint", str(generator_dir), "--input", str(inputs), "--output", str(out),
@@ -87,17 +86,17 @@ def test_existing_outputs_are_kept_unless_overwrite(generator_dir, tmp_path, cap
     assert read_image(out / "a.png").shape == (32, 32, 3)
 
 
-def test_output_folder_inside_the_input_folder_is_not_read_back(generator_dir, tmp_path):
-    write_image(tmp_path / "in" / "a.png", RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+def test_output_folder_inside_the_input_folder_is_not_read_back(generator_dir, tmp_path, rng):
+    write_image(tmp_path / "in" / "a.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
     args = ["predict", "--checkpoint", str(generator_dir), "--input", str(tmp_path / "in"),
             "--output", str(tmp_path / "in" / "out"), "--no-progress"]
     assert main(args) == 0 and main(args) == 0
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png")) == ["in/a.png", "in/out/a.png"]
 
 
-def test_glob_input_and_output_dtype_override(generator_dir, tmp_path):
+def test_glob_input_and_output_dtype_override(generator_dir, tmp_path, rng):
     for split in ("x", "y"):
-        write_image(tmp_path / "data" / split / "scan.tif", RNG.integers(0, 65536, (20, 24, 3), dtype=np.uint16))
+        write_image(tmp_path / "data" / split / "scan.tif", rng.integers(0, 65536, (20, 24, 3), dtype=np.uint16))
     write_image(tmp_path / "data" / "x" / "skip.png", np.zeros((8, 8, 3), np.uint8))
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", str(generator_dir), "--input", str(tmp_path / "data" / "*" / "*.tif"),
@@ -107,20 +106,20 @@ def test_glob_input_and_output_dtype_override(generator_dir, tmp_path):
     assert image.dtype == np.float32 and 0 <= image.pixels.min() and image.pixels.max() <= 1
 
 
-def test_channel_mismatch_names_file_and_both_counts(tmp_path, capsys):
+def test_channel_mismatch_names_file_and_both_counts(tmp_path, capsys, rng):
     gen = save_generator(tmp_path / "g", in_channels=3)
     stack = tmp_path / "stack.tif"
-    tifffile.imwrite(stack, RNG.integers(0, 65536, (5, 16, 16), dtype=np.uint16), metadata={"axes": "CYX"})
+    tifffile.imwrite(stack, rng.integers(0, 65536, (5, 16, 16), dtype=np.uint16), metadata={"axes": "CYX"})
     code = main(["predict", "--checkpoint", str(gen), "--input", str(stack), "--output", str(tmp_path / "o"),
                  "--no-progress"])
     assert code == 1
     assert "stack.tif has 5 channel(s) but the generator takes 3" in capsys.readouterr().err
 
 
-def test_multichannel_in_and_out(tmp_path):
+def test_multichannel_in_and_out(tmp_path, rng):
     gen = save_generator(tmp_path / "g", in_channels=5, out_channels=2)
     (tmp_path / "in").mkdir()
-    tifffile.imwrite(tmp_path / "in" / "s.tif", RNG.random((5, 24, 20), dtype=np.float32), metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "in" / "s.tif", rng.random((5, 24, 20), dtype=np.float32), metadata={"axes": "CYX"})
     assert main(["predict", "--checkpoint", str(gen), "--input", str(tmp_path / "in"), "--output",
                  str(tmp_path / "o"), "--no-progress"]) == 0
     image = read_image(tmp_path / "o" / "s.tif")
@@ -136,9 +135,9 @@ def test_large_images_are_tiled_and_match_whole(tmp_path):
     assert torch.allclose(whole, tiled, atol=1e-5)
 
 
-def test_same_size_images_share_a_batch(generator_dir, tmp_path):
+def test_same_size_images_share_a_batch(generator_dir, tmp_path, rng):
     for i in range(5):
-        write_image(tmp_path / "in" / f"{i}.png", RNG.integers(0, 256, (16 + 8 * (i % 2), 24, 3), dtype=np.uint8))
+        write_image(tmp_path / "in" / f"{i}.png", rng.integers(0, 256, (16 + 8 * (i % 2), 24, 3), dtype=np.uint8))
     generator = UNet.from_pretrained(generator_dir)
     batches = []
     generator.register_forward_hook(lambda module, args, output: batches.append(args[0].shape[0]))
@@ -148,27 +147,29 @@ def test_same_size_images_share_a_batch(generator_dir, tmp_path):
     assert sorted(batches) == [1, 2, 2]  # three 16-px images (2 + 1) and two 24-px images (2)
 
 
-def test_segmentation_writes_indexed_label_maps_and_overlays(tmp_path):
+def test_segmentation_writes_indexed_label_maps_and_overlays(tmp_path, rng):
     gen_dir = save_generator(tmp_path / "seg", out_channels=4, final_activation="none",
                              meta={"task": "segment", "num_classes": 4, "direction": "BtoA", "intensity": "dtype"})
-    write_image(tmp_path / "in" / "cells.tif", RNG.integers(0, 65536, (30, 36, 3), dtype=np.uint16))
+    write_image(tmp_path / "in" / "cells.tif", rng.integers(0, 65536, (30, 36, 3), dtype=np.uint16))
     out, overlays = tmp_path / "labels", tmp_path / "overlays"
     assert main(["predict", "--checkpoint", str(gen_dir), "--input", str(tmp_path / "in"), "--output", str(out),
                  "--overlay", str(overlays), "--no-progress"]) == 0
     with Image.open(out / "cells.png") as img:
         assert img.mode == "P" and img.size == (36, 30)
     labels = read_label_map(out / "cells.png")
-    generator = UNet.from_pretrained(gen_dir)
+    # run as predict runs it (channels-last): a plain forward rounds otherwise, which can flip a near-tied argmax
+    generator = prepare_generator(UNet.from_pretrained(gen_dir), InferenceConfig(), "cpu")
     from pix2pix_unet.codec import ImageCodec
 
-    expected = generator(ImageCodec(3).decode(tmp_path / "in" / "cells.tif").tensor[None])[0].argmax(0).numpy()
+    inputs = ImageCodec(3).decode(tmp_path / "in" / "cells.tif").tensor[None]
+    expected = run_generator(generator, inputs, InferenceConfig(), "cpu")[0].argmax(0).numpy()
     np.testing.assert_array_equal(labels, expected)
     picture = read_image(overlays / "cells.png")
     assert picture.shape == (30, 36, 3) and picture.dtype == np.uint8
 
 
-def test_never_writes_over_inputs_even_with_overwrite(generator_dir, tmp_path):
-    write_image(tmp_path / "in" / "a.png", RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+def test_never_writes_over_inputs_even_with_overwrite(generator_dir, tmp_path, rng):
+    write_image(tmp_path / "in" / "a.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
     before = (tmp_path / "in" / "a.png").read_bytes()
     assert main(["predict", "--checkpoint", str(generator_dir), "--input", str(tmp_path / "in"),
                  "--output", str(tmp_path / "in"), "--overwrite", "--no-progress"]) == 2
@@ -204,8 +205,8 @@ def test_bf16_and_compiled_inference_match_fp32(generator_dir, tmp_path):
     assert torch.allclose(run_generator(compiled_net, batch, compiled_cfg, "cpu"), fp32, atol=1e-5)
 
 
-def test_predict_precision_flag_and_fp16_on_cpu_refused(generator_dir, tmp_path, capsys):
-    write_image(tmp_path / "in" / "a.png", RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+def test_predict_precision_flag_and_fp16_on_cpu_refused(generator_dir, tmp_path, capsys, rng):
+    write_image(tmp_path / "in" / "a.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     common = ["predict", "--checkpoint", str(generator_dir), "--input", str(tmp_path / "in"), "--device", "cpu",
               "--no-progress"]
     assert main(common + ["--output", str(tmp_path / "bf16"), "--precision", "bf16"]) == 0
@@ -225,7 +226,7 @@ def test_prepared_generator_is_channels_last_and_gives_the_same_outputs(generato
         assert torch.allclose(run_generator(net, batch, InferenceConfig(), "cpu"), plain(batch), atol=1e-5)
 
 
-def test_tiled_segmentation_uses_the_whole_image_intensity_statistics(tmp_path):
+def test_tiled_segmentation_uses_the_whole_image_intensity_statistics(tmp_path, rng):
     """intensity=image stretches by the whole image's min..max, also when predict runs it as tiles."""
     from pix2pix_unet.codec import ImageCodec
     from pix2pix_unet.config import Intensity
@@ -234,7 +235,7 @@ def test_tiled_segmentation_uses_the_whole_image_intensity_statistics(tmp_path):
     gen_dir = save_generator(tmp_path / "seg", in_channels=1, out_channels=3, final_activation="none",
                              meta={"task": "segment", "num_classes": 3, "intensity": "image",
                                    "intensity_range": [0.0, 255.0]})
-    pixels = RNG.integers(1000, 1300, (80, 72, 1)).astype(np.uint16)
+    pixels = rng.integers(1000, 1300, (80, 72, 1)).astype(np.uint16)
     pixels[:8, :8] = 1000  # the darkest and brightest pixels sit in different tiles
     pixels[-8:, -8:] = 1299
     write_image(tmp_path / "in" / "dim.tif", pixels)

@@ -23,13 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_NET = {"depth": 3, "base_channels": 8, "max_channels": 32}
 
 
-def launch_cli(*args: str) -> subprocess.CompletedProcess:
+def launch_cli(*args: str, script: Path | None = None) -> subprocess.CompletedProcess:
     """``accelerate launch --multi_gpu --num_processes 2 -m pix2pix_unet.cli ...`` on a machine without GPUs
-    (pix2pix-unet joins the two torchrun processes over gloo, as training does)."""
+    (pix2pix-unet joins the two torchrun processes over gloo, as training does); ``script`` instead of the CLI."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(free_port()), "-m", "pix2pix_unet.cli", *args]
+           "--main_process_port", str(free_port()), *([str(script)] if script else ["-m", "pix2pix_unet.cli"]), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -85,3 +85,33 @@ def test_two_processes_synthesize_what_one_does(tmp_path):
     assert len(one) == 10 and one == two
     # the augmented layouts differ from pair to pair (each pair has its own seed)
     assert len({one[f"labels/{i:05d}.png"] for i in range(5)}) == 5
+
+
+# the CLI, with the generator failing in the second process only (a GPU out of memory, say)
+FAIL_IN_ONE = """
+import os, sys
+import pix2pix_unet.predict
+from pix2pix_unet.cli import main
+
+def run_generator(*args, **kwargs):
+    raise RuntimeError(f"out of memory in process {os.environ['RANK']}")
+
+if os.environ["RANK"] == "1":
+    pix2pix_unet.predict.run_generator = run_generator
+sys.exit(main())
+"""
+
+
+def test_an_error_in_one_process_ends_every_process(tmp_path):
+    torch.manual_seed(0)
+    UNet(from_dict(UNetConfig, TINY_NET)).save_pretrained(tmp_path / "g", task="translate", direction="AtoB")
+    for i in range(2):  # one input per process
+        Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "fail.py").write_text(FAIL_IN_ONE)
+    # the first process finishes its share and learns of the error in the gather (before, it waited there for
+    # the process group's timeout: 30 min with gloo)
+    result = launch_cli("predict", "--checkpoint", str(tmp_path / "g"), "--input", str(tmp_path / "*.png"),
+                        "--output", str(tmp_path / "out"), "--no-progress", script=tmp_path / "fail.py")
+    assert result.returncode != 0
+    assert result.stderr.count("error: out of memory in process 1") == 1, result.stderr[-3000:]
+    assert "wrote" not in result.stdout and "SIGABRT" not in result.stderr

@@ -13,22 +13,22 @@ from pix2pix_unet.io import (
     palette, read_image, read_label_map, write_image, write_label_map,
 )
 
-RNG = np.random.default_rng(0)
+PIXELS = np.random.default_rng(0)  # drawn from at import only, for the parameters below
 
 
 @pytest.mark.parametrize(
     "name, pixels",
     [
-        ("gray8.png", RNG.integers(0, 256, (17, 23, 1), dtype=np.uint8)),
-        ("rgb8.png", RNG.integers(0, 256, (17, 23, 3), dtype=np.uint8)),
-        ("rgba8.png", RNG.integers(0, 256, (17, 23, 4), dtype=np.uint8)),
-        ("gray16.png", RNG.integers(0, 65536, (17, 23, 1), dtype=np.uint16)),
-        ("rgb16.png", RNG.integers(0, 65536, (17, 23, 3), dtype=np.uint16)),
-        ("gray16.tif", RNG.integers(0, 65536, (17, 23, 1), dtype=np.uint16)),
-        ("rgb16.tif", RNG.integers(0, 65536, (17, 23, 3), dtype=np.uint16)),
-        ("stack5.tif", RNG.random((17, 23, 5), dtype=np.float32)),
-        ("stack2_16.tif", RNG.integers(0, 65536, (17, 23, 2), dtype=np.uint16)),
-        ("rgb8.bmp", RNG.integers(0, 256, (17, 23, 3), dtype=np.uint8)),
+        ("gray8.png", PIXELS.integers(0, 256, (17, 23, 1), dtype=np.uint8)),
+        ("rgb8.png", PIXELS.integers(0, 256, (17, 23, 3), dtype=np.uint8)),
+        ("rgba8.png", PIXELS.integers(0, 256, (17, 23, 4), dtype=np.uint8)),
+        ("gray16.png", PIXELS.integers(0, 65536, (17, 23, 1), dtype=np.uint16)),
+        ("rgb16.png", PIXELS.integers(0, 65536, (17, 23, 3), dtype=np.uint16)),
+        ("gray16.tif", PIXELS.integers(0, 65536, (17, 23, 1), dtype=np.uint16)),
+        ("rgb16.tif", PIXELS.integers(0, 65536, (17, 23, 3), dtype=np.uint16)),
+        ("stack5.tif", PIXELS.random((17, 23, 5), dtype=np.float32)),
+        ("stack2_16.tif", PIXELS.integers(0, 65536, (17, 23, 2), dtype=np.uint16)),
+        ("rgb8.bmp", PIXELS.integers(0, 256, (17, 23, 3), dtype=np.uint8)),
     ],
 )
 def test_lossless_formats_round_trip_exactly(tmp_path, name, pixels):
@@ -49,16 +49,16 @@ def test_jpeg_round_trip_is_close(tmp_path):
     assert np.abs(image.pixels.astype(int) - pixels).mean() < 3
 
 
-def test_tiff_stack_axes_become_channels(tmp_path):
-    stack = RNG.integers(0, 65536, (4, 10, 12), dtype=np.uint16)  # C, Y, X as microscopy tools write it
+def test_tiff_stack_axes_become_channels(tmp_path, rng):
+    stack = rng.integers(0, 65536, (4, 10, 12), dtype=np.uint16)  # C, Y, X as microscopy tools write it
     tifffile.imwrite(tmp_path / "s.tif", stack, photometric="minisblack", metadata={"axes": "CYX"})
     image = read_image(tmp_path / "s.tif")
     assert image.shape == (10, 12, 4)
     np.testing.assert_array_equal(image.pixels[..., 2], stack[2])
 
 
-def test_bad_files_raise_naming_the_file(tmp_path):
-    good = write_image(tmp_path / "good.png", RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+def test_bad_files_raise_naming_the_file(tmp_path, rng):
+    good = write_image(tmp_path / "good.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     data = good.read_bytes()
     (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
     (tmp_path / "text.png").write_text("not an image")
@@ -76,15 +76,15 @@ def test_formats_refuse_what_they_cannot_hold(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_label_maps_are_indexed_pngs(tmp_path):
-    labels = RNG.integers(0, 7, (9, 11))
+def test_label_maps_are_indexed_pngs(tmp_path, rng):
+    labels = rng.integers(0, 7, (9, 11))
     path = write_label_map(tmp_path / "l.png", labels, num_classes=7)
     with Image.open(path) as img:
         assert img.mode == "P"
         assert img.getpalette()[:21] == palette(7).flatten().tolist()
     np.testing.assert_array_equal(read_label_map(path), labels)
     # beyond 256 classes: 16-bit gray
-    many = RNG.integers(0, 300, (9, 11))
+    many = rng.integers(0, 300, (9, 11))
     np.testing.assert_array_equal(read_label_map(write_label_map(tmp_path / "m.png", many, 300)), many)
     with pytest.raises(ImageReadError, match=r"rgb\.png has 3 channel"):
         read_label_map(write_image(tmp_path / "rgb.png", np.zeros((4, 4, 3), np.uint8)))
@@ -99,8 +99,8 @@ def test_overlay_colours_foreground_only():
     np.testing.assert_array_equal(out[0, 1], expected)
 
 
-def test_display_stretches_16_bit_data():
-    dim = ImageFile(RNG.integers(1000, 2000, (8, 8, 1), dtype=np.uint16))  # 12-bit-ish data in a 16-bit file
+def test_display_stretches_16_bit_data(rng):
+    dim = ImageFile(rng.integers(1000, 2000, (8, 8, 1), dtype=np.uint16))  # 12-bit-ish data in a 16-bit file
     shown = display_rgb8(dim)
     assert shown.shape == (8, 8, 3) and shown.dtype == np.uint8 and shown.max() >= 250 and shown.min() <= 5
 

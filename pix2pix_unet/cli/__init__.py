@@ -7,10 +7,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .commands import demo_main, evaluate_main, export_main, predict_main
 from ..config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
 
+if TYPE_CHECKING:  # torch is imported by the commands that run a network, not by `--help`
+    import torch
+
+    from ..runtime.distributed import Shard
 
 # Flags that are shortcuts for config keys: flag dest -> dotted key.
 TRAIN_FLAGS = {
@@ -180,6 +185,16 @@ def synthesize_main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     args = p.parse_args(argv)
 
+    from ..runtime.distributed import launched_processes
+
+    # under accelerate launch / torchrun / srun each process writes every n-th pair, on its own device; the
+    # process group is torn down when the command ends, on every path
+    with launched_processes() as (shard, launched_device):
+        return _synthesize(args, shard, launched_device)
+
+
+def _synthesize(args: argparse.Namespace, shard: Shard, launched_device: torch.device) -> int:
+    """``synthesize_main`` once parsed, in one of ``shard.count`` processes: its pairs, then the gathered report."""
     import torch
 
     from ..data import DatasetError
@@ -190,11 +205,10 @@ def synthesize_main(argv: list[str] | None = None) -> int:
     from ..synthesis.layouts import LayoutModel
     from ..tasks.segment import Segmenter
     from ..synthesis.synthesize import SynthesisReport, label_to_image_task, read_instance_maps, synthesize
-    from ..runtime.distributed import gather, process_shard
+    from ..runtime.distributed import end_process_group, gather
 
-    # under accelerate launch / torchrun / srun each process writes every n-th pair, on its own device
-    shard, launched_device = process_shard()
     device = args.device or (launched_device if shard.count > 1 else "cuda" if torch.cuda.is_available() else "cpu")
+    failed = False
     try:
         if args.layouts and args.augment_labels:
             raise ValueError("--layouts and --augment-labels are two ways to get new label maps; choose one")
@@ -222,8 +236,12 @@ def synthesize_main(argv: list[str] | None = None) -> int:
                           confidence=args.confidence)
     except (DatasetError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
+        failed = True
+    # a process that failed still joins this gather, so every process ends on the same collectives
+    if any(gather([failed])):
         return 2
     reports = gather([mine])
+    end_process_group()  # the last collective: the main process's scoring below keeps no one waiting
     report = SynthesisReport(sorted(p for r in reports for p in r.written), sum(r.dropped for r in reports),
                              sum(r.drawn for r in reports))
     if not shard.main:

@@ -9,9 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import BlendWindow, CompileMode, ConfigError, InferenceConfig, MixedPrecision, OutputDtype, from_dict
 from ..hub import HF_PREFIX, resolve_checkpoint
+
+if TYPE_CHECKING:  # torch is imported by the commands that run a network, not by `--help`
+    import torch
+
+    from ..runtime.distributed import Shard
 
 # Flags that are shortcuts for InferenceConfig fields: flag dest -> field.
 INFERENCE_FLAGS = {
@@ -93,11 +99,22 @@ def predict_main(argv: list[str] | None = None) -> int:
     add_inference_flags(p)
     args = p.parse_args(argv)
 
+    from ..runtime.distributed import launched_processes
+
+    # under accelerate launch / torchrun / srun each process takes every n-th input, on its own device; the
+    # process group is torn down when the command ends, on every path
+    with launched_processes() as (shard, launched_device):
+        return _predict(args, shard, launched_device)
+
+
+def _predict(args: argparse.Namespace, shard: Shard, launched_device: torch.device) -> int:
+    """``predict_main`` once parsed, in one of ``shard.count`` processes: its share, then the gathered report."""
     from ..predict import PredictSummary, collect_inputs, predict_files
     from ..runtime import best_device
-    from ..runtime.distributed import gather, process_shard
+    from ..runtime.distributed import end_process_group, gather
     from ..training.perf import keep_freed_memory
 
+    failed = False
     try:
         cfg = inference_config(args)
         generator, task = _load_generator(args.checkpoint, args)
@@ -106,8 +123,6 @@ def predict_main(argv: list[str] | None = None) -> int:
                              "input, named like it (non-zero = hole)")
         suffix = args.suffix if not args.suffix or args.suffix.startswith(".") else f".{args.suffix}"
         inputs = collect_inputs(args.input, exclude=args.output)
-        # under accelerate launch / torchrun / srun each process takes every n-th input, on its own device
-        shard, launched_device = process_shard()
         device = best_device(args.device) if shard.count == 1 or args.device else launched_device
         if device.type == "cpu":
             keep_freed_memory()  # 256 px CPU inference: 80 ms instead of 108 (training/perf.py)
@@ -116,8 +131,12 @@ def predict_main(argv: list[str] | None = None) -> int:
                              progress=not args.no_progress and shard.main, shard=shard)
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
+        failed = True
+    # a process that failed still joins this gather, so every process ends on the same collectives
+    if any(gather([failed])):
         return 2
     summary = PredictSummary(*(gather(getattr(mine, k)) for k in ("written", "existing", "failed", "warnings")))
+    end_process_group()  # the last collective
     if not shard.main:
         return 1 if summary.failed else 0
     where = f"{shard.count} processes" if shard.count > 1 else str(device)

@@ -113,6 +113,10 @@ class TrainConfig:
     plan: bool = True  # folder data: settings the user did not set come from the dataset's plan (plan.json)
     # wall-clock seconds for the whole run: a warm-up of the first steps fixes max_steps (then a cap) to fit
     budget_s: float | None = None
+    # several processes: how long one may wait for the others in a collective before the run fails. It must
+    # cover the main process's validation, final threshold tuning and checkpoint export, which the others
+    # wait out in their next collective (Accelerate's default, 10 min with NCCL, would end a long validation)
+    process_group_timeout_s: float = 7200.0
 
     def validate(self) -> None:
         self.generator.validate()
@@ -132,7 +136,7 @@ class TrainConfig:
         self.labels.validate()
         self.segment.validate()
         self.restore.validate()
-        _positive(self, "", "max_bad_steps")
+        _positive(self, "", "max_bad_steps", "process_group_timeout_s")
         check_combinations(self)
 
 

@@ -20,13 +20,16 @@ import math
 import os
 import time
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, broadcast_object_list, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration, DistributedDataParallelKwargs, InitProcessGroupKwargs, broadcast_object_list, set_seed,
+)
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -190,7 +193,10 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         project_dir=str(run_dir),
         # D runs several forwards per backward (real, fake); re-broadcasting batch-norm buffers
         # in place between them would break autograd, and running stats only matter for eval.
-        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False),
+                         # validation, tuning and the export run on the main process while the others wait in
+                         # their next collective: its timeout must outlast them (process_group_timeout_s)
+                         InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.process_group_timeout_s))],
         # batches come from pinned memory (below): copy them to the GPU without waiting for the copy
         dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()),
     )
