@@ -112,9 +112,14 @@ def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> 
     cfg = load_config(base, args.overrides, values)
     if not cfg.plan or cfg.data.path == "builtin" or not Path(cfg.data.path).is_dir():
         return cfg
+    from ..data import DatasetError
     from ..planner import fingerprint, overrides, plan
 
-    fp = fingerprint(cfg.data.path, cfg.task, cfg.labels)
+    try:
+        fp = fingerprint(cfg.data.path, cfg.task, cfg.labels)
+    except DatasetError as err:  # the data checks that follow name every bad file (and --skip-bad can train)
+        print(f"plan: not made, the data has problems the checks below list ({err})", file=sys.stderr)
+        return cfg
     explicit = explicit_keys(args, values)
     asked = cfg.max_steps if "max_steps" in explicit and "budget_s" not in explicit else None
     decisions = plan(fp, asked, explicit)
