@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .config import InferenceConfig
-from .runtime import prepare_generator
+from .runtime import inference_flags, prepare_generator
 from .io import ImageFile, display_rgb8, from_tensor
 from .models import Generator
 from .tasks import TaskBase
@@ -94,7 +94,8 @@ def evaluate_dataset(
         examples.sort(key=lambda e: e.score, reverse=not meter.higher_is_better)
         del examples[num_examples:]
 
-    result = task.evaluate(generator, dataset, device, cfg, on_example=keep_worst, failed=failed)
+    with inference_flags(device):  # cuDNN autotuning with CUDA, malloc keeping freed memory on a CPU
+        result = task.evaluate(generator, dataset, device, cfg, on_example=keep_worst, failed=failed)
     for source, reason in failed:
         tqdm.write(f"warning: {reason} (skipped)", file=sys.stderr)
     metrics = {"task": task.kind.value, "count": len(result.rows), **result.metrics}

@@ -96,7 +96,6 @@ def predict_main(argv: list[str] | None = None) -> int:
     from ..predict import PredictSummary, collect_inputs, predict_files
     from ..runtime import best_device
     from ..runtime.distributed import gather, process_shard
-    from ..training.perf import keep_freed_memory
 
     try:
         cfg = inference_config(args)
@@ -109,8 +108,6 @@ def predict_main(argv: list[str] | None = None) -> int:
         # under accelerate launch / torchrun / srun each process takes every n-th input, on its own device
         shard, launched_device = process_shard()
         device = best_device(args.device) if shard.count == 1 or args.device else launched_device
-        if device.type == "cpu":
-            keep_freed_memory()  # 256 px CPU inference: 80 ms instead of 108 (training/perf.py)
         mine = predict_files(generator, task, inputs, args.output, cfg, device=device, overwrite=args.overwrite,
                              suffix=suffix, overlay_dir=args.overlay, masks=args.mask,
                              progress=not args.no_progress and shard.main, shard=shard)
@@ -210,7 +207,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from ..data import DatasetError
     from ..evaluation import evaluate_dataset, split_folder
     from ..runtime import best_device
-    from ..training.perf import keep_freed_memory
 
     try:
         cfg = inference_config(args)
@@ -221,8 +217,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             raise DatasetError(f"evaluation data folder {root} does not exist")
         dataset = task.eval_dataset(root, args.inputs, args.targets, args.mask)
         device = best_device(args.device)
-        if device.type == "cpu":
-            keep_freed_memory()
         out = args.output or (Path(f"eval-{Path(args.checkpoint).name}") if args.checkpoint.startswith(HF_PREFIX)
                               else Path(args.checkpoint) / "eval")
         info = {"checkpoint": str(args.checkpoint), "data": str(root), "step": meta.get("step"),
