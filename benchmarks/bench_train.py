@@ -4,14 +4,17 @@
     python benchmarks/bench_train.py --mixed-precision bf16 --batch-size 64 --compile
     python benchmarks/bench_train.py --mixed-precision bf16 --compile-mode reduce-overhead   # + CUDA graphs
     python benchmarks/bench_train.py --compare-plain --steps 10       # vs a straightforward eager step, same run
-    python benchmarks/bench_train.py --no-small-conv-gemm             # turn one CPU option off to see what it gives
+    python benchmarks/bench_train.py --small-conv-gemm off            # set a CPU option instead of measuring it
 
 Reports, per training step: throughput (images/s), the host-device syncs in a
 step (CUDA's sync debug mode: where the host waits for the GPU), and time split into data
 (loader + augmentation), generate (G forward), discriminator update and generator
 update; peak memory; model FLOPs per image (torch's FlopCounterMode on one
 uncompiled step) and the achieved fraction of the device's peak (MFU); and the
-generator's inference latency at 256 and 512 px (batch 1).
+generator's inference latency at 256 and 512 px (batch 1). On a CPU the options
+left to ``auto`` are first measured as training measures them (training/perf.py):
+the choice and each combination's step time are printed and in the JSON
+(``cpu_options``).
 
 ``--compare-plain`` times benchmarks/reference_step.py, a straightforward eager
 step, in a process of its own (as a user's plain script runs: default
@@ -22,7 +25,9 @@ this process, so both see the same machine load; both step the same fixed batch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import json
 import platform
 import resource
@@ -42,11 +47,14 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pix2pix_unet.config import (  # noqa: E402
-    GENERATOR_PRESETS, CompileMode, DataConfig, LossConfig, MixedPrecision, PatchGANConfig, PerfConfig, from_dict, UNetConfig,
+    GENERATOR_PRESETS, CompileMode, DataConfig, LossConfig, MixedPrecision, PatchGANConfig, PerfConfig, Switch, from_dict,
+    UNetConfig,
 )
 from pix2pix_unet.data import PairedAugmentation, build_datasets, builtin_pairs  # noqa: E402
 from pix2pix_unet.models import Discriminator, build_generator  # noqa: E402
-from pix2pix_unet.training.perf import SpeedPlan, adam, plan, speed_up  # noqa: E402
+from pix2pix_unet.training.perf import (  # noqa: E402
+    SpeedPlan, adam, decide_cpu_options, measured_options, plan, speed_up, step_sampler,
+)
 from pix2pix_unet.training.step import train_step  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,10 +88,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fused-adam", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
                    help="CUDA: autotune cuDNN's conv algorithms per shape")
-    p.add_argument("--small-conv-gemm", action=argparse.BooleanOptionalAction, default=True,
-                   help="CPU: convs on inputs of <= 16x16 px through im2col + GEMM")
-    p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
-                   help="CPU: malloc keeps freed memory for reuse")
+    p.add_argument("--small-conv-gemm", default="auto", choices=[m.value for m in Switch],
+                   help="CPU: convs on inputs of <= 16x16 px through im2col + GEMM (auto: measured, as training does)")
+    p.add_argument("--keep-freed-memory", default="auto", choices=[m.value for m in Switch],
+                   help="CPU: malloc keeps freed memory for reuse (auto: measured, as training does)")
     p.add_argument("--data", type=Path, default=None,
                    help="a pair folder (A/ + B/ or aligned AB images) decoded from disk in the workers, resized to "
                         "--size; default: the built-in pairs, held in memory")
@@ -178,15 +186,21 @@ def plain_block(args: argparse.Namespace, device: torch.device) -> list[float]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    with contextlib.ExitStack() as scope:  # the run's process-wide switches, put back when it ends
+        return run(args, scope)
+
+
+def run(args: argparse.Namespace, scope: contextlib.ExitStack) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     AcceleratorState._reset_state()  # a process may benchmark more than once (tests): forget earlier precision settings
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=args.cpu)
     device = accelerator.device
-    speed = plan(PerfConfig(channels_last=args.channels_last, compile=args.compile,
-                            compile_mode=CompileMode(args.compile_mode), fused_adam=args.fused_adam,
-                            cudnn_benchmark=args.cudnn_benchmark, small_conv_gemm=args.small_conv_gemm,
-                            keep_freed_memory=args.keep_freed_memory), device)
+    perf = PerfConfig(channels_last=args.channels_last, compile=args.compile,
+                      compile_mode=CompileMode(args.compile_mode), fused_adam=args.fused_adam,
+                      cudnn_benchmark=args.cudnn_benchmark, small_conv_gemm=Switch(args.small_conv_gemm),
+                      keep_freed_memory=Switch(args.keep_freed_memory))
+    speed = plan(perf, device)
     gen_cfg = from_dict(UNetConfig, {"preset": args.preset})
     disc_cfg = PatchGANConfig()
     torch.manual_seed(0)
@@ -195,6 +209,15 @@ def main(argv: list[str] | None = None) -> dict:
     generator = build_generator(gen_cfg)
     discriminator = Discriminator(gen_cfg.in_channels, gen_cfg.out_channels, disc_cfg)
     speed_up(generator, discriminator, speed)
+    loss_cfg = LossConfig()
+    fixed = functools.partial(fixed_batch, (gen_cfg.in_channels, gen_cfg.out_channels), args.size, args.batch_size,
+                              device)
+    cpu_options = decide_cpu_options(  # perf auto, as a training run measures it: on copies, the fixed batch
+        accelerator, speed, measured_options(perf, speed, device, autocast=args.mixed_precision != "no"), None,
+        functools.partial(step_sampler, accelerator, generator, discriminator, fixed, loss_cfg, speed),
+        reuse=False)
+    speed = cpu_options.speed
+    scope.enter_context(speed.flags())
     opt_g = adam(generator.parameters(), 2e-4, (0.5, 0.999), speed)
     opt_d = adam(discriminator.parameters(), 2e-4, (0.5, 0.999), speed)
     if args.data:
@@ -206,7 +229,6 @@ def main(argv: list[str] | None = None) -> dict:
                         persistent_workers=args.num_workers > 0)
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
     augment = PairedAugmentation(crop_size=None, flip=True).to(device)
-    loss_cfg = LossConfig()
 
     def batches():
         while True:
@@ -227,8 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
             train_step(accelerator, generator, discriminator, opt_g, opt_d, inputs, target, loss_cfg,
                        on_phase=on_phase)
 
-    x_fixed, y_fixed = (speed.batch(t) for t in fixed_batch((gen_cfg.in_channels, gen_cfg.out_channels), args.size,
-                                                             args.batch_size, device))
+    x_fixed, y_fixed = (speed.batch(t) for t in fixed())
 
     def fixed_step() -> None:
         """The same step on one batch already on the device: the compute alone, no data pipeline."""
@@ -311,6 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
         "data": str(args.data) if args.data else "built-in (in memory)", "num_workers": args.num_workers,
         "mixed_precision": args.mixed_precision,
         **{k: getattr(v, "value", v) for k, v in dataclasses.asdict(speed).items()},  # enums as their names
+        "cpu_options": cpu_options.record,  # what auto measured: the choice, each combination's step times
         "steps": args.steps,
         "images_per_s": images_per_s,
         "pipelined_step_ms": 1000 * pipelined_s,
@@ -342,6 +364,9 @@ def print_table(r: dict) -> None:
         ("config", f"{r['preset']} @ {r['size']} px, batch {r['batch_size']}, precision {r['mixed_precision']}"),
         ("data", f"{r['data']}, {r['num_workers']} loader workers"),
         ("speed options", ", ".join(f"{k}={r[k]}" for k in SPEED_OPTIONS)),
+        *([("measured (auto)", ", ".join(" ".join(f"{k}={'on' if v else 'off'}" for k, v in c["options"].items())
+                                         + f" {c['median_ms']:.1f} ms" for c in r["cpu_options"]["candidates"])
+            + f" per step: kept the fastest, in {r['cpu_options']['seconds']:.1f} s")] if r["cpu_options"] else []),
         ("throughput", f"{r['images_per_s']:.2f} images/s ({r['pipelined_step_ms']:.1f} ms per step, back to back)"),
         ("data pipeline", f"a step on one batch kept on the device takes {r['fixed_batch_step_ms']:.1f} ms: "
                           f"device busy ~{100 * r['device_busy']:.0f}% of the pipelined step"),

@@ -34,7 +34,7 @@ from pix2pix_unet.runtime import autocast, prepare_generator  # noqa: E402
 from pix2pix_unet.models import Generator, build_generator, count_parameters  # noqa: E402
 from pix2pix_unet.runtime.tiling import plan_tiles, predict_tiled  # noqa: E402
 from pix2pix_unet.models.unet import pad_to_multiple  # noqa: E402
-from pix2pix_unet.training.perf import keep_freed_memory  # noqa: E402
+from pix2pix_unet.runtime import backend_flags, inference_flags  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -103,10 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the generator (warm-up pays for it)")
     p.add_argument("--compile-mode", default="default", choices=[m.value for m in CompileMode])
     p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
-                   help="malloc keeps freed memory, as `pix2pix-unet predict` sets it on CPU")
+                   help="malloc keeps freed memory, as `pix2pix-unet predict` holds it on CPU while it runs")
     args = p.parse_args(argv)
-    if args.keep_freed_memory:
-        keep_freed_memory()
 
     torch.manual_seed(0)
     net = build_generator(GENERATOR_PRESETS[args.preset])
@@ -118,8 +116,12 @@ def main(argv: list[str] | None = None) -> None:
         where = (torch.cuda.get_device_name(device) if device.type == "cuda"
                  else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
         print(f"\n{name} ({where}; precision {args.precision}, compile {args.compile and args.compile_mode})")
-        for label, value in bench_device(net, device, args):
-            print(f"  {label:<55} {value}")
+        # predict's process-wide switches, held for this device's runs (without the allocator's, if asked)
+        flags = inference_flags(device) if args.keep_freed_memory else backend_flags(
+            cudnn_benchmark=True if device.type == "cuda" else None)
+        with flags:
+            for label, value in bench_device(net, device, args):
+                print(f"  {label:<55} {value}")
 
 
 if __name__ == "__main__":

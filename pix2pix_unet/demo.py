@@ -217,7 +217,6 @@ def build_app(model: DemoModel) -> "gradio.Blocks":
     tile_above_mp, tta)`` and returns ``(preview, files, info)``. The preview is a
     ``(before, after)`` slider, or for segment the overlay.
     """
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home unless the user opts in
     import gradio as gr
 
     defaults = InferenceConfig()
@@ -236,7 +235,9 @@ def build_app(model: DemoModel) -> "gradio.Blocks":
         view = result.after if segment else (result.before, result.after)
         return view, [str(p) for p in result.files], result.info()
 
-    with gr.Blocks(title="pix2pix-unet demo") as app:
+    # no calls home unless the user opts in with GRADIO_ANALYTICS_ENABLED=True (read here, not set for the process)
+    analytics = os.environ.get("GRADIO_ANALYTICS_ENABLED") == "True"
+    with gr.Blocks(title="pix2pix-unet demo", analytics_enabled=analytics) as app:
         gr.Markdown(f"### {model.title}")
         with gr.Row():
             with gr.Column():

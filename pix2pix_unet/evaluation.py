@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from .config import InferenceConfig
 from .data.split import BUILTIN, ExampleSubset, roles_of
 from .errors import DatasetError
-from .runtime import prepare_generator
+from .runtime import inference_flags, prepare_generator
 from .io import ImageFile, display_rgb8, from_tensor
 from .models import Generator
 from .tasks import TaskBase
@@ -176,7 +176,8 @@ def evaluate_dataset(
         examples.sort(key=lambda e: e.score, reverse=not meter.higher_is_better)
         del examples[num_examples:]
 
-    result = task.evaluate(generator, dataset, device, cfg, on_example=keep_worst, failed=failed)
+    with inference_flags(device):  # cuDNN autotuning with CUDA, malloc keeping freed memory on a CPU
+        result = task.evaluate(generator, dataset, device, cfg, on_example=keep_worst, failed=failed)
     for source, reason in failed:
         tqdm.write(f"warning: {reason} (skipped)", file=sys.stderr)
     metrics = {"task": task.kind.value, "count": len(result.rows), **result.metrics}

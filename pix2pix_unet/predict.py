@@ -29,7 +29,7 @@ from .codec import Decoded
 from .errors import DatasetError
 from .io import IMAGE_SUFFIXES, ChannelError, ImageReadError, ImageWriteError, image_shape
 from .models import Generator
-from .runtime import prepare_generator, run_generator
+from .runtime import inference_flags, prepare_generator, run_generator
 
 if TYPE_CHECKING:
     from .runtime.distributed import Shard
@@ -204,38 +204,39 @@ def predict_files(
             summary.fail(item.path, str(err))
 
     # 3. decode (the task's rules), run and write, batch by batch
-    bar = tqdm(total=sum(len(g) for g in groups.values()), desc="predict", unit="img", disable=not progress,
-               dynamic_ncols=True)
-    for (h, w), items in groups.items():
-        batch_size = cfg.batch_size if h * w <= cfg.tile_above_mp * 1e6 else 1
-        for chunk in _chunks(items, batch_size):
-            decoded: list[tuple[InputFile, Decoded]] = []
-            for item in chunk:
-                try:
-                    if task.needs_mask and item.path not in mask_of:
-                        where = f" in {masks}" if masks else " (pass --mask DIR)"
-                        raise DatasetError(f"{item.path} has no hole mask{where}: this generator inpaints and "
-                                           "needs a mask of the same name per input (non-zero = hole)")
-                    entry = task.decode_input(item.path, mask_of.get(item.path))
-                    decoded.append((item, entry))
-                    for warning in task.input_warnings(entry):
-                        summary.warn(warning)
-                except (DatasetError, ChannelError) as err:
-                    summary.fail(item.path, str(err))
-            # a header may promise a size its pixels do not have; run those apart
-            for same in _same_shape(decoded):
-                outputs = run_generator(generator, torch.stack([d.tensor for _, d in same]), cfg, device,
-                                        progress=progress)
-                for (item, entry), output in zip(same, outputs):
-                    for warning in task.output_warnings(output, entry):
-                        summary.warn(warning)
+    with inference_flags(device):  # cuDNN autotuning with CUDA, malloc keeping freed memory on a CPU
+        bar = tqdm(total=sum(len(g) for g in groups.values()), desc="predict", unit="img", disable=not progress,
+                   dynamic_ncols=True)
+        for (h, w), items in groups.items():
+            batch_size = cfg.batch_size if h * w <= cfg.tile_above_mp * 1e6 else 1
+            for chunk in _chunks(items, batch_size):
+                decoded: list[tuple[InputFile, Decoded]] = []
+                for item in chunk:
                     try:
-                        summary.written += task.encode(output, entry, out_paths[item.path], cfg.output_dtype,
-                                                       overlay_dir, item.relative)
-                    except (ImageWriteError, OSError) as err:
+                        if task.needs_mask and item.path not in mask_of:
+                            where = f" in {masks}" if masks else " (pass --mask DIR)"
+                            raise DatasetError(f"{item.path} has no hole mask{where}: this generator inpaints and "
+                                               "needs a mask of the same name per input (non-zero = hole)")
+                        entry = task.decode_input(item.path, mask_of.get(item.path))
+                        decoded.append((item, entry))
+                        for warning in task.input_warnings(entry):
+                            summary.warn(warning)
+                    except (DatasetError, ChannelError) as err:
                         summary.fail(item.path, str(err))
-            bar.update(len(chunk))
-    bar.close()
+                # a header may promise a size its pixels do not have; run those apart
+                for same in _same_shape(decoded):
+                    outputs = run_generator(generator, torch.stack([d.tensor for _, d in same]), cfg, device,
+                                            progress=progress)
+                    for (item, entry), output in zip(same, outputs):
+                        for warning in task.output_warnings(output, entry):
+                            summary.warn(warning)
+                        try:
+                            summary.written += task.encode(output, entry, out_paths[item.path], cfg.output_dtype,
+                                                           overlay_dir, item.relative)
+                        except (ImageWriteError, OSError) as err:
+                            summary.fail(item.path, str(err))
+                bar.update(len(chunk))
+        bar.close()
     return summary
 
 

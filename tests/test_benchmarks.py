@@ -45,7 +45,14 @@ def test_bench_train_reports_every_figure(tmp_path, capsys):
     assert result["plain_step_ms"] > 0 and result["optimised_over_plain"] > 0
     assert result["mfu"] is None  # no known peak for a CPU
     assert result["host_syncs_per_step"] is None and "host syncs" in printed  # CUDA only
-    assert result["small_conv_gemm"] and result["discriminator_channels_last"] and not result["compile"]
+    assert result["discriminator_channels_last"] and not result["compile"]
+    # perf auto on a CPU: both options measured as training measures them, the fastest kept
+    measured = result["cpu_options"]
+    from pix2pix_unet.runtime.backends import can_keep_freed_memory
+
+    options = ["keep_freed_memory", "small_conv_gemm"] if can_keep_freed_memory() else ["small_conv_gemm"]
+    assert measured["measured"] == options and len(measured["candidates"]) == 2 ** len(options)
+    assert {k: result[k] for k in measured["chosen"]} == measured["chosen"] and "measured (auto)" in printed
     assert result["compile_mode"] == "default" and result["data"] == "built-in (in memory)"
 
 

@@ -16,6 +16,7 @@ from pix2pix_unet.cli import main
 from pix2pix_unet.data.synthetic import SyntheticSpec, write_dataset
 from pix2pix_unet.io import read_image, read_label_map
 from pix2pix_unet.models import UNet
+from tests.test_export import DEVICES, assert_unchanged, model_state, training_generator
 
 core = pytest.importorskip("bioimageio.core")
 
@@ -140,3 +141,21 @@ def test_restore_with_a_range_rule_passes_and_refuses_inpainting(trained_runs, t
     assert main(["export", "--checkpoint", str(tmp_path / "inpaint"), "--format", "bioimageio",
                  str(tmp_path / "x.zip")]) == 2
     assert "hole mask" in capsys.readouterr().err and not (tmp_path / "x.zip").exists()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_package_export_leaves_the_callers_model_as_it_was(tmp_path, device):
+    """The package, its halo (a gradient through the net), its test output and its traced weights come from a
+    copy: the caller's generator keeps its mode, device, frozen parameters and BatchNorm statistics."""
+    from pix2pix_unet.export import export_bioimageio
+    from pix2pix_unet.export.bioimageio import PackageContract, receptive_radius, reference_output, trace_torchscript
+
+    generator, task = training_generator(tmp_path, device)
+    before = model_state(generator)
+    export_bioimageio(generator, task, tmp_path / "g.zip", onnx=False, torchscript=True)
+    assert_unchanged(generator, before)
+    receptive_radius(generator, limit=16)
+    reference_output(generator, PackageContract.of(task, "uint8"), np.zeros((16, 16, 3), np.uint8))
+    trace_torchscript(generator, 3, 16, tmp_path / "traced.pt")
+    assert_unchanged(generator, before)
+    assert generator.training and next(generator.parameters()).device.type == device

@@ -50,6 +50,8 @@ def assert_holds(saved: Any, loaded: Any, key: str = "") -> None:
         for name, value in saved.items():
             assert name in loaded, f"{key}.{name} was dropped"
             assert_holds(value, loaded[name], f"{key}.{name}" if key else name)
+    elif isinstance(saved, bool) and loaded in ("on", "off"):  # a boolean since become a Switch (perf.*)
+        assert loaded == ("on" if saved else "off"), f"{key}: saved {saved!r}, loaded {loaded!r}"
     else:
         assert saved == loaded, f"{key}: saved {saved!r}, loaded {loaded!r}"
 

@@ -201,3 +201,20 @@ def test_old_runs_are_deleted_so_a_long_lived_page_does_not_fill_the_disk(runs, 
     results = [model.run(runs["segment_upload"]) for _ in range(3)]
     assert sorted((tmp_path / "work").iterdir()) == sorted({f.parents[1] for f in results[-1].files + results[1].files})
     assert not results[0].files[0].exists() and results[-1].files[0].exists()
+
+
+def test_the_page_keeps_analytics_off_without_setting_the_processs_environment(tmp_path, monkeypatch):
+    """No calls home unless GRADIO_ANALYTICS_ENABLED=True, and building the page writes no variable of ours."""
+    from pix2pix_unet.config import UNetConfig
+    from pix2pix_unet.demo import build_app
+    from pix2pix_unet.models import UNet
+
+    UNet(UNetConfig(depth=2, base_channels=4, max_channels=8)).save_pretrained(tmp_path / "g", task="translate")
+    monkeypatch.delenv("GRADIO_ANALYTICS_ENABLED", raising=False)
+    assert not build_app(DemoModel(tmp_path / "g", tmp_path / "work")).analytics_enabled
+    assert "GRADIO_ANALYTICS_ENABLED" not in os.environ
+    import gradio.analytics
+
+    monkeypatch.setattr(gradio.analytics, "version_check", lambda: None)  # what an opted-in page asks first
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "True")  # the user's opt-in is read
+    assert build_app(DemoModel(tmp_path / "g", tmp_path / "work")).analytics_enabled

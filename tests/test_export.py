@@ -84,3 +84,58 @@ def test_spade_onnx_export_matches_pytorch_at_several_sizes(tmp_path, capsys):
             expected = reference(labels.float())
         assert ours.shape == tuple(expected.shape)
         assert torch.allclose(torch.from_numpy(ours), expected, atol=1e-4), shape
+
+
+# --------------------------------------------------------------------------- no side effects on the caller's model
+
+
+def model_state(model: torch.nn.Module) -> dict:
+    """Everything an exporter could change in place: each module's mode, each parameter's device, dtype,
+    requires_grad, storage and values, each buffer's values (BatchNorm's running statistics)."""
+    return {
+        "modes": {n: m.training for n, m in model.named_modules()},
+        "params": {n: (p.device, p.dtype, p.requires_grad, p.data_ptr(), p.detach().cpu().clone())
+                   for n, p in model.named_parameters()},
+        "buffers": {n: (b.device, b.detach().cpu().clone()) for n, b in model.named_buffers()},
+    }
+
+
+def assert_unchanged(model: torch.nn.Module, before: dict) -> None:
+    after = model_state(model)
+    assert after["modes"] == before["modes"]
+    for name, (device, dtype, grad, ptr, value) in before["params"].items():
+        assert after["params"][name][:4] == (device, dtype, grad, ptr), name
+        assert torch.equal(after["params"][name][4], value), name
+    for name, (device, value) in before["buffers"].items():
+        assert after["buffers"][name][0] == device and torch.equal(after["buffers"][name][1], value), name
+
+
+def training_generator(tmp_path, device: str = "cpu") -> tuple[UNet, object]:
+    """A generator as training holds it: loaded with its export's metadata, in train mode (BatchNorm updating
+    its statistics on every forward), one parameter frozen, on ``device``."""
+    from pix2pix_unet.tasks import generator_task
+
+    torch.manual_seed(0)
+    UNet(from_dict(UNetConfig, {"depth": 3, "base_channels": 8, "max_channels": 32})).save_pretrained(
+        tmp_path / "g", task="translate", direction="AtoB", step=1)
+    generator = UNet.from_pretrained(tmp_path / "g").to(device).train()
+    next(generator.parameters()).requires_grad_(False)
+    return generator, generator_task(generator)
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_exporters_leave_the_callers_model_as_it_was(tmp_path, device):
+    from pix2pix_unet.export import export_onnx, export_safetensors, onnx_max_difference
+
+    generator, task = training_generator(tmp_path, device)
+    before = model_state(generator)
+    path = export_onnx(generator, task, tmp_path / "g.onnx")
+    assert_unchanged(generator, before)
+    assert onnx_max_difference(generator, path) < 1e-4  # compared in eval mode, whatever the caller's mode
+    assert_unchanged(generator, before)
+    export_safetensors(generator, task, tmp_path / "st")
+    assert_unchanged(generator, before)
+    assert generator.training and next(generator.parameters()).device.type == device

@@ -247,3 +247,33 @@ def test_tiled_segmentation_uses_the_whole_image_intensity_statistics(tmp_path, 
     with torch.no_grad():
         expected = predict_tiled(generator, whole, tile=32, overlap=8, factor=generator.config.factor)
     np.testing.assert_array_equal(read_label_map(tmp_path / "out" / "dim.png"), expected.argmax(0).numpy())
+
+
+def test_predict_holds_its_process_switches_for_the_run_only(generator_dir, tmp_path, monkeypatch):
+    """On a CPU, predict keeps freed memory while it runs the generator (faster batches) and gives the
+    allocator back as it was when it returns; cuDNN's and oneDNN's switches are untouched."""
+    import pix2pix_unet.predict as predict_module
+    from pix2pix_unet.runtime import backends
+
+    calls = []
+
+    class Libc:
+        def mallopt(self, what: int, value: int) -> int:
+            calls.append(("mallopt", what, value))
+            return 1
+
+        def malloc_trim(self, pad: int) -> int:
+            calls.append(("malloc_trim", pad))
+            return 1
+
+    monkeypatch.setattr(backends, "_libc", lambda: Libc())
+    held = []
+    monkeypatch.setattr(predict_module, "run_generator",
+                        lambda *a, **k: held.append(backends.freed_memory_is_kept()) or run_generator(*a, **k))
+    write_image(tmp_path / "in" / "a.png", RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    before = (torch.backends.cudnn.benchmark, torch.backends.mkldnn.enabled, torch.get_num_threads())
+    assert main(["predict", "--checkpoint", str(generator_dir), "--input", str(tmp_path / "in"), "--output",
+                 str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 0
+    assert held == [True] and not backends.freed_memory_is_kept()
+    assert [c[0] for c in calls] == ["mallopt"] * 4 + ["malloc_trim"]  # kept, then put back and trimmed
+    assert (torch.backends.cudnn.benchmark, torch.backends.mkldnn.enabled, torch.get_num_threads()) == before

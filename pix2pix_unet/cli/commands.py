@@ -112,7 +112,6 @@ def _predict(args: argparse.Namespace, shard: Shard, launched_device: torch.devi
     from ..predict import PredictSummary, collect_inputs, predict_files
     from ..runtime import best_device
     from ..runtime.distributed import end_process_group, gather
-    from ..training.perf import keep_freed_memory
 
     failed = False
     try:
@@ -124,8 +123,6 @@ def _predict(args: argparse.Namespace, shard: Shard, launched_device: torch.devi
         suffix = args.suffix if not args.suffix or args.suffix.startswith(".") else f".{args.suffix}"
         inputs = collect_inputs(args.input, exclude=args.output)
         device = best_device(args.device) if shard.count == 1 or args.device else launched_device
-        if device.type == "cpu":
-            keep_freed_memory()  # 256 px CPU inference: 80 ms instead of 108 (training/perf.py)
         mine = predict_files(generator, task, inputs, args.output, cfg, device=device, overwrite=args.overwrite,
                              suffix=suffix, overlay_dir=args.overlay, masks=args.mask,
                              progress=not args.no_progress and shard.main, shard=shard)
@@ -233,7 +230,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from ..data.split import read_split
     from ..evaluation import evaluate_dataset, select_files, split_folder
     from ..runtime import best_device
-    from ..training.perf import keep_freed_memory
 
     try:
         cfg = inference_config(args)
@@ -251,8 +247,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             print(selection.warning, file=sys.stderr)
         dataset = selection.dataset
         device = best_device(args.device)
-        if device.type == "cpu":
-            keep_freed_memory()
         out = args.output or (Path(f"eval-{Path(args.checkpoint).name}") if args.checkpoint.startswith(HF_PREFIX)
                               else Path(args.checkpoint) / "eval")
         info = {"checkpoint": str(args.checkpoint), "data": str(root), "step": meta.get("step"),

@@ -24,7 +24,7 @@ from .data import DataConfig, LabelConfig
 from .enums import (
     Activation, Architecture, BlendWindow, Bottleneck, BuiltinKind, CompileMode, ConvUnit, DeepOutput, Direction,
     DiscriminatorKind, Down, ExportWeights, FinalActivation, GanLoss, InstanceMode, Intensity, LabelFormat, LrScaling,
-    MetricMode, MixedPrecision, Norm, OutputDtype, PixelLoss, PositionEmbedding, Skip, Task, Up,
+    MetricMode, MixedPrecision, Norm, OutputDtype, PixelLoss, PositionEmbedding, Skip, Switch, Task, Up,
 )
 from .inference import InferenceConfig
 from .loader import T, _coerce, apply_overrides, from_dict, load_config, save_config, to_dict
@@ -49,7 +49,7 @@ __all__ = [
     "Direction", "DiscriminatorKind", "Down", "ExportWeights", "FinalActivation", "GanLoss", "InstanceMode",
     "Intensity",
     "LabelFormat", "LrScaling", "MetricMode", "MixedPrecision", "Norm", "OutputDtype", "PixelLoss",
-    "PositionEmbedding", "Skip", "Task", "Up",
+    "PositionEmbedding", "Skip", "Switch", "Task", "Up",
     # components
     "TransformerConfig", "EncoderConfig", "UNetConfig", "PatchGANConfig", "check_token_width", "patchgan_min_size",
     "DataConfig", "LabelConfig", "SegmentConfig",

@@ -154,6 +154,15 @@ class InstanceMode(str, enum.Enum):
     OFF = "off"
 
 
+class Switch(str, enum.Enum):
+    """A speed option that can be measured: ``auto`` times the run's own step with it on and off at the start
+    of the run and keeps the faster (pix2pix_unet/training/perf.py); ``on`` and ``off`` skip the measurement."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
 class Intensity(str, enum.Enum):
     """How image intensities are mapped to [-1, 1]."""
 

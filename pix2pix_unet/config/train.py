@@ -9,7 +9,7 @@ from .base import ConfigError, _positive
 from .data import DataConfig, LabelConfig
 from .enums import (
     Architecture, CompileMode, DeepOutput, DiscriminatorKind, ExportWeights, GanLoss, LabelFormat, LrScaling,
-    MetricMode, MixedPrecision, Norm, Task,
+    MetricMode, MixedPrecision, Norm, Switch, Task,
 )
 from .model import PatchGANConfig, UNetConfig, patchgan_min_size
 from .restore import RestoreConfig
@@ -64,7 +64,9 @@ class PerfConfig:
     """Speed options; none changes the maths beyond floating-point rounding.
 
     What each does and why the automatic choices are what they are (measured):
-    :mod:`pix2pix_unet.training.perf`.
+    :mod:`pix2pix_unet.training.perf`. The two CPU options are :class:`Switch` es: ``auto`` times the run's
+    own step with each setting at the start of a CPU run and keeps the faster (recorded in the run folder's
+    ``perf.json``, which a resumed run reuses); ``true``/``on`` and ``false``/``off`` are kept as given.
     """
 
     channels_last: bool | None = None  # NHWC G and D; None = both with CUDA, only D on CPU (measured faster)
@@ -72,8 +74,14 @@ class PerfConfig:
     compile_mode: CompileMode = CompileMode.DEFAULT  # reduce-overhead adds CUDA graphs
     cudnn_benchmark: bool = True  # CUDA: time cuDNN's conv algorithms once per input shape, keep the fastest
     fused_adam: bool = True  # one fused kernel per optimiser step instead of a loop over tensors
-    small_conv_gemm: bool = True  # CPU: convs on inputs of <= 16x16 px through im2col + GEMM, not oneDNN
-    keep_freed_memory: bool = True  # CPU, Linux: malloc keeps freed memory, no page faults every step
+    small_conv_gemm: Switch = Switch.AUTO  # CPU: convs on inputs of <= 16x16 px through im2col + GEMM, not oneDNN
+    keep_freed_memory: Switch = Switch.AUTO  # CPU, Linux: malloc keeps freed memory, no page faults every step
+
+    def __post_init__(self) -> None:
+        for name in ("small_conv_gemm", "keep_freed_memory"):  # PerfConfig(small_conv_gemm=False) from code
+            value = getattr(self, name)
+            if isinstance(value, bool):
+                setattr(self, name, Switch.ON if value else Switch.OFF)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Exports a user runs elsewhere: ONNX (:mod:`.onnx`), a safetensors folder, a bioimage.io package
 (:mod:`.bioimageio`, for Fiji, ilastik, QuPath and napari).
 
-Every exporter works on a copy of the generator: the caller's model keeps its device and mode.
+Every exporter runs the generator on the CPU in eval mode, from a copy unless the caller's model already is so
+(:func:`.onnx.for_export`): the caller's model keeps its device, mode, frozen parameters and BatchNorm statistics.
 """
 
 from __future__ import annotations

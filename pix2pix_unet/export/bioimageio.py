@@ -39,6 +39,7 @@ from ..codec import Decoded, ImageCodec
 from ..config import Intensity, to_dict
 from ..models import Generator
 from ..tasks import TaskBase
+from .onnx import export_onnx, for_export
 
 PIX2PIX_DOI = "10.1109/CVPR.2017.632"  # Isola et al., Image-to-image translation with conditional adversarial nets
 UNET_DOI = "10.1007/978-3-319-24574-4_28"  # Ronneberger et al., U-Net
@@ -203,7 +204,7 @@ def reference_output(generator: Generator, contract: PackageContract, pixels: np
     """
     decoded: Decoded = contract.codec.from_pixels(io.ImageFile(pixels, False))
     with torch.no_grad():
-        raw = generator.cpu().eval()(decoded.tensor[None])  # (1, c_out, h, w) in [-1, 1] or logits
+        raw = for_export(generator)(decoded.tensor[None])  # (1, c_out, h, w) in [-1, 1] or logits
     if contract.classes is not None:
         return raw.softmax(1).numpy().astype(np.float32)
     low, high = contract.output_span
@@ -219,7 +220,7 @@ def receptive_radius(generator: Generator, limit: int = 128) -> int:
     near the centre (one per phase of the ``2 ** depth`` grid) are non-zero. At most ``limit``."""
     f = generator.config.factor
     side = -(-(2 * limit + 2 * f) // f) * f
-    net = generator.cpu().eval()
+    net = for_export(generator)
     # random, not zeros: a ReLU passes no gradient at exactly 0
     x = torch.rand(1, generator.config.in_channels, side, side, generator=torch.Generator().manual_seed(0))
     x.requires_grad_(True)
@@ -311,13 +312,13 @@ def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *,
     from bioimageio.spec.model import v0_5 as spec
 
     from ..version import __version__
-    from .onnx import export_onnx
 
     path = Path(path)
     if path.suffix != ".zip":
         raise PackageError(f"{path}: a bioimage.io package is a .zip file")
     contract = PackageContract.of(task, input_dtype)
     record = RunRecord.of(generator)
+    generator = for_export(generator)  # one copy for every step below; the caller's model stays as it is
     meta = getattr(generator, "metadata", None) or {}
     kind = task.kind.value
     cfg, f = generator.config, generator.config.factor
@@ -439,7 +440,7 @@ def trace_torchscript(generator: Generator, channels: int, side: int, path: Path
     x = torch.rand(1, channels, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # trace's deprecation and shape-to-bool notes: the sizes keep one path
-        traced = torch.jit.trace(generator.cpu().eval(), x)
+        traced = torch.jit.trace(for_export(generator), x)
     traced.save(str(path))
     return path
 

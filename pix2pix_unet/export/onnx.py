@@ -9,19 +9,40 @@ cannot reach further than the image). Its ``metadata_props`` carry the export's
 from __future__ import annotations
 
 import contextlib
+import copy
 import io as stdio
+import itertools
 import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..config import to_dict
 from ..models import Generator
 from ..tasks import TaskBase
 
 ONNX_METADATA_KEY = "pix2pix_unet"
+
+
+def for_export(generator: Generator) -> Generator:
+    """``generator`` on the CPU in eval mode without touching the caller's model: the model itself where it is
+    already so, else a copy.
+
+    Each parameter and buffer is copied straight to the CPU (a model on a GPU takes
+    no second copy there) and keeps its ``requires_grad``; the caller's model keeps
+    its device, mode and gradients.
+    """
+    tensors = list(itertools.chain(generator.parameters(), generator.buffers()))
+    if not generator.training and all(t.device.type == "cpu" for t in tensors):
+        return generator
+    memo: dict[int, torch.Tensor] = {}
+    for t in tensors:
+        on_cpu = t.detach().to("cpu", copy=True)
+        memo[id(t)] = nn.Parameter(on_cpu, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else on_cpu
+    return copy.deepcopy(generator, memo).eval()
 
 
 def _metadata(generator: Generator, task: TaskBase) -> dict:
@@ -51,7 +72,7 @@ def export_onnx(generator: Generator, task: TaskBase, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    generator = generator.cpu().eval()
+    generator = for_export(generator)
     # torch.onnx narrates each stage on stdout; keep it quiet unless it fails (the error carries the story)
     with warnings.catch_warnings(), contextlib.redirect_stdout(stdio.StringIO()):
         warnings.simplefilter("ignore")
@@ -87,10 +108,11 @@ def onnx_max_difference(generator: Generator, path: str | Path, inputs: torch.Te
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ours = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]
     with torch.no_grad():
-        reference = generator.cpu().eval()(inputs).numpy()
+        reference = for_export(generator)(inputs).numpy()
     if ours.shape != reference.shape:
         raise ValueError(f"ONNX output shape {ours.shape} differs from PyTorch's {reference.shape}")
     return float(np.abs(ours - reference).max())
 
 
-__all__ = ["ONNX_METADATA_KEY", "example_input", "export_onnx", "export_safetensors", "onnx_max_difference"]
+__all__ = ["ONNX_METADATA_KEY", "example_input", "export_onnx", "export_safetensors", "for_export",
+           "onnx_max_difference"]

@@ -21,6 +21,7 @@ import os
 import time
 from contextlib import ExitStack
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -45,7 +46,7 @@ from ..tasks.base import RandomCrops
 from ..data.split import SPLIT_NAME, split_record, tune_and_report
 from .budget import SKIP as SKIP_STEPS
 from .budget import RESERVE_EVALS, BudgetDecision, steps_that_fit, warmup_steps
-from .perf import adam, plan, speed_up
+from .perf import adam, decide_cpu_options, first_batch, measured_options, plan, speed_up, step_sampler
 from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
 from .final import ExportChoice, FinalReport, choose_export, finish, load_chosen
 from ..runtime.distributed import cpu_only_processes
@@ -232,6 +233,14 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     betas = (cfg.optim.beta1, cfg.optim.beta2)
     speed = plan(cfg.perf, accelerator.device)
     speed_up(generator, discriminator, speed)
+    # perf.*=auto on a CPU: the run's own step timed with each setting, on copies (perf.json; a resume reuses it)
+    sampler = partial(step_sampler, accelerator, generator, discriminator,
+                      partial(first_batch, task, train_set, cfg.batch_size), cfg.loss, speed, objective=task,
+                      d_steps=cfg.optim.d_steps_per_g, betas=betas)
+    speed = decide_cpu_options(accelerator, speed, measured_options(
+        cfg.perf, speed, accelerator.device, autocast=accelerator.mixed_precision != "no"), run_dir, sampler,
+        reuse=resume).speed
+    cleanup.enter_context(speed.flags())  # cuDNN autotuning, malloc's thresholds: for this run only
     global_batch = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
     lr_g, lr_d = (batch_scaled_lr(lr, global_batch, cfg.optim.base_batch_size, cfg.optim.lr_scaling)
                   for lr in (cfg.optim.lr_g, cfg.optim.lr_d))

@@ -13,6 +13,7 @@ pix2pix preset, 256 px, batch 1, fp32, 2-core x86 CPU):
   gradients and activations in again (70-90 k faults, ~100 ms of system time
   per step). Raising the mmap and trim thresholds keeps them for reuse: 0
   faults, 542 ms instead of 581 ms per plain step, 30 MB more resident memory.
+  A process-wide setting, held only for the run (``runtime/backends.py``).
 * channels-last: on CPU only the discriminator gains (443 vs 464 ms per step
   with the others on); the generator loses, because BatchNorm's backward is
   slow in NHWC. With CUDA, both nets (tensor cores want NHWC).
@@ -29,24 +30,47 @@ pix2pix preset, 256 px, batch 1, fp32, 2-core x86 CPU):
 
 The GPU choices follow common practice and are not yet measured here: no GPU
 was available to this project's benchmark runs (docs/performance.md).
+
+The two CPU options, small convolutions as GEMM and keeping freed memory, gain
+different amounts on different CPUs (tuned on one 2-core Xeon, the step was
+0.70x the plain eager one there but 0.84x on an AMD EPYC). So by default
+(``auto``) a CPU run measures them instead of assuming: :func:`decide_cpu_options`
+times a few of the run's own training steps, at its batch and crop size, with
+each combination, interleaved, and keeps the fastest. The steps run on copies
+of the nets with the global RNG put back afterwards, so the choice changes the
+speed and nothing else. The choice and the times are printed and written to the
+run folder's ``perf.json``; a resumed run reuses them. ``on``/``off`` skip the
+measurement.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import sys
-from collections.abc import Iterable, Iterator
+import copy
+import dataclasses
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.data import Dataset, default_collate
 
-from ..config import CompileMode, PerfConfig
+from ..config import CompileMode, LossConfig, PerfConfig, Switch
+from ..losses.objective import Objective
 from ..models import Discriminator
+from ..runtime.backends import backend_flags, can_keep_freed_memory
+from ..tasks import TaskBase
+from .step import train_step
 
 
 @dataclass(frozen=True)
@@ -72,9 +96,23 @@ class SpeedPlan:
         """Context for the forward passes: routes small convolutions to GEMM where the plan says so."""
         return SmallConvolutionsAsGemm() if self.small_conv_gemm else contextlib.nullcontext()
 
+    def flags(self) -> contextlib.AbstractContextManager:
+        """The plan's process-wide switches (cuDNN autotuning, malloc keeping freed memory), held for the block
+        of the run and put back as they were after it (an off plan leaves the process's setting alone)."""
+        return backend_flags(cudnn_benchmark=True if self.cudnn_benchmark else None,
+                             keep_freed_memory=self.keep_freed_memory)
+
+
+# the CPU options that `auto` measures; malloc's first, since switching it costs a step (candidates())
+MEASURED = ("keep_freed_memory", "small_conv_gemm")
+
 
 def plan(cfg: PerfConfig, device: torch.device) -> SpeedPlan:
-    """Decide every automatic (None) option of ``cfg`` for ``device`` (see the module docstring for why)."""
+    """Decide every automatic option of ``cfg`` for ``device`` (see the module docstring for why).
+
+    The CPU options set to ``auto`` come out off here; :func:`decide_cpu_options`
+    measures them (:func:`measured_options` names them).
+    """
     on_cuda, on_cpu = device.type == "cuda", device.type == "cpu"
     return SpeedPlan(
         generator_channels_last=cfg.channels_last if cfg.channels_last is not None else on_cuda,
@@ -83,13 +121,27 @@ def plan(cfg: PerfConfig, device: torch.device) -> SpeedPlan:
         compile_mode=cfg.compile_mode,
         fused_adam=cfg.fused_adam,
         cudnn_benchmark=cfg.cudnn_benchmark and on_cuda,
-        small_conv_gemm=cfg.small_conv_gemm and on_cpu,
-        keep_freed_memory=cfg.keep_freed_memory and on_cpu,
+        small_conv_gemm=cfg.small_conv_gemm is Switch.ON and on_cpu,
+        keep_freed_memory=cfg.keep_freed_memory is Switch.ON and on_cpu,
     )
 
 
+def measured_options(cfg: PerfConfig, speed: SpeedPlan, device: torch.device, autocast: bool = False) -> list[str]:
+    """The options of :data:`MEASURED` that ``cfg`` leaves to a measurement on ``device``.
+
+    Only on a CPU, and only those that can make a difference there: none under
+    ``torch.compile``, which runs its own kernels and allocations (they stay off);
+    not the GEMM route under autocast, which it steps aside for; not malloc's
+    thresholds without glibc.
+    """
+    if device.type != "cpu" or speed.compile:
+        return []
+    effective = {"small_conv_gemm": not autocast, "keep_freed_memory": can_keep_freed_memory()}
+    return [name for name in MEASURED if getattr(cfg, name) is Switch.AUTO and effective[name]]
+
+
 def speed_up(generator: nn.Module, discriminator: nn.Module | None, speed: SpeedPlan) -> None:
-    """Apply the plan to the nets and the process, in place.
+    """Apply the plan to the nets, in place; its process-wide switches are :meth:`SpeedPlan.flags`.
 
     ``nn.Module.compile`` keeps state_dict keys and types, so checkpoints and
     exports do not depend on these options.
@@ -103,10 +155,6 @@ def speed_up(generator: nn.Module, discriminator: nn.Module | None, speed: Speed
         if speed.compile:
             for part in compile_targets(module):
                 part.compile(mode=speed.compile_mode.value)
-    if speed.cudnn_benchmark:
-        torch.backends.cudnn.benchmark = True
-    if speed.keep_freed_memory:
-        keep_freed_memory()
 
 
 def compile_targets(module: nn.Module) -> list[nn.Module]:
@@ -124,26 +172,178 @@ def adam(params: Iterable[nn.Parameter] | list[dict], lr: float, betas: tuple[fl
     return torch.optim.Adam(params, lr=lr, betas=betas, fused=speed.fused_adam or None)
 
 
-# --------------------------------------------------------------------------- the process's allocator
+# --------------------------------------------------------------------------- measured at the start of a CPU run
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+PERF_RECORD = "perf.json"  # in the run folder: the options measured, their step times and the choice
 
 
-def keep_freed_memory() -> bool:
-    """Make glibc's ``malloc`` keep freed memory for reuse instead of returning it to the kernel.
+def candidates(options: Sequence[str]) -> list[dict[str, bool]]:
+    """Every on/off combination of ``options``, all off first, in Gray-code order: neighbours differ in one
+    option, and the first option changes least often (put the one whose switch costs most first).
 
-    Both thresholds are needed: raising only the trim threshold makes glibc's
-    dynamic mmap threshold fall back and every step faults *more*. Affects the
-    whole process for its lifetime; training holds the same memory every step
-    anyway. Returns False (and does nothing) where there is no glibc.
+    Examples:
+        >>> [tuple(c.values()) for c in candidates(["a", "b"])]
+        [(False, False), (False, True), (True, True), (True, False)]
     """
-    if not sys.platform.startswith("linux"):
-        return False
+    combos: list[list[bool]] = [[]]
+    for _ in options:  # each pass puts a new outermost bit in front (reflected binary code)
+        combos = [[False, *c] for c in combos] + [[True, *c] for c in reversed(combos)]
+    return [dict(zip(options, c)) for c in combos]
+
+
+def fastest(times: Sequence[Sequence[float]]) -> int:
+    """Index of the candidate whose median time is lowest (the earlier one on a tie).
+
+    Examples:
+        >>> fastest([[0.50, 0.52, 0.90], [0.47, 0.49, 0.48]])
+        1
+    """
+    medians = [statistics.median(t) for t in times]
+    return medians.index(min(medians))
+
+
+def measure(settings: Sequence[Any], sample: Callable[[Any], float], *, rounds: int = 3, min_rounds: int = 2,
+            budget_s: float = 3.0, clock: Callable[[], float] = time.perf_counter) -> list[list[float]]:
+    """``sample(setting)`` (seconds) for each setting, interleaved: one of each per round, so that a change
+    in the machine's load reaches every setting alike; every other round runs backwards, so a round starts
+    where the last one ended. Stops after ``rounds`` rounds, or after the first ``min_rounds`` once
+    ``budget_s`` is spent. One list of times per setting."""
+    times: list[list[float]] = [[] for _ in settings]
+    start = clock()
+    for done in range(rounds):
+        if done >= min_rounds and clock() - start > budget_s:
+            break
+        order = list(enumerate(settings))
+        for i, setting in order[::-1] if done % 2 else order:
+            times[i].append(sample(setting))
+    return times
+
+
+def first_batch(task: TaskBase, train_set: Dataset, batch_size: int) -> tuple[torch.Tensor, Any]:
+    """(inputs, target) of the run's first ``batch_size`` training examples, as ``task.train_batch`` augments
+    them (drawing from the global RNG: call it where that is put back)."""
+    examples = [train_set[i % len(train_set)] for i in range(batch_size)]
+    return task.train_batch(default_collate(examples))
+
+
+@contextlib.contextmanager
+def step_sampler(accelerator: Accelerator, generator: nn.Module, discriminator: nn.Module | None,
+                 batch: Callable[[], tuple[torch.Tensor, Any]], loss: LossConfig, speed: SpeedPlan, *,
+                 objective: Objective | None = None, d_steps: int = 1, betas: tuple[float, float] = (0.5, 0.999),
+                 clock: Callable[[], float] = time.perf_counter) -> Iterator[Callable[[dict[str, bool]], float]]:
+    """Yields ``sample(options)``: seconds of one training step with ``options`` applied to ``speed``.
+
+    The steps (:func:`~pix2pix_unet.training.step.train_step` with ``objective``)
+    run on copies of the nets, so the run's own start is untouched (BatchNorm
+    statistics included), with throwaway optimisers, on the batch ``batch()``
+    returns (:func:`first_batch`). One untimed step first warms everything up (the
+    optimisers' state, the first touch of each buffer). malloc's setting changes
+    only when a sample asks for another one, and a switch to keeping freed memory
+    is followed by an untimed step that fills the kept pool, which every later
+    step of such a run reuses.
+    """
+    inputs, target = batch()
+    inputs = speed.batch(inputs)
+    target = speed.batch(target) if isinstance(target, torch.Tensor) else target
+    g = copy.deepcopy(generator)
+    d = copy.deepcopy(discriminator) if discriminator is not None else None
+    opt_g = adam(g.parameters(), 1e-4, betas, speed)
+    opt_d = adam(d.parameters(), 1e-4, betas, speed) if d is not None else None
+
+    def one() -> None:
+        train_step(accelerator, g, d, opt_g, opt_d, inputs, target, loss, d_steps=d_steps, objective=objective)
+
+    allocator = contextlib.ExitStack()
+    kept = False
+
+    def sample(options: dict[str, bool]) -> float:
+        nonlocal allocator, kept
+        setting = dataclasses.replace(speed, **options)
+        with setting.kernels():
+            if setting.keep_freed_memory != kept:
+                allocator.close()
+                allocator, kept = contextlib.ExitStack(), setting.keep_freed_memory
+                if kept:
+                    allocator.enter_context(backend_flags(keep_freed_memory=True))
+                    one()
+            start = clock()
+            one()
+            return clock() - start
+
+    with speed.kernels():
+        one()
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):  # musl and others
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+        yield sample
+    finally:
+        allocator.close()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _label(options: dict[str, bool]) -> str:
+    return " ".join(f"{k}={'on' if v else 'off'}" for k, v in options.items())
+
+
+@dataclass(frozen=True)
+class CpuDecision:
+    """What :func:`decide_cpu_options` settled: the plan, and (when it measured or reused one) the record of
+    ``perf.json``: the options measured, the choice, the step times of each combination."""
+
+    speed: SpeedPlan
+    record: dict | None = None
+
+
+def decide_cpu_options(accelerator: Accelerator, speed: SpeedPlan, options: Sequence[str], run_dir: Path | None,
+                       make_sampler: Callable[[], contextlib.AbstractContextManager], *, reuse: bool,
+                       rounds: int = 3, budget_s: float = 3.0) -> CpuDecision:
+    """``speed`` with each of ``options`` (left to ``auto``) set by measurement, or as a resumed run chose.
+
+    With ``reuse`` (a resumed run) the choice in ``run_dir/perf.json`` is kept.
+    Otherwise ``make_sampler()`` (:func:`step_sampler`) times every on/off
+    combination, interleaved (:func:`measure`), the fastest median wins
+    (:func:`fastest`), and the choice and the times are printed and written to
+    ``perf.json`` (when there is a ``run_dir``). With several processes the main
+    one's choice holds for all. The global RNG is put back afterwards, so the run's
+    results do not depend on the measurement, only its speed.
+    """
+    if not options:
+        return CpuDecision(speed)
+    path = run_dir / PERF_RECORD if run_dir is not None else None
+    if reuse and path is not None and path.is_file():
+        record = json.loads(path.read_text())
+        saved = record.get("chosen", {})
+        if all(name in saved for name in options):
+            chosen = {name: bool(saved[name]) for name in options}
+            accelerator.print(f"perf: {_label(chosen)}, as measured at the start of the run ({path})")
+            return CpuDecision(dataclasses.replace(speed, **chosen), record)
+    settings = candidates(options)
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]), make_sampler() as sample:
+        times = measure(settings, sample, rounds=rounds, budget_s=budget_s)
+    took = time.perf_counter() - start
+    chosen = settings[fastest(times)]
+    if accelerator.num_processes > 1:
+        chosen = broadcast_object_list([chosen])[0]
+    rows = [{"options": s, "step_ms": [round(1000 * t, 2) for t in ts],
+             "median_ms": round(1000 * statistics.median(ts), 2)} for s, ts in zip(settings, times)]
+    accelerator.print(f"perf auto: {_label(chosen)} (measured in {took:.1f} s; median ms per training step of "
+                      f"{len(times[0])} interleaved: "
+                      + ", ".join(f"{_label(r['options'])} {r['median_ms']:.1f}" for r in rows) + ")")
+    record = {"device": "cpu", "cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "measured": list(options), "chosen": chosen, "seconds": round(took, 2), "candidates": rows}
+    if path is not None and accelerator.is_main_process:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2))
+    return CpuDecision(dataclasses.replace(speed, **chosen), record)
 
 
 # --------------------------------------------------------------------------- small convolutions as GEMM
