@@ -249,7 +249,7 @@ def test_tiled_segmentation_uses_the_whole_image_intensity_statistics(tmp_path, 
     np.testing.assert_array_equal(read_label_map(tmp_path / "out" / "dim.png"), expected.argmax(0).numpy())
 
 
-def test_predict_holds_its_process_switches_for_the_run_only(generator_dir, tmp_path, monkeypatch):
+def test_predict_holds_its_process_switches_for_the_run_only(generator_dir, tmp_path, monkeypatch, rng):
     """On a CPU, predict keeps freed memory while it runs the generator (faster batches) and gives the
     allocator back as it was when it returns; cuDNN's and oneDNN's switches are untouched."""
     import pix2pix_unet.predict as predict_module
@@ -270,7 +270,7 @@ def test_predict_holds_its_process_switches_for_the_run_only(generator_dir, tmp_
     held = []
     monkeypatch.setattr(predict_module, "run_generator",
                         lambda *a, **k: held.append(backends.freed_memory_is_kept()) or run_generator(*a, **k))
-    write_image(tmp_path / "in" / "a.png", RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    write_image(tmp_path / "in" / "a.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     before = (torch.backends.cudnn.benchmark, torch.backends.mkldnn.enabled, torch.get_num_threads())
     assert main(["predict", "--checkpoint", str(generator_dir), "--input", str(tmp_path / "in"), "--output",
                  str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 0
