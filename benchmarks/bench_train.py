@@ -365,7 +365,7 @@ def print_table(r: dict) -> None:
         ("data", f"{r['data']}, {r['num_workers']} loader workers"),
         ("speed options", ", ".join(f"{k}={r[k]}" for k in SPEED_OPTIONS)),
         *([("measured (auto)", ", ".join(" ".join(f"{k}={'on' if v else 'off'}" for k, v in c["options"].items())
-                                         + f" {c['median_ms']:.1f} ms" for c in r["cpu_options"]["candidates"])
+                                         + f" {c['best_ms']:.1f} ms" for c in r["cpu_options"]["candidates"])
             + f" per step: kept the fastest, in {r['cpu_options']['seconds']:.1f} s")] if r["cpu_options"] else []),
         ("throughput", f"{r['images_per_s']:.2f} images/s ({r['pipelined_step_ms']:.1f} ms per step, back to back)"),
         ("data pipeline", f"a step on one batch kept on the device takes {r['fixed_batch_step_ms']:.1f} ms: "

@@ -36,7 +36,9 @@ different amounts on different CPUs (tuned on one 2-core Xeon, the step was
 0.70x the plain eager one there but 0.84x on an AMD EPYC). So by default
 (``auto``) a CPU run measures them instead of assuming: :func:`decide_cpu_options`
 times a few of the run's own training steps, at its batch and crop size, with
-each combination, interleaved, and keeps the fastest. The steps run on copies
+each combination, interleaved, and keeps the fastest (6 steps in all where a
+step takes over ~0.6 s, more rounds within ~3 s for quicker steps, at most 15
+steps). The steps run on copies
 of the nets with the global RNG put back afterwards, so the choice changes the
 speed and nothing else. The choice and the times are printed and written to the
 run folder's ``perf.json``; a resumed run reuses them. ``on``/``off`` skip the
@@ -192,17 +194,21 @@ def candidates(options: Sequence[str]) -> list[dict[str, bool]]:
 
 
 def fastest(times: Sequence[Sequence[float]]) -> int:
-    """Index of the candidate whose median time is lowest (the earlier one on a tie).
+    """Index of the candidate whose best (lowest) time is lowest; the earlier one on a tie.
+
+    The best, not the median: other work on the machine only ever adds time to a
+    step, so with a few samples each the best is the least disturbed estimate of
+    what a setting costs (as ``timeit`` reports).
 
     Examples:
-        >>> fastest([[0.50, 0.52, 0.90], [0.47, 0.49, 0.48]])
+        >>> fastest([[0.50, 0.52, 0.90], [0.47, 0.49, 2.48]])
         1
     """
-    medians = [statistics.median(t) for t in times]
-    return medians.index(min(medians))
+    best = [min(t) for t in times]
+    return best.index(min(best))
 
 
-def measure(settings: Sequence[Any], sample: Callable[[Any], float], *, rounds: int = 3, min_rounds: int = 2,
+def measure(settings: Sequence[Any], sample: Callable[[Any], float], *, rounds: int = 3, min_rounds: int = 1,
             budget_s: float = 3.0, clock: Callable[[], float] = time.perf_counter) -> list[list[float]]:
     """``sample(setting)`` (seconds) for each setting, interleaved: one of each per round, so that a change
     in the machine's load reaches every setting alike; every other round runs backwards, so a round starts
@@ -304,13 +310,14 @@ class CpuDecision:
 
 def decide_cpu_options(accelerator: Accelerator, speed: SpeedPlan, options: Sequence[str], run_dir: Path | None,
                        make_sampler: Callable[[], contextlib.AbstractContextManager], *, reuse: bool,
-                       rounds: int = 3, budget_s: float = 3.0) -> CpuDecision:
+                       rounds: int = 3, min_rounds: int = 1, budget_s: float = 3.0) -> CpuDecision:
     """``speed`` with each of ``options`` (left to ``auto``) set by measurement, or as a resumed run chose.
 
     With ``reuse`` (a resumed run) the choice in ``run_dir/perf.json`` is kept.
     Otherwise ``make_sampler()`` (:func:`step_sampler`) times every on/off
-    combination, interleaved (:func:`measure`), the fastest median wins
-    (:func:`fastest`), and the choice and the times are printed and written to
+    combination, interleaved (:func:`measure`: one round, and more up to ``rounds``
+    while the rounds so far took under ``budget_s``; with two options and a step of
+    over ``budget_s / 5`` that is 6 steps in all), the fastest wins (:func:`fastest`), and the choice and the times are printed and written to
     ``perf.json`` (when there is a ``run_dir``). With several processes the main
     one's choice holds for all. The global RNG is put back afterwards, so the run's
     results do not depend on the measurement, only its speed.
@@ -328,16 +335,16 @@ def decide_cpu_options(accelerator: Accelerator, speed: SpeedPlan, options: Sequ
     settings = candidates(options)
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]), make_sampler() as sample:
-        times = measure(settings, sample, rounds=rounds, budget_s=budget_s)
+        times = measure(settings, sample, rounds=rounds, min_rounds=min_rounds, budget_s=budget_s)
     took = time.perf_counter() - start
     chosen = settings[fastest(times)]
     if accelerator.num_processes > 1:
         chosen = broadcast_object_list([chosen])[0]
-    rows = [{"options": s, "step_ms": [round(1000 * t, 2) for t in ts],
+    rows = [{"options": s, "step_ms": [round(1000 * t, 2) for t in ts], "best_ms": round(1000 * min(ts), 2),
              "median_ms": round(1000 * statistics.median(ts), 2)} for s, ts in zip(settings, times)]
-    accelerator.print(f"perf auto: {_label(chosen)} (measured in {took:.1f} s; median ms per training step of "
+    accelerator.print(f"perf auto: {_label(chosen)} (measured in {took:.1f} s; best ms per training step of "
                       f"{len(times[0])} interleaved: "
-                      + ", ".join(f"{_label(r['options'])} {r['median_ms']:.1f}" for r in rows) + ")")
+                      + ", ".join(f"{_label(r['options'])} {r['best_ms']:.1f}" for r in rows) + ")")
     record = {"device": "cpu", "cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "measured": list(options), "chosen": chosen, "seconds": round(took, 2), "candidates": rows}
     if path is not None and accelerator.is_main_process:
