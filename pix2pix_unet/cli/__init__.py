@@ -122,7 +122,7 @@ def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> 
         return cfg
     explicit = explicit_keys(args, values)
     asked = cfg.max_steps if "max_steps" in explicit and "budget_s" not in explicit else None
-    decisions = plan(fp, asked, explicit)
+    decisions = plan(fp, asked, explicit, cfg)
     if plan_out is not None:
         plan_out += [fp, decisions, explicit]
     return load_config(base, overrides(decisions, explicit) + list(args.overrides), values)
@@ -352,7 +352,7 @@ def plan_main(argv: list[str] | None = None) -> int:
         print(f"noise already in the clean images: sigma {fp.noise_sigma:.4f} of the range "
               f"({fp.noise_sigma * 255:.1f}/255)")
     explicit = {o.split("=", 1)[0] for o in args.overrides} | ({"max_steps"} if args.max_steps else set())
-    decisions = plan(fp, args.max_steps, explicit)
+    decisions = plan(fp, args.max_steps, explicit, load_config(None, [*args.overrides, f"task={args.task}"]))
     print("plan:")
     for d in decisions:
         mark = "  (yours wins)" if d.key in explicit else ""

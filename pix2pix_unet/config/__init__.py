@@ -23,7 +23,7 @@ from .base import ConfigError, _positive
 from .data import DataConfig, LabelConfig
 from .enums import (
     Activation, Architecture, BlendWindow, Bottleneck, BuiltinKind, CompileMode, ConvUnit, DeepOutput, Direction,
-    DiscriminatorKind, Down, ExportWeights, FinalActivation, GanLoss, InstanceMode, Intensity, LabelFormat, LrScaling,
+    DiscriminatorKind, Down, ExportWeights, FinalActivation, GanLoss, InstanceMode, Intensity, LabelFormat, LrDecay, LrScaling,
     MetricMode, MixedPrecision, Norm, OutputDtype, PixelLoss, PositionEmbedding, Skip, Switch, Task, Up,
 )
 from .inference import InferenceConfig
@@ -48,7 +48,7 @@ __all__ = [
     "Activation", "Architecture", "BlendWindow", "Bottleneck", "BuiltinKind", "CompileMode", "ConvUnit", "DeepOutput",
     "Direction", "DiscriminatorKind", "Down", "ExportWeights", "FinalActivation", "GanLoss", "InstanceMode",
     "Intensity",
-    "LabelFormat", "LrScaling", "MetricMode", "MixedPrecision", "Norm", "OutputDtype", "PixelLoss",
+    "LabelFormat", "LrDecay", "LrScaling", "MetricMode", "MixedPrecision", "Norm", "OutputDtype", "PixelLoss",
     "PositionEmbedding", "Skip", "Switch", "Task", "Up",
     # components
     "TransformerConfig", "EncoderConfig", "UNetConfig", "PatchGANConfig", "check_token_width", "patchgan_min_size",

@@ -124,6 +124,13 @@ class LrScaling(str, enum.Enum):
     LINEAR = "linear"  # x batch / base_batch_size: the SGD rule; aggressive for Adam and GANs
 
 
+class LrDecay(str, enum.Enum):
+    """The shape of the lr's decay from ``optim.decay_start`` to 0 at ``max_steps`` (``optim.decay``)."""
+
+    LINEAR = "linear"  # pix2pix's straight line
+    COSINE = "cosine"  # half a cosine: slow at first, slow again near 0
+
+
 class Task(str, enum.Enum):
     """What the generator learns; each task brings its data, losses and metrics (``pix2pix_unet/tasks``)."""
 

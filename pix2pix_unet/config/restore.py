@@ -20,6 +20,9 @@ class Degradation:
     p: float = 0.0
     low: float = 0.0
     high: float = 0.0
+    # strengths uniform in their logarithm (as often 0.01-0.02 as 0.04-0.08: weak ones are not under-served);
+    # needs low > 0
+    log_uniform: bool = False
     bounds: ClassVar[tuple[float, float]] = (0.0, math.inf)  # what low and high may be
 
     def validate(self, where: str) -> None:
@@ -31,6 +34,8 @@ class Degradation:
                 raise ConfigError(f"{where}.{name}={getattr(self, name)} must be in [{lo}, {hi}]")
         if self.low > self.high:
             raise ConfigError(f"{where}.low={self.low} is above high={self.high}")
+        if self.log_uniform and self.low <= 0:
+            raise ConfigError(f"{where}.log_uniform needs low > 0, got low={self.low}")
 
 
 @dataclass

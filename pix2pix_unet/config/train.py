@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .base import ConfigError, _positive
 from .data import DataConfig, LabelConfig
 from .enums import (
-    Architecture, CompileMode, DeepOutput, DiscriminatorKind, ExportWeights, GanLoss, LabelFormat, LrScaling,
+    Architecture, CompileMode, DeepOutput, DiscriminatorKind, ExportWeights, GanLoss, LabelFormat, LrDecay, LrScaling,
     MetricMode, MixedPrecision, Norm, Switch, Task,
 )
 from .model import PatchGANConfig, UNetConfig, patchgan_min_size
@@ -34,13 +34,16 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam for both nets; lr is constant, then decays linearly to 0 at ``max_steps``."""
+    """Adam for both nets (AdamW, decoupled weight decay, with ``weight_decay`` > 0); lr is constant, then
+    decays to 0 at ``max_steps`` (linearly, or along half a cosine)."""
 
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    decay_start: float = 0.5  # fraction of max_steps after which the lr decays linearly
+    decay_start: float = 0.5  # fraction of max_steps after which the lr decays
+    decay: LrDecay = LrDecay.LINEAR
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay on G (D keeps plain Adam)
     d_steps_per_g: int = 1  # discriminator updates (on the same batch) before each generator update
     lr_scaling: LrScaling = LrScaling.NONE  # scale both lrs by the global batch (batch x accum x processes)
     base_batch_size: int = 1  # the global batch lr_g and lr_d were tuned for (pix2pix: 1)
@@ -51,6 +54,8 @@ class OptimConfig:
 
     def validate(self, where: str = "optim") -> None:
         _positive(self, where, "lr_g", "lr_d", "d_steps_per_g", "base_batch_size")
+        if self.weight_decay < 0:
+            raise ConfigError(f"{where}.weight_decay={self.weight_decay} must be >= 0")
         if self.encoder_lr_factor < 0:
             raise ConfigError(f"{where}.encoder_lr_factor={self.encoder_lr_factor} must be >= 0")
         if self.freeze_encoder_steps < 0:

@@ -24,8 +24,11 @@ from ..config import Degradation, RestoreConfig
 from .second_order import second_order
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator, device=device)
+def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device,
+             log: bool = False) -> torch.Tensor:
+    """``n`` strengths in ``[low, high]``, uniform in value or (``log``) in its logarithm."""
+    u = torch.rand(n, generator=generator, device=device)
+    return low * (high / low) ** u if log else low + (high - low) * u
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -167,7 +170,7 @@ def degrade(clean: torch.Tensor, cfg: RestoreConfig,
     chosen = torch.rand(len(names), b, generator=generator, device=device) < p[:, None]
     fallback = torch.randint(len(names), (b,), generator=generator, device=device)
     chosen |= ~chosen.any(0) & (torch.arange(len(names), device=device)[:, None] == fallback)
-    strength = torch.stack([_uniform(b, spec.low, spec.high, generator, device) for spec in specs])
+    strength = torch.stack([_uniform(b, spec.low, spec.high, generator, device, spec.log_uniform) for spec in specs])
     # 2. degrade the whole batch at each step, keep the chosen images (a batch op beats gathering)
     x = clean
     for d, (name, apply) in enumerate(steps):

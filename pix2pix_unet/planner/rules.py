@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..config import Task
+from ..config import Degradation, Task, TrainConfig
 from .fingerprint import Fingerprint
 
 CROP_CAP = 256  # the largest crop the CPU-sized default plans; larger images are trained on crops of it
@@ -22,6 +22,7 @@ MIN_DEPTH, MAX_DEPTH = 3, 8
 PIXELS_PER_BATCH = 2 * 256 * 256  # the batch keeps about this many pixels whatever the crop
 MIN_BATCH_NORM = 8  # under this many images a batch's statistics are too noisy for batch norm
 DEFAULT_BUDGET_S = 15 * 60  # the steps of a run given neither --budget nor --max-steps: what fits 15 minutes
+LOG_SPAN = 4.0  # noise levels spanning more than this ratio are drawn log-uniformly
 BUDGET_CAP = 1_000_000  # max_steps of a budgeted run until its warm-up fixes it
 
 
@@ -124,15 +125,29 @@ def normalisation(batch: int) -> list[Decision]:
                      f"{MIN_BATCH_NORM} images, and eval mode would use running ones; instance norm instead")]
 
 
-def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str] | set[str] = frozenset()
-         ) -> list[Decision]:
+def noise_sampling(fp: Fingerprint, noise: Degradation, low_is_yours: bool = False) -> list[Decision]:
+    """Noise levels drawn uniformly leave weak noise under-served (from 0.01 to 0.2, one draw in 19 falls under
+    0.02); drawn log-uniformly, each doubling of sigma gets the same share, as each costs the input 6 dB alike."""
+    low = noise.low if low_is_yours else max(noise.low, fp.noise_sigma or 0.0)  # the plan may raise low (above)
+    if noise.p == 0 or low <= 0 or noise.high / low < LOG_SPAN:
+        return []
+    return [Decision("restore.gaussian_noise.log_uniform", True,
+                     f"noise sigma spans {low:.3g}..{noise.high:.3g} ({noise.high / low:.0f}x): drawn log-uniformly, "
+                     "every doubling of sigma trains as often, so weak noise is not under-served")]
+
+
+def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str] | set[str] = frozenset(),
+         user: TrainConfig | None = None) -> list[Decision]:
     """The decisions for ``fp``'s task, in the order they were taken.
 
     Args:
         max_steps: the steps the user asked for, if any (the validation cadence follows them).
         explicit: the keys the user set; with neither ``max_steps`` nor ``budget_s`` among them the run gets
             the default time budget.
+        user: the config as the user set it (the defaults elsewhere): rules that refine a user's setting, such
+            as the noise levels they asked for, read it.
     """
+    user = user or TrainConfig(task=Task(fp.task))
     task = Task(fp.task)
     decisions = crop_and_depth(fp)
     crop = decisions[0].value
@@ -151,6 +166,7 @@ def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str]
             decisions.append(Decision("restore.gaussian_noise.low", round(fp.noise_sigma, 4),
                                       f"the clean images already hold noise of sigma {fp.noise_sigma:.3f}: "
                                       "weaker added noise would teach nothing"))
+        decisions += noise_sampling(fp, user.restore.gaussian_noise, "restore.gaussian_noise.low" in explicit)
     if max_steps is not None:
         every = max(50, max_steps // 10)
         decisions.append(Decision("sample_every", every, f"validate ten times over {max_steps} steps"))
@@ -171,4 +187,4 @@ def to_json(fp: Fingerprint, decisions: list[Decision]) -> dict[str, Any]:
     return {"fingerprint": fp.to_dict(), "plan": [asdict(d) for d in decisions]}
 
 
-__all__ = ["Decision", "batch_size", "crop_and_depth", "overrides", "plan", "to_json"]
+__all__ = ["Decision", "batch_size", "crop_and_depth", "noise_sampling", "overrides", "plan", "to_json"]

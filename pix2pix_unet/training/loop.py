@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from ..version import __version__
-from ..config import LrScaling, OptimConfig, TrainConfig, save_config, to_dict
+from ..config import LrDecay, LrScaling, OptimConfig, TrainConfig, save_config, to_dict
 from ..models import Discriminator, Generator, build_generator
 from ..models.generator import load_weights
 from ..tasks import build_task
@@ -79,14 +79,16 @@ class EpochSampler(Sampler[int]):
         return self.size
 
 
-def linear_decay(max_steps: int, decay_start: float):
-    """Constant lr until ``decay_start * max_steps``, then linearly down to 0 at ``max_steps``."""
+def linear_decay(max_steps: int, decay_start: float, shape: LrDecay = LrDecay.LINEAR):
+    """Constant lr until ``decay_start * max_steps``, then down to 0 at ``max_steps``: linearly, or along half
+    a cosine (``shape``)."""
     start = int(decay_start * max_steps)
 
     def factor(step: int) -> float:
         if step < start:
             return 1.0
-        return max(0.0, (max_steps - step) / max(1, max_steps - start))
+        left = max(0.0, (max_steps - step) / max(1, max_steps - start))  # 1 at the start of the decay, 0 at the end
+        return left if shape is LrDecay.LINEAR else 0.5 * (1 - math.cos(math.pi * left))
 
     return factor
 
@@ -181,6 +183,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None, st
 def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSignals, cleanup: ExitStack,
            started: float) -> Path:
     budgeted = cfg.budget_s is not None and not resume  # a resumed run keeps the steps its warm-up fixed
+    cap = cfg.max_steps  # a budgeted run's refits may raise its steps up to this, never past it
     end = min(cfg.max_steps, stop_at) if stop_at else cfg.max_steps
     run_dir = Path(cfg.output_dir)
     ckpt_root = run_dir / "checkpoints"
@@ -248,11 +251,11 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         accelerator.print(f"optim.lr_scaling={cfg.optim.lr_scaling.value}: global batch {global_batch} vs "
                           f"base_batch_size={cfg.optim.base_batch_size}, lr_g {cfg.optim.lr_g:g} -> {lr_g:g}, "
                           f"lr_d {cfg.optim.lr_d:g} -> {lr_d:g}")
-    opt_g = adam(generator_param_groups(generator, lr_g, cfg.optim), lr_g, betas, speed)
+    opt_g = adam(generator_param_groups(generator, lr_g, cfg.optim), lr_g, betas, speed, cfg.optim.weight_decay)
     horizon = [cfg.max_steps]  # the schedule's length: a budgeted run fixes it after its warm-up
 
     def schedule(step: int) -> float:
-        return linear_decay(horizon[0], cfg.optim.decay_start)(step)
+        return linear_decay(horizon[0], cfg.optim.decay_start, cfg.optim.decay)(step)
 
     # one rule per group: the encoder's (if any) holds still for its first optim.freeze_encoder_steps
     sched_g = LambdaLR(opt_g, [frozen_for(cfg.optim.freeze_encoder_steps, schedule) if g["name"] == "encoder"
@@ -345,7 +348,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                              cfg.sample_every, max(timings["checkpoint"], default=0.0), cfg.checkpoint_every)
         reserve = RESERVE_EVALS * eval_s + max(timings["checkpoint"], default=0.0)
         decision = [BudgetDecision(cfg.budget_s, time.perf_counter() - started, step_s, eval_s,
-                                   min(fit, cfg.max_steps), reserve)]
+                                   min(fit, cap), reserve)]
         if accelerator.num_processes > 1:
             broadcast_object_list(decision, from_process=0)
         return decision[0]

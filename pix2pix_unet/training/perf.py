@@ -168,9 +168,11 @@ def compile_targets(module: nn.Module) -> list[nn.Module]:
 
 
 def adam(params: Iterable[nn.Parameter] | list[dict], lr: float, betas: tuple[float, float],
-         speed: SpeedPlan) -> torch.optim.Adam:
-    """Adam, fused into one kernel per step where asked (supported on CPU and CUDA); ``params`` may be
-    parameter groups, each with its own ``lr``."""
+         speed: SpeedPlan, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam (AdamW, with decoupled ``weight_decay`` > 0), fused into one kernel per step where asked (supported
+    on CPU and CUDA); ``params`` may be parameter groups, each with its own ``lr``."""
+    if weight_decay > 0:
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, fused=speed.fused_adam or None)
     return torch.optim.Adam(params, lr=lr, betas=betas, fused=speed.fused_adam or None)
 
 

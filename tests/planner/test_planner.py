@@ -81,6 +81,24 @@ def test_fingerprint_of_restore_photos_estimates_their_noise(tmp_path):
     assert fp.noise_sigma is not None and 0.0 <= fp.noise_sigma <= 10.0 / 255
 
 
+def test_a_wide_noise_range_is_drawn_log_uniformly_unless_it_is_narrow_or_yours(tmp_path):
+    from pix2pix_unet.config import load_config
+
+    clean = np.tile(np.linspace(40, 200, 64), (64, 1))[..., None].repeat(3, 2).astype(np.uint8)
+    for i in range(2):
+        write_image(tmp_path / f"p{i}.png", np.rot90(clean, i).copy())
+    fp = fingerprint(tmp_path, "restore")
+    wide = load_config(None, ["task=restore", "restore.gaussian_noise.low=0.01", "restore.gaussian_noise.high=0.2"])
+    decision = {d.key: d for d in plan(fp, user=wide)}["restore.gaussian_noise.log_uniform"]
+    assert decision.value is True and "20x" in decision.reason
+    narrow = load_config(None, ["task=restore", "restore.gaussian_noise.low=0.05", "restore.gaussian_noise.high=0.1"])
+    assert "restore.gaussian_noise.log_uniform" not in {d.key for d in plan(fp, user=narrow)}
+    # the user's low=0 wins over the plan's raised one, and log-uniform draws need low > 0: not planned
+    yours = load_config(None, ["task=restore", "restore.gaussian_noise.low=0"])
+    assert "restore.gaussian_noise.log_uniform" not in {
+        d.key for d in plan(fp, explicit={"restore.gaussian_noise.low"}, user=yours)}
+
+
 def test_a_512_thin_structure_set_gets_a_large_crop_and_a_4_px_bottleneck(tmp_path):
     write_membranes(tmp_path)
     decisions = {d.key: d for d in plan(fingerprint(tmp_path, "segment"))}

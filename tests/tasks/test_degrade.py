@@ -67,3 +67,17 @@ def test_ranges_are_checked():
     with pytest.raises(ConfigError, match=r"restore\.gaussian_noise\.low=0\.5 is above high=0\.1"):
         load_config(None, ["restore.gaussian_noise.low=0.5", "restore.gaussian_noise.high=0.1"])
     assert load_config(None, ["restore.jpeg.p=1"]).restore.jpeg.low == 30.0  # other fields keep their defaults
+
+
+def test_log_uniform_strengths_serve_each_octave_alike():
+    from pix2pix_unet.data.degrade import _uniform
+
+    g = torch.Generator().manual_seed(0)
+    linear = _uniform(20000, 0.01, 0.16, g, torch.device("cpu"))
+    log = _uniform(20000, 0.01, 0.16, g, torch.device("cpu"), log=True)
+    assert 0.01 <= log.min() and log.max() <= 0.16
+    octaves = torch.histc(torch.log2(log / 0.01), bins=4, min=0, max=4) / len(log)  # 0.01-0.02, ..., 0.08-0.16
+    assert torch.allclose(octaves, torch.full((4,), 0.25), atol=0.02), octaves
+    assert (linear < 0.02).float().mean() < 0.1  # uniform draws give the lowest octave 1/15 of the samples
+    with pytest.raises(ConfigError, match=r"restore\.gaussian_noise\.log_uniform needs low > 0, got low=0\.0"):
+        load_config(None, ["restore.gaussian_noise.low=0", "restore.gaussian_noise.log_uniform=true"])

@@ -52,3 +52,32 @@ def test_a_budgeted_run_ends_inside_its_budget_and_records_its_steps(tmp_path):
     cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert cfg["budget_s"] is None and 4 <= cfg["max_steps"] < 1_000_000  # fixed: a resume trains to it
     assert (tmp_path / "run" / "checkpoints" / f"step_{cfg['max_steps']:08d}").is_dir()
+
+
+@pytest.mark.slow
+def test_a_slow_warm_up_is_corrected_upwards_by_later_refits(tmp_path, monkeypatch):
+    """The warm-up's steps run slow (first allocations, a busy moment): the later refits, timed on faster steps,
+    raise max_steps again. Each refit may only lower the steps it can take if it is capped by the user's own."""
+    import json
+
+    from pix2pix_unet.cli import train_main
+    from pix2pix_unet.training import loop
+    from tests.planner.test_planner import write_nuclei
+
+    real_step, calls = loop.train_step, [0]
+
+    def slow_at_first(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] <= 6:
+            time.sleep(0.5)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", slow_at_first)
+    write_nuclei(tmp_path / "data", n=3)
+    assert train_main(["--task", "segment", "--data", str(tmp_path / "data"), "--output-dir", str(tmp_path / "run"),
+                       "--budget", "25s", "--no-wandb", "generator.in_channels=1", "data.crop_size=32",
+                       "generator.depth=3", "batch_size=2"]) == 0
+    fits = [row["budget/max_steps"] for row in map(json.loads, (tmp_path / "run" / "metrics.jsonl").open())
+            if "budget/max_steps" in row]
+    assert len(fits) >= 2 and fits[-1] > fits[0], fits
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["max_steps"] == fits[-1]
