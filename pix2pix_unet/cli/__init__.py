@@ -113,7 +113,7 @@ def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> 
     if not cfg.plan or cfg.data.path == "builtin" or not Path(cfg.data.path).is_dir():
         return cfg
     from ..data import DatasetError
-    from ..planner import fingerprint, overrides, plan
+    from ..planner import fingerprint, measured_speed, overrides, plan
 
     try:
         fp = fingerprint(cfg.data.path, cfg.task, cfg.labels)
@@ -122,7 +122,7 @@ def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> 
         return cfg
     explicit = explicit_keys(args, values)
     asked = cfg.max_steps if "max_steps" in explicit and "budget_s" not in explicit else None
-    decisions = plan(fp, asked, explicit, cfg)
+    decisions = plan(fp, asked, explicit, cfg, measured_speed(cfg, fp.images.channels, explicit))
     if plan_out is not None:
         plan_out += [fp, decisions, explicit]
     return load_config(base, overrides(decisions, explicit) + list(args.overrides), values)
@@ -330,7 +330,7 @@ def plan_main(argv: list[str] | None = None) -> int:
 
     from ..data import DatasetError
     from ..io import ImageReadError
-    from ..planner import fingerprint, overrides, plan, to_json
+    from ..planner import fingerprint, measured_speed, overrides, plan, to_json
 
     labels = load_config(None, [o for o in args.overrides if o.startswith("labels.")]).labels
     try:
@@ -352,7 +352,8 @@ def plan_main(argv: list[str] | None = None) -> int:
         print(f"noise already in the clean images: sigma {fp.noise_sigma:.4f} of the range "
               f"({fp.noise_sigma * 255:.1f}/255)")
     explicit = {o.split("=", 1)[0] for o in args.overrides} | ({"max_steps"} if args.max_steps else set())
-    decisions = plan(fp, args.max_steps, explicit, load_config(None, [*args.overrides, f"task={args.task}"]))
+    user = load_config(None, [*args.overrides, f"task={args.task}"])
+    decisions = plan(fp, args.max_steps, explicit, user, measured_speed(user, fp.images.channels, explicit))
     print("plan:")
     for d in decisions:
         mark = "  (yours wins)" if d.key in explicit else ""

@@ -19,9 +19,13 @@ from .fingerprint import Fingerprint
 CROP_CAP = 256  # the largest crop the CPU-sized default plans; larger images are trained on crops of it
 MIN_BOTTLENECK = 4  # px the innermost level keeps at the crop size (a 1x1 bottleneck has no spatial context)
 MIN_DEPTH, MAX_DEPTH = 3, 8
-PIXELS_PER_BATCH = 2 * 256 * 256  # the batch keeps about this many pixels whatever the crop
+PIXELS_PER_BATCH = 2 * 256 * 256  # the pixels of a step when the machine's speed is not measured
+MIN_STEPS = 2000  # the steps a budget should afford: fewer leave a U-Net trained from scratch short of its best
+TRAIN_SHARE = 0.8  # of the budget, for training steps; the rest is setup, validation and the end of the run
+MIN_BATCH = 2  # images a step at the largest crop
+MIN_CROP = 64  # px, or 4 object diameters when larger: the smallest crop the budget may shrink to
 MIN_BATCH_NORM = 8  # under this many images a batch's statistics are too noisy for batch norm
-DEFAULT_BUDGET_S = 15 * 60  # the steps of a run given neither --budget nor --max-steps: what fits 15 minutes
+DEFAULT_BUDGET_S = 15.0 * 60  # the steps of a run given neither --budget nor --max-steps: what fits 15 minutes
 LOG_SPAN = 4.0  # noise levels spanning more than this ratio are drawn log-uniformly
 BUDGET_CAP = 1_000_000  # max_steps of a budgeted run until its warm-up fixes it
 
@@ -43,26 +47,44 @@ def _floor_to(value: float, multiple: int) -> int:
     return int(value // multiple) * multiple
 
 
-def crop_and_depth(fp: Fingerprint) -> list[Decision]:
-    """The crop covers several object diameters with context, up to what the images and the CPU budget allow;
-    the depth keeps the bottleneck at ``MIN_BOTTLENECK`` px or more."""
+def crop_and_depth(fp: Fingerprint, px_per_s: float | None = None, budget_s: float = DEFAULT_BUDGET_S,
+                   steps: int = MIN_STEPS, depth: int | None = None, crop: int | None = None) -> list[Decision]:
+    """The crop covers several object diameters with context, up to what the images and the time budget allow;
+    the depth keeps the bottleneck at ``MIN_BOTTLENECK`` px or more; the batch fills the step's pixels.
+
+    ``px_per_s`` is the generator's measured training speed here (:mod:`.probe`): a step may hold the pixels
+    that let ``steps`` steps fit into ``TRAIN_SHARE`` of ``budget_s``. Without it the crop is ``CROP_CAP``.
+    """
     side = fp.images.min_side
     objects = fp.labels.object_diameter if fp.labels is not None else 0.0
-    crop = max(_floor_to(min(side, CROP_CAP), 2 ** MIN_DEPTH), 2 ** MIN_DEPTH)
-    depth = max(MIN_DEPTH, min(MAX_DEPTH, int(math.log2(crop / MIN_BOTTLENECK))))
-    crop = _floor_to(crop, 2 ** depth) or 2 ** depth
+    afford = PIXELS_PER_BATCH if px_per_s is None else px_per_s * TRAIN_SHARE * budget_s / steps
+    # the largest crop whose MIN_BATCH images fit the pixels a step may hold; never under MIN_CROP (or the image)
+    fits = int(math.sqrt(afford / MIN_BATCH))
+    floor = min(side, max(MIN_CROP, int(4 * objects)))
+    fixed_depth, fixed_crop = depth is not None, crop is not None
+    if crop is None:
+        crop = max(_floor_to(min(side, CROP_CAP, max(fits, floor)), 2 ** MIN_DEPTH), 2 ** MIN_DEPTH)
+    if depth is None:
+        depth = max(MIN_DEPTH, min(MAX_DEPTH, int(math.log2(crop / MIN_BOTTLENECK))))
+    if not fixed_crop:
+        crop = _floor_to(crop, 2 ** depth) or 2 ** depth
+    speed = ("" if px_per_s is None else f"; a training step here runs at {px_per_s / 1000:.0f} k px/s (measured), "
+             f"so {steps} steps in {TRAIN_SHARE:.0%} of {budget_s / 60:g} min hold {afford / 1000:.0f} k px each")
     why_crop = (f"the smallest image side is {side} px" + (f", objects are {objects:.0f} px across" if objects else "")
-                + f"; the crop takes as much as fits under {CROP_CAP} px, a multiple of 2**{depth}"
+                + speed + f"; the crop takes as much as fits under {CROP_CAP} px, a multiple of 2**{depth}"
                 + (f" ({crop / objects:.1f} object diameters)" if objects else ""))
     if crop >= side:
         why_crop = f"the images are {side} px on their short side: train on them whole (a multiple of 2**{depth})"
     why_depth = f"{crop} px halved {depth} times leaves a {crop // 2 ** depth}-px bottleneck (at least {MIN_BOTTLENECK})"
-    return [Decision("data.crop_size", crop, why_crop), Decision("generator.depth", depth, why_depth)]
+    decisions = [] if fixed_crop else [Decision("data.crop_size", crop, why_crop)]
+    if not fixed_depth:
+        decisions.append(Decision("generator.depth", depth, why_depth))
+    return decisions + [batch_size(fp, crop, afford)]
 
 
-def batch_size(fp: Fingerprint, crop: int) -> Decision:
-    batch = max(1, min(16, PIXELS_PER_BATCH // (crop * crop), fp.images.count))
-    return Decision("batch_size", batch, f"about {PIXELS_PER_BATCH // 1024} k px per batch at a {crop}-px crop"
+def batch_size(fp: Fingerprint, crop: int, afford: float = PIXELS_PER_BATCH) -> Decision:
+    batch = max(1, min(16, int(afford // (crop * crop)), fp.images.count))
+    return Decision("batch_size", batch, f"about {afford / 1000:.0f} k px per step at a {crop}-px crop"
                     + (f", at most the {fp.images.count} training files" if batch == fp.images.count else ""))
 
 
@@ -137,7 +159,7 @@ def noise_sampling(fp: Fingerprint, noise: Degradation, low_is_yours: bool = Fal
 
 
 def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str] | set[str] = frozenset(),
-         user: TrainConfig | None = None) -> list[Decision]:
+         user: TrainConfig | None = None, px_per_s: float | None = None) -> list[Decision]:
     """The decisions for ``fp``'s task, in the order they were taken.
 
     Args:
@@ -146,14 +168,17 @@ def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str]
             the default time budget.
         user: the config as the user set it (the defaults elsewhere): rules that refine a user's setting, such
             as the noise levels they asked for, read it.
+        px_per_s: the generator's training speed on this machine (:func:`.probe.pixels_per_second`); the
+            crop and batch then fit the budget's steps, else they are sized for ``PIXELS_PER_BATCH``.
     """
     user = user or TrainConfig(task=Task(fp.task))
     task = Task(fp.task)
-    decisions = crop_and_depth(fp)
-    crop = decisions[0].value
-    if task is Task.RESTORE:  # its generator is its preset's (NAFNet): local detail, not global context
-        decisions = [decisions[0]]
-    decisions.append(batch_size(fp, crop))
+    steps = max_steps if max_steps is not None and "budget_s" not in explicit else MIN_STEPS
+    budget_s = user.budget_s or DEFAULT_BUDGET_S
+    # restore keeps its preset's depth (NAFNet: local detail, not global context); the user's keys are kept
+    depth = user.generator.depth if task is Task.RESTORE or "generator.depth" in explicit else None
+    crop = user.data.crop_size if "data.crop_size" in explicit else None
+    decisions = crop_and_depth(fp, px_per_s, budget_s, steps, depth, crop)
     if task is not Task.RESTORE:
         decisions += normalisation(decisions[-1].value)
     if task is Task.SEGMENT:

@@ -9,6 +9,7 @@ import pytest
 from skimage.draw import disk, line
 
 from pix2pix_unet.cli import main
+from pix2pix_unet.config import Task, TrainConfig
 from pix2pix_unet.data import DatasetError
 from pix2pix_unet.io import write_image, write_label_map
 from pix2pix_unet.planner import fingerprint, overrides, plan
@@ -107,6 +108,37 @@ def test_a_512_thin_structure_set_gets_a_large_crop_and_a_4_px_bottleneck(tmp_pa
     assert decisions["segment.instances"].value == "off"  # membranes are not objects
     assert "wide" in decisions["segment.boundary_weight"].reason
     assert all(d.reason for d in decisions.values())
+
+
+def test_the_crop_and_batch_follow_the_measured_speed_and_the_budget(tmp_path):
+    from pix2pix_unet.planner.rules import DEFAULT_BUDGET_S, MIN_STEPS, TRAIN_SHARE
+
+    write_membranes(tmp_path / "membranes", n=2)
+    rng = np.random.default_rng(4)
+    for i in range(2):  # photos for restoration: no objects, so only the speed and the image size bound the crop
+        write_image(tmp_path / "photos" / f"p{i}.png", rng.integers(0, 256, (400, 500, 3), dtype=np.uint8))
+
+    def planned(task, px_per_s, budget_s=DEFAULT_BUDGET_S):
+        fp = fingerprint(tmp_path / ("membranes" if task is Task.SEGMENT else "photos"), task.value)
+        d = {x.key: x for x in plan(fp, user=TrainConfig(task=task, budget_s=budget_s), px_per_s=px_per_s)}
+        return d["data.crop_size"].value, d["batch_size"].value, d["data.crop_size"].reason
+
+    fast = planned(Task.SEGMENT, 400e3)  # a pix2pix U-Net on 2 cores: 2000 steps of 2 x 256 px fit 15 min
+    assert fast[:2] == (256, 2) and "400 k px/s (measured)" in fast[2]
+    assert planned(Task.SEGMENT, 30e3)[:2] == (256, 1)  # slower: the crop still spans the 204-px objects
+    crop, batch, _ = planned(Task.RESTORE, 30e3)  # a NAFNet on 2 cores: smaller steps, so that 2000 still fit
+    assert 64 <= crop < 256 and crop % 8 == 0  # the preset's 3 levels: a multiple of 8
+    assert batch * crop * crop <= 30e3 * TRAIN_SHARE * DEFAULT_BUDGET_S / MIN_STEPS
+    assert planned(Task.RESTORE, 30e3, budget_s=4 * DEFAULT_BUDGET_S)[0] > crop  # a longer budget: a larger crop
+    assert planned(Task.RESTORE, 1.0)[0] == 64  # never under the smallest crop, however slow
+
+
+def test_the_speed_probe_measures_a_generator():
+    from pix2pix_unet.config import UNetConfig
+    from pix2pix_unet.planner import pixels_per_second
+
+    speed = pixels_per_second(UNetConfig(depth=3, base_channels=8, max_channels=16), in_channels=1, device="cpu")
+    assert np.isfinite(speed) and speed > 0
 
 
 def test_a_64_px_set_keeps_64_and_touching_objects_get_instance_mode(tmp_path):
