@@ -333,6 +333,15 @@ def job_paired(root: Path, out: Path, arms: list[str], budgets: list[float], tod
 # --------------------------------------------------------------------------- report
 
 
+def merge(runs: list[dict]) -> dict:
+    """Several results.json (say one per arm, run side by side) as one: each job's arms together."""
+    merged: dict = {"jobs": {}}
+    for run in runs:
+        for job, arms in run.get("jobs", {}).items():
+            merged["jobs"].setdefault(job, {}).update(arms)
+    return merged
+
+
 def report(results: dict) -> str:
     lines = []
     for job, res in results.get("jobs", {}).items():
@@ -380,11 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-bm3d", action="store_true")
     p.add_argument("--bm3d-sigmas", type=int, nargs="+", default=list(SIGMAS),
                    help="the sigmas BM3D runs at (about 10 s a 500-px colour photo on 2 cores)")
-    p.add_argument("--report", type=Path, help="reprint the tables of a results.json and stop")
+    p.add_argument("--threads", type=int, help="torch threads for every arm (default: torch's, all cores); "
+                   "--threads 1 runs each arm on one core, so two benchmarks can run side by side")
+    p.add_argument("--report", type=Path, nargs="+", help="reprint the tables of results.json files (merged: "
+                   "the arms of one job from several runs side by side) and stop")
     args = p.parse_args(argv)
     if args.report is not None:
-        print(report(json.loads(args.report.read_text())))
+        print(report(merge([json.loads(path.read_text()) for path in args.report])))
         return 0
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.data_root is None:
         p.error("--data-root is required (or --report)")
     args.out.mkdir(parents=True, exist_ok=True)

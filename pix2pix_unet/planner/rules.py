@@ -158,6 +158,21 @@ def noise_sampling(fp: Fingerprint, noise: Degradation, low_is_yours: bool = Fal
                      "every doubling of sigma trains as often, so weak noise is not under-served")]
 
 
+def optimiser(task: Task, user: TrainConfig) -> list[Decision]:
+    """Without an adversarial term the objective is an ordinary regression or classification loss: AdamW at
+    a higher rate with a cosine decay (NAFNet's and most segmenters' recipe) trains it faster than pix2pix's
+    GAN-stable Adam (lr 2e-4, beta1 0.5). With a discriminator, pix2pix's recipe stays."""
+    adversarial = {Task.SEGMENT: user.segment.adversarial, Task.RESTORE: user.restore.gan_weight > 0,
+                   Task.TRANSLATE: user.loss.gan_weight > 0}[task]
+    if adversarial:
+        return []
+    why = "no adversarial term in the objective: "
+    return [Decision("optim.lr_g", 1e-3, why + "a regression/classification loss takes a 5x higher rate than a GAN"),
+            Decision("optim.beta1", 0.9, why + "Adam's usual momentum (0.5 only steadies a GAN)"),
+            Decision("optim.weight_decay", 1e-4, why + "AdamW's decoupled weight decay"),
+            Decision("optim.decay", "cosine", why + "the rate decays along half a cosine over the second half")]
+
+
 def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str] | set[str] = frozenset(),
          user: TrainConfig | None = None, px_per_s: float | None = None) -> list[Decision]:
     """The decisions for ``fp``'s task, in the order they were taken.
@@ -192,6 +207,7 @@ def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str]
                                       f"the clean images already hold noise of sigma {fp.noise_sigma:.3f}: "
                                       "weaker added noise would teach nothing"))
         decisions += noise_sampling(fp, user.restore.gaussian_noise, "restore.gaussian_noise.low" in explicit)
+    decisions += optimiser(task, user)
     if max_steps is not None:
         every = max(50, max_steps // 10)
         decisions.append(Decision("sample_every", every, f"validate ten times over {max_steps} steps"))
@@ -212,4 +228,4 @@ def to_json(fp: Fingerprint, decisions: list[Decision]) -> dict[str, Any]:
     return {"fingerprint": fp.to_dict(), "plan": [asdict(d) for d in decisions]}
 
 
-__all__ = ["Decision", "batch_size", "crop_and_depth", "noise_sampling", "overrides", "plan", "to_json"]
+__all__ = ["Decision", "batch_size", "crop_and_depth", "noise_sampling", "optimiser", "overrides", "plan", "to_json"]

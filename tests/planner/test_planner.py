@@ -210,3 +210,16 @@ def test_training_uses_the_plan_unless_a_key_is_set_and_a_resume_keeps_it(tmp_pa
     again = yaml.safe_load((tmp_path / "planned" / "config.yaml").read_text())
     assert again["data"]["crop_size"] == 64 and again["segment"]["intensity"] == "range"
     assert (tmp_path / "planned" / "plan.json").stat().st_mtime_ns == before
+
+
+def test_the_optimiser_is_planned_only_without_an_adversarial_term():
+    from pix2pix_unet.config import load_config
+    from pix2pix_unet.planner.rules import optimiser
+
+    keys = {d.key: d.value for d in optimiser(Task.SEGMENT, load_config(None, ["task=segment"]))}
+    assert keys == {"optim.lr_g": 1e-3, "optim.beta1": 0.9, "optim.weight_decay": 1e-4, "optim.decay": "cosine"}
+    assert optimiser(Task.TRANSLATE, load_config(None, [])) == []  # pix2pix's GAN keeps its recipe
+    assert optimiser(Task.RESTORE, load_config(None, ["task=restore", "restore.gan_weight=0.01"])) == []
+    assert optimiser(Task.SEGMENT, load_config(None, ["task=segment", "segment.adversarial=true"])) == []
+    # the planned values load: the decay's name is the enum's
+    assert load_config(None, [d.override() for d in optimiser(Task.RESTORE, load_config(None, ["task=restore"]))])
