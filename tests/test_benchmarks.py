@@ -231,3 +231,26 @@ def test_first_run_benchmark_runs_every_job_and_arm_from_files(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "### denoise" in out and "min gain over input" in out
     assert first_run.main(["--report", str(tmp_path / "out" / "results.json")]) == 0
+
+
+def test_tlc_check_pools_locally_only_beyond_the_training_crop():
+    import torch
+
+    from pix2pix_unet.config import GENERATOR_PRESETS
+    from pix2pix_unet.models import build_generator
+
+    tlc = load("tlc_check")
+    torch.manual_seed(0)
+    net = build_generator(GENERATOR_PRESETS["nafnet"]).eval()
+    for module in net.modules():  # NAFBlocks start as the identity (beta = gamma = 0): wake them up
+        if hasattr(module, "beta"):
+            torch.nn.init.normal_(module.beta, std=0.5)
+            torch.nn.init.normal_(module.gamma, std=0.5)
+    small, large = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before_small, before_large = net(small), net(large)
+        tlc.localise(net, crop=32, channels=3)
+        windows = sorted({m.window for m in net.modules() if isinstance(m, tlc.LocalMean)})
+        assert windows == [4, 8, 16, 32]  # what each level saw of a 32-px crop
+        assert torch.allclose(net(small), before_small, atol=1e-5)  # inside the window: the global mean
+        assert not torch.allclose(net(large), before_large, atol=1e-3)  # beyond it: a local one
