@@ -345,6 +345,8 @@ def merge(runs: list[dict]) -> dict:
 def report(results: dict) -> str:
     lines = []
     for job, res in results.get("jobs", {}).items():
+        if not any(isinstance(v, dict) for v in res.values()):
+            continue  # nothing measured (paired has no classical arm)
         lines.append(f"\n### {job}\n")
         if job in ("thin", "nuclei", "paired"):
             keys = [k for k in next(v for v in res.values() if isinstance(v, dict)) if k not in ("method",)]
