@@ -35,6 +35,19 @@ def _same_global_random_state() -> None:
     torch.manual_seed(0)
 
 
+SPEED_PX_PER_S = 400e3  # a pix2pix U-Net training step on one core of the project's 2-core CPU
+
+
+@pytest.fixture(autouse=True)
+def _same_measured_speed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan sizes crops and batches from the generator's speed measured on the machine (planner/probe.py).
+    Tests that train through the CLI would then plan differently on a faster or a busier machine; they all see
+    the same speed instead. The probe itself is tested in tests/planner/test_planner.py."""
+    import pix2pix_unet.planner as planner
+
+    monkeypatch.setattr(planner, "pixels_per_second", lambda *args, **kwargs: SPEED_PX_PER_S)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A seeded generator of the test's own (a module-level one would hand each test other numbers depending on

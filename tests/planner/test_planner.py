@@ -135,7 +135,7 @@ def test_the_crop_and_batch_follow_the_measured_speed_and_the_budget(tmp_path):
 
 def test_the_speed_probe_measures_a_generator():
     from pix2pix_unet.config import UNetConfig
-    from pix2pix_unet.planner import pixels_per_second
+    from pix2pix_unet.planner.probe import pixels_per_second
 
     speed = pixels_per_second(UNetConfig(depth=3, base_channels=8, max_channels=16), in_channels=1, device="cpu")
     assert np.isfinite(speed) and speed > 0
