@@ -34,6 +34,8 @@ class ImageStats:
 
     ``percentiles[c]`` are the 0.5th, 50th and 99.5th percentiles of channel ``c`` over the files read,
     in the file's units; ``range_used`` is the 99.5th percentile over the dtype's maximum.
+    ``contrast_spread`` is how much the files' own contrast (their 0.5-99.5 percentile span) varies:
+    the largest over the smallest (1.0: every file alike; 2.0: one file twice as bright as another).
     """
 
     count: int
@@ -42,6 +44,7 @@ class ImageStats:
     channels: int
     dtype: str
     percentiles: list[list[float]]
+    contrast_spread: float = 1.0
 
     @property
     def min_side(self) -> int:
@@ -117,7 +120,10 @@ def _image_stats(paths: list[Path], read: int) -> ImageStats:
                            f"{sorted(dtypes)}; the planner reads one kind at a time")
     pixels = np.concatenate(samples).astype(np.float64)
     percentiles = [[float(v) for v in np.percentile(pixels[:, c], PERCENTILES)] for c in range(pixels.shape[1])]
-    return ImageStats(len(paths), heights, widths, channels.pop(), dtypes.pop(), percentiles)
+    spans = [float(np.max(np.diff(np.percentile(s.astype(np.float64), PERCENTILES[::2], axis=0), axis=0)))
+             for s in samples]  # each file's 0.5-99.5 percentile span, its widest channel
+    spread = max(spans) / min(spans) if min(spans) > 0 else float("inf")
+    return ImageStats(len(paths), heights, widths, channels.pop(), dtypes.pop(), percentiles, spread)
 
 
 def touching_share(instances: np.ndarray) -> float:

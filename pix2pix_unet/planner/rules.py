@@ -26,6 +26,7 @@ MIN_BATCH = 2  # images a step at the largest crop
 MIN_CROP = 64  # px, or 4 object diameters when larger: the smallest crop the budget may shrink to
 MIN_BATCH_NORM = 8  # under this many images a batch's statistics are too noisy for batch norm
 DEFAULT_BUDGET_S = 15.0 * 60  # the steps of a run given neither --budget nor --max-steps: what fits 15 minutes
+CONTRAST_SPREAD = 1.5  # 16-bit files whose contrast differs more than this are scaled per image (segment)
 LOG_SPAN = 4.0  # noise levels spanning more than this ratio are drawn log-uniformly
 BUDGET_CAP = 1_000_000  # max_steps of a budgeted run until its warm-up fixes it
 
@@ -89,16 +90,25 @@ def batch_size(fp: Fingerprint, crop: int, afford: float = PIXELS_PER_BATCH) -> 
 
 
 def intensity(fp: Fingerprint, prefix: str) -> list[Decision]:
-    """8-bit data keeps the dtype rule; 16-bit data that uses a small part of its range gets the dataset's own
-    0.5-99.5 percentile range, one for every file (never per image, so tiles and files agree)."""
-    used = fp.images.range_used
-    if fp.images.dtype != "uint16" or used > 0.5:
+    """8-bit data keeps the dtype rule. 16-bit data whose files differ in contrast (the brightest file's
+    0.5-99.5 percentile span over ``CONTRAST_SPREAD`` times the dimmest's) is scaled per image, so that a dim
+    field looks like a bright one; otherwise, when it uses a small part of its range, every file gets the
+    dataset's own 0.5-99.5 percentile range (never per image, so tiles and files agree)."""
+    used, spread = fp.images.range_used, fp.images.contrast_spread
+    if fp.images.dtype != "uint16":
+        return [Decision(f"{prefix}.intensity", "dtype",
+                         f"{fp.images.dtype} images use {used:.0%} of their range: the dtype's range maps to [-1, 1]")]
+    if prefix == "segment" and spread > CONTRAST_SPREAD:
+        return [Decision(f"{prefix}.intensity", "image",
+                         f"the files' contrast differs {spread:.1f}-fold (over {CONTRAST_SPREAD:g}): each image's own "
+                         "min..max maps to [-1, 1], so dim and bright fields look alike")]
+    if used > 0.5:
         return [Decision(f"{prefix}.intensity", "dtype",
                          f"{fp.images.dtype} images use {used:.0%} of their range: the dtype's range maps to [-1, 1]")]
     low = min(p[0] for p in fp.images.percentiles)
     high = max(p[-1] for p in fp.images.percentiles)
-    reason = (f"16-bit images use {used:.1%} of their range: the dataset's 0.5-99.5 percentiles "
-              f"{low:g}..{high:g} map to [-1, 1], the same for every file")
+    reason = (f"16-bit images use {used:.1%} of their range and their files' contrast differs only {spread:.1f}-fold: "
+              f"the dataset's 0.5-99.5 percentiles {low:g}..{high:g} map to [-1, 1], the same for every file")
     return [Decision(f"{prefix}.intensity", "range", reason), Decision(f"{prefix}.intensity_min", low, reason),
             Decision(f"{prefix}.intensity_max", high, reason)]
 

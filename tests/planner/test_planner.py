@@ -223,3 +223,20 @@ def test_the_optimiser_is_planned_only_without_an_adversarial_term():
     assert optimiser(Task.SEGMENT, load_config(None, ["task=segment", "segment.adversarial=true"])) == []
     # the planned values load: the decay's name is the enum's
     assert load_config(None, [d.override() for d in optimiser(Task.RESTORE, load_config(None, ["task=restore"]))])
+
+
+def test_16_bit_files_of_different_contrast_are_scaled_per_image(tmp_path):
+    rng = np.random.default_rng(5)
+    for name, peaks in (("alike", (900, 950)), ("differ", (700, 1500))):
+        for i, peak in enumerate(peaks):
+            image = np.full((64, 64), 120, np.uint16)
+            image[16:48, 16:48] = peak  # a bright object on a dim background
+            image = image + rng.integers(0, 10, image.shape, dtype=np.uint16)
+            label = (image > 400).astype(np.uint8)
+            write_image(tmp_path / name / "images" / f"f{i}.tif", image[..., None])
+            write_label_map(tmp_path / name / "labels" / f"f{i}.png", label, 2)
+    alike = {d.key: d for d in plan(fingerprint(tmp_path / "alike", "segment"))}
+    differ = {d.key: d for d in plan(fingerprint(tmp_path / "differ", "segment"))}
+    assert alike["segment.intensity"].value == "range" and "1.1-fold" in alike["segment.intensity"].reason
+    assert differ["segment.intensity"].value == "image" and "2.4-fold" in differ["segment.intensity"].reason
+    assert "segment.intensity_min" not in differ
