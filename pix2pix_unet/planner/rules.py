@@ -222,7 +222,7 @@ def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str]
         every = max(50, max_steps // 10)
         decisions.append(Decision("sample_every", every, f"validate ten times over {max_steps} steps"))
     elif not {"max_steps", "budget_s"} & set(explicit):
-        minutes = DEFAULT_BUDGET_S // 60
+        minutes = f"{DEFAULT_BUDGET_S / 60:g}"
         decisions += [Decision("budget_s", DEFAULT_BUDGET_S, f"neither --budget nor --max-steps: the default "
                                f"budget, {minutes} min; a warm-up on this machine fixes the steps that fit"),
                       Decision("max_steps", BUDGET_CAP, "a cap only: the budget's warm-up decides the steps")]
