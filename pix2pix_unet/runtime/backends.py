@@ -36,21 +36,23 @@ def backend_flags(*, cudnn_benchmark: bool | None = None, keep_freed_memory: boo
     """
     with contextlib.ExitStack() as scope:
         if cudnn_benchmark is not None:
-            scope.enter_context(_cudnn_benchmark(cudnn_benchmark))
+            # torch.backends.cudnn.flags() would also reset `enabled`, `deterministic` and TF32: only this one
+            scope.enter_context(switched(torch.backends.cudnn, "benchmark", cudnn_benchmark))
         if keep_freed_memory:
             scope.enter_context(freed_memory_kept())
         yield
 
 
 @contextlib.contextmanager
-def _cudnn_benchmark(on: bool) -> Iterator[None]:
-    # torch.backends.cudnn.flags() would also reset `enabled`, `deterministic` and TF32: only this one
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = on
+def switched(owner: object, name: str, value: object) -> Iterator[None]:
+    """``owner.name`` set to ``value`` inside, and restored on leaving however it is left: one switch alone,
+    where torch's ``flags()`` context managers reset their neighbours too."""
+    before = getattr(owner, name)
+    setattr(owner, name, value)
     try:
         yield
     finally:
-        torch.backends.cudnn.benchmark = before
+        setattr(owner, name, before)
 
 
 # --------------------------------------------------------------------------- glibc malloc
@@ -140,4 +142,4 @@ def freed_memory_is_kept() -> bool:
     return _kept
 
 
-__all__ = ["backend_flags", "can_keep_freed_memory", "freed_memory_is_kept", "freed_memory_kept"]
+__all__ = ["backend_flags", "can_keep_freed_memory", "freed_memory_is_kept", "freed_memory_kept", "switched"]

@@ -70,7 +70,7 @@ from torch.utils.data import Dataset, default_collate
 from ..config import CompileMode, LossConfig, PerfConfig, Switch
 from ..losses.objective import Objective
 from ..models import Discriminator
-from ..runtime.backends import backend_flags, can_keep_freed_memory
+from ..runtime.backends import backend_flags, can_keep_freed_memory, switched
 from ..tasks import TaskBase
 from .step import train_step
 
@@ -360,15 +360,9 @@ def decide_cpu_options(accelerator: Accelerator, speed: SpeedPlan, options: Sequ
 GEMM_MAX_PIXELS = 16 * 16  # input h * w at or below which a CPU conv goes to im2col + GEMM
 
 
-@contextlib.contextmanager
-def _onednn_off() -> Iterator[None]:
+def _onednn_off() -> contextlib.AbstractContextManager:
     """Only the oneDNN switch (``torch.backends.mkldnn.flags`` also resets its TF32 and determinism settings)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
+    return switched(torch.backends.mkldnn, "enabled", False)
 
 
 class _GemmConvolution(torch.autograd.Function):
