@@ -351,6 +351,8 @@ def plan_main(argv: list[str] | None = None) -> int:
     if fp.noise_sigma is not None:
         print(f"noise already in the clean images: sigma {fp.noise_sigma:.4f} of the range "
               f"({fp.noise_sigma * 255:.1f}/255)")
+    if fp.val_count is not None:
+        print(f"validation: {fp.val_count} file(s) in the val/ (or test/) folder")
     explicit = {o.split("=", 1)[0] for o in args.overrides} | ({"max_steps"} if args.max_steps else set())
     user = load_config(None, [*args.overrides, f"task={args.task}"])
     decisions = plan(fp, args.max_steps, explicit, user, measured_speed(user, fp.images.channels, explicit))

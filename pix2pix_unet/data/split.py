@@ -21,8 +21,8 @@ data, which has no files, it is the example's index (``{"index": 3}``), from whi
 and ``builtin_size`` make it again.
 
 Validation examples are split in two when the task tunes something on them after training
-(:meth:`~pix2pix_unet.tasks.base.TaskBase.tunes`; segment's instance thresholds): a seeded half, at least
-one, to tune on, the rest to report on (:func:`tune_and_report`). With nothing to tune, all of them are
+(:meth:`~pix2pix_unet.tasks.base.TaskBase.tunes`; segment's instance thresholds): a seeded half, rounded
+up, to tune on, the rest to report on (:func:`tune_and_report`). With nothing to tune, all of them are
 report files. ``pix2pix-unet evaluate`` reads the record (:func:`roles_of`) to score only the files a model
 neither trained nor was tuned on.
 """
@@ -73,14 +73,14 @@ class ExampleSubset(Dataset):
 
 
 def tune_and_report(count: int, seed: int) -> tuple[list[int], list[int]]:
-    """Indices of ``count`` validation examples to tune on and to report on: a seeded half (at least one) and
-    the rest. With one example there is no rest: both are ``[0]`` (the figures are then tuned on, and say so)."""
+    """Indices of ``count`` validation examples to tune on and to report on: a seeded half, rounded up (the
+    thresholds a user keeps come from the tuning files; the report only describes them), and the rest. With one example there is no rest: both are ``[0]`` (the figures are then tuned on, and say so)."""
     if count < 1:
         raise ValueError(f"no validation example to tune on (count={count})")
     if count == 1:
         return [0], [0]
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 1_000_003 + 1)).tolist()
-    tune = max(1, count // 2)
+    tune = (count + 1) // 2
     return sorted(order[:tune]), sorted(order[tune:])
 
 

@@ -92,6 +92,7 @@ class Fingerprint:
     images: ImageStats
     labels: LabelStats | None = None
     noise_sigma: float | None = None  # restore: the noise of the clean images, as a fraction of the range
+    val_count: int | None = None  # files of the val/ (or test/) folder; None: validation is held out of train
     files_read: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -205,23 +206,29 @@ def fingerprint(data: str | Path, task: Task | str, labels: LabelConfig | None =
     if not root.is_dir():
         raise DatasetError(f"--data {root} is not a folder (the planner reads a dataset on disk)")
     split = _split_root(root)
-    labelled = None
-    if task is Task.SEGMENT or (task is Task.TRANSLATE and (split / (labels or LabelConfig()).label_folder).is_dir()):
-        labelled = discover_labelled(split, labels or LabelConfig())
-        inputs = [f.image for f in labelled]
-    elif task is Task.TRANSLATE:
-        inputs = [pair.a for pair in discover_pairs(split)]
-    else:
-        inputs = list_images(split)
+    labelled, inputs = _inputs(split, task, labels)
     if not inputs:
         raise DatasetError(f"{split} holds no images")
+    val_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None) if split != root else None
     read = min(len(inputs), max_files)
     print_ = Fingerprint(task.value, str(root), _image_stats(inputs, read), files_read=read)
     if labelled is not None:
         print_.labels = _label_stats(labelled, read)
     if task is Task.RESTORE:
         print_.noise_sigma = _noise_sigma(inputs[:read])
+    if val_dir is not None:
+        print_.val_count = len(_inputs(val_dir, task, labels)[1])
     return print_
+
+
+def _inputs(split: Path, task: Task, labels: LabelConfig | None) -> tuple[list | None, list[Path]]:
+    """The labelled examples of one split folder (None for unlabelled tasks) and their input images."""
+    if task is Task.SEGMENT or (task is Task.TRANSLATE and (split / (labels or LabelConfig()).label_folder).is_dir()):
+        labelled = discover_labelled(split, labels or LabelConfig())
+        return labelled, [f.image for f in labelled]
+    if task is Task.TRANSLATE:
+        return None, [pair.a for pair in discover_pairs(split)]
+    return None, list_images(split)
 
 
 __all__ = ["Fingerprint", "ImageStats", "LabelStats", "fingerprint", "structure_width", "touching_share"]

@@ -29,6 +29,9 @@ DEFAULT_BUDGET_S = 15.0 * 60  # the steps of a run given neither --budget nor --
 CONTRAST_SPREAD = 1.5  # 16-bit files whose contrast differs more than this are scaled per image (segment)
 LOG_SPAN = 4.0  # noise levels spanning more than this ratio are drawn log-uniformly
 BUDGET_CAP = 1_000_000  # max_steps of a budgeted run until its warm-up fixes it
+MIN_TUNE_FILES = 3  # held-out files the instance thresholds are tuned on, where the data allows
+MAX_VAL_FRACTION = 0.25  # of the training files, the most the plan holds out for validation
+SMALL_VAL = 10  # held-out files under which picking the best checkpoint on them picks noise
 
 
 @dataclass(frozen=True)
@@ -168,19 +171,58 @@ def noise_sampling(fp: Fingerprint, noise: Degradation, low_is_yours: bool = Fal
                      "every doubling of sigma trains as often, so weak noise is not under-served")]
 
 
+def _adversarial(task: Task, user: TrainConfig) -> bool:
+    """Whether the objective has a discriminator's term."""
+    return {Task.SEGMENT: user.segment.adversarial, Task.RESTORE: user.restore.gan_weight > 0,
+            Task.TRANSLATE: user.loss.gan_weight > 0}[task]
+
+
 def optimiser(task: Task, user: TrainConfig) -> list[Decision]:
     """Without an adversarial term the objective is an ordinary regression or classification loss: AdamW at
     a higher rate with a cosine decay (NAFNet's and most segmenters' recipe) trains it faster than pix2pix's
     GAN-stable Adam (lr 2e-4, beta1 0.5). With a discriminator, pix2pix's recipe stays."""
-    adversarial = {Task.SEGMENT: user.segment.adversarial, Task.RESTORE: user.restore.gan_weight > 0,
-                   Task.TRANSLATE: user.loss.gan_weight > 0}[task]
-    if adversarial:
+    if _adversarial(task, user):
         return []
     why = "no adversarial term in the objective: "
     return [Decision("optim.lr_g", 1e-3, why + "a regression/classification loss takes a 5x higher rate than a GAN"),
             Decision("optim.beta1", 0.9, why + "Adam's usual momentum (0.5 only steadies a GAN)"),
             Decision("optim.weight_decay", 1e-4, why + "AdamW's decoupled weight decay"),
             Decision("optim.decay", "cosine", why + "the rate decays along half a cosine over the second half")]
+
+
+def held_out(fp: Fingerprint, fraction: float) -> int:
+    """The validation files a run will have: the val/ folder's, else ``fraction`` of the training files
+    (as :func:`~pix2pix_unet.data.folders.hold_out` takes them)."""
+    return fp.val_count if fp.val_count is not None else max(1, math.floor(fp.images.count * fraction))
+
+
+def validation(fp: Fingerprint, user: TrainConfig, explicit: frozenset[str] | set[str],
+               tunes: bool, adversarial: bool) -> list[Decision]:
+    """What is held out, and which checkpoint is exported.
+
+    Instance thresholds are tuned on half of the held-out files (:func:`~pix2pix_unet.data.split.tune_and_report`);
+    at 10 % of 30 files one file decides them, so a tuning run holds out enough files for ``MIN_TUNE_FILES`` (up
+    to ``MAX_VAL_FRACTION`` of the files). On under ``SMALL_VAL`` held-out files the best of a run's checkpoints
+    is chosen by noise; a loss without an adversarial term, whose rate decays to 0, ends on its trained weights,
+    so those are exported.
+    """
+    decisions = []
+    fraction = user.data.val_fraction
+    if tunes and fp.val_count is None and "data.val_fraction" not in explicit:
+        want = 2 * MIN_TUNE_FILES
+        fraction = min(MAX_VAL_FRACTION, max(fraction, want / fp.images.count))
+        if held_out(fp, fraction) > held_out(fp, user.data.val_fraction):
+            decisions.append(Decision(
+                "data.val_fraction", round(fraction, 3),
+                f"the instance thresholds are tuned on half the held-out files: {held_out(fp, fraction)} of the "
+                f"{fp.images.count} files are held out (at {user.data.val_fraction:g}, "
+                f"{held_out(fp, user.data.val_fraction)}: one file would decide them)"))
+    n_val = held_out(fp, fraction)
+    if not adversarial and n_val < SMALL_VAL and "export" not in explicit:
+        decisions.append(Decision(
+            "export", "last", f"{n_val} held-out file(s): the best checkpoint on so few is chosen by noise; the "
+            "rate decays to 0, so the last step's weights are the trained ones"))
+    return decisions
 
 
 def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str] | set[str] = frozenset(),
@@ -217,7 +259,12 @@ def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str]
                                       f"the clean images already hold noise of sigma {fp.noise_sigma:.3f}: "
                                       "weaker added noise would teach nothing"))
         decisions += noise_sampling(fp, user.restore.gaussian_noise, "restore.gaussian_noise.low" in explicit)
+    adversarial = _adversarial(task, user)
     decisions += optimiser(task, user)
+    instances = (user.segment.instances.value if "segment.instances" in explicit
+                 else next((d.value for d in decisions if d.key == "segment.instances"), "off"))
+    tunes = task is Task.SEGMENT and instances == "on"
+    decisions += validation(fp, user, explicit, tunes, adversarial)
     if max_steps is not None:
         every = max(50, max_steps // 10)
         decisions.append(Decision("sample_every", every, f"validate ten times over {max_steps} steps"))
@@ -238,4 +285,5 @@ def to_json(fp: Fingerprint, decisions: list[Decision]) -> dict[str, Any]:
     return {"fingerprint": fp.to_dict(), "plan": [asdict(d) for d in decisions]}
 
 
-__all__ = ["Decision", "batch_size", "crop_and_depth", "noise_sampling", "optimiser", "overrides", "plan", "to_json"]
+__all__ = ["Decision", "batch_size", "crop_and_depth", "held_out", "noise_sampling", "optimiser", "overrides", "plan",
+           "to_json", "validation"]

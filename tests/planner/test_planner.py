@@ -240,3 +240,31 @@ def test_16_bit_files_of_different_contrast_are_scaled_per_image(tmp_path):
     assert alike["segment.intensity"].value == "range" and "1.1-fold" in alike["segment.intensity"].reason
     assert differ["segment.intensity"].value == "image" and "2.4-fold" in differ["segment.intensity"].reason
     assert "segment.intensity_min" not in differ
+
+
+def test_a_tuning_run_holds_out_files_for_the_thresholds_and_a_small_validation_exports_the_last(tmp_path):
+    from pix2pix_unet.config import load_config
+    from pix2pix_unet.planner.rules import validation
+
+    write_nuclei(tmp_path / "flat", n=30, size=32)
+    fp = fingerprint(tmp_path / "flat", "segment")
+    assert fp.val_count is None
+    user = load_config(None, ["task=segment"])
+    keys = {d.key: d for d in validation(fp, user, set(), tunes=True, adversarial=False)}
+    # 10 % of 30 files is 3 (1 tunes); the plan holds out 6, so 3 tune the thresholds
+    assert keys["data.val_fraction"].value == 0.2 and "6 of the 30" in keys["data.val_fraction"].reason
+    assert keys["export"].value == "last" and "6 held-out" in keys["export"].reason
+    assert "data.val_fraction" not in {d.key for d in validation(fp, user, {"data.val_fraction"}, True, False)}
+    assert {d.key for d in validation(fp, user, set(), tunes=False, adversarial=False)} == {"export"}
+    assert validation(fp, user, {"export"}, tunes=False, adversarial=True) == []  # a GAN keeps "best"
+    # a val/ folder is counted, never resized; 10 or more held-out files keep "best"
+    write_nuclei(tmp_path / "split" / "train", n=4, size=32)
+    write_nuclei(tmp_path / "split" / "val", n=12, size=32)
+    fp = fingerprint(tmp_path / "split", "segment")
+    assert fp.val_count == 12 and validation(fp, user, set(), tunes=True, adversarial=False) == []
+    # the whole plan: an explicit instances=off tunes nothing, so nothing extra is held out
+    planned = {d.key: d.value for d in plan(fingerprint(tmp_path / "flat", "segment"))}
+    assert planned["data.val_fraction"] == 0.2 and planned["export"] == "last"
+    off = load_config(None, ["task=segment", "segment.instances=off"])
+    planned = {d.key for d in plan(fingerprint(tmp_path / "flat", "segment"), explicit={"segment.instances"}, user=off)}
+    assert "data.val_fraction" not in planned and "export" in planned
