@@ -180,14 +180,18 @@ def evaluate_dataset(
         result = task.evaluate(generator, dataset, device, cfg, on_example=keep_worst, failed=failed)
     for source, reason in failed:
         tqdm.write(f"warning: {reason} (skipped)", file=sys.stderr)
+    warnings = result.warnings  # outputs that cannot be right, named by the task's meter
+    for warning in warnings:
+        tqdm.write(f"warning: {warning}", file=sys.stderr)
     metrics = {"task": task.kind.value, "count": len(result.rows), **result.metrics}
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {**(info or {}), "metrics": metrics, "per_image": result.rows,
-               "failed": [{"file": p, "reason": r} for p, r in failed]}
+               "failed": [{"file": p, "reason": r} for p, r in failed], "warnings": warnings}
     json_path = out_dir / "metrics.json"
     json_path.write_text(json.dumps(payload, indent=2))
     png_path = write_png_report(out_dir / "report.png", examples) if examples else None
-    html_path = write_html_report(out_dir / "report.html", metrics, examples, meter.key, info or {}, failed)
+    html_path = write_html_report(out_dir / "report.html", metrics, examples, meter.key, info or {}, failed,
+                                  task.display_names)
     return EvalResult(metrics, json_path, html_path, png_path, failed)
 
 
@@ -206,7 +210,8 @@ def _resized(picture: np.ndarray, height: int) -> Image.Image:
 
 
 def write_png_report(path: Path, examples: list[Example], gap: int = 4) -> Path:
-    """One row per example, ``input | output | target``, each scaled to a common height."""
+    """One row per example, its pictures (``input | output | target``, and what the task adds) at a common
+    height."""
     height = _row_height(examples)
     rows = [[_resized(p, height) for p in e.pictures] for e in examples]
     width = max(sum(i.width for i in row) + gap * (len(row) + 1) for row in rows)
@@ -227,7 +232,8 @@ def _data_uri(picture: np.ndarray, height: int) -> str:
 
 
 def write_html_report(path: Path, metrics: dict[str, Any], examples: list[Example], key: str,
-                      info: dict[str, Any], failed: list[tuple[Path, str]]) -> Path:
+                      info: dict[str, Any], failed: list[tuple[Path, str]],
+                      columns: tuple[str, ...] = ("input", "output", "target")) -> Path:
     """A single self-contained HTML page: the metrics, then the worst examples (images embedded)."""
     esc = html.escape
 
@@ -257,7 +263,7 @@ th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 <h2>Metrics</h2>
 <table>{metric_rows}</table>
 <h2>Worst {len(examples)} examples by {esc(key)}</h2>
-<table><tr><th>file</th><th>input</th><th>output</th><th>target</th></tr>{example_rows}</table>
+<table><tr><th>file</th>{"".join(f"<th>{esc(c)}</th>" for c in columns)}</tr>{example_rows}</table>
 {f"<h2>Skipped files ({len(failed)})</h2><ul>{failed_rows}</ul>" if failed else ""}
 </body></html>
 """

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .commands import demo_main, evaluate_main, export_main, predict_main
+from .commands import demo_main, denoise_main, evaluate_main, export_main, predict_main
 from ..config import GENERATOR_PRESETS, ConfigError, TrainConfig, load_config
 
 if TYPE_CHECKING:  # torch is imported by the commands that run a network, not by `--help`
@@ -371,7 +371,7 @@ def plan_main(argv: list[str] | None = None) -> int:
 COMMANDS = {
     "plan": plan_main,
     "train": train_main, "predict": predict_main, "export": export_main, "evaluate": evaluate_main,
-    "synthesize": synthesize_main, "push": push_main, "demo": demo_main,
+    "synthesize": synthesize_main, "push": push_main, "demo": demo_main, "denoise": denoise_main,
 }
 
 

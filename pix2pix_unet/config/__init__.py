@@ -24,9 +24,10 @@ from .data import DataConfig, LabelConfig
 from .enums import (
     Activation, Architecture, BlendWindow, Bottleneck, BuiltinKind, CompileMode, ConvUnit, DeepOutput, Direction,
     DiscriminatorKind, Down, ExportWeights, FinalActivation, GanLoss, InstanceMode, Intensity, LabelFormat, LrDecay, LrScaling,
-    MetricMode, MixedPrecision, Norm, OutputDtype, PixelLoss, PositionEmbedding, Skip, Switch, Task, Up,
+    MetricMode, MixedPrecision, Norm, OutputDtype, PixelLoss, PositionEmbedding, SelfSupervised, Skip, Switch, Task,
+    Up,
 )
-from .inference import InferenceConfig
+from .inference import InferenceConfig, ZeroShotConfig
 from .loader import T, _coerce, apply_overrides, from_dict, load_config, save_config, to_dict
 from .model import EncoderConfig, PatchGANConfig, TransformerConfig, UNetConfig, check_token_width, patchgan_min_size
 from .presets import GENERATOR_PRESETS, TASK_PRESETS, with_task_preset
@@ -49,7 +50,7 @@ __all__ = [
     "Direction", "DiscriminatorKind", "Down", "ExportWeights", "FinalActivation", "GanLoss", "InstanceMode",
     "Intensity",
     "LabelFormat", "LrDecay", "LrScaling", "MetricMode", "MixedPrecision", "Norm", "OutputDtype", "PixelLoss",
-    "PositionEmbedding", "Skip", "Switch", "Task", "Up",
+    "PositionEmbedding", "SelfSupervised", "Skip", "Switch", "Task", "Up",
     # components
     "TransformerConfig", "EncoderConfig", "UNetConfig", "PatchGANConfig", "check_token_width", "patchgan_min_size",
     "DataConfig", "LabelConfig", "SegmentConfig",
@@ -57,7 +58,7 @@ __all__ = [
     "BlurStage", "SecondBlurStage", "ResizeStage", "SecondResizeStage", "NoiseStage", "SecondNoiseStage",
     "JpegStage", "FinalStage", "SecondOrderConfig", "RestoreConfig",
     "LossConfig", "OptimConfig", "PerfConfig", "TrainConfig", "check_combinations",
-    "InferenceConfig",
+    "InferenceConfig", "ZeroShotConfig",
     # presets
     "GENERATOR_PRESETS", "TASK_PRESETS", "with_task_preset",
     # (de)serialisation

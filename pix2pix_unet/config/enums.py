@@ -178,6 +178,13 @@ class Intensity(str, enum.Enum):
     RANGE = "range"  # the configured intensity_min..intensity_max, clipped
 
 
+class SelfSupervised(str, enum.Enum):
+    """How ``task=restore`` learns: from clean images it degrades, or from noisy images alone."""
+
+    NONE = "none"  # clean images, degraded on the fly
+    NEIGHBOR2NEIGHBOR = "neighbor2neighbor"  # noisy images: random neighbour sub-images predict each other
+
+
 class PixelLoss(str, enum.Enum):
     L1 = "l1"
     CHARBONNIER = "charbonnier"  # sqrt(d^2 + eps^2): L1 that is smooth at 0

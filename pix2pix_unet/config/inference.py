@@ -35,3 +35,29 @@ class InferenceConfig:
             raise ConfigError(f"{where}.overlap={self.overlap} must be in [0, tile={self.tile})")
         if self.tile_above_mp < 0:
             raise ConfigError(f"{where}.tile_above_mp={self.tile_above_mp} must be >= 0")
+
+
+@dataclass
+class ZeroShotConfig:
+    """``pix2pix-unet denoise --zero-shot``: a :class:`~pix2pix_unet.models.tiny.TinyDenoiser` fitted to the one
+    noisy image it denoises with ZS-N2N's loss (:func:`~pix2pix_unet.losses.self_supervised.zero_shot_loss`).
+
+    Each step fits ``batch`` random ``crop`` x ``crop`` windows (0: the whole image); the rate halves after half
+    the steps. A step count that would overrun ``time_limit_s`` is lowered after a short warm-up, so the run ends
+    inside it with its schedule whole.
+    """
+
+    steps: int = 2000  # ZS-N2N's count
+    lr: float = 1e-3
+    width: int = 48
+    crop: int = 128  # px; 0 fits the whole image every step
+    batch: int = 4
+    time_limit_s: float | None = 60.0  # None: no limit
+    seed: int = 0
+
+    def validate(self, where: str = "zero_shot") -> None:
+        _positive(self, where, "steps", "lr", "width", "batch")
+        if self.crop != 0 and (self.crop < 8 or self.crop % 2):
+            raise ConfigError(f"{where}.crop={self.crop} must be 0 (the whole image) or an even size >= 8")
+        if self.time_limit_s is not None and self.time_limit_s <= 0:
+            raise ConfigError(f"{where}.time_limit_s={self.time_limit_s} must be > 0 (or None: no limit)")

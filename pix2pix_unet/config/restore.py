@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .base import ConfigError, _positive
-from .enums import Intensity, PixelLoss
+from .enums import Intensity, PixelLoss, SelfSupervised
 
 
 @dataclass
@@ -320,6 +320,10 @@ class RestoreConfig:
     gan_weight: float = 0.0  # PatchGAN term (loss.gan's kind); 0.01 is pix2pix's 1:100 to the pixel loss
     perceptual_weight: float = 0.0  # L1 between VGG16 features (relu1_2 ... relu4_3) of output and clean image
     vgg_weights: str | None = None  # torchvision's vgg16 state dict; None: the torch hub cache's vgg16-397923af.pth
+    # learn from noisy images alone (the folder holds noisy images; the degradations above are not used);
+    # checkpoints are chosen by the masked-pixel loss on held-out noisy files (val/self_mse), no clean image needed
+    self_supervised: SelfSupervised = SelfSupervised.NONE
+    neighbour_gamma: float = 2.0  # Neighbor2Neighbor's regulariser weight: 2 for synthetic noise, 1 for real
 
     def degradations(self) -> dict[str, Degradation]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -334,6 +338,11 @@ class RestoreConfig:
             raise ConfigError(
                 f"{where}.intensity_max={self.intensity_max} must be above intensity_min={self.intensity_min}"
             )
-        for name in ("gan_weight", "perceptual_weight"):
+        if self.self_supervised is not SelfSupervised.NONE:
+            extra = [name for name in ("gan_weight", "perceptual_weight") if getattr(self, name) > 0]
+            if extra or self.inpaint.p > 0:
+                raise ConfigError(f"{where}.self_supervised={self.self_supervised.value} learns from noisy images "
+                                  f"alone; it cannot be combined with {', '.join(extra) or 'inpaint.p > 0'}")
+        for name in ("gan_weight", "perceptual_weight", "neighbour_gamma"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}.{name}={getattr(self, name)} must be >= 0")

@@ -87,6 +87,11 @@ class Objective(Protocol):
 
     deep_supervision: bool
 
+    def prepare_target(self, generator: nn.Module, target: Any) -> Any:
+        """Called before each update: the target with what the losses need from the generator (computed without
+        gradient); most objectives return it as it is."""
+        ...
+
     def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
                              target: Any) -> dict[str, torch.Tensor]: ...
 
@@ -101,6 +106,9 @@ class Pix2PixObjective:
     cfg: LossConfig
     features: nn.Module | None = None  # VGGFeatures, when loss.vgg_weight > 0 (the translate task loads it)
     deep_supervision = False  # the output alone; no heads
+
+    def prepare_target(self, generator: nn.Module, target: torch.Tensor) -> torch.Tensor:
+        return target
 
     def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
                              target: torch.Tensor) -> dict[str, torch.Tensor]:

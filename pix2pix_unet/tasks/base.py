@@ -76,6 +76,7 @@ class Evaluation:
     inputs: torch.Tensor
     outputs: torch.Tensor
     targets: torch.Tensor
+    warnings: list[str] = field(default_factory=list)  # outputs that cannot be right, each naming its file
 
 
 class Meter(Protocol):
@@ -209,6 +210,11 @@ class TaskBase(abc.ABC):
     def to(self, device: torch.device | str) -> "TaskBase":
         self.augment = self.augment.to(device)
         return self
+
+    def prepare_target(self, generator: nn.Module, target: Any) -> Any:
+        """The training step's hook before each update (:meth:`Objective.prepare_target`): the target with what
+        the objective needs from the generator; the task's objective decides."""
+        return self.objective.prepare_target(generator, target)
 
     def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
                              target: Any) -> dict[str, torch.Tensor]:
@@ -373,6 +379,8 @@ class TaskBase(abc.ABC):
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         """(generator input, target) of a validation batch, without augmentation."""
 
+    display_names: tuple[str, ...] = ("input", "output", "target")  # what each picture of `display` shows
+
     @abc.abstractmethod
     def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: Any) -> list[torch.Tensor]:
         """``[input, output, target]`` as ``(b, 3|1, h, w)`` pictures in [-1, 1]."""
@@ -415,7 +423,8 @@ class TaskBase(abc.ABC):
         if not shown:
             raise DatasetError("no example could be evaluated")
         parts = [centre_crop_to([s[k] for s in shown]) for k in range(3)]
-        return Evaluation(meter.summary(), [rows[i] for i in sorted(rows)], *parts)
+        return Evaluation(meter.summary(), [rows[i] for i in sorted(rows)], *parts,
+                          warnings=list(getattr(meter, "warnings", [])))
 
     def tunes(self, dataset: Dataset) -> str | None:
         """What :meth:`tune` settles on ``dataset`` once training ends ("the instance thresholds"), or None when

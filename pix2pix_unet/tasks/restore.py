@@ -15,16 +15,24 @@ names no generator preset starts from ``nafnet``
 (:data:`~pix2pix_unet.config.TASK_PRESETS`), which keeps full-resolution
 features. With inpainting on, the hole mask is an extra
 generator input channel.
+
+With ``restore.self_supervised=neighbor2neighbor`` the folder holds *noisy* images and no clean ones: each
+training crop gives two random neighbour sub-images (:func:`~pix2pix_unet.losses.self_supervised.neighbour_pair`),
+the denoised first predicts the noisy second, with Neighbor2Neighbor's regulariser (:class:`NeighbourObjective`).
+Validation then needs no clean image either: each held-out noisy image has a grid of pixels hidden from the model
+(Noise2Self's J-invariant masking), and the error at those pixels, ``val/self_mse``, chooses the checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import kornia.augmentation as K
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -32,14 +40,17 @@ from torch.utils.data import Dataset
 from .. import io
 from ..codec import Decoded, ImageCodec, decode_mask
 from ..config import (
-    BuiltinKind, DataConfig, LossConfig, MetricMode, PixelLoss, RestoreConfig, Task, TrainConfig, from_dict, to_dict,
+    BuiltinKind, ConfigError, DataConfig, LossConfig, MetricMode, PixelLoss, RestoreConfig, SelfSupervised, Task,
+    TrainConfig, from_dict, to_dict,
 )
 from ..data.folders import DatasetError, list_images, pair_by_stem, split_by_file
 from ..data.synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 from ..losses import charbonnier_loss, generator_adversarial_loss, l1_loss, perceptual_loss
+from ..losses.self_supervised import grid_mask, masked_mse, neighbour_choice, neighbour_loss, neighbour_subsample
 from ..losses.objective import discriminator_losses
-from .base import ExportError, ImageMeter, Meter, TaskBase, name_seed, require
+from .base import ExportError, ImageMeter, Meter, TaskBase, mean_rows, name_seed, require
 from ..metrics.classical import BASELINES, classical_for
+from ..metrics.residual import residual_diagnostics
 from ..data.degrade import degrade
 
 
@@ -54,6 +65,11 @@ class RestoreObjective:
     cfg: RestoreConfig
     loss: LossConfig
     features: nn.Module | None = None  # VGGFeatures, when perceptual_weight > 0
+
+    deep_supervision = False
+
+    def prepare_target(self, generator: nn.Module, target: torch.Tensor) -> torch.Tensor:
+        return target
 
     def pixel(self, fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         fake, target = fake.float() / 2, target.float() / 2  # [-1, 1] differences on the [0, 1] scale
@@ -79,6 +95,113 @@ class RestoreObjective:
             losses["g_gan"] = generator_adversarial_loss(discriminator(inputs, fake), self.loss.gan)
             total = total + self.cfg.gan_weight * losses["g_gan"]
         return {"g_total": total, **losses}
+
+
+@dataclass
+class NeighbourTarget:
+    """A Neighbor2Neighbor training target: the second sub-image, and what the regulariser needs."""
+
+    second: torch.Tensor  # (b, c, h/2, w/2) the noisy second sub-image, in [-1, 1]
+    noisy: torch.Tensor  # (b, c, h, w) the whole noisy crops
+    choice: torch.Tensor  # (b, h/2, w/2, 2) the neighbour pair of each cell (neighbour_choice)
+    whole: tuple[torch.Tensor, torch.Tensor] | None = None  # sub-images of G(noisy); prepare_target sets them
+
+
+@dataclass
+class NeighbourObjective:
+    """Neighbor2Neighbor's loss (:func:`~pix2pix_unet.losses.self_supervised.neighbour_loss`) on the [0, 1]
+    scale: mean squared error, whose minimiser given a noisy target is the clean image; no adversarial term."""
+
+    gamma: float
+    features: None = None  # no perceptual network (RestoreTask.to moves it when there is one)
+    deep_supervision = False
+
+    @torch.no_grad()
+    def prepare_target(self, generator: nn.Module, target: NeighbourTarget) -> NeighbourTarget:
+        whole = generator(target.noisy)
+        return dataclasses.replace(target, whole=neighbour_subsample(whole, target.choice))
+
+    def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
+                             target: NeighbourTarget) -> dict[str, torch.Tensor]:
+        return {}
+
+    def generator_losses(self, discriminator: nn.Module | None, inputs: torch.Tensor, fake: torch.Tensor,
+                         target: NeighbourTarget) -> dict[str, torch.Tensor]:
+        if target.whole is None:
+            raise RuntimeError("NeighbourObjective.generator_losses before prepare_target: the regulariser needs "
+                               "the generator's output on the whole noisy image")
+        half = lambda x: x.float() / 2  # noqa: E731 - [-1, 1] differences on the [0, 1] scale
+        losses = neighbour_loss(half(fake), half(target.second), half(target.whole[0]), half(target.whole[1]),
+                                self.gamma)
+        return {"g_total": losses["total"], "g_n2n": losses["reconstruction"], "g_n2n_reg": losses["regulariser"]}
+
+
+MASK_SPACING = 4  # Noise2Self's grid: one pixel in 16 of each validation image is hidden from the model
+
+
+@dataclass
+class SelfMeter:
+    """Validation without clean images: the mean squared error at the hidden pixels (``self_mse``, on the
+    [0, 1] scale) between the output of the masked input and the noisy image, and ``self_psnr`` from it (its
+    expectation is the error to the clean image plus the noise variance, so it ranks checkpoints as PSNR does)."""
+
+    channels: int
+    key: str = "self_mse"
+    higher_is_better: bool = False
+    rows: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    def update(self, outputs: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor,
+               names: list[str]) -> list[dict[str, float]]:
+        noisy, mask = target[:, : self.channels], target[:, self.channels:]
+        new = []
+        for i in range(len(outputs)):
+            mse = float(masked_mse(outputs[i: i + 1].float() / 2, noisy[i: i + 1].float() / 2, mask[i: i + 1]))
+            new.append({"self_mse": mse, "self_psnr": -10 * math.log10(max(mse, 1e-12))})
+        self.rows += new
+        return new
+
+    def summary(self) -> dict[str, float]:
+        return mean_rows(self.rows, ["self_mse", "self_psnr"]) if self.rows else {}
+
+
+@dataclass
+class ResidualMeter:
+    """Another meter's scores plus, per image, what the model removed (:mod:`~pix2pix_unet.metrics.residual`):
+    the residual's standard deviation against the input's estimated noise sigma, and its neighbour correlation.
+    Images whose removed part is spatially correlated are named in ``warnings``."""
+
+    inner: Meter
+    channels: int
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.inner.key
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.inner.higher_is_better
+
+    def update(self, outputs: torch.Tensor, target: Any, inputs: torch.Tensor,
+               names: list[str]) -> list[dict[str, float]]:
+        rows = self.inner.update(outputs, target, inputs, names)
+        for row, x, y, name in zip(rows, inputs[:, : self.channels], outputs, names):
+            d = residual_diagnostics(x.float().add(1).div(2), y.float().clamp(-1, 1).add(1).div(2))
+            row.update({k: d[k] for k in ("residual_std", "estimated_sigma", "sigma_ratio", "residual_correlation")})
+            if d["correlated"]:
+                self.warnings.append(f"{name}: what the model removed is spatially correlated (neighbour correlation "
+                                     f"{d['residual_correlation']:.2f}): the input's noise may not be independent "
+                                     "from pixel to pixel, or the model removed structure")
+        return rows
+
+    def summary(self) -> dict[str, float]:
+        metrics = self.inner.summary()
+        rows = getattr(self.inner, "rows", [])
+        for key in ("residual_std", "estimated_sigma", "sigma_ratio", "residual_correlation"):
+            values = [r[key] for r in rows if key in r]
+            if values:
+                metrics[key] = float(np.mean(values))
+        return metrics
 
 
 class CleanImages(Dataset):
@@ -198,17 +321,21 @@ class RestoreTask(TaskBase):
     best = ("val/psnr", MetricMode.MAX)
 
     def __init__(self, cfg: TrainConfig) -> None:
+        self.self_supervised = cfg.restore.self_supervised is not SelfSupervised.NONE
+        if self.self_supervised:  # no clean image to score PSNR against: the masked-pixel loss chooses
+            self.best = ("val/self_mse", MetricMode.MIN)
         super().__init__(cfg)
         self.channels = cfg.generator.out_channels
         self.mask_channel = cfg.restore.inpaint.p > 0
         self.degradations_known = True  # False for an export that did not record them (schema version 1)
         self.export_path: str | Path = "<export>"
-        self.objective = RestoreObjective(cfg.restore, cfg.loss)
+        self.objective = (NeighbourObjective(cfg.restore.neighbour_gamma) if self.self_supervised
+                          else RestoreObjective(cfg.restore, cfg.loss))
         self.classical_cache: dict[str, dict[str, float]] = {}  # baseline scores per validation image
 
     @property
     def uses_discriminator(self) -> bool:
-        return self.cfg.restore.gan_weight > 0
+        return self.cfg.restore.gan_weight > 0 and not self.self_supervised
 
     def to(self, device: torch.device | str) -> "RestoreTask":
         if self.objective.features is not None:
@@ -227,6 +354,11 @@ class RestoreTask(TaskBase):
     def datasets(self) -> tuple[Dataset, Dataset, TrainConfig]:
         cfg = self.cfg
         train, val = build_clean(cfg.data, self.input_codec, cfg.seed)
+        if self.self_supervised:
+            crop, multiple = cfg.data.crop_size, 2 ** cfg.generator.depth
+            if not crop or crop % (2 * multiple):
+                raise ConfigError(f"data.crop_size={crop}: restore.self_supervised trains on half-size sub-images of "
+                                  f"each crop, so the crop must be a multiple of 2 x 2**depth = {2 * multiple}")
         generator = dataclasses.replace(cfg.generator, in_channels=self.channels + int(self.mask_channel))
         resolved = dataclasses.replace(cfg, generator=dataclasses.replace(generator, residual=cfg.restore.residual))
         if cfg.restore.perceptual_weight > 0:
@@ -239,7 +371,8 @@ class RestoreTask(TaskBase):
         return train, val, resolved
 
     def summary(self) -> str:
-        return f"Degraded image -> clean image (intensity rule `{self.input_codec.intensity.value}`)."
+        learnt = (" Learnt from noisy images alone (Neighbor2Neighbor)." if self.self_supervised else "")
+        return f"Degraded image -> clean image (intensity rule `{self.input_codec.intensity.value}`).{learnt}"
 
     def degrade(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Generator input for a clean batch in [-1, 1]: the degraded images in [-1, 1] (+ the hole mask)."""
@@ -247,9 +380,13 @@ class RestoreTask(TaskBase):
         inputs = degraded.mul(2).sub(1)
         return inputs if mask is None else torch.cat([inputs, mask], dim=1)
 
-    def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        clean = self.augment(batch["clean"])
-        return self.degrade(clean), clean
+    def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        images = self.augment(batch["clean"])
+        if self.self_supervised:  # the images are noisy: one neighbour sub-image is the input, the other the target
+            choice = neighbour_choice(images)
+            first, second = neighbour_subsample(images, choice)
+            return first, NeighbourTarget(second, images, choice)
+        return self.degrade(images), images
 
     # ----------------------------------------------------------------- the contract
 
@@ -309,7 +446,14 @@ class RestoreTask(TaskBase):
     # ----------------------------------------------------------------- evaluation
 
     def meter(self, dataset: Dataset) -> Meter:
-        baseline = classical_for(self.cfg.restore)
+        """Scores against the clean images (or, learning from noisy files alone, the masked-pixel loss), with the
+        residual diagnostics of each image (:class:`ResidualMeter`)."""
+        return ResidualMeter(self.scores(dataset), self.channels)
+
+    def scores(self, dataset: Dataset) -> Meter:
+        if self.self_supervised and getattr(dataset, "degraded", None) is None:  # noisy files, no clean ones
+            return SelfMeter(self.channels)
+        baseline = classical_for(self.cfg.restore) if not self.self_supervised else None
         classical = None
         if baseline is not None:
             restorer = BASELINES[baseline]
@@ -320,6 +464,12 @@ class RestoreTask(TaskBase):
         """Each clean image degraded with its own seed, from ``restore.val_seed`` and its name, so every
         evaluation (and ``pix2pix-unet evaluate``) sees the same inputs, however the images are batched."""
         clean = batch["clean"]
+        if self.self_supervised and "degraded" not in batch:  # noisy files: hide a grid of pixels from the model
+            masked = [grid_mask(c[None], name_seed(self.cfg.restore.val_seed, n), MASK_SPACING)
+                      for c, n in zip(clean, batch["name"])]
+            inputs = torch.cat([m for m, _ in masked])
+            masks = torch.cat([mask for _, mask in masked])
+            return inputs, torch.cat([clean, masks.to(clean.dtype)], dim=1)
         if "degraded" in batch:
             inputs = batch["degraded"]
             return (inputs if "mask" not in batch else torch.cat([inputs * (1 - batch["mask"]), batch["mask"]], 1),
@@ -328,5 +478,8 @@ class RestoreTask(TaskBase):
                   for c, n in zip(clean, batch["name"])]
         return torch.cat(inputs), clean
 
+    display_names = ("input", "output", "target", "removed (input - output, x4; gray = 0)")
+
     def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
-        return [inputs[:, : self.channels], outputs.clamp(-1, 1), target]
+        removed = (inputs[:, : self.channels] - outputs.clamp(-1, 1)).mul(4).clamp(-1, 1)
+        return [inputs[:, : self.channels], outputs.clamp(-1, 1), target[:, : self.channels], removed]

@@ -56,6 +56,10 @@ def train_step(
     mark = on_phase or (lambda name: None)
     nets = [m for m in (generator, discriminator) if m is not None]
     buffers = snapshot_buffers(*nets)
+    # 0. what the objective needs from G before the update, without gradient (Neighbor2Neighbor: G's output on
+    #    the whole noisy image); most objectives need nothing
+    with accelerator.autocast():
+        target = objective.prepare_target(generator, target)
     # 1. generate; with deep supervision also every head's output  (b, c_out, h, w) [+ heads x (b, c_out, h, w)]
     deep = objective.deep_supervision
     with accelerator.autocast():

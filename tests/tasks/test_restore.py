@@ -239,3 +239,74 @@ def test_decoded_images_are_cached_within_the_budget_and_a_crop_never_writes_bac
     uncached = CleanImages(files, ImageCodec(3))  # the default outside training: decode every time
     uncached[0]
     assert uncached.cache == {}
+
+
+# --------------------------------------------------------------------------- noisy images alone
+
+
+def test_neighbor2neighbor_learns_from_noisy_files_and_chooses_checkpoints_by_the_masked_pixel_loss(
+        trained_runs, tmp_path):
+    """A folder of noisy 16-bit images only: train, validate without clean images, predict, and evaluate against
+    clean files when a user has some."""
+    rng = np.random.default_rng(4)
+    clean = [quantise(smooth(rng, 48, 48, 1), np.uint16, high=4000) for _ in range(5)]
+    for i, c in enumerate(clean):
+        noisy = np.clip(c + rng.normal(0, 300, c.shape), 0, 65535).astype(np.uint16)
+        write_image(tmp_path / "noisy" / f"cell_{i}.tif", noisy)
+        write_image(tmp_path / "clean" / f"cell_{i}.tif", c)
+    run = trained_runs("--task", "restore", "--data", tmp_path / "noisy", "generator.in_channels=1",
+                       "generator.out_channels=1", "restore.self_supervised=neighbor2neighbor", "data.crop_size=32",
+                       "data.val_fraction=0.4", "restore.intensity=range", "restore.intensity_max=5000", steps=STEPS)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val/self_mse" in r]
+    assert [r["step"] for r in val] == [0, STEPS] and all(np.isfinite(r["val/self_psnr"]) for r in val)
+    assert not any("val/psnr" in r for r in rows)  # no clean image, no PSNR
+    assert any("train/g_n2n_reg" in r for r in rows) and val[0]["val/self_mse"] > 1e-4  # the range rule's scale
+    assert export_meta(run)["restore"]["self_supervised"] == "neighbor2neighbor"
+    assert json.loads((run / "metrics.json").read_text())["chosen_by"].startswith("val/self_mse")
+    assert main(["predict", "--checkpoint", str(run), "--input", str(tmp_path / "noisy"), "--output",
+                 str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 0
+    out = read_image(tmp_path / "out" / "cell_0.tif").pixels
+    assert out.dtype == np.uint16 and out.shape == (48, 48, 1)
+    # with clean files, evaluate scores PSNR against them
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(tmp_path), "--inputs", "noisy",
+                 "--targets", "clean", "--device", "cpu", "--output", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    assert {"psnr", "residual_std", "estimated_sigma", "sigma_ratio", "residual_correlation"} <= set(metrics)
+    assert "removed (input - output" in (tmp_path / "eval" / "report.html").read_text()  # the residual's picture
+
+
+def test_the_residual_meter_names_images_whose_removed_part_is_correlated():
+    from scipy.ndimage import gaussian_filter
+
+    from pix2pix_unet.tasks.base import ImageMeter
+    from pix2pix_unet.tasks.restore import ResidualMeter
+
+    rng = np.random.default_rng(0)
+    clean = torch.zeros(2, 1, 64, 64)
+    white = torch.from_numpy(rng.normal(0, 0.1, (1, 1, 64, 64))).float()
+    smooth = torch.from_numpy(gaussian_filter(rng.normal(0, 1, (1, 1, 64, 64)), (0, 0, 2, 2))).float()
+    noisy = torch.cat([white, smooth * 0.1 / smooth.std()])
+    meter = ResidualMeter(ImageMeter(1), channels=1)
+    rows = meter.update(clean, clean, noisy, ["white.tif", "smooth.tif"])
+    assert rows[0]["residual_correlation"] < 0.1 < 0.5 < rows[1]["residual_correlation"]
+    assert len(meter.warnings) == 1 and meter.warnings[0].startswith("smooth.tif: what the model removed")
+    assert 0.8 < rows[0]["sigma_ratio"] < 1.2 and "sigma_ratio" in meter.summary()
+
+
+def test_neighbour_objective_needs_its_prepared_target_and_refuses_a_gan():
+    from pix2pix_unet.losses.self_supervised import neighbour_choice, neighbour_subsample
+    from pix2pix_unet.tasks.restore import NeighbourObjective, NeighbourTarget
+
+    noisy = torch.rand(2, 1, 16, 16) * 2 - 1
+    choice = neighbour_choice(noisy)
+    first, second = neighbour_subsample(noisy, choice)
+    objective = NeighbourObjective(gamma=2.0)
+    target = NeighbourTarget(second, noisy, choice)
+    with pytest.raises(RuntimeError, match="prepare_target"):
+        objective.generator_losses(None, first, first, target)
+    prepared = objective.prepare_target(torch.nn.Identity(), target)
+    losses = objective.generator_losses(None, first, first, prepared)
+    assert float(losses["g_n2n_reg"]) == 0.0  # the identity agrees with itself on the whole image
+    with pytest.raises(ConfigError, match="self_supervised=neighbor2neighbor.*gan_weight"):
+        load_config(None, ["task=restore", "restore.self_supervised=neighbor2neighbor", "restore.gan_weight=0.1"])

@@ -1,0 +1,161 @@
+"""Denoising with no clean image, against the classical filters, on real photos noised with fixed seeds.
+
+Every method sees only the noisy 8-bit PNG, never sigma (but BM3D, given the true sigma as the reference):
+
+- **input**: doing nothing;
+- **blur**: a Gaussian blur of 1 px;
+- **nlm**: non-local means with sigma estimated from the image (scikit-image);
+- **bm3d**: CBM3D with the true sigma, when the ``bm3d`` package is installed;
+- **zeroshot**: ``pix2pix-unet denoise --zero-shot`` (ZS-N2N fitted to each image on its own), run through the CLI
+  on the folder of noisy files; its written files are scored;
+- **supervised** (``--supervised RUN``): ``pix2pix-unet predict`` with a restore model trained on clean images.
+
+Noise: Gaussian sigma in ``--sigmas`` (/255), Poisson-Gaussian (``--poisson``: 30 photons at full scale + sigma 5),
+and as a negative control spatially correlated noise (``--correlated``: white noise blurred by 1 px, rescaled to
+sigma 25), where zero-shot methods must fail and warn.
+
+The photos: ``--tune`` runs on the tuning set (scikit-image's astronaut, chelsea, coffee, rocket: the zero-shot
+settings were chosen on these); without it on McMaster18 (the figures). Both come from ``DATA/photos`` as
+``benchmarks/first_run_data.md`` describes::
+
+    python benchmarks/self_supervised.py --data-root DATA --out runs/selfsup --sigmas 5 10 15 25 50 --correlated
+    python benchmarks/self_supervised.py --data-root DATA --out runs/selfsup_tune --tune --sigmas 25
+
+It prints PSNR/SSIM per method and sigma (the mean, and the worst image's margin over NLM) and the CPU seconds
+per image, and writes ``results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+
+sys.path.insert(0, str(Path(__file__).parent))
+from restore_vs_classical import bm3d_or_none, to_tensor, to_uint8  # noqa: E402
+
+from pix2pix_unet.cli import main as cli  # noqa: E402
+from pix2pix_unet.io import read_image, write_image  # noqa: E402
+from pix2pix_unet.metrics.classical import nlm  # noqa: E402
+from pix2pix_unet.metrics.image import image_scores  # noqa: E402
+
+TUNE = ("skimage_astronaut", "skimage_chelsea", "skimage_coffee", "skimage_rocket")
+
+
+def photos(root: Path, tune: bool, limit: int | None) -> dict[str, np.ndarray]:
+    files = ([root / "photos" / "train" / f"{n}.png" for n in TUNE] if tune
+             else sorted((root / "photos" / "test").glob("*.png")))
+    files = files[:limit] if limit else files
+    return {f.stem: read_image(f).pixels[..., :3] for f in files}
+
+
+def degrade(clean: np.ndarray, kind: str, sigma: int, seed: int) -> np.ndarray:
+    """8-bit noisy photo: ``gauss`` (sigma/255), ``poisson`` (30 photons at full scale, + Gaussian 5/255) or
+    ``correlated`` (white noise blurred by 1 px and rescaled to sigma/255)."""
+    rng = np.random.default_rng(seed)
+    x = clean / 255.0
+    if kind == "gauss":
+        y = x + rng.normal(0, sigma / 255, x.shape)
+    elif kind == "poisson":
+        y = rng.poisson(x * 30) / 30 + rng.normal(0, 5 / 255, x.shape)
+    else:
+        n = gaussian_filter(rng.normal(0, 1, x.shape), (1, 1, 0))
+        y = x + n * (sigma / 255) / n.std()
+    return (np.clip(y, 0, 1) * 255).round().astype(np.uint8)
+
+
+def score(out: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    s = image_scores(to_tensor(out) * 2 - 1, to_tensor(clean) * 2 - 1)
+    return float(s["psnr"][0]), float(s["ssim"][0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-root", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=Path("runs/selfsup"))
+    p.add_argument("--sigmas", type=int, nargs="*", default=[25])
+    p.add_argument("--poisson", action="store_true")
+    p.add_argument("--correlated", action="store_true")
+    p.add_argument("--tune", action="store_true", help="the tuning photos instead of McMaster18")
+    p.add_argument("--limit", type=int, help="the first N photos only")
+    p.add_argument("--methods", nargs="*", default=["input", "blur", "nlm", "bm3d", "zeroshot"])
+    p.add_argument("--supervised", type=Path, help="a restore run (trained on clean images) to predict with too")
+    p.add_argument("--zs", nargs="*", default=[], metavar="FLAG", help="extra flags for denoise, e.g. --crop=0")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clean = photos(args.data_root, args.tune, args.limit)
+    cases = [("gauss", s) for s in args.sigmas] + ([("poisson", 0)] if args.poisson else []) \
+        + ([("correlated", 25)] if args.correlated else [])
+    results: dict = {"photos": sorted(clean), "cases": {}}
+    for kind, sigma in cases:
+        name = kind if kind != "gauss" else f"sigma{sigma}"
+        folder = args.out / name
+        noisy = {k: degrade(v, kind, sigma, seed=i) for i, (k, v) in enumerate(sorted(clean.items()))}
+        for k, v in noisy.items():
+            write_image(folder / "noisy" / f"{k}.png", v)
+        rows: dict[str, dict] = {}
+        for method in args.methods + (["supervised"] if args.supervised else []):
+            per, seconds, extra = {}, {}, {}
+            if method == "zeroshot":
+                cli(["denoise", "--zero-shot", str(folder / "noisy"), "--output", str(folder / "zeroshot"),
+                     "--overwrite", *args.zs])
+                report = {Path(r["input"]).stem: r for r in
+                          json.loads((folder / "zeroshot" / "denoise.json").read_text())}
+                for k in noisy:
+                    per[k] = score(read_image(folder / "zeroshot" / f"{k}.png").pixels, clean[k])
+                    seconds[k] = report[k]["seconds"]
+                extra = {"warned_correlated": sum(int(r["correlated"]) for r in report.values()),
+                         "sigma_ratio": float(np.mean([r["sigma_ratio"] for r in report.values()])),
+                         "residual_correlation": float(np.mean([r["residual_correlation"] for r in report.values()]))}
+            elif method == "supervised":
+                start = time.perf_counter()
+                cli(["predict", "--checkpoint", str(args.supervised), "--input", str(folder / "noisy"), "--output",
+                     str(folder / "supervised"), "--device", "cpu", "--overwrite", "--no-progress"])
+                for k in noisy:
+                    per[k] = score(read_image(folder / "supervised" / f"{k}.png").pixels, clean[k])
+                    seconds[k] = (time.perf_counter() - start) / len(noisy)
+            else:
+                for k, v in noisy.items():
+                    start = time.perf_counter()
+                    if method == "input":
+                        out = v
+                    elif method == "blur":
+                        out = (gaussian_filter(v / 255.0, (1, 1, 0)).clip(0, 1) * 255).round().astype(np.uint8)
+                    elif method == "nlm":
+                        out = to_uint8(nlm(to_tensor(v)))
+                    else:
+                        out = bm3d_or_none(v, sigma if kind != "poisson" else 13)
+                        if out is None:
+                            break
+                    seconds[k] = time.perf_counter() - start
+                    per[k] = score(out, clean[k])
+            if not per:
+                continue
+            rows[method] = {"psnr": float(np.mean([v[0] for v in per.values()])),
+                            "ssim": float(np.mean([v[1] for v in per.values()])),
+                            "seconds": float(np.mean(list(seconds.values()))), "per_image": per, **extra}
+        if "nlm" in rows:
+            for row in rows.values():
+                row["min_over_nlm"] = min(row["per_image"][k][0] - rows["nlm"]["per_image"][k][0] for k in noisy)
+        results["cases"][name] = rows
+        print(f"\n{name} ({len(noisy)} photos)")
+        print("| method | PSNR | SSIM | worst margin over NLM (dB) | s / image |\n|---|---|---|---|---|")
+        for method, row in rows.items():
+            print(f"| {method} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row.get('min_over_nlm', float('nan')):+.2f} "
+                  f"| {row['seconds']:.1f} |" + (f" warned correlated on {row['warned_correlated']}"
+                                                 if "warned_correlated" in row else ""))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
