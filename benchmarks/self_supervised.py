@@ -8,6 +8,9 @@ Every method sees only the noisy 8-bit PNG, never sigma (but BM3D, given the tru
 - **bm3d**: CBM3D with the true sigma, when the ``bm3d`` package is installed;
 - **zeroshot**: ``pix2pix-unet denoise --zero-shot`` (ZS-N2N fitted to each image on its own), run through the CLI
   on the folder of noisy files; its written files are scored;
+- **n2n** (``--n2n-budget 15m``): ``train_gan.py --task restore restore.self_supervised=neighbor2neighbor`` on
+  the other photos of ``DATA/photos/train`` noised the same way (the folder a user would have: noisy files only),
+  within that budget, then ``pix2pix-unet predict`` on the noisy test files;
 - **supervised** (``--supervised RUN``): ``pix2pix-unet predict`` with a restore model trained on clean images.
 
 Noise: Gaussian sigma in ``--sigmas`` (/255), Poisson-Gaussian (``--poisson``: 30 photons at full scale + sigma 5),
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from restore_vs_classical import bm3d_or_none, to_tensor, to_uint8  # noqa: E402
 
 from pix2pix_unet.cli import main as cli  # noqa: E402
+from pix2pix_unet.cli import train_main  # noqa: E402
 from pix2pix_unet.io import read_image, write_image  # noqa: E402
 from pix2pix_unet.metrics.classical import nlm  # noqa: E402
 from pix2pix_unet.metrics.image import image_scores  # noqa: E402
@@ -75,6 +80,23 @@ def score(out: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     return float(s["psnr"][0]), float(s["ssim"][0])
 
 
+def train_n2n(args: argparse.Namespace, folder: Path, kind: str, sigma: int, scored: set[str]) -> tuple[Path, float]:
+    """Neighbor2Neighbor trained through the CLI on the training photos other than the scored ones, noised as the
+    case is (seeds of their own), within ``args.n2n_budget``; returns the run and its wall seconds."""
+    train = {f.stem: read_image(f).pixels[..., :3] for f in sorted((args.data_root / "photos" / "train").glob("*.png"))
+             if f.stem not in scored and (not args.tune or f.stem not in TUNE)}
+    for i, (name, image) in enumerate(train.items()):
+        write_image(folder / "n2n_data" / f"{name}.png", degrade(image, kind, sigma, seed=1000 + i))
+    run = folder / "n2n_run"
+    start = time.perf_counter()
+    code = train_main(["--task", "restore", "--data", str(folder / "n2n_data"), "--output-dir", str(run),
+                       "--no-wandb", "--budget", args.n2n_budget, "restore.self_supervised=neighbor2neighbor",
+                       *shlex.split(args.n2n_keys)])
+    if code != 0:
+        raise SystemExit(f"the n2n arm's training failed ({code})")
+    return run, time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-root", type=Path, required=True)
@@ -86,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="the first N photos only")
     p.add_argument("--methods", nargs="*", default=["input", "blur", "nlm", "bm3d", "zeroshot"])
     p.add_argument("--supervised", type=Path, help="a restore run (trained on clean images) to predict with too")
-    p.add_argument("--zs", nargs="*", default=[], metavar="FLAG", help="extra flags for denoise, e.g. --crop=0")
+    p.add_argument("--n2n-budget", help="train Neighbor2Neighbor on the noisy training photos within this budget")
+    p.add_argument("--n2n-keys", default="", help="extra train overrides for the n2n arm, quoted")
+    p.add_argument("--zs", default="", metavar="FLAGS", help="extra flags for denoise, quoted: --zs='--crop 0'")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -102,11 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in noisy.items():
             write_image(folder / "noisy" / f"{k}.png", v)
         rows: dict[str, dict] = {}
-        for method in args.methods + (["supervised"] if args.supervised else []):
+        for method in args.methods + (["supervised"] if args.supervised else []) + (["n2n"] if args.n2n_budget else []):
             per, seconds, extra = {}, {}, {}
             if method == "zeroshot":
                 cli(["denoise", "--zero-shot", str(folder / "noisy"), "--output", str(folder / "zeroshot"),
-                     "--overwrite", *args.zs])
+                     "--overwrite", *shlex.split(args.zs)])
                 report = {Path(r["input"]).stem: r for r in
                           json.loads((folder / "zeroshot" / "denoise.json").read_text())}
                 for k in noisy:
@@ -115,12 +139,16 @@ def main(argv: list[str] | None = None) -> int:
                 extra = {"warned_correlated": sum(int(r["correlated"]) for r in report.values()),
                          "sigma_ratio": float(np.mean([r["sigma_ratio"] for r in report.values()])),
                          "residual_correlation": float(np.mean([r["residual_correlation"] for r in report.values()]))}
-            elif method == "supervised":
+            elif method in ("supervised", "n2n"):
+                run = args.supervised
+                if method == "n2n":
+                    run, train_s = train_n2n(args, folder, kind, sigma, set(clean))
+                    extra = {"train_s": train_s}
                 start = time.perf_counter()
-                cli(["predict", "--checkpoint", str(args.supervised), "--input", str(folder / "noisy"), "--output",
-                     str(folder / "supervised"), "--device", "cpu", "--overwrite", "--no-progress"])
+                cli(["predict", "--checkpoint", str(run), "--input", str(folder / "noisy"), "--output",
+                     str(folder / method), "--device", "cpu", "--overwrite", "--no-progress"])
                 for k in noisy:
-                    per[k] = score(read_image(folder / "supervised" / f"{k}.png").pixels, clean[k])
+                    per[k] = score(read_image(folder / method / f"{k}.png").pixels, clean[k])
                     seconds[k] = (time.perf_counter() - start) / len(noisy)
             else:
                 for k, v in noisy.items():

@@ -231,6 +231,38 @@ def test_first_run_benchmark_runs_every_job_and_arm_from_files(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "### denoise" in out and "min gain over input" in out
     assert first_run.main(["--report", str(tmp_path / "out" / "results.json")]) == 0
+    # the nuclei run's choice of checkpoint and thresholds, rescored on the test files
+    assert load("instance_choice").main(["--run", str(tmp_path / "out" / "nuclei" / "planned_0.25m"),
+                                         "--test", str(tmp_path / "data" / "nuclei" / "test")]) == 0
+    choice = capsys.readouterr().out
+    assert "the run's thresholds" in choice and "a ceiling" in choice
+
+
+@pytest.mark.slow
+def test_self_supervised_benchmark_scores_the_written_files_and_the_correlated_control(tmp_path, capsys):
+    from pix2pix_unet.io import write_image
+
+    rng = np.random.default_rng(0)
+    for split, names in (("train", ["skimage_astronaut", "skimage_chelsea", "kodak_1", "kodak_2"]),
+                         ("test", ["m1", "m2"])):
+        for name in names:
+            y, x = np.mgrid[:48, :48]
+            photo = 128 + 60 * np.sin(x / 5.0)[..., None] * np.cos(y / 7.0)[..., None] * [1.0, 0.8, 0.6]
+            write_image(tmp_path / "photos" / split / f"{name}.png", np.clip(photo + rng.normal(0, 2, photo.shape), 0,
+                                                                            255).astype(np.uint8))
+    bench = load("self_supervised")
+    assert bench.main(["--data-root", str(tmp_path), "--out", str(tmp_path / "out"), "--sigmas", "25",
+                       "--correlated", "--poisson", "--methods", "input", "blur", "nlm", "zeroshot",
+                       "--zs=--steps 30 --time-limit 0", "--n2n-budget", "0.2m",
+                       "--n2n-keys=generator.preset=small generator.depth=3 data.val_fraction=0.5 plan=false "
+                       "data.crop_size=32 batch_size=2"]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["photos"] == ["m1", "m2"] and set(results["cases"]) == {"sigma25", "poisson", "correlated"}
+    sigma25 = results["cases"]["sigma25"]
+    assert sigma25["nlm"]["psnr"] > sigma25["input"]["psnr"] and sigma25["nlm"]["min_over_nlm"] == 0.0
+    assert {"warned_correlated", "sigma_ratio", "seconds"} <= set(sigma25["zeroshot"])
+    assert "train_s" in sigma25["n2n"] and sigma25["n2n"]["psnr"] > 0
+    assert "| zeroshot |" in capsys.readouterr().out
 
 
 def test_tlc_check_pools_locally_only_beyond_the_training_crop():

@@ -319,7 +319,7 @@ def denoise_main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=ZeroShotConfig.time_limit_s, metavar="SECONDS",
                    help="fit each image within this many seconds, lowering its steps if needed (default 60; 0: none)")
     p.add_argument("--crop", type=int, default=ZeroShotConfig.crop,
-                   help="fit on random windows of this size (default 128; 0: the whole image every step)")
+                   help="fit on random windows of this size (default 64; 0: the whole image every step)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     args = p.parse_args(argv)

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..config import Degradation, Task, TrainConfig
+from ..config import Degradation, SelfSupervised, Task, TrainConfig
 from .fingerprint import Fingerprint
 
 CROP_CAP = 256  # the largest crop the CPU-sized default plans; larger images are trained on crops of it
@@ -52,12 +52,15 @@ def _floor_to(value: float, multiple: int) -> int:
 
 
 def crop_and_depth(fp: Fingerprint, px_per_s: float | None = None, budget_s: float = DEFAULT_BUDGET_S,
-                   steps: int = MIN_STEPS, depth: int | None = None, crop: int | None = None) -> list[Decision]:
+                   steps: int = MIN_STEPS, depth: int | None = None, crop: int | None = None,
+                   halves: bool = False) -> list[Decision]:
     """The crop covers several object diameters with context, up to what the images and the time budget allow;
     the depth keeps the bottleneck at ``MIN_BOTTLENECK`` px or more; the batch fills the step's pixels.
 
     ``px_per_s`` is the generator's measured training speed here (:mod:`.probe`): a step may hold the pixels
     that let ``steps`` steps fit into ``TRAIN_SHARE`` of ``budget_s``. Without it the crop is ``CROP_CAP``.
+    With ``halves`` the generator trains on half-size sub-images of each crop (Neighbor2Neighbor), so the crop
+    is a multiple of ``2 * 2**depth``.
     """
     side = fp.images.min_side
     objects = fp.labels.object_diameter if fp.labels is not None else 0.0
@@ -70,15 +73,17 @@ def crop_and_depth(fp: Fingerprint, px_per_s: float | None = None, budget_s: flo
         crop = max(_floor_to(min(side, CROP_CAP, max(fits, floor)), 2 ** MIN_DEPTH), 2 ** MIN_DEPTH)
     if depth is None:
         depth = max(MIN_DEPTH, min(MAX_DEPTH, int(math.log2(crop / MIN_BOTTLENECK))))
+    multiple = 2 ** (depth + int(halves))
     if not fixed_crop:
-        crop = _floor_to(crop, 2 ** depth) or 2 ** depth
+        crop = _floor_to(crop, multiple) or multiple
     speed = ("" if px_per_s is None else f"; a training step here runs at {px_per_s / 1000:.0f} k px/s (measured), "
              f"so {steps} steps in {TRAIN_SHARE:.0%} of {budget_s / 60:g} min hold {afford / 1000:.0f} k px each")
     why_crop = (f"the smallest image side is {side} px" + (f", objects are {objects:.0f} px across" if objects else "")
-                + speed + f"; the crop takes as much as fits under {CROP_CAP} px, a multiple of 2**{depth}"
+                + speed + f"; the crop takes as much as fits under {CROP_CAP} px, a multiple of {multiple}"
+                + (" (the model sees its half-size sub-images)" if halves else "")
                 + (f" ({crop / objects:.1f} object diameters)" if objects else ""))
     if crop >= side:
-        why_crop = f"the images are {side} px on their short side: train on them whole (a multiple of 2**{depth})"
+        why_crop = f"the images are {side} px on their short side: train on them whole (a multiple of {multiple})"
     why_depth = f"{crop} px halved {depth} times leaves a {crop // 2 ** depth}-px bottleneck (at least {MIN_BOTTLENECK})"
     decisions = [] if fixed_crop else [Decision("data.crop_size", crop, why_crop)]
     if not fixed_depth:
@@ -245,13 +250,16 @@ def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str]
     # restore keeps its preset's depth (NAFNet: local detail, not global context); the user's keys are kept
     depth = user.generator.depth if task is Task.RESTORE or "generator.depth" in explicit else None
     crop = user.data.crop_size if "data.crop_size" in explicit else None
-    decisions = crop_and_depth(fp, px_per_s, budget_s, steps, depth, crop)
+    self_supervised = task is Task.RESTORE and user.restore.self_supervised is not SelfSupervised.NONE
+    decisions = crop_and_depth(fp, px_per_s, budget_s, steps, depth, crop, halves=self_supervised)
     if task is not Task.RESTORE:
         decisions += normalisation(decisions[-1].value)
     if task is Task.SEGMENT:
         decisions += intensity(fp, "segment") + augmentation(fp) + segmentation(fp)
         decisions.append(Decision("generator.dropout", 0.0, "segmentation trains on few files with strong "
                                   "augmentation: no dropout in the decoder"))
+    elif task is Task.RESTORE and self_supervised:  # the images are the noisy ones: nothing is degraded
+        decisions += intensity(fp, "restore")
     elif task is Task.RESTORE:
         decisions += intensity(fp, "restore")
         if fp.noise_sigma is not None and fp.noise_sigma > 0.01:

@@ -268,3 +268,20 @@ def test_a_tuning_run_holds_out_files_for_the_thresholds_and_a_small_validation_
     off = load_config(None, ["task=segment", "segment.instances=off"])
     planned = {d.key for d in plan(fingerprint(tmp_path / "flat", "segment"), explicit={"segment.instances"}, user=off)}
     assert "data.val_fraction" not in planned and "export" in planned
+
+
+def test_noisy_images_alone_get_a_crop_whose_halves_fit_the_depth_and_no_degradation_rules(tmp_path):
+    from pix2pix_unet.config import load_config
+
+    rng = np.random.default_rng(3)
+    clean = np.tile(np.linspace(40, 200, 100), (100, 1))[..., None].repeat(3, 2)
+    for i in range(3):
+        write_image(tmp_path / f"p{i}.png", np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8))
+    fp = fingerprint(tmp_path, "restore")
+    user = load_config(None, ["task=restore", "restore.self_supervised=neighbor2neighbor"])
+    decisions = {d.key: d for d in plan(fp, user=user)}
+    depth = user.generator.depth
+    assert decisions["data.crop_size"].value % (2 * 2 ** depth) == 0
+    assert not any(key.startswith("restore.gaussian_noise") for key in decisions)  # nothing is degraded
+    supervised = {d.key for d in plan(fp, user=load_config(None, ["task=restore"]))}
+    assert "restore.gaussian_noise.low" in supervised  # the noise these images hold raises the drawn minimum
