@@ -29,6 +29,7 @@ DEFAULT_BUDGET_S = 15.0 * 60  # the steps of a run given neither --budget nor --
 CONTRAST_SPREAD = 1.5  # 16-bit files whose contrast differs more than this are scaled per image (segment)
 LOG_SPAN = 4.0  # noise levels spanning more than this ratio are drawn log-uniformly
 BUDGET_CAP = 1_000_000  # max_steps of a budgeted run until its warm-up fixes it
+FEW_FILES = 100  # under this many files, crops of at most half the short side: random windows add variety
 MIN_TUNE_FILES = 3  # held-out files the instance thresholds are tuned on, where the data allows
 MAX_VAL_FRACTION = 0.25  # of the training files, the most the plan holds out for validation
 SMALL_VAL = 10  # held-out files under which picking the best checkpoint on them picks noise
@@ -69,8 +70,12 @@ def crop_and_depth(fp: Fingerprint, px_per_s: float | None = None, budget_s: flo
     fits = int(math.sqrt(afford / MIN_BATCH))
     floor = min(side, max(MIN_CROP, int(4 * objects)))
     fixed_depth, fixed_crop = depth is not None, crop is not None
+    few = fp.images.count < FEW_FILES and max(floor, side // 2) < min(side, CROP_CAP, max(fits, floor))
     if crop is None:
-        crop = max(_floor_to(min(side, CROP_CAP, max(fits, floor)), 2 ** MIN_DEPTH), 2 ** MIN_DEPTH)
+        top = min(side, CROP_CAP, max(fits, floor))
+        if few:  # seen whole, few files are few views; random half-size windows are many
+            top = max(floor, side // 2)
+        crop = max(_floor_to(top, 2 ** MIN_DEPTH), 2 ** MIN_DEPTH)
     if depth is None:
         depth = max(MIN_DEPTH, min(MAX_DEPTH, int(math.log2(crop / MIN_BOTTLENECK))))
     multiple = 2 ** (depth + int(halves))
@@ -82,6 +87,9 @@ def crop_and_depth(fp: Fingerprint, px_per_s: float | None = None, budget_s: flo
                 + speed + f"; the crop takes as much as fits under {CROP_CAP} px, a multiple of {multiple}"
                 + (" (the model sees its half-size sub-images)" if halves else "")
                 + (f" ({crop / objects:.1f} object diameters)" if objects else ""))
+    if few and not fixed_crop:
+        why_crop += (f"; with {fp.images.count} files (under {FEW_FILES}) at most half the {side}-px side, so random "
+                     "windows add the variety the files lack")
     if crop >= side:
         why_crop = f"the images are {side} px on their short side: train on them whole (a multiple of {multiple})"
     why_depth = f"{crop} px halved {depth} times leaves a {crop // 2 ** depth}-px bottleneck (at least {MIN_BOTTLENECK})"

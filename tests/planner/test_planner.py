@@ -285,3 +285,12 @@ def test_noisy_images_alone_get_a_crop_whose_halves_fit_the_depth_and_no_degrada
     assert not any(key.startswith("restore.gaussian_noise") for key in decisions)  # nothing is degraded
     supervised = {d.key for d in plan(fp, user=load_config(None, ["task=restore"]))}
     assert "restore.gaussian_noise.low" in supervised  # the noise these images hold raises the drawn minimum
+
+
+def test_few_files_are_cropped_to_at_most_half_their_side_so_windows_vary(tmp_path):
+    write_nuclei(tmp_path, n=3, size=256)  # objects 14 px across: the floor stays at 64 px
+    fp = fingerprint(tmp_path, "segment")
+    few = {d.key: d for d in plan(fp, px_per_s=10e6)}  # fast: the budget alone would allow the whole image
+    assert few["data.crop_size"].value == 128 and "3 files (under 100)" in few["data.crop_size"].reason
+    fp.images.count = 150
+    assert {d.key: d for d in plan(fp, px_per_s=10e6)}["data.crop_size"].value == 256
