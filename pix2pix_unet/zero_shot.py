@@ -22,7 +22,7 @@ from einops import rearrange
 from .config import ZeroShotConfig
 from .io import DatasetError, read_image, write_image
 from .losses.self_supervised import zero_shot_loss
-from .metrics.residual import residual_diagnostics
+from .metrics.residual import correlation_warnings, residual_diagnostics
 from .models.tiny import TinyDenoiser
 
 WARMUP_STEPS = 10  # timed before the step count is fitted to the time limit
@@ -58,6 +58,19 @@ def _windows(image: torch.Tensor, crop: int, batch: int, generator: torch.Genera
     return torch.cat([image[..., y: y + ch, x: x + cw] for y, x in zip(ys.tolist(), xs.tolist())])
 
 
+def _dihedral_mean(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The mean of ``net`` over the 8 flips and 90-degree rotations of ``x``, each turned back."""
+    outs = []
+    for k in range(4):
+        for flip in (False, True):
+            y = torch.rot90(x, k, (-2, -1))
+            y = y.flip(-1) if flip else y
+            y = net(y)
+            y = y.flip(-1) if flip else y
+            outs.append(torch.rot90(y, -k, (-2, -1)))
+    return torch.stack(outs).mean(0)
+
+
 def fit(noisy: torch.Tensor, cfg: ZeroShotConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Fit a tiny denoiser to ``noisy (1, C, H, W)`` (on a [0, 1] scale) and return its output ``(1, C, H, W)``
     with ``{"steps", "seconds", "loss"}``.
@@ -83,7 +96,7 @@ def fit(noisy: torch.Tensor, cfg: ZeroShotConfig) -> tuple[torch.Tensor, dict[st
             per_step = (time.perf_counter() - start) / step
             steps = min(steps, max(step, math.floor(cfg.time_limit_s * LIMIT_SHARE / per_step)))
     with torch.no_grad():
-        out = net(noisy).clamp(0, 1)
+        out = (_dihedral_mean(net, noisy) if cfg.tta else net(noisy)).clamp(0, 1)
     return out, {"steps": step, "seconds": time.perf_counter() - start, "loss": float(loss.detach())}
 
 
@@ -123,11 +136,7 @@ def denoise_file(path: Path, output: Path, cfg: ZeroShotConfig) -> ZeroShotResul
     if cfg.time_limit_s is not None and info["steps"] < cfg.steps:
         result.warnings.append(f"{path}: the {cfg.time_limit_s:g}-s limit allowed {info['steps']} of "
                                f"{cfg.steps} steps (raise --time-limit, or lower --crop)")
-    if diagnostics["correlated"]:
-        result.warnings.append(
-            f"{path}: the removed noise is spatially correlated (neighbour correlation "
-            f"{diagnostics['residual_correlation']:.2f}): zero-shot and blind-spot denoisers assume noise independent "
-            "from pixel to pixel, and keep correlated noise (from demosaicing, compression or resampling)")
+    result.warnings += correlation_warnings(str(path), diagnostics)
     return result
 
 

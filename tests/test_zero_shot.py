@@ -62,3 +62,12 @@ def test_cli_denoises_a_16_bit_tiff_to_a_16_bit_tiff_in_its_units(tmp_path, caps
 def test_cli_names_a_missing_input(tmp_path, capsys):
     assert main(["denoise", "--zero-shot", str(tmp_path / "nope.png"), "--output", str(tmp_path)]) == 2
     assert "nope.png is neither" in capsys.readouterr().err
+
+
+def test_the_dihedral_mean_of_an_equivariant_net_is_the_net():
+    from pix2pix_unet.zero_shot import _dihedral_mean
+
+    x = torch.rand(1, 3, 12, 10)
+    assert torch.allclose(_dihedral_mean(lambda y: y * 2, x), x * 2)
+    shifted = _dihedral_mean(lambda y: torch.roll(y, 1, -1), x)  # not equivariant: averaged over the 8 views
+    assert shifted.shape == x.shape and not torch.allclose(shifted, torch.roll(x, 1, -1))

@@ -321,6 +321,7 @@ def denoise_main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=int, default=ZeroShotConfig.crop,
                    help="fit on random windows of this size (default 64; 0: the whole image every step)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-tta", action="store_true", help="one pass, not the mean over the 8 flips and rotations")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     args = p.parse_args(argv)
 
@@ -330,7 +331,7 @@ def denoise_main(argv: list[str] | None = None) -> int:
     from ..io import DatasetError, ImageWriteError
     from ..zero_shot import denoise_file
 
-    cfg = ZeroShotConfig(steps=args.steps, crop=args.crop, seed=args.seed,
+    cfg = ZeroShotConfig(steps=args.steps, crop=args.crop, seed=args.seed, tta=not args.no_tta,
                          time_limit_s=args.time_limit if args.time_limit and args.time_limit > 0 else None)
     try:
         cfg.validate()

@@ -54,6 +54,7 @@ class ZeroShotConfig:
     batch: int = 4
     time_limit_s: float | None = 60.0  # None: no limit
     seed: int = 0
+    tta: bool = True  # the output is the mean over the 8 flips / 90-degree rotations (8 cheap passes)
 
     def validate(self, where: str = "zero_shot") -> None:
         _positive(self, where, "steps", "lr", "width", "batch")

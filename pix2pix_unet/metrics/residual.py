@@ -3,9 +3,11 @@ estimated from the input, and how correlated the residual is from pixel to pixel
 
 A denoiser that removes about the noise it should leaves a residual whose standard deviation is near the input's
 estimated noise sigma (scikit-image's wavelet estimate) and whose neighbouring pixels are uncorrelated. A ratio well
-over 1 means it removed structure too; a neighbour correlation well above 0 means the removed part is not white,
-as when the input's noise itself is correlated (demosaicing, compression, resampling), where blind-spot and zero-shot
-methods fail.
+over 1 means it removed structure too; a neighbour correlation well above 0 means the removed part is not white.
+
+Whether the input's own noise is independent from pixel to pixel is read from the input alone
+(:func:`noise_scale_ratio`): noise correlated between neighbours (demosaicing, compression, resampling) is kept by
+blind-spot and zero-shot methods, which cannot tell it from signal.
 """
 
 from __future__ import annotations
@@ -14,7 +16,23 @@ import numpy as np
 import torch
 from skimage.restoration import estimate_sigma
 
-CORRELATED = 0.25  # neighbour correlation of the residual above which the noise is reported as correlated
+STRUCTURED = 0.25  # neighbour correlation of the residual above which it is reported as holding structure
+# the noise-scale ratio above which the input's noise is reported as correlated: chosen on scikit-image's four
+# colour photos (independent Gaussian or Poisson noise of sigma 1-50/255 gave 1.0-2.1; Gaussian noise blurred by 1 px
+# 4.0-5.5); on McMaster18's first 6 photos independent noise gave 1.0-1.8 and correlated 3.4-5.6
+CORRELATED = 2.5
+
+
+def noise_scale_ratio(x: np.ndarray) -> float:
+    """How the noise level of ``x (C, H, W)`` changes over 2 x 2-binned pixels: twice the wavelet noise estimate
+    of the binned image over that of the image. Independent noise halves when 4 pixels are averaged (a ratio
+    near 1); noise correlated between neighbours does not (well over 1). Fine texture also raises it a little."""
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    x = x[..., :h, :w].astype(np.float64)
+    fine = float(np.mean(estimate_sigma(x, channel_axis=0)))
+    binned = x.reshape(x.shape[0], h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+    coarse = float(np.mean(estimate_sigma(binned, channel_axis=0)))
+    return 2 * coarse / fine if fine > 0 else 0.0
 
 
 def neighbour_correlation(x: np.ndarray) -> float:
@@ -34,16 +52,32 @@ def residual_diagnostics(noisy: torch.Tensor, denoised: torch.Tensor) -> dict[st
 
     Returns:
         ``residual_std``; ``estimated_sigma`` of the input (mean over channels); their ``sigma_ratio``;
-        ``residual_correlation`` (:func:`neighbour_correlation`); ``correlated``: 1.0 when that correlation is
-        over ``CORRELATED``, else 0.0.
+        ``residual_correlation`` (:func:`neighbour_correlation`) and ``structured``: 1.0 when it is over
+        ``STRUCTURED``; the input's ``noise_scale_ratio`` and ``correlated``: 1.0 when it is over ``CORRELATED``.
     """
     x = noisy.detach().float().cpu().numpy()
     residual = x - denoised.detach().float().cpu().numpy()
     sigma = float(np.mean(estimate_sigma(x, channel_axis=0)))
     std = float(residual.std())
     correlation = neighbour_correlation(residual)
+    ratio = noise_scale_ratio(x) if min(x.shape[-2:]) >= 16 else 1.0
     return {"residual_std": std, "estimated_sigma": sigma, "sigma_ratio": std / sigma if sigma > 0 else float("inf"),
-            "residual_correlation": correlation, "correlated": float(correlation > CORRELATED)}
+            "residual_correlation": correlation, "structured": float(correlation > STRUCTURED),
+            "noise_scale_ratio": ratio, "correlated": float(ratio > CORRELATED)}
 
 
-__all__ = ["CORRELATED", "neighbour_correlation", "residual_diagnostics"]
+def correlation_warnings(name: str, d: dict[str, float]) -> list[str]:
+    """The warnings :func:`residual_diagnostics`' flags call for, naming the file ``name``."""
+    warnings = []
+    if d["correlated"]:
+        warnings.append(f"{name}: its noise looks correlated between neighbouring pixels (the noise level falls only "
+                        f"{d['noise_scale_ratio']:.1f}x less than independent noise would over 2 x 2 pixels): "
+                        "self-supervised and zero-shot denoisers keep such noise (from demosaicing, compression or "
+                        "resampling) as if it were signal")
+    if d["structured"]:
+        warnings.append(f"{name}: what was removed is correlated between neighbouring pixels (correlation "
+                        f"{d['residual_correlation']:.2f}): structure may have been removed with the noise")
+    return warnings
+
+
+__all__ = ["CORRELATED", "STRUCTURED", "correlation_warnings", "neighbour_correlation", "noise_scale_ratio", "residual_diagnostics"]

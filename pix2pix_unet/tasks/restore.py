@@ -50,7 +50,7 @@ from ..losses.self_supervised import grid_mask, masked_mse, neighbour_choice, ne
 from ..losses.objective import discriminator_losses
 from .base import ExportError, ImageMeter, Meter, TaskBase, mean_rows, name_seed, require
 from ..metrics.classical import BASELINES, classical_for
-from ..metrics.residual import residual_diagnostics
+from ..metrics.residual import correlation_warnings, residual_diagnostics
 from ..data.degrade import degrade
 
 
@@ -164,11 +164,14 @@ class SelfMeter:
         return mean_rows(self.rows, ["self_mse", "self_psnr"]) if self.rows else {}
 
 
+RESIDUAL_KEYS = ("residual_std", "estimated_sigma", "sigma_ratio", "residual_correlation", "noise_scale_ratio")
+
+
 @dataclass
 class ResidualMeter:
     """Another meter's scores plus, per image, what the model removed (:mod:`~pix2pix_unet.metrics.residual`):
     the residual's standard deviation against the input's estimated noise sigma, and its neighbour correlation.
-    Images whose removed part is spatially correlated are named in ``warnings``."""
+    Images whose noise looks correlated, or whose removed part does, are named in ``warnings``."""
 
     inner: Meter
     channels: int
@@ -187,17 +190,14 @@ class ResidualMeter:
         rows = self.inner.update(outputs, target, inputs, names)
         for row, x, y, name in zip(rows, inputs[:, : self.channels], outputs, names):
             d = residual_diagnostics(x.float().add(1).div(2), y.float().clamp(-1, 1).add(1).div(2))
-            row.update({k: d[k] for k in ("residual_std", "estimated_sigma", "sigma_ratio", "residual_correlation")})
-            if d["correlated"]:
-                self.warnings.append(f"{name}: what the model removed is spatially correlated (neighbour correlation "
-                                     f"{d['residual_correlation']:.2f}): the input's noise may not be independent "
-                                     "from pixel to pixel, or the model removed structure")
+            row.update({k: d[k] for k in RESIDUAL_KEYS})
+            self.warnings += correlation_warnings(name, d)
         return rows
 
     def summary(self) -> dict[str, float]:
         metrics = self.inner.summary()
         rows = getattr(self.inner, "rows", [])
-        for key in ("residual_std", "estimated_sigma", "sigma_ratio", "residual_correlation"):
+        for key in RESIDUAL_KEYS:
             values = [r[key] for r in rows if key in r]
             if values:
                 metrics[key] = float(np.mean(values))

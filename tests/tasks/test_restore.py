@@ -276,7 +276,7 @@ def test_neighbor2neighbor_learns_from_noisy_files_and_chooses_checkpoints_by_th
     assert "removed (input - output" in (tmp_path / "eval" / "report.html").read_text()  # the residual's picture
 
 
-def test_the_residual_meter_names_images_whose_removed_part_is_correlated():
+def test_the_residual_meter_names_images_whose_noise_or_removed_part_is_correlated():
     from scipy.ndimage import gaussian_filter
 
     from pix2pix_unet.tasks.base import ImageMeter
@@ -290,7 +290,8 @@ def test_the_residual_meter_names_images_whose_removed_part_is_correlated():
     meter = ResidualMeter(ImageMeter(1), channels=1)
     rows = meter.update(clean, clean, noisy, ["white.tif", "smooth.tif"])
     assert rows[0]["residual_correlation"] < 0.1 < 0.5 < rows[1]["residual_correlation"]
-    assert len(meter.warnings) == 1 and meter.warnings[0].startswith("smooth.tif: what the model removed")
+    assert rows[0]["noise_scale_ratio"] < 1.5 < 2.5 < rows[1]["noise_scale_ratio"]
+    assert len(meter.warnings) == 2 and all(w.startswith("smooth.tif: ") for w in meter.warnings)
     assert 0.8 < rows[0]["sigma_ratio"] < 1.2 and "sigma_ratio" in meter.summary()
 
 
