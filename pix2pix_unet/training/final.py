@@ -65,6 +65,25 @@ def choose_export(root: Path, rule: BestRule, wanted: ExportWeights, step: int) 
                         ExportWeights.BEST, f"the best by {rule.metric} ({rule.mode.value}: {value:.4f})")
 
 
+def lost_gain(history: list[tuple[int, float]], rule: BestRule) -> str | None:
+    """A warning when a run's last validation lost more than half of what it had gained over its first one
+    (``history``: ``(step, value)`` of ``rule.metric``, oldest first): the run diverged or collapsed, and the
+    last weights are not its trained ones. None when it did not, or with fewer than 3 validations."""
+    if len(history) < 3:
+        return None
+    first, last = history[0][1], history[-1][1]
+    best_step, best = history[0]
+    for step, value in history:
+        if rule.better(value, best):
+            best_step, best = step, value
+    gain, loss = abs(best - first), abs(best - last)
+    if gain == 0 or not rule.better(best, last) or loss <= 0.5 * gain:
+        return None
+    return (f"{rule.metric} was {best:.4g} at step {best_step} but {last:.4g} at the last step {history[-1][0]} "
+            f"(it started at {first:.4g}): the run lost {loss / gain:.0%} of its gain, so it diverged or collapsed. "
+            "Check the loss curves; export=best keeps the best checkpoint, a lower optim.lr_g may train steadily")
+
+
 def load_chosen(choice: ExportChoice) -> Generator:
     """The generator of a checkpoint's ``generator/``, on the CPU. Building it draws initial weights; the global
     RNG is put back, so a run that exports mid-way trains on exactly as one resumed from that checkpoint."""
@@ -124,4 +143,5 @@ def finish(task: TaskBase, live: nn.Module, val: Dataset, tune: list[int], repor
     return final, net
 
 
-__all__ = ["FINAL_NAME", "ExportChoice", "FinalReport", "choose_export", "figures_source", "finish", "load_chosen"]
+__all__ = ["FINAL_NAME", "ExportChoice", "FinalReport", "choose_export", "figures_source", "finish", "load_chosen",
+           "lost_gain"]

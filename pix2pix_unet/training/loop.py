@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from contextlib import ExitStack
 from datetime import timedelta
@@ -48,7 +49,7 @@ from .budget import SKIP as SKIP_STEPS
 from .budget import RESERVE_EVALS, BudgetDecision, steps_that_fit, warmup_steps
 from .perf import adam, decide_cpu_options, first_batch, measured_options, plan, speed_up, step_sampler
 from .checkpoint import BestRule, TrainState, export_generator, latest_checkpoint, load_latest, save_checkpoint
-from .final import ExportChoice, FinalReport, choose_export, finish, load_chosen
+from .final import ExportChoice, FinalReport, choose_export, finish, load_chosen, lost_gain
 from ..runtime.distributed import cpu_only_processes
 from .faults import (
     BadStepPolicy, StopSignals, TrainingStopped, ignore_sigint, report_skipped_files, signal_stop,
@@ -135,6 +136,22 @@ def loader_workers(requested: int | None, processes: int, on_cuda: bool, cores: 
 
 
 @torch.no_grad()
+def validation_history(path: Path, metric: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of one validation metric from a run's ``metrics.jsonl``, oldest first (a resumed run's
+    repeated steps keep their last value)."""
+    if not path.is_file():
+        return []
+    values: dict[int, float] = {}
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line torn by a crash
+        if metric in row and isinstance(row[metric], (int, float)):
+            values[int(row["step"])] = float(row[metric])
+    return sorted(values.items())
+
+
 def ema_update(ema: AveragedModel, model: nn.Module) -> None:
     """``ema.update_parameters(model)`` for an EMA ``AveragedModel``, without its wait for the GPU.
 
@@ -529,6 +546,9 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
             choice = exported["choice"]
             print(f"  exported:    step {choice.step}, {choice.why}" + (", EMA weights" if ema is not None else ""))
         print(f"  wandb:       {wandb_dir or 'off'}")
+        warning = lost_gain(validation_history(run_dir / "metrics.jsonl", best.metric), best)
+        if warning is not None:
+            print(f"warning: {run_dir}: {warning}", file=sys.stderr)
     accelerator.end_training()
     if stop is not None:
         raise stop

@@ -164,3 +164,22 @@ def test_the_export_holds_the_best_checkpoints_weights_or_the_last(pair_folder, 
     final = json.loads((run / "metrics.json").read_text())
     assert (final["step"], final["export"]) == (step, export)
     assert (final["chosen_by"] is None) == (export == "last")
+
+
+def test_a_run_that_lost_most_of_its_gain_is_warned_about_and_a_noisy_one_is_not(tmp_path):
+    from pix2pix_unet.training.checkpoint import BestRule
+    from pix2pix_unet.training.final import lost_gain
+    from pix2pix_unet.training.loop import validation_history
+
+    mse = BestRule("val/self_mse", MetricMode.MIN)
+    collapsed = [(0, 0.0133), (200, 0.0124), (600, 0.0120), (800, 0.0133), (1000, 0.0133)]
+    warning = lost_gain(collapsed, mse)
+    assert warning is not None and "step 600" in warning and "100%" in warning
+    steady = [(0, 0.0133), (200, 0.0124), (400, 0.0120), (600, 0.0121)]  # noise near convergence
+    assert lost_gain(steady, mse) is None and lost_gain(collapsed[:2], mse) is None
+    miou = BestRule("val/miou", MetricMode.MAX)
+    assert lost_gain([(0, 0.3), (100, 0.9), (200, 0.5)], miou) is not None
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 0, "val/miou": 0.3}\n{"step": 5, "train/g_total": 1.0}\n{"step": 10, "val/miou": 0.9}\n'
+                    '{"step": 10, "val/miou": 0.8}\n{"ste')  # a resumed step's last value wins; a torn line is skipped
+    assert validation_history(path, "val/miou") == [(0, 0.3), (10, 0.8)]
