@@ -135,7 +135,6 @@ def loader_workers(requested: int | None, processes: int, on_cuda: bool, cores: 
     return max(1, min(8, cores // processes - 1))
 
 
-@torch.no_grad()
 def validation_history(path: Path, metric: str) -> list[tuple[int, float]]:
     """``(step, value)`` of one validation metric from a run's ``metrics.jsonl``, oldest first (a resumed run's
     repeated steps keep their last value)."""
@@ -152,6 +151,7 @@ def validation_history(path: Path, metric: str) -> list[tuple[int, float]]:
     return sorted(values.items())
 
 
+@torch.no_grad()
 def ema_update(ema: AveragedModel, model: nn.Module) -> None:
     """``ema.update_parameters(model)`` for an EMA ``AveragedModel``, without its wait for the GPU.
 
