@@ -90,7 +90,7 @@ def train_n2n(args: argparse.Namespace, folder: Path, kind: str, sigma: int, sco
     run = folder / "n2n_run"
     start = time.perf_counter()
     code = train_main(["--task", "restore", "--data", str(folder / "n2n_data"), "--output-dir", str(run),
-                       "--no-wandb", "--budget", args.n2n_budget, "restore.self_supervised=neighbor2neighbor",
+                       "--no-wandb", "--budget", args.n2n_budget, f"restore.self_supervised={args.n2n_mode}",
                        *shlex.split(args.n2n_keys)])
     if code != 0:
         raise SystemExit(f"the n2n arm's training failed ({code})")
@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--supervised", type=Path, help="a restore run (trained on clean images) to predict with too")
     p.add_argument("--n2n-budget", help="train Neighbor2Neighbor on the noisy training photos within this budget")
     p.add_argument("--n2n-keys", default="", help="extra train overrides for the n2n arm, quoted")
+    p.add_argument("--n2n-mode", default="neighbor2neighbor", choices=["neighbor2neighbor", "blind_spot"],
+                   help="restore.self_supervised of the n2n arm")
     p.add_argument("--zs", default="", metavar="FLAGS", help="extra flags for denoise, quoted: --zs='--crop 0'")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)

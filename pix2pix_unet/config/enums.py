@@ -183,6 +183,7 @@ class SelfSupervised(str, enum.Enum):
 
     NONE = "none"  # clean images, degraded on the fly
     NEIGHBOR2NEIGHBOR = "neighbor2neighbor"  # noisy images: random neighbour sub-images predict each other
+    BLIND_SPOT = "blind_spot"  # noisy images: masked pixels, replaced by a neighbour median, are predicted (N2V2)
 
 
 class PixelLoss(str, enum.Enum):

@@ -324,6 +324,7 @@ class RestoreConfig:
     # checkpoints are chosen by the masked-pixel loss on held-out noisy files (val/self_mse), no clean image needed
     self_supervised: SelfSupervised = SelfSupervised.NONE
     neighbour_gamma: float = 2.0  # Neighbor2Neighbor's regulariser weight: 2 for synthetic noise, 1 for real
+    blind_spot_fraction: float = 0.005  # blind_spot: the share of each crop's pixels masked (N2V's 0.2 % on larger crops)
 
     def degradations(self) -> dict[str, Degradation]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -343,6 +344,8 @@ class RestoreConfig:
             if extra or self.inpaint.p > 0:
                 raise ConfigError(f"{where}.self_supervised={self.self_supervised.value} learns from noisy images "
                                   f"alone; it cannot be combined with {', '.join(extra) or 'inpaint.p > 0'}")
+        if not 0.0 < self.blind_spot_fraction <= 0.5:
+            raise ConfigError(f"{where}.blind_spot_fraction={self.blind_spot_fraction} must be in (0, 0.5]")
         for name in ("gan_weight", "perceptual_weight", "neighbour_gamma"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}.{name}={getattr(self, name)} must be >= 0")

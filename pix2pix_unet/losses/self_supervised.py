@@ -7,6 +7,7 @@
 - :func:`neighbour_pair` and :func:`neighbour_loss`: Neighbor2Neighbor (Huang et al., CVPR 2021): from each 2x2
   cell two different neighbouring pixels, chosen at random per cell, make two sub-images; one denoised predicts
   the other, with a regulariser from the denoised whole image.
+- :func:`blind_spot_mask`: Noise2Void's blind spots, N2V2's median replacement (Höck et al. 2022).
 - :func:`grid_mask` and :func:`masked_mse`: Noise2Self's J-invariant loss on held-out noisy pixels (Batson &
   Royer, ICML 2019), which chooses checkpoints without clean images.
 
@@ -101,6 +102,31 @@ def neighbour_loss(out_first: torch.Tensor, second: torch.Tensor, whole_first: t
             "regulariser": regulariser}
 
 
+def blind_spot_mask(x: torch.Tensor, fraction: float,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """N2V2's blind spots in ``x (B, C, H, W)``: a random ``fraction`` of the pixels (at least one an image), each
+    replaced by the median of its 8 neighbours (reflected at the border; all channels of a pixel together), and
+    the mask ``(B, 1, H, W)`` of those pixels.
+
+    No two blind spots are neighbours (a drawn pixel with another in its 3 x 3 window is dropped), so a hidden
+    pixel's own value is nowhere in the masked image: the network cannot learn the identity, and predicting the
+    noisy value there teaches it the clean one.
+    """
+    b, c, h, w = x.shape
+    # 1. which pixels: a random share, none beside another, at least one in each image   (b, 1, h, w)
+    drawn = (torch.rand(b, 1, h, w, generator=generator) < fraction).float()
+    alone = F.avg_pool2d(drawn, 3, stride=1, padding=1, count_include_pad=True).mul(9).round() == 1
+    mask = (drawn > 0) & alone
+    forced = torch.randint(0, h * w, (b,), generator=generator)
+    empty = mask.view(b, -1).sum(1) == 0
+    mask.view(b, -1)[empty.nonzero()[:, 0], forced[empty]] = True
+    mask = mask.to(device=x.device, dtype=x.dtype)
+    # 2. the median of each pixel's 8 neighbours                                         (b, c, h, w)
+    patches = F.unfold(F.pad(x, (1, 1, 1, 1), mode="reflect"), 3).view(b, c, 9, h, w)
+    median = torch.cat([patches[:, :, :4], patches[:, :, 5:]], dim=2).median(dim=2).values
+    return x * (1 - mask) + median * mask, mask
+
+
 def grid_mask(x: torch.Tensor, offset: int, spacing: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise2Self's J-invariant masking of ``x (B, C, H, W)``: the pixels of one of the ``spacing**2`` grid
     phases (``offset``) replaced by the mean of their 4 neighbours (reflected at the border), and the mask
@@ -123,5 +149,5 @@ def masked_mse(output: torch.Tensor, noisy: torch.Tensor, mask: torch.Tensor) ->
     return ((output - noisy) ** 2 * weights).sum() / weights.sum().clamp_min(1)
 
 
-__all__ = ["NEIGHBOURS", "grid_mask", "masked_mse", "neighbour_choice", "neighbour_loss", "neighbour_pair",
+__all__ = ["NEIGHBOURS", "blind_spot_mask", "grid_mask", "masked_mse", "neighbour_choice", "neighbour_loss", "neighbour_pair",
            "neighbour_subsample", "pair_downsample", "zero_shot_loss"]

@@ -259,7 +259,8 @@ def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str]
     depth = user.generator.depth if task is Task.RESTORE or "generator.depth" in explicit else None
     crop = user.data.crop_size if "data.crop_size" in explicit else None
     self_supervised = task is Task.RESTORE and user.restore.self_supervised is not SelfSupervised.NONE
-    decisions = crop_and_depth(fp, px_per_s, budget_s, steps, depth, crop, halves=self_supervised)
+    halves = task is Task.RESTORE and user.restore.self_supervised is SelfSupervised.NEIGHBOR2NEIGHBOR
+    decisions = crop_and_depth(fp, px_per_s, budget_s, steps, depth, crop, halves=halves)
     if task is not Task.RESTORE:
         decisions += normalisation(decisions[-1].value)
     if task is Task.SEGMENT:

@@ -19,6 +19,8 @@ generator input channel.
 With ``restore.self_supervised=neighbor2neighbor`` the folder holds *noisy* images and no clean ones: each
 training crop gives two random neighbour sub-images (:func:`~pix2pix_unet.losses.self_supervised.neighbour_pair`),
 the denoised first predicts the noisy second, with Neighbor2Neighbor's regulariser (:class:`NeighbourObjective`).
+With ``blind_spot`` a small share of each crop's pixels is hidden, each replaced by the median of its neighbours,
+and the output there predicts the noisy value (:class:`BlindSpotObjective`, N2V2).
 Validation then needs no clean image either: each held-out noisy image has a grid of pixels hidden from the model
 (Noise2Self's J-invariant masking), and the error at those pixels, ``val/self_mse``, chooses the checkpoints.
 """
@@ -46,7 +48,9 @@ from ..config import (
 from ..data.folders import DatasetError, list_images, pair_by_stem, split_by_file
 from ..data.synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 from ..losses import charbonnier_loss, generator_adversarial_loss, l1_loss, perceptual_loss
-from ..losses.self_supervised import grid_mask, masked_mse, neighbour_choice, neighbour_loss, neighbour_subsample
+from ..losses.self_supervised import (
+    blind_spot_mask, grid_mask, masked_mse, neighbour_choice, neighbour_loss, neighbour_subsample,
+)
 from ..losses.objective import discriminator_losses
 from .base import ExportError, ImageMeter, Meter, TaskBase, mean_rows, name_seed, require
 from ..metrics.classical import BASELINES, classical_for
@@ -134,6 +138,29 @@ class NeighbourObjective:
         losses = neighbour_loss(half(fake), half(target.second), half(target.whole[0]), half(target.whole[1]),
                                 self.gamma)
         return {"g_total": losses["total"], "g_n2n": losses["reconstruction"], "g_n2n_reg": losses["regulariser"]}
+
+
+@dataclass
+class BlindSpotObjective:
+    """N2V2's loss: the squared error, on the [0, 1] scale, between the output at the blind spots and the noisy
+    values there (the target packs the noisy crops and the mask as ``(B, C + 1, H, W)``); no adversarial term."""
+
+    channels: int
+    features: None = None
+    deep_supervision = False
+
+    def prepare_target(self, generator: nn.Module, target: torch.Tensor) -> torch.Tensor:
+        return target
+
+    def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: torch.Tensor,
+                             target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}
+
+    def generator_losses(self, discriminator: nn.Module | None, inputs: torch.Tensor, fake: torch.Tensor,
+                         target: torch.Tensor) -> dict[str, torch.Tensor]:
+        noisy, mask = target[:, : self.channels], target[:, self.channels:]
+        loss = masked_mse(fake.float() / 2, noisy.float() / 2, mask.float())
+        return {"g_total": loss, "g_blind_spot": loss}
 
 
 MASK_SPACING = 4  # Noise2Self's grid: one pixel in 16 of each validation image is hidden from the model
@@ -329,7 +356,9 @@ class RestoreTask(TaskBase):
         self.mask_channel = cfg.restore.inpaint.p > 0
         self.degradations_known = True  # False for an export that did not record them (schema version 1)
         self.export_path: str | Path = "<export>"
-        self.objective = (NeighbourObjective(cfg.restore.neighbour_gamma) if self.self_supervised
+        mode = cfg.restore.self_supervised
+        self.objective = (NeighbourObjective(cfg.restore.neighbour_gamma) if mode is SelfSupervised.NEIGHBOR2NEIGHBOR
+                          else BlindSpotObjective(self.channels) if mode is SelfSupervised.BLIND_SPOT
                           else RestoreObjective(cfg.restore, cfg.loss))
         self.classical_cache: dict[str, dict[str, float]] = {}  # baseline scores per validation image
 
@@ -354,7 +383,7 @@ class RestoreTask(TaskBase):
     def datasets(self) -> tuple[Dataset, Dataset, TrainConfig]:
         cfg = self.cfg
         train, val = build_clean(cfg.data, self.input_codec, cfg.seed)
-        if self.self_supervised:
+        if cfg.restore.self_supervised is SelfSupervised.NEIGHBOR2NEIGHBOR:
             crop, multiple = cfg.data.crop_size, 2 ** cfg.generator.depth
             if not crop or crop % (2 * multiple):
                 raise ConfigError(f"data.crop_size={crop}: restore.self_supervised trains on half-size sub-images of "
@@ -371,7 +400,9 @@ class RestoreTask(TaskBase):
         return train, val, resolved
 
     def summary(self) -> str:
-        learnt = (" Learnt from noisy images alone (Neighbor2Neighbor)." if self.self_supervised else "")
+        mode = {"neighbor2neighbor": "Neighbor2Neighbor", "blind_spot": "blind spots"}.get(
+            self.cfg.restore.self_supervised.value)
+        learnt = f" Learnt from noisy images alone ({mode})." if mode else ""
         return f"Degraded image -> clean image (intensity rule `{self.input_codec.intensity.value}`).{learnt}"
 
     def degrade(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -382,6 +413,9 @@ class RestoreTask(TaskBase):
 
     def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
         images = self.augment(batch["clean"])
+        if self.cfg.restore.self_supervised is SelfSupervised.BLIND_SPOT:  # noisy images: predict the hidden pixels
+            masked, mask = blind_spot_mask(images, self.cfg.restore.blind_spot_fraction)
+            return masked, torch.cat([images, mask], dim=1)
         if self.self_supervised:  # the images are noisy: one neighbour sub-image is the input, the other the target
             choice = neighbour_choice(images)
             first, second = neighbour_subsample(images, choice)

@@ -89,3 +89,19 @@ def test_the_neighbour_regulariser_is_zero_when_the_whole_image_agrees():
     first, second = neighbour_subsample(noisy, choice)
     losses = neighbour_loss(first, second, first, second, gamma=2.0)
     assert float(losses["regulariser"]) == 0.0 and float(losses["total"]) == float(losses["reconstruction"]) > 0
+
+
+def test_the_blind_spot_mask_never_lets_a_masked_pixels_own_value_reach_the_input():
+    from pix2pix_unet.losses.self_supervised import blind_spot_mask
+
+    x = torch.rand(3, 2, 32, 32)
+    masked, mask = blind_spot_mask(x, 0.05, torch.Generator().manual_seed(0))
+    assert mask.shape == (3, 1, 32, 32) and torch.all(mask.flatten(1).sum(1) >= 1)
+    assert torch.equal(masked * (1 - mask), x * (1 - mask))  # the other pixels are kept
+    changed = x + 5.0 * mask  # every masked pixel's own value, changed
+    again, same = blind_spot_mask(changed, 0.05, torch.Generator().manual_seed(0))
+    assert torch.equal(same, mask) and torch.equal(again, masked)  # nowhere in the masked image
+    alone = torch.nn.functional.avg_pool2d(mask, 3, 1, 1, count_include_pad=True) * 9
+    assert torch.all(alone[mask > 0].round() == 1)  # no blind spot beside another
+    one = blind_spot_mask(torch.rand(2, 1, 8, 8), 1e-9)[1]
+    assert torch.equal(one.flatten(1).sum(1), torch.ones(2))  # at least one blind spot an image

@@ -244,8 +244,8 @@ def test_decoded_images_are_cached_within_the_budget_and_a_crop_never_writes_bac
 # --------------------------------------------------------------------------- noisy images alone
 
 
-def test_neighbor2neighbor_learns_from_noisy_files_and_chooses_checkpoints_by_the_masked_pixel_loss(
-        trained_runs, tmp_path):
+@pytest.mark.parametrize("mode,loss", [("neighbor2neighbor", "train/g_n2n_reg"), ("blind_spot", "train/g_blind_spot")])
+def test_noisy_files_alone_train_and_choose_checkpoints_by_the_masked_pixel_loss(trained_runs, tmp_path, mode, loss):
     """A folder of noisy 16-bit images only: train, validate without clean images, predict, and evaluate against
     clean files when a user has some."""
     rng = np.random.default_rng(4)
@@ -255,14 +255,14 @@ def test_neighbor2neighbor_learns_from_noisy_files_and_chooses_checkpoints_by_th
         write_image(tmp_path / "noisy" / f"cell_{i}.tif", noisy)
         write_image(tmp_path / "clean" / f"cell_{i}.tif", c)
     run = trained_runs("--task", "restore", "--data", tmp_path / "noisy", "generator.in_channels=1",
-                       "generator.out_channels=1", "restore.self_supervised=neighbor2neighbor", "data.crop_size=32",
+                       "generator.out_channels=1", f"restore.self_supervised={mode}", "data.crop_size=32",
                        "data.val_fraction=0.4", "restore.intensity=range", "restore.intensity_max=5000", steps=STEPS)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     val = [r for r in rows if "val/self_mse" in r]
     assert [r["step"] for r in val] == [0, STEPS] and all(np.isfinite(r["val/self_psnr"]) for r in val)
     assert not any("val/psnr" in r for r in rows)  # no clean image, no PSNR
-    assert any("train/g_n2n_reg" in r for r in rows) and val[0]["val/self_mse"] > 1e-4  # the range rule's scale
-    assert export_meta(run)["restore"]["self_supervised"] == "neighbor2neighbor"
+    assert any(loss in r for r in rows) and val[0]["val/self_mse"] > 1e-4  # the range rule's scale
+    assert export_meta(run)["restore"]["self_supervised"] == mode
     assert json.loads((run / "metrics.json").read_text())["chosen_by"].startswith("val/self_mse")
     assert main(["predict", "--checkpoint", str(run), "--input", str(tmp_path / "noisy"), "--output",
                  str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 0
@@ -311,3 +311,19 @@ def test_neighbour_objective_needs_its_prepared_target_and_refuses_a_gan():
     assert float(losses["g_n2n_reg"]) == 0.0  # the identity agrees with itself on the whole image
     with pytest.raises(ConfigError, match="self_supervised=neighbor2neighbor.*gan_weight"):
         load_config(None, ["task=restore", "restore.self_supervised=neighbor2neighbor", "restore.gan_weight=0.1"])
+
+
+def test_the_blind_spot_loss_counts_only_the_hidden_pixels():
+    from pix2pix_unet.tasks.restore import BlindSpotObjective
+
+    noisy = torch.rand(2, 3, 8, 8) * 2 - 1
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, 2, 5] = 1
+    target = torch.cat([noisy, mask], dim=1)
+    objective = BlindSpotObjective(channels=3)
+    fake = noisy.clone()
+    assert float(objective.generator_losses(None, noisy, fake, target)["g_total"]) == 0.0
+    fake[:, :, 0, 0] += 1.0  # a visible pixel: not scored
+    assert float(objective.generator_losses(None, noisy, fake, target)["g_total"]) == 0.0
+    fake[:, :, 2, 5] += 1.0  # the hidden one, off by 0.5 on the [0, 1] scale
+    assert abs(float(objective.generator_losses(None, noisy, fake, target)["g_blind_spot"]) - 0.25) < 1e-6
