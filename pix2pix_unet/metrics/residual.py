@@ -47,20 +47,29 @@ def neighbour_correlation(x: np.ndarray) -> float:
     return (across + down) / (2 * var)
 
 
-def residual_diagnostics(noisy: torch.Tensor, denoised: torch.Tensor) -> dict[str, float]:
-    """Residual statistics of one ``(C, H, W)`` pair on the same scale.
+def input_noise(noisy: torch.Tensor) -> dict[str, float]:
+    """What the input alone says of its noise, ``(C, H, W)``: ``estimated_sigma`` (the mean over channels of
+    scikit-image's wavelet estimate) and ``noise_scale_ratio`` (:func:`noise_scale_ratio`; 1.0 under 16 px)."""
+    x = noisy.detach().float().cpu().numpy()
+    return {"estimated_sigma": float(np.mean(estimate_sigma(x, channel_axis=0))),
+            "noise_scale_ratio": noise_scale_ratio(x) if min(x.shape[-2:]) >= 16 else 1.0}
+
+
+def residual_diagnostics(noisy: torch.Tensor, denoised: torch.Tensor,
+                         noise: dict[str, float] | None = None) -> dict[str, float]:
+    """Residual statistics of one ``(C, H, W)`` pair on the same scale; ``noise`` is the input's
+    :func:`input_noise` when already known (a validation image seen before), else it is measured.
 
     Returns:
         ``residual_std``; ``estimated_sigma`` of the input (mean over channels); their ``sigma_ratio``;
         ``residual_correlation`` (:func:`neighbour_correlation`) and ``structured``: 1.0 when it is over
         ``STRUCTURED``; the input's ``noise_scale_ratio`` and ``correlated``: 1.0 when it is over ``CORRELATED``.
     """
-    x = noisy.detach().float().cpu().numpy()
-    residual = x - denoised.detach().float().cpu().numpy()
-    sigma = float(np.mean(estimate_sigma(x, channel_axis=0)))
+    noise = noise or input_noise(noisy)
+    residual = (noisy.detach().float() - denoised.detach().float()).cpu().numpy()
+    sigma, ratio = noise["estimated_sigma"], noise["noise_scale_ratio"]
     std = float(residual.std())
     correlation = neighbour_correlation(residual)
-    ratio = noise_scale_ratio(x) if min(x.shape[-2:]) >= 16 else 1.0
     return {"residual_std": std, "estimated_sigma": sigma, "sigma_ratio": std / sigma if sigma > 0 else float("inf"),
             "residual_correlation": correlation, "structured": float(correlation > STRUCTURED),
             "noise_scale_ratio": ratio, "correlated": float(ratio > CORRELATED)}
@@ -80,4 +89,5 @@ def correlation_warnings(name: str, d: dict[str, float]) -> list[str]:
     return warnings
 
 
-__all__ = ["CORRELATED", "STRUCTURED", "correlation_warnings", "neighbour_correlation", "noise_scale_ratio", "residual_diagnostics"]
+__all__ = ["CORRELATED", "STRUCTURED", "correlation_warnings", "input_noise", "neighbour_correlation",
+           "noise_scale_ratio", "residual_diagnostics"]

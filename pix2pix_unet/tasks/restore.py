@@ -54,7 +54,7 @@ from ..losses.self_supervised import (
 from ..losses.objective import discriminator_losses
 from .base import ExportError, ImageMeter, Meter, TaskBase, mean_rows, name_seed, require
 from ..metrics.classical import BASELINES, classical_for
-from ..metrics.residual import correlation_warnings, residual_diagnostics
+from ..metrics.residual import correlation_warnings, input_noise, residual_diagnostics
 from ..data.degrade import degrade
 
 
@@ -140,6 +140,13 @@ class NeighbourObjective:
         return {"g_total": losses["total"], "g_n2n": losses["reconstruction"], "g_n2n_reg": losses["regulariser"]}
 
 
+def hidden_pixel_error(output: torch.Tensor, target: torch.Tensor, channels: int) -> torch.Tensor:
+    """The mean squared error on the [0, 1] scale at the hidden pixels, for a ``target`` that packs the noisy
+    images and their mask as ``(B, C + 1, H, W)`` (blind-spot training and masked validation alike)."""
+    noisy, mask = target[:, :channels], target[:, channels:]
+    return masked_mse(output.float() / 2, noisy.float() / 2, mask.float())
+
+
 @dataclass
 class BlindSpotObjective:
     """N2V2's loss: the squared error, on the [0, 1] scale, between the output at the blind spots and the noisy
@@ -158,8 +165,7 @@ class BlindSpotObjective:
 
     def generator_losses(self, discriminator: nn.Module | None, inputs: torch.Tensor, fake: torch.Tensor,
                          target: torch.Tensor) -> dict[str, torch.Tensor]:
-        noisy, mask = target[:, : self.channels], target[:, self.channels:]
-        loss = masked_mse(fake.float() / 2, noisy.float() / 2, mask.float())
+        loss = hidden_pixel_error(fake, target, self.channels)
         return {"g_total": loss, "g_blind_spot": loss}
 
 
@@ -179,10 +185,9 @@ class SelfMeter:
 
     def update(self, outputs: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor,
                names: list[str]) -> list[dict[str, float]]:
-        noisy, mask = target[:, : self.channels], target[:, self.channels:]
         new = []
         for i in range(len(outputs)):
-            mse = float(masked_mse(outputs[i: i + 1].float() / 2, noisy[i: i + 1].float() / 2, mask[i: i + 1]))
+            mse = float(hidden_pixel_error(outputs[i: i + 1], target[i: i + 1], self.channels))
             new.append({"self_mse": mse, "self_psnr": -10 * math.log10(max(mse, 1e-12))})
         self.rows += new
         return new
@@ -198,10 +203,12 @@ RESIDUAL_KEYS = ("residual_std", "estimated_sigma", "sigma_ratio", "residual_cor
 class ResidualMeter:
     """Another meter's scores plus, per image, what the model removed (:mod:`~pix2pix_unet.metrics.residual`):
     the residual's standard deviation against the input's estimated noise sigma, and its neighbour correlation.
-    Images whose noise looks correlated, or whose removed part does, are named in ``warnings``."""
+    Images whose noise looks correlated, or whose removed part does, are named in ``warnings``. What the input
+    alone says of its noise is kept in ``cache`` by name, so a run measures it once per validation image."""
 
     inner: Meter
     channels: int
+    cache: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -216,7 +223,10 @@ class ResidualMeter:
                names: list[str]) -> list[dict[str, float]]:
         rows = self.inner.update(outputs, target, inputs, names)
         for row, x, y, name in zip(rows, inputs[:, : self.channels], outputs, names):
-            d = residual_diagnostics(x.float().add(1).div(2), y.float().clamp(-1, 1).add(1).div(2))
+            unit = x.float().add(1).div(2)
+            if name not in self.cache:
+                self.cache[name] = input_noise(unit)
+            d = residual_diagnostics(unit, y.float().clamp(-1, 1).add(1).div(2), self.cache[name])
             row.update({k: d[k] for k in RESIDUAL_KEYS})
             self.warnings += correlation_warnings(name, d)
         return rows
@@ -361,6 +371,7 @@ class RestoreTask(TaskBase):
                           else BlindSpotObjective(self.channels) if mode is SelfSupervised.BLIND_SPOT
                           else RestoreObjective(cfg.restore, cfg.loss))
         self.classical_cache: dict[str, dict[str, float]] = {}  # baseline scores per validation image
+        self.noise_cache: dict[str, dict[str, float]] = {}  # what each validation input says of its noise
 
     @property
     def uses_discriminator(self) -> bool:
@@ -482,7 +493,7 @@ class RestoreTask(TaskBase):
     def meter(self, dataset: Dataset) -> Meter:
         """Scores against the clean images (or, learning from noisy files alone, the masked-pixel loss), with the
         residual diagnostics of each image (:class:`ResidualMeter`)."""
-        return ResidualMeter(self.scores(dataset), self.channels)
+        return ResidualMeter(self.scores(dataset), self.channels, self.noise_cache)
 
     def scores(self, dataset: Dataset) -> Meter:
         if self.self_supervised and getattr(dataset, "degraded", None) is None:  # noisy files, no clean ones

@@ -293,6 +293,12 @@ def test_the_residual_meter_names_images_whose_noise_or_removed_part_is_correlat
     assert rows[0]["noise_scale_ratio"] < 1.5 < 2.5 < rows[1]["noise_scale_ratio"]
     assert len(meter.warnings) == 2 and all(w.startswith("smooth.tif: ") for w in meter.warnings)
     assert 0.8 < rows[0]["sigma_ratio"] < 1.2 and "sigma_ratio" in meter.summary()
+    # what an input says of its noise is measured once per image name, then read back
+    assert set(meter.cache) == {"white.tif", "smooth.tif"}
+    meter.cache["white.tif"] = {**meter.cache["white.tif"], "estimated_sigma": 1.0}
+    again = ResidualMeter(ImageMeter(1), channels=1, cache=meter.cache).update(clean, clean, noisy, ["white.tif",
+                                                                                                 "smooth.tif"])
+    assert again[0]["estimated_sigma"] == 1.0 and again[1] == rows[1]
 
 
 def test_neighbour_objective_needs_its_prepared_target_and_refuses_a_gan():
