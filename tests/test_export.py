@@ -139,3 +139,18 @@ def test_exporters_leave_the_callers_model_as_it_was(tmp_path, device):
     export_safetensors(generator, task, tmp_path / "st")
     assert_unchanged(generator, before)
     assert generator.training and next(generator.parameters()).device.type == device
+
+
+@pytest.mark.slow
+def test_n2v2_blind_spot_unet_exports_to_onnx(tmp_path):
+    """Blur pooling (kornia's MaxBlurPool2D) and the dropped top skip trace to ONNX and match PyTorch."""
+    from pix2pix_unet.config import ConvUnit, Down, Norm, Up
+    from pix2pix_unet.export import export_onnx, onnx_max_difference
+    from pix2pix_unet.tasks import generator_task
+
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(depth=3, base_channels=8, max_channels=32, in_channels=1, out_channels=1,
+                          conv_unit=ConvUnit.NAF, down=Down.BLURPOOL, up=Up.BILINEAR, norm=Norm.LAYER,
+                          top_skip=False)).eval()
+    path = export_onnx(net, generator_task(net), tmp_path / "n2v2.onnx")
+    assert onnx_max_difference(net, path) < 1e-4

@@ -58,6 +58,7 @@ class Down(str, enum.Enum):
     STRIDED = "strided"  # 4x4 stride-2 conv (pix2pix)
     MAXPOOL = "maxpool"
     AVGPOOL = "avgpool"
+    BLURPOOL = "blurpool"  # N2V2 (Höck et al. 2022): 2x2 max at stride 1, then a binomial blur at stride 2
 
 
 class Up(str, enum.Enum):
@@ -69,6 +70,7 @@ class Up(str, enum.Enum):
 class Skip(str, enum.Enum):
     CONCAT = "concat"
     ATTENTION = "attention"  # Attention U-Net: a [0, 1] gate from the coarser level weights the skip, then concat
+    NONE = "none"  # no skip: the decoder level sees the upsampled coarser features only (set by `top_skip=false`)
 
 
 class Bottleneck(str, enum.Enum):

@@ -99,6 +99,7 @@ class UNetConfig:
     down: Down = Down.STRIDED
     up: Up = Up.TRANSPOSED
     skip: Skip = Skip.CONCAT
+    top_skip: bool = True  # false: the full-resolution skip is dropped (N2V2: it carries checkerboard artefacts)
     bottleneck: Bottleneck = Bottleneck.NONE
     dilation: int = 2  # rate of the `dilated` conv unit
     aspp_rates: list[int] = field(default_factory=lambda: [1, 3, 6, 9])  # `aspp` branches; rate 1 is a 1x1 conv
@@ -147,6 +148,9 @@ class UNetConfig:
         if self.residual and self.in_channels < self.out_channels:
             raise ConfigError(f"{where}.residual=true adds the input to the output, so in_channels={self.in_channels} "
                               f"must be at least out_channels={self.out_channels}")
+        if self.skip is Skip.NONE:
+            raise ConfigError(f"{where}.skip=none would drop every skip (an autoencoder, not a UNet); use "
+                              f"{where}.top_skip=false to drop the full-resolution one")
         self._validate_topology(where)
         rates = self.aspp_rates
         if not isinstance(rates, list) or not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0
@@ -165,6 +169,8 @@ class UNetConfig:
     def _validate_topology(self, where: str) -> None:
         """The options of the nested (unet++) and full-scale (unet3+) topologies."""
         arch = f"{where}.architecture={self.architecture.value}"
+        if not self.top_skip and self.architecture is not Architecture.UNET:
+            raise ConfigError(f"{where}.top_skip=false applies to architecture=unet only, got {arch}")
         if self.architecture not in (Architecture.UNETPP, Architecture.UNET3P):
             if self.deep_supervision:
                 raise ConfigError(f"{where}.deep_supervision=true needs a generator with extra output heads "

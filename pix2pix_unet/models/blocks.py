@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from einops import repeat
+from kornia.filters import MaxBlurPool2D
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -247,10 +248,22 @@ class PoolDown(nn.Sequential):
         self.out_channels = in_channels
 
 
+class BlurPoolDown(nn.Sequential):
+    """N2V2's down-sampling (Höck et al. 2022, after Zhang 2019): a 2x2 max at stride 1, then a 3x3 binomial
+    blur at stride 2 (kornia's ``MaxBlurPool2D``). Shift-robust, without the aliasing that shows as
+    checkerboards in blind-spot outputs; keeps the channel count."""
+
+    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, *, act: bool = True,
+                 norm: bool = True) -> None:
+        super().__init__(MaxBlurPool2D(3))
+        self.out_channels = in_channels
+
+
 DOWNSAMPLERS: dict[Down, Callable[..., nn.Module]] = {
     Down.STRIDED: StridedDown,
     Down.MAXPOOL: lambda i, o, cfg, **kw: PoolDown(i, o, cfg, pool=nn.MaxPool2d, **kw),
     Down.AVGPOOL: lambda i, o, cfg, **kw: PoolDown(i, o, cfg, pool=nn.AvgPool2d, **kw),
+    Down.BLURPOOL: BlurPoolDown,
 }
 
 # --------------------------------------------------------------------------- upsampling
@@ -335,9 +348,21 @@ class AttentionSkip(nn.Module):
         return torch.cat([x, skip * alpha], dim=1)
 
 
+class NoSkip(nn.Module):
+    """No merge: the level sees the decoder features alone (N2V2's top level, ``top_skip=false``)."""
+
+    def __init__(self, channels: int, skip_channels: int, cfg: UNetConfig) -> None:
+        super().__init__()
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 SKIPS: dict[Skip, Callable[[int, int, UNetConfig], nn.Module]] = {
     Skip.CONCAT: ConcatSkip,
     Skip.ATTENTION: AttentionSkip,
+    Skip.NONE: NoSkip,
 }
 
 # --------------------------------------------------------------------------- bottlenecks

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import Architecture, ConfigError, ConvUnit, FinalActivation, UNetConfig
+from ..config import Architecture, ConfigError, ConvUnit, FinalActivation, Skip, UNetConfig
 from .blocks import BOTTLENECKS, CONV_UNITS, DOWNSAMPLERS, SKIPS, UPSAMPLERS, StridedDown, apply_spectral_norm
 from .generator import Generator, count_parameters, pad_to_multiple, register, resolve_export_dir
 
@@ -51,10 +51,11 @@ class EncoderLevel(nn.Module):
 class DecoderLevel(nn.Module):
     """Double the resolution, merge the encoder skip, then run the convolution unit (if any)."""
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, cfg: UNetConfig, *, dropout: float) -> None:
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, cfg: UNetConfig, *, dropout: float,
+                 skip: Skip | None = None) -> None:
         super().__init__()
         self.up = UPSAMPLERS[cfg.up](in_channels, skip_channels, cfg, dropout=dropout)
-        self.skip = SKIPS[cfg.skip](skip_channels, skip_channels, cfg)
+        self.skip = SKIPS[skip or cfg.skip](skip_channels, skip_channels, cfg)
         self.conv = conv_units(self.skip.out_channels, out_channels, cfg)
         self.out_channels = self.skip.out_channels if cfg.conv_unit is ConvUnit.NONE else out_channels
 
@@ -105,7 +106,9 @@ class UNet(Generator):
         channels = widths[-1]
         for k, i in enumerate(range(num_levels - 1, 0, -1)):  # k = 0 is the innermost level
             dropout = cfg.dropout if 1 <= k <= cfg.dropout_levels else 0.0
-            level = DecoderLevel(channels, widths[i - 1], widths[i - 1], cfg, dropout=dropout)
+            top = i == 1  # the level whose skip is the full-resolution (pix2pix: half-resolution) stem
+            level = DecoderLevel(channels, widths[i - 1], widths[i - 1], cfg, dropout=dropout,
+                                 skip=Skip.NONE if top and not cfg.top_skip else None)
             decoder.append(level)
             channels = level.out_channels
         self.decoder = nn.ModuleList(decoder)

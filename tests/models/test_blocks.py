@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from pix2pix_unet.config import Activation, Bottleneck, ConvUnit, Norm, Skip, UNetConfig
+from pix2pix_unet.config import Activation, Architecture, Bottleneck, ConfigError, ConvUnit, Down, Norm, Skip, UNetConfig
+from pix2pix_unet.models import UNet
 from pix2pix_unet.models.blocks import (
-    ASPP, BOTTLENECKS, CONV_UNITS, SKIPS, AttentionSkip, DoubleConv, ResidualUnit, SeparableConv2d,
+    ASPP, BOTTLENECKS, CONV_UNITS, DOWNSAMPLERS, SKIPS, BlurPoolDown, NoSkip, AttentionSkip, DoubleConv, ResidualUnit, SeparableConv2d,
     apply_spectral_norm, make_norm,
 )
 
@@ -15,6 +16,36 @@ CFG = UNetConfig(depth=3, base_channels=8, max_channels=32)
 
 def test_every_enum_value_has_a_block():
     assert set(CONV_UNITS) == set(ConvUnit) and set(SKIPS) == set(Skip) and set(BOTTLENECKS) == set(Bottleneck)
+    assert set(DOWNSAMPLERS) == set(Down)
+
+
+def test_blur_pool_halves_and_is_steadier_under_a_one_pixel_shift_than_max_pool():
+    down = BlurPoolDown(4, 8, CFG)
+    assert down.out_channels == 4 and down(torch.randn(2, 4, 32, 32)).shape == (2, 4, 16, 16)
+    # a fine stripe pattern: 2x2 max pooling's output flips with a one-pixel shift, the blurred one much less
+    x = torch.zeros(1, 1, 32, 32)
+    x[..., ::3, :] = 1.0
+    shifted = torch.roll(x, 1, dims=-2)
+
+    def change(pool):
+        return (pool(x) - pool(shifted)).abs().mean().item()
+
+    assert change(BlurPoolDown(1, 1, CFG)) < 0.5 * change(nn.MaxPool2d(2))
+
+
+def test_no_top_skip_drops_only_the_full_resolution_skip():
+    net = UNet(UNetConfig(depth=3, base_channels=8, max_channels=32, conv_unit=ConvUnit.DOUBLE, down=Down.BLURPOOL,
+                          top_skip=False))
+    kinds = [type(level.skip) for level in net.decoder]
+    assert kinds[-1] is NoSkip and NoSkip not in kinds[:-1]
+    assert net(torch.randn(1, 3, 27, 35)).shape == (1, 3, 27, 35)
+
+
+def test_skip_none_and_top_skip_outside_unet_are_errors():
+    with pytest.raises(ConfigError, match="skip=none"):
+        UNetConfig(skip=Skip.NONE).validate()
+    with pytest.raises(ConfigError, match="top_skip=false"):
+        UNetConfig(architecture=Architecture.UNETPP, conv_unit=ConvUnit.DOUBLE, top_skip=False).validate()
 
 
 @pytest.mark.parametrize("unit", [u for u in ConvUnit if u is not ConvUnit.NONE])

@@ -87,6 +87,10 @@ COMBINATIONS = {
     ),
     "pix2pix-attention-aspp-spectral": dict(skip=Skip.ATTENTION, bottleneck=Bottleneck.ASPP, spectral_norm=True),
     "residual-strided-spectral": dict(conv_unit=ConvUnit.RESIDUAL, down=Down.STRIDED, spectral_norm=True),
+    "n2v2-naf-blurpool-no-top-skip": dict(  # N2V2's blind-spot UNet on NAFNet blocks
+        conv_unit=ConvUnit.NAF, down=Down.BLURPOOL, up=Up.BILINEAR, top_skip=False, norm=Norm.LAYER,
+    ),
+    "pix2pix-no-top-skip": dict(top_skip=False),
     "naf-3-units-avgpool-attention-layer": dict(
         conv_unit=ConvUnit.NAF, units_per_level=3, down=Down.AVGPOOL, up=Up.BILINEAR, skip=Skip.ATTENTION,
         norm=Norm.LAYER,
