@@ -22,7 +22,7 @@ from einops import rearrange
 from .config import ZeroShotConfig
 from .io import DatasetError, read_image, write_image
 from .losses.self_supervised import zero_shot_loss
-from .metrics.residual import correlation_warnings, residual_diagnostics
+from .metrics.residual import residual_warnings, residual_diagnostics
 from .models.tiny import TinyDenoiser
 
 WARMUP_STEPS = 10  # timed before the step count is fitted to the time limit
@@ -136,7 +136,7 @@ def denoise_file(path: Path, output: Path, cfg: ZeroShotConfig) -> ZeroShotResul
     if cfg.time_limit_s is not None and info["steps"] < cfg.steps:
         result.warnings.append(f"{path}: the {cfg.time_limit_s:g}-s limit allowed {info['steps']} of "
                                f"{cfg.steps} steps (raise --time-limit, or lower --crop)")
-    result.warnings += correlation_warnings(str(path), diagnostics)
+    result.warnings += residual_warnings(str(path), diagnostics)
     return result
 
 

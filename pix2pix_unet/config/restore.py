@@ -314,7 +314,8 @@ class RestoreConfig:
     intensity_min: float = 0.0  # used by intensity=range
     intensity_max: float = 255.0
     # the model and its objective: PSNR first, the GAN and perceptual terms opt-in
-    residual: bool = True  # output = input + G(input) (sets generator.residual)
+    residual: bool = True  # output = input + G(input) (sets generator.residual); off under self_supervised=blind_spot,
+    # where the input's path around the net would hand the output each hidden pixel's own value
     pixel_loss: PixelLoss = PixelLoss.CHARBONNIER  # to the clean image, on the [0, 1] scale
     charbonnier_eps: float = 1e-3
     gan_weight: float = 0.0  # PatchGAN term (loss.gan's kind); 0.01 is pix2pix's 1:100 to the pixel loss

@@ -21,6 +21,8 @@ STRUCTURED = 0.25  # neighbour correlation of the residual above which it is rep
 # colour photos (independent Gaussian or Poisson noise of sigma 1-50/255 gave 1.0-2.1; Gaussian noise blurred by 1 px
 # 4.0-5.5); on McMaster18's first 6 photos independent noise gave 1.0-1.8 and correlated 3.4-5.6
 CORRELATED = 2.5
+KEPT = 0.3  # residual std over the estimated noise sigma under which the output is reported as keeping the noise
+NOISY = 0.01  # estimated sigma ([0, 1] scale, 2.5/255) above which an input counts as noisy for that report
 
 
 def noise_scale_ratio(x: np.ndarray) -> float:
@@ -63,31 +65,37 @@ def residual_diagnostics(noisy: torch.Tensor, denoised: torch.Tensor,
     Returns:
         ``residual_std``; ``estimated_sigma`` of the input (mean over channels); their ``sigma_ratio``;
         ``residual_correlation`` (:func:`neighbour_correlation`) and ``structured``: 1.0 when it is over
-        ``STRUCTURED``; the input's ``noise_scale_ratio`` and ``correlated``: 1.0 when it is over ``CORRELATED``.
+        ``STRUCTURED``; the input's ``noise_scale_ratio`` and ``correlated``: 1.0 when it is over ``CORRELATED``;
+        ``kept``: 1.0 when the input is noisy (sigma over ``NOISY``) and under ``KEPT`` of its noise was removed.
     """
     noise = noise or input_noise(noisy)
     residual = (noisy.detach().float() - denoised.detach().float()).cpu().numpy()
     sigma, ratio = noise["estimated_sigma"], noise["noise_scale_ratio"]
     std = float(residual.std())
     correlation = neighbour_correlation(residual)
+    kept = sigma > NOISY and std < KEPT * sigma
     return {"residual_std": std, "estimated_sigma": sigma, "sigma_ratio": std / sigma if sigma > 0 else float("inf"),
-            "residual_correlation": correlation, "structured": float(correlation > STRUCTURED),
-            "noise_scale_ratio": ratio, "correlated": float(ratio > CORRELATED)}
+            "residual_correlation": correlation, "structured": float(correlation > STRUCTURED and not kept),
+            "noise_scale_ratio": ratio, "correlated": float(ratio > CORRELATED), "kept": float(kept)}
 
 
-def correlation_warnings(name: str, d: dict[str, float]) -> list[str]:
+def residual_warnings(name: str, d: dict[str, float]) -> list[str]:
     """The warnings :func:`residual_diagnostics`' flags call for, naming the file ``name``."""
     warnings = []
+    if d.get("kept"):
+        warnings.append(f"{name}: the output keeps most of the input's noise (removed std {d['residual_std']:.4f} vs "
+                        f"estimated noise sigma {d['estimated_sigma']:.4f}, ratio {d['sigma_ratio']:.2f}): the model "
+                        "is near the identity")
     if d["correlated"]:
         warnings.append(f"{name}: its noise looks correlated between neighbouring pixels (the noise level falls only "
                         f"{d['noise_scale_ratio']:.1f}x less than independent noise would over 2 x 2 pixels): "
                         "self-supervised and zero-shot denoisers keep such noise (from demosaicing, compression or "
                         "resampling) as if it were signal")
-    if d["structured"]:
+    if d.get("structured"):
         warnings.append(f"{name}: what was removed is correlated between neighbouring pixels (correlation "
                         f"{d['residual_correlation']:.2f}): structure may have been removed with the noise")
     return warnings
 
 
-__all__ = ["CORRELATED", "STRUCTURED", "correlation_warnings", "input_noise", "neighbour_correlation",
+__all__ = ["CORRELATED", "KEPT", "NOISY", "STRUCTURED", "residual_warnings", "input_noise", "neighbour_correlation",
            "noise_scale_ratio", "residual_diagnostics"]

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..config import Degradation, SelfSupervised, Task, TrainConfig
+from ..config import Architecture, ConvUnit, Degradation, Down, SelfSupervised, Task, TrainConfig
 from .fingerprint import Fingerprint
 
 CROP_CAP = 256  # the largest crop the CPU-sized default plans; larger images are trained on crops of it
@@ -203,6 +203,24 @@ def optimiser(task: Task, user: TrainConfig) -> list[Decision]:
             Decision("optim.decay", "cosine", why + "the rate decays along half a cosine over the second half")]
 
 
+def blind_spot_network(user: TrainConfig, explicit: frozenset[str] | set[str]) -> list[Decision]:
+    """N2V2's changes to a UNet trained by blind spots (Höck et al. 2022): blur-pool down-sampling and no top
+    skip. A blind-spot net's full-resolution skip and its strided sampling let the hidden pixel's neighbourhood
+    through at the pixel grid's period, which shows as checkerboards."""
+    g = user.generator
+    if g.architecture is not Architecture.UNET or g.conv_unit is ConvUnit.NONE:
+        return []
+    why = "blind spots (N2V2): "
+    decisions = []
+    if "generator.down" not in explicit and g.down is not Down.BLURPOOL:
+        decisions.append(Decision("generator.down", Down.BLURPOOL.value, why + "max then blur at stride 2, in place "
+                                  f"of {g.down.value} down-sampling, against checkerboard artefacts"))
+    if "generator.top_skip" not in explicit and g.top_skip:
+        decisions.append(Decision("generator.top_skip", False, why + "the full-resolution skip is dropped, so the "
+                                  "output is built from the coarser, less aliased levels"))
+    return decisions
+
+
 def held_out(fp: Fingerprint, fraction: float) -> int:
     """The validation files a run will have: the val/ folder's, else ``fraction`` of the training files
     (as :func:`~pix2pix_unet.data.folders.hold_out` takes them)."""
@@ -269,6 +287,8 @@ def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str]
                                   "augmentation: no dropout in the decoder"))
     elif task is Task.RESTORE and self_supervised:  # the images are the noisy ones: nothing is degraded
         decisions += intensity(fp, "restore")
+        if user.restore.self_supervised is SelfSupervised.BLIND_SPOT:
+            decisions += blind_spot_network(user, explicit)
     elif task is Task.RESTORE:
         decisions += intensity(fp, "restore")
         if fp.noise_sigma is not None and fp.noise_sigma > 0.01:
@@ -302,5 +322,5 @@ def to_json(fp: Fingerprint, decisions: list[Decision]) -> dict[str, Any]:
     return {"fingerprint": fp.to_dict(), "plan": [asdict(d) for d in decisions]}
 
 
-__all__ = ["Decision", "batch_size", "crop_and_depth", "held_out", "noise_sampling", "optimiser", "overrides", "plan",
+__all__ = ["Decision", "batch_size", "blind_spot_network", "crop_and_depth", "held_out", "noise_sampling", "optimiser", "overrides", "plan",
            "to_json", "validation"]

@@ -54,7 +54,7 @@ from ..losses.self_supervised import (
 from ..losses.objective import discriminator_losses
 from .base import ExportError, ImageMeter, Meter, TaskBase, mean_rows, name_seed, require
 from ..metrics.classical import BASELINES, classical_for
-from ..metrics.residual import correlation_warnings, input_noise, residual_diagnostics
+from ..metrics.residual import residual_warnings, input_noise, residual_diagnostics
 from ..data.degrade import degrade
 
 
@@ -228,7 +228,7 @@ class ResidualMeter:
                 self.cache[name] = input_noise(unit)
             d = residual_diagnostics(unit, y.float().clamp(-1, 1).add(1).div(2), self.cache[name])
             row.update({k: d[k] for k in RESIDUAL_KEYS})
-            self.warnings += correlation_warnings(name, d)
+            self.warnings += residual_warnings(name, d)
         return rows
 
     def summary(self) -> dict[str, float]:
@@ -400,7 +400,9 @@ class RestoreTask(TaskBase):
                 raise ConfigError(f"data.crop_size={crop}: restore.self_supervised trains on half-size sub-images of "
                                   f"each crop, so the crop must be a multiple of 2 x 2**depth = {2 * multiple}")
         generator = dataclasses.replace(cfg.generator, in_channels=self.channels + int(self.mask_channel))
-        resolved = dataclasses.replace(cfg, generator=dataclasses.replace(generator, residual=cfg.restore.residual))
+        # a blind-spot net must never see a pixel's own value: the residual path would add it to the output
+        residual = cfg.restore.residual and cfg.restore.self_supervised is not SelfSupervised.BLIND_SPOT
+        resolved = dataclasses.replace(cfg, generator=dataclasses.replace(generator, residual=residual))
         if cfg.restore.perceptual_weight > 0:
             from ..models.vgg import VGGFeatures
 

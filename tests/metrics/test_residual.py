@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from pix2pix_unet.metrics.residual import correlation_warnings, neighbour_correlation, residual_diagnostics
+from pix2pix_unet.metrics.residual import residual_warnings, neighbour_correlation, residual_diagnostics
 
 
 def test_removing_exactly_white_noise_gives_a_ratio_near_1_and_no_correlation():
@@ -42,8 +42,20 @@ def test_neighbour_correlation_of_constant_and_checkerboard():
 
 def test_the_warnings_name_the_file_and_say_which_kind():
     flags = {"correlated": 1.0, "structured": 0.0, "noise_scale_ratio": 4.2, "residual_correlation": 0.1}
-    (warning,) = correlation_warnings("cells.tif", flags)
+    (warning,) = residual_warnings("cells.tif", flags)
     assert warning.startswith("cells.tif: its noise looks correlated") and "4.2x" in warning
-    assert correlation_warnings("a.png", {**flags, "correlated": 0.0}) == []
-    (warning,) = correlation_warnings("a.png", {**flags, "correlated": 0.0, "structured": 1.0})
+    assert residual_warnings("a.png", {**flags, "correlated": 0.0}) == []
+    (warning,) = residual_warnings("a.png", {**flags, "correlated": 0.0, "structured": 1.0})
     assert "structure may have been removed" in warning
+
+
+def test_an_output_that_keeps_the_noise_is_named():
+    rng = np.random.default_rng(0)
+    clean = torch.from_numpy(np.tile(np.linspace(0.2, 0.8, 64), (1, 64, 1))).float()
+    noisy = clean + torch.from_numpy(rng.normal(0, 0.1, clean.shape)).float()
+    d = residual_diagnostics(noisy, noisy * 0.99 + clean * 0.01)  # removes 1 % of the noise: near the identity
+    assert d["kept"] == 1.0 and d["structured"] == 0.0
+    (warning,) = residual_warnings("cells.tif", d)
+    assert warning.startswith("cells.tif: the output keeps most of the input's noise")
+    assert residual_diagnostics(noisy, clean)["kept"] == 0.0  # the noise removed
+    assert residual_diagnostics(clean, clean)["kept"] == 0.0  # a clean input kept is no fault

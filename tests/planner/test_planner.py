@@ -287,6 +287,25 @@ def test_noisy_images_alone_get_a_crop_whose_halves_fit_the_depth_and_no_degrada
     assert "restore.gaussian_noise.low" in supervised  # the noise these images hold raises the drawn minimum
 
 
+def test_blind_spot_training_gets_n2v2s_network_unless_the_user_chose_one(tmp_path):
+    from pix2pix_unet.config import load_config
+
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        write_image(tmp_path / f"p{i}.png", rng.integers(0, 255, (80, 80, 1), dtype=np.uint8))
+    fp = fingerprint(tmp_path, "restore")
+    user = load_config(None, ["task=restore", "restore.self_supervised=blind_spot"])
+    decisions = {d.key: d.value for d in plan(fp, user=user)}
+    assert decisions["generator.down"] == "blurpool" and decisions["generator.top_skip"] is False
+    keys = ["task=restore", "restore.self_supervised=blind_spot", "generator.down=avgpool"]
+    chosen = {d.key for d in plan(fp, explicit={"generator.down"}, user=load_config(None, keys))}
+    assert "generator.down" not in chosen and "generator.top_skip" in chosen  # an explicit key wins
+    n2n = load_config(None, ["task=restore", "restore.self_supervised=neighbor2neighbor"])
+    assert not {"generator.down", "generator.top_skip"} & {d.key for d in plan(fp, user=n2n)}
+    pix2pix = load_config(None, ["task=restore", "restore.self_supervised=blind_spot", "generator.preset=pix2pix"])
+    assert "generator.down" not in {d.key for d in plan(fp, user=pix2pix)}  # no convolution unit: nothing to change
+
+
 def test_few_files_are_cropped_to_at_most_half_their_side_so_windows_vary(tmp_path):
     write_nuclei(tmp_path, n=3, size=256)  # objects 14 px across: the floor stays at 64 px
     fp = fingerprint(tmp_path, "segment")

@@ -263,6 +263,8 @@ def test_noisy_files_alone_train_and_choose_checkpoints_by_the_masked_pixel_loss
     assert not any("val/psnr" in r for r in rows)  # no clean image, no PSNR
     assert any(loss in r for r in rows) and val[0]["val/self_mse"] > 1e-4  # the range rule's scale
     assert export_meta(run)["restore"]["self_supervised"] == mode
+    # blind spots: no path may hand the output a pixel's own value, so no residual (input + G) connection
+    assert export_meta(run)["generator"]["residual"] is (mode != "blind_spot")
     assert json.loads((run / "metrics.json").read_text())["chosen_by"].startswith("val/self_mse")
     assert main(["predict", "--checkpoint", str(run), "--input", str(tmp_path / "noisy"), "--output",
                  str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 0
