@@ -171,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="*", default=["input", "blur", "nlm", "bm3d", "zeroshot"])
     p.add_argument("--supervised", type=Path, help="a restore run (trained on clean images) to predict with too")
     p.add_argument("--n2n-budget", help="train Neighbor2Neighbor on the noisy training photos within this budget")
+    p.add_argument("--n2n-run", type=Path, help="a self-supervised run already trained by this benchmark (its "
+                   "n2n_run folder) to predict with, in place of training one")
+    p.add_argument("--predict-flags", default="", metavar="FLAGS",
+                   help="extra flags for the n2n and supervised arms' predict, quoted: --predict-flags='--tta'")
     p.add_argument("--n2n-keys", default="", help="extra train overrides for the n2n arm, quoted")
     p.add_argument("--n2n-mode", default="neighbor2neighbor", choices=["neighbor2neighbor", "blind_spot"],
                    help="restore.self_supervised of the n2n arm")
@@ -200,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in noisy.items():
             write_image(folder / "noisy" / f"{k}{suffix}", v)
         rows: dict[str, dict] = {}
-        for method in args.methods + (["supervised"] if args.supervised else []) + (["n2n"] if args.n2n_budget else []):
+        n2n = ["n2n"] if args.n2n_budget or args.n2n_run else []
+        for method in args.methods + (["supervised"] if args.supervised else []) + n2n:
             per, seconds, extra = {}, {}, {}
             if method == "zeroshot":
                 cli(["denoise", "--zero-shot", str(folder / "noisy"), "--output", str(folder / "zeroshot"),
@@ -215,12 +220,15 @@ def main(argv: list[str] | None = None) -> int:
                          "residual_correlation": float(np.mean([r["residual_correlation"] for r in report.values()]))}
             elif method in ("supervised", "n2n"):
                 run = args.supervised
-                if method == "n2n":
+                if method == "n2n" and args.n2n_run:
+                    run = args.n2n_run
+                elif method == "n2n":
                     run, train_s = train_n2n(args, folder, kind, sigma, set(clean))
                     extra = {"train_s": train_s}
                 start = time.perf_counter()
                 cli(["predict", "--checkpoint", str(run), "--input", str(folder / "noisy"), "--output",
-                     str(folder / method), "--device", "cpu", "--overwrite", "--no-progress"])
+                     str(folder / method), "--device", "cpu", "--overwrite", "--no-progress",
+                     *shlex.split(args.predict_flags)])
                 for k in noisy:
                     per[k] = score(written(folder / method, k), clean[k])
                     seconds[k] = (time.perf_counter() - start) / len(noisy)

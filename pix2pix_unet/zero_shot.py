@@ -22,7 +22,7 @@ from einops import rearrange
 from .config import ZeroShotConfig
 from .io import DatasetError, read_image, write_image
 from .losses.self_supervised import zero_shot_loss
-from .metrics.residual import residual_warnings, residual_diagnostics
+from .metrics.residual import residual_diagnostics, residual_warnings
 from .models.tiny import TinyDenoiser
 
 WARMUP_STEPS = 10  # timed before the step count is fitted to the time limit

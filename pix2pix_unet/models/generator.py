@@ -81,6 +81,12 @@ class Generator(nn.Module):
         ``optim.freeze_encoder_steps``); none by default."""
         return iter(())
 
+    def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's feature maps of ``x``, finest first (CUT's PatchNCE compares them between input and
+        output); an architecture without this hook cannot train with it."""
+        raise NotImplementedError(f"generator.architecture={self.config.architecture.value} does not expose its "
+                                  "encoder features (PatchNCE needs them); use architecture=unet")
+
     def save_pretrained(self, directory: str | Path, **metadata: Any) -> Path:
         """Write ``model.safetensors`` and ``config.json`` (architecture + ``metadata``) to ``directory``."""
         from ..version import __version__

@@ -124,6 +124,15 @@ class UNet(Generator):
         if cfg.spectral_norm:
             apply_spectral_norm(self)
 
+    def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The padded input, the stem's output and every encoder level's, finest first (the skips)."""
+        self.check_input(x)
+        x = pad_to_multiple(x, self.config.factor)
+        features = [x, self.stem(x)]
+        for level in self.encoder:
+            features.append(level(features[-1]))
+        return features
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         # 1. pad to a multiple of the downsampling factor           (b, c, H', W')

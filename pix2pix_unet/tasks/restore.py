@@ -54,7 +54,7 @@ from ..losses.self_supervised import (
 from ..losses.objective import discriminator_losses
 from .base import ExportError, ImageMeter, Meter, TaskBase, mean_rows, name_seed, require
 from ..metrics.classical import BASELINES, classical_for
-from ..metrics.residual import residual_warnings, input_noise, residual_diagnostics
+from ..metrics.residual import input_noise, residual_diagnostics, residual_warnings
 from ..data.degrade import degrade
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from pix2pix_unet.metrics.residual import residual_warnings, neighbour_correlation, residual_diagnostics
+from pix2pix_unet.metrics.residual import neighbour_correlation, residual_diagnostics, residual_warnings
 
 
 def test_removing_exactly_white_noise_gives_a_ratio_near_1_and_no_correlation():

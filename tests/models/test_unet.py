@@ -77,3 +77,10 @@ def test_save_and_from_pretrained(tmp_path):
 def test_from_pretrained_missing_names_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         UNet.from_pretrained(tmp_path)
+
+
+def test_encoder_features_are_the_skips_finest_first():
+    net = UNet(UNetConfig(depth=3, base_channels=8, max_channels=32, conv_unit=ConvUnit.DOUBLE, down=Down.MAXPOOL))
+    features = net.encoder_features(torch.randn(2, 3, 30, 45))  # padded to 32 x 48
+    assert [tuple(f.shape) for f in features] == [(2, 3, 32, 48), (2, 8, 32, 48), (2, 16, 16, 24), (2, 32, 8, 12),
+                                                  (2, 32, 4, 6)]
