@@ -25,8 +25,9 @@ from .enums import (
     Activation, Architecture, BlendWindow, Bottleneck, BuiltinKind, CompileMode, ConvUnit, DeepOutput, Direction,
     DiscriminatorKind, Down, ExportWeights, FinalActivation, GanLoss, InstanceMode, Intensity, LabelFormat, LrDecay, LrScaling,
     MetricMode, MixedPrecision, Norm, OutputDtype, PixelLoss, PositionEmbedding, SelfSupervised, Skip, Switch, Task,
-    Up,
+    UnpairedMode, Up,
 )
+from .unpaired import UnpairedConfig
 from .inference import InferenceConfig, ZeroShotConfig
 from .loader import T, _coerce, apply_overrides, from_dict, load_config, save_config, to_dict
 from .model import EncoderConfig, PatchGANConfig, TransformerConfig, UNetConfig, check_token_width, patchgan_min_size
@@ -50,14 +51,14 @@ __all__ = [
     "Direction", "DiscriminatorKind", "Down", "ExportWeights", "FinalActivation", "GanLoss", "InstanceMode",
     "Intensity",
     "LabelFormat", "LrDecay", "LrScaling", "MetricMode", "MixedPrecision", "Norm", "OutputDtype", "PixelLoss",
-    "PositionEmbedding", "SelfSupervised", "Skip", "Switch", "Task", "Up",
+    "PositionEmbedding", "SelfSupervised", "Skip", "Switch", "Task", "UnpairedMode", "Up",
     # components
     "TransformerConfig", "EncoderConfig", "UNetConfig", "PatchGANConfig", "check_token_width", "patchgan_min_size",
     "DataConfig", "LabelConfig", "SegmentConfig",
     "Degradation", "GaussianNoise", "PoissonNoise", "GaussianBlur", "MotionBlur", "Jpeg", "Downsample", "Inpaint",
     "BlurStage", "SecondBlurStage", "ResizeStage", "SecondResizeStage", "NoiseStage", "SecondNoiseStage",
     "JpegStage", "FinalStage", "SecondOrderConfig", "RestoreConfig",
-    "LossConfig", "OptimConfig", "PerfConfig", "TrainConfig", "check_combinations",
+    "LossConfig", "OptimConfig", "PerfConfig", "TrainConfig", "UnpairedConfig", "check_combinations",
     "InferenceConfig", "ZeroShotConfig",
     # presets
     "GENERATOR_PRESETS", "TASK_PRESETS", "with_task_preset",

@@ -139,6 +139,15 @@ class Task(str, enum.Enum):
     TRANSLATE = "translate"  # image or label map -> image, with the pix2pix losses
     SEGMENT = "segment"  # image -> per-class logits
     RESTORE = "restore"  # degraded image -> clean image
+    UNPAIRED = "unpaired"  # domain A -> domain B from unpaired folders (CycleGAN, CUT, FastCUT)
+
+
+class UnpairedMode(str, enum.Enum):
+    """How ``task=unpaired`` learns A -> B without pairs."""
+
+    CYCLEGAN = "cyclegan"  # two generators, two discriminators, cycle + identity losses (Zhu et al. 2017)
+    CUT = "cut"  # one generator, PatchNCE between input and output patches + its identity term (Park et al. 2020)
+    FASTCUT = "fastcut"  # CUT with a 10x NCE weight, no identity term, and flip equivariance
 
 
 class LabelFormat(str, enum.Enum):

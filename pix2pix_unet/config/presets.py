@@ -94,14 +94,23 @@ GENERATOR_PRESETS: dict[str, UNetConfig] = {
 
 # The generator preset a task starts from when the config names none (keys set on top still apply).
 TASK_PRESETS: dict[Task, str] = {Task.RESTORE: "nafnet"}
+# Settings a task starts from (the config's own keys win): unpaired translation as the CycleGAN/CUT reference
+# code trains it, with least-squares GAN losses, instance norm and no dropout.
+TASK_DEFAULTS: dict[Task, dict[str, dict[str, Any]]] = {
+    Task.UNPAIRED: {"loss": {"gan": "lsgan"}, "generator": {"norm": "instance", "dropout": 0.0}},
+}
 
 
 def with_task_preset(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with ``generator.preset`` set to its task's :data:`TASK_PRESETS` entry when it names no preset."""
+    """``data`` with ``generator.preset`` set to its task's :data:`TASK_PRESETS` entry when it names no preset, and
+    the task's :data:`TASK_DEFAULTS` under the keys it sets."""
     try:
         task = Task(data.get("task", Task.TRANSLATE.value))
     except ValueError:
         return data  # from_dict names the bad value
+    for section, defaults in TASK_DEFAULTS.get(task, {}).items():
+        if isinstance(data.get(section) or {}, dict):
+            data = {**data, section: {**defaults, **(data.get(section) or {})}}
     generator = data.get("generator") or {}
     if task not in TASK_PRESETS or not isinstance(generator, dict) or "preset" in generator:
         return data

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from .base import ConfigError, _positive
 from .data import DataConfig, LabelConfig
 from .enums import (
-    Architecture, CompileMode, DeepOutput, DiscriminatorKind, ExportWeights, GanLoss, LabelFormat, LrDecay, LrScaling,
+    Architecture, CompileMode, ConvUnit, DeepOutput, DiscriminatorKind, ExportWeights, GanLoss, LabelFormat, LrDecay,
+    LrScaling,
     MetricMode, MixedPrecision, Norm, Switch, Task,
 )
 from .model import PatchGANConfig, UNetConfig, patchgan_min_size
 from .restore import RestoreConfig
 from .segment import SegmentConfig
+from .unpaired import UnpairedConfig
 
 
 @dataclass
@@ -116,6 +118,7 @@ class TrainConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     restore: RestoreConfig = field(default_factory=RestoreConfig)
+    unpaired: UnpairedConfig = field(default_factory=UnpairedConfig)
     max_bad_steps: int = 5  # stop after this many steps in a row skipped for a NaN/inf loss or gradient
     init_from: str | None = None  # start G from this export's weights (fine-tuning; same architecture and channels)
     # rotation also keeps the checkpoint with the best value of this; None: the task's own (val/l1 translate,
@@ -149,6 +152,7 @@ class TrainConfig:
         self.labels.validate()
         self.segment.validate()
         self.restore.validate()
+        self.unpaired.validate()
         _positive(self, "", "max_bad_steps", "process_group_timeout_s")
         check_combinations(self)
 
@@ -182,6 +186,7 @@ def check_combinations(cfg: TrainConfig) -> None:
                 f"{need} px (its output would be empty), but {size_key}={size}; lower n_layers or use larger images"
             )
     _check_deep_supervision(cfg)
+    _check_unpaired(cfg)
     encoder_options = cfg.optim.encoder_lr_factor != 1.0 or cfg.optim.freeze_encoder_steps > 0
     if encoder_options and cfg.generator.architecture is not Architecture.TIMM_UNET:
         raise ConfigError(
@@ -194,6 +199,23 @@ def check_combinations(cfg: TrainConfig) -> None:
             f"generator.norm_groups={cfg.generator.norm_groups} must divide generator.max_channels="
             f"{cfg.generator.max_channels} for group norm"
         )
+
+
+def _check_unpaired(cfg: TrainConfig) -> None:
+    """CUT compares the UNet encoder's feature maps; the layers it names must exist."""
+    if cfg.task is not Task.UNPAIRED or not cfg.unpaired.cut:
+        return
+    gen = cfg.generator
+    if gen.architecture is not Architecture.UNET:
+        raise ConfigError(f"unpaired.mode={cfg.unpaired.mode.value} compares the encoder's features, which "
+                          f"generator.architecture={gen.architecture.value} does not expose; use architecture=unet "
+                          "or unpaired.mode=cyclegan")
+    count = gen.depth + 1 if gen.conv_unit is ConvUnit.NONE else gen.depth + 2
+    bad = [i for i in cfg.unpaired.layers(count) if i >= count]
+    if bad:
+        raise ConfigError(f"unpaired.nce_layers={cfg.unpaired.nce_layers}: the generator (depth={gen.depth}) has "
+                          f"{count} feature layers (0..{count - 1}: the input, the stem, then each level); "
+                          f"{bad} do not exist")
 
 
 def _check_deep_supervision(cfg: TrainConfig) -> None:

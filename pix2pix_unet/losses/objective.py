@@ -87,6 +87,11 @@ class Objective(Protocol):
 
     deep_supervision: bool
 
+    def generate(self, generator: nn.Module, inputs: torch.Tensor, target: Any) -> tuple[Any, Any]:
+        """The training forward: ``(output, heads)``; ``output`` is what the losses receive as ``fake`` (a
+        tensor, or whatever the objective's own forward returns), ``heads`` None without deep supervision."""
+        ...
+
     def prepare_target(self, generator: nn.Module, target: Any) -> Any:
         """Called before each update: the target with what the losses need from the generator (computed without
         gradient); most objectives return it as it is."""
@@ -106,6 +111,9 @@ class Pix2PixObjective:
     cfg: LossConfig
     features: nn.Module | None = None  # VGGFeatures, when loss.vgg_weight > 0 (the translate task loads it)
     deep_supervision = False  # the output alone; no heads
+
+    def generate(self, generator: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return generator(inputs), None
 
     def prepare_target(self, generator: nn.Module, target: torch.Tensor) -> torch.Tensor:
         return target

@@ -5,20 +5,22 @@
 - :func:`patch_nce_loss`: CUT's PatchNCE (Park et al., ECCV 2020): a patch of the output must be closer, in a
   learned feature space, to the input patch at the same place than to the input's other patches (InfoNCE with
   temperature ``tau``; the negatives come from the same image, as in CUT's default).
-- :func:`sample_locations` / :func:`gather_patches`: the same random locations drawn once per layer for the
-  query (output) and key (input) features; :func:`multilayer_nce_loss` puts them together over the generator's
-  encoder layers.
+- :func:`multilayer_nce_loss`: PatchNCE averaged over the generator's encoder layers, on the patches
+  :class:`~pix2pix_unet.models.nce.PatchProjector` sampled and projected.
 - :class:`ImagePool`: the discriminator sees a history of generated images rather than only the latest
   (Shrivastava et al. 2017; CycleGAN's pool of 50), with its own seeded RNG so a resumed run draws the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from ..config import GanLoss, UnpairedConfig
+from .adversarial import Logits, discriminator_loss, generator_adversarial_loss
 
 
 def cycle_loss(reconstructed: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -29,20 +31,6 @@ def cycle_loss(reconstructed: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 def identity_loss(same: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """L1 between a target-domain image and what the generator makes of it (it should change nothing)."""
     return F.l1_loss(same, real)
-
-
-def sample_locations(feature: torch.Tensor, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``num`` distinct flat spatial locations of ``feature (B, C, H, W)`` (all of them, in order, when ``num``
-    is at least ``H * W``), on the feature's device."""
-    h, w = feature.shape[-2:]
-    if num >= h * w:
-        return torch.arange(h * w, device=feature.device)
-    return torch.randperm(h * w, generator=generator)[:num].to(feature.device)
-
-
-def gather_patches(feature: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """The feature vectors of ``feature (B, C, H, W)`` at the flat locations ``ids (N,)``: ``(B, N, C)``."""
-    return feature.flatten(2).transpose(1, 2)[:, ids]
 
 
 def patch_nce_loss(query: torch.Tensor, key: torch.Tensor, tau: float = 0.07) -> torch.Tensor:
@@ -62,23 +50,50 @@ def patch_nce_loss(query: torch.Tensor, key: torch.Tensor, tau: float = 0.07) ->
     return F.cross_entropy(logits.flatten(0, 1), target.flatten())
 
 
-def multilayer_nce_loss(encode: Callable[[torch.Tensor], list[torch.Tensor]],
-                        project: Callable[[list[torch.Tensor]], list[torch.Tensor]], source: torch.Tensor,
-                        output: torch.Tensor, layers: Sequence[int], num_patches: int = 256, tau: float = 0.07,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """CUT's PatchNCE over several encoder layers, averaged: ``encode`` (the generator's
-    :meth:`~pix2pix_unet.models.Generator.encoder_features`) runs on the ``source`` image and on the ``output``
-    made from it; on each of ``layers`` the same ``num_patches`` locations are taken from both, ``project``
-    (a :class:`~pix2pix_unet.models.nce.PatchProjector` over those layers) maps them, and the output's patches
-    are the queries, the source's the keys."""
-    source_features, output_features = encode(source), encode(output)
-    keys, queries = [], []
-    for layer in layers:
-        where = sample_locations(source_features[layer], num_patches, generator)
-        keys.append(gather_patches(source_features[layer], where))
-        queries.append(gather_patches(output_features[layer], where))
-    pairs = zip(project(queries), project(keys))
+def multilayer_nce_loss(pairs: list[tuple[torch.Tensor, torch.Tensor]], tau: float = 0.07) -> torch.Tensor:
+    """CUT's PatchNCE averaged over layers: ``pairs`` holds each layer's projected ``(queries, keys)``
+    (:meth:`~pix2pix_unet.models.nce.PatchProjector.pairs`: the output's patches and the source's, at the same
+    locations)."""
     return torch.stack([patch_nce_loss(q, k, tau) for q, k in pairs]).mean()
+
+
+def cycle_discriminator_losses(judge: Callable[[torch.Tensor, str], Logits], outputs: dict[str, Any],
+                               real_a: torch.Tensor, real_b: torch.Tensor, pools: dict[str, "ImagePool"],
+                               gan: GanLoss) -> dict[str, torch.Tensor]:
+    """Each domain's discriminator on its real images and on pooled generated ones (D_B always; D_A when
+    ``outputs`` holds ``fake_a``, CycleGAN). ``judge(image, domain)`` is the pair of discriminators."""
+    losses = {}
+    for domain, real, fake in (("b", real_b, "fake_b"), ("a", real_a, "fake_a")):
+        if fake in outputs:
+            generated = pools[domain].query(outputs[fake].detach())
+            losses[f"d_{domain}"] = discriminator_loss(judge(real, domain), judge(generated, domain), gan)
+    losses["d_total"] = torch.stack(list(losses.values())).sum()
+    return losses
+
+
+def unpaired_generator_losses(judge: Callable[[torch.Tensor, str], Logits], outputs: dict[str, Any],
+                              real_a: torch.Tensor, real_b: torch.Tensor, cfg: UnpairedConfig,
+                              gan: GanLoss) -> dict[str, torch.Tensor]:
+    """The generators' losses from one training forward's ``outputs``
+    (:class:`~pix2pix_unet.models.unpaired.UnpairedTranslator`): fool the discriminators, plus CycleGAN's cycle
+    and identity terms or CUT's PatchNCE (and its identity term)."""
+    losses = {"g_gan_b": generator_adversarial_loss(judge(outputs["fake_b"], "b"), gan)}
+    if "fake_a" in outputs:  # CycleGAN
+        losses["g_gan_a"] = generator_adversarial_loss(judge(outputs["fake_a"], "a"), gan)
+        losses["g_cycle"] = cycle_loss(outputs["rec_a"], real_a) + cycle_loss(outputs["rec_b"], real_b)
+        total = losses["g_gan_a"] + losses["g_gan_b"] + cfg.cycle_weight * losses["g_cycle"]
+        if "idt_a" in outputs:
+            losses["g_identity"] = identity_loss(outputs["idt_a"], real_a) + identity_loss(outputs["idt_b"], real_b)
+            total = total + cfg.cycle_weight * cfg.identity_weight * losses["g_identity"]
+    else:  # CUT: the NCE identity term shares the weight, and the two are averaged, as in the reference
+        losses["g_nce"] = multilayer_nce_loss(outputs["nce"], cfg.nce_tau)
+        nce = losses["g_nce"]
+        if "nce_idt" in outputs:
+            losses["g_nce_idt"] = multilayer_nce_loss(outputs["nce_idt"], cfg.nce_tau)
+            nce = 0.5 * (nce + losses["g_nce_idt"])
+        total = losses["g_gan_b"] + cfg.resolved_nce_weight * nce
+    losses["g_total"] = total
+    return losses
 
 
 class ImagePool:
@@ -123,5 +138,5 @@ class ImagePool:
         self.images = list(state["images"]) if state["images"].numel() else []  # moved to the inputs' device on use
 
 
-__all__ = ["ImagePool", "cycle_loss", "gather_patches", "identity_loss", "multilayer_nce_loss", "patch_nce_loss",
-           "sample_locations"]
+__all__ = ["ImagePool", "cycle_discriminator_losses", "cycle_loss", "identity_loss", "multilayer_nce_loss",
+           "patch_nce_loss", "unpaired_generator_losses"]

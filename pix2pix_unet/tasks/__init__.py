@@ -25,11 +25,13 @@ from .base import SCHEMA_VERSION, Evaluation, ExportError, TaskBase
 from .restore import RestoreTask
 from .segment import SegmentTask
 from .translate import TranslateTask
+from .unpaired import UnpairedTask
 
 TASKS: dict[Task, type[TaskBase]] = {
     Task.TRANSLATE: TranslateTask,
     Task.SEGMENT: SegmentTask,
     Task.RESTORE: RestoreTask,
+    Task.UNPAIRED: UnpairedTask,
 }
 
 

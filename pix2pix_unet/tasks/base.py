@@ -44,6 +44,7 @@ from ..data.folders import DatasetError
 from ..runtime import run_generator
 from ..io import ChannelError, ImageReadError, write_image
 from ..losses.objective import Pix2PixObjective
+from ..models import Discriminator, build_generator
 from ..codec import Decoded, ImageCodec, out_of_range, training_span
 
 SCHEMA_VERSION = 2  # of the export's config.json; 1 = the exports before it (no "schema_version" key)
@@ -224,6 +225,11 @@ class TaskBase(abc.ABC):
                          target: Any) -> dict[str, torch.Tensor]:
         return self.objective.generator_losses(discriminator, inputs, fake, target)
 
+    def generate(self, generator: nn.Module, inputs: torch.Tensor, target: Any) -> tuple[Any, Any]:
+        """The training step's forward (:meth:`Objective.generate`): ``(output, heads)``, the heads only with
+        deep supervision. A task whose losses need more than ``generator(inputs)`` runs it all here."""
+        return generator(inputs, deep=True) if self.deep_supervision else (generator(inputs), None)
+
     @property
     def deep_supervision(self) -> bool:
         """Whether ``generator_losses`` takes every output head (``heads=``) besides the output; segment's can."""
@@ -235,6 +241,26 @@ class TaskBase(abc.ABC):
         return True
 
     # ----------------------------------------------------------------- training
+
+    def build_generator(self, pretrained: bool = True) -> nn.Module:
+        """What the training loop trains as its generator (built after :meth:`build_datasets`): the configured
+        generator; a task may wrap it with more nets (unpaired: G_BA or CUT's projector)."""
+        return build_generator(self.cfg.generator, pretrained=pretrained)
+
+    def build_discriminator(self) -> nn.Module | None:
+        """The conditional PatchGAN on (input, output), or None without an adversarial term."""
+        if not self.uses_discriminator:
+            return None
+        return Discriminator(self.cfg.generator.in_channels, self.cfg.generator.out_channels, self.cfg.discriminator)
+
+    def exported(self, generator: nn.Module) -> nn.Module:
+        """The part of the trained generator that is exported and predicted with (all of it, by default)."""
+        return generator
+
+    def checkpoint_objects(self) -> list[Any]:
+        """State the task keeps across steps (``state_dict``/``load_state_dict``), saved with every checkpoint
+        so a resumed run continues exactly: unpaired's image pools."""
+        return []
 
     def build_datasets(self) -> TaskData:
         """The training and validation splits, and the config the data resolves (``num_classes``, the

@@ -14,6 +14,8 @@ Run folder written by :func:`train` (``cfg.output_dir``)::
 
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 import json
 import math
@@ -40,7 +42,7 @@ from tqdm.auto import tqdm
 
 from ..version import __version__
 from ..config import LrDecay, LrScaling, OptimConfig, TrainConfig, save_config, to_dict
-from ..models import Discriminator, Generator, build_generator
+from ..models import Generator
 from ..models.generator import load_weights
 from ..tasks import build_task
 from ..tasks.base import RandomCrops
@@ -244,18 +246,18 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     )
 
     # 2. nets, optimisers, schedules (a resumed run's checkpoint holds every weight: no pretrained file read)
-    generator = build_generator(cfg.generator, pretrained=not resume)
+    generator = task.build_generator(pretrained=not resume)
     if cfg.init_from and not resume:  # fine-tuning, e.g. on real pairs after pre-training on synthetic ones
         load_weights(generator, cfg.init_from)
     # an objective without an adversarial term gets no D at all: no optimiser, no schedule to step
-    discriminator = (Discriminator(cfg.generator.in_channels, cfg.generator.out_channels, cfg.discriminator)
-                     if task.uses_discriminator else None)
+    discriminator = task.build_discriminator()
     betas = (cfg.optim.beta1, cfg.optim.beta2)
     speed = plan(cfg.perf, accelerator.device)
     speed_up(generator, discriminator, speed)
     # perf.*=auto on a CPU: the run's own step timed with each setting, on copies (perf.json; a resume reuses it)
     sampler = partial(step_sampler, accelerator, generator, discriminator,
-                      partial(first_batch, task, train_set, cfg.batch_size), cfg.loss, speed, objective=task,
+                      partial(first_batch, task, train_set, cfg.batch_size), cfg.loss, speed,
+                      objective=copy.deepcopy(task),  # the timed steps must not touch the task's state (pools)
                       d_steps=cfg.optim.d_steps_per_g, betas=betas)
     speed = decide_cpu_options(accelerator, speed, measured_options(
         cfg.perf, speed, accelerator.device, autocast=accelerator.mixed_precision != "no"), run_dir, sampler,
@@ -292,7 +294,8 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
             accelerator.unwrap_model(generator), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
         )
     state = TrainState()
-    accelerator.register_for_checkpointing(*(x for x in (sched_g, sched_d, state, ema) if x is not None))
+    accelerator.register_for_checkpointing(*(x for x in (sched_g, sched_d, state, ema) if x is not None),
+                                           *task.checkpoint_objects())
 
     # 3. resume, or start a fresh run folder
     if resume:
@@ -314,12 +317,12 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         choice = choice or choose_export(ckpt_root, best, cfg.export, state.step)
         if net is None:
             net = sample_net() if choice.source is None else load_chosen(choice)
-        export_generator(net, ckpt_root / "generator", files={SPLIT_NAME: json.dumps(split, indent=2)},
+        export_generator(task.exported(net), ckpt_root / "generator", files={SPLIT_NAME: json.dumps(split, indent=2)},
                          step=choice.step, ema=ema is not None, export=choice.kind.value, **task.describe())
         return choice
 
     def export_to(folder: Path) -> None:  # a checkpoint's own generator/, which export=best copies
-        sample_net().save_pretrained(folder, step=state.step, ema=ema is not None, **task.describe())
+        task.exported(sample_net()).save_pretrained(folder, step=state.step, ema=ema is not None, **task.describe())
 
     timings: dict[str, list[float]] = {"step": [], "eval": [], "checkpoint": []}  # seconds, for the budget
 
@@ -330,6 +333,8 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
         path = save_sample_grid(run_dir / "samples" / f"step_{state.step:08d}.png",
                                 result.inputs, result.outputs, result.targets)
         logger.log(metrics, state.step)
+        for warning in result.warnings:  # outputs that cannot be right, each naming its file
+            bar.write(f"warning: step {state.step}: {warning}")
         best.check(metrics)
         evaluated.update(step=state.step, metrics=metrics)
         logger.log_image("samples", path, state.step, caption="input | output | target")

@@ -63,7 +63,7 @@ def train_step(
     # 1. generate; with deep supervision also every head's output  (b, c_out, h, w) [+ heads x (b, c_out, h, w)]
     deep = objective.deep_supervision
     with accelerator.autocast():
-        fake, heads = generator(inputs, deep=True) if deep else (generator(inputs), None)
+        fake, heads = objective.generate(generator, inputs, target)
     mark("generate")
 
     # 2. discriminator step(s) on real and fake pairs (none without a D: an objective with no adversarial term)

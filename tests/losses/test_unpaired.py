@@ -7,9 +7,8 @@ import math
 import pytest
 import torch
 
-from pix2pix_unet.losses.unpaired import (
-    ImagePool, cycle_loss, gather_patches, identity_loss, patch_nce_loss, sample_locations,
-)
+from pix2pix_unet.losses.unpaired import ImagePool, cycle_loss, identity_loss, multilayer_nce_loss, patch_nce_loss
+from pix2pix_unet.models.nce import gather_patches, sample_locations
 
 
 def images(n: int, start: float) -> torch.Tensor:
@@ -81,7 +80,6 @@ def test_locations_are_distinct_and_shared_between_query_and_key():
 
 def test_multilayer_nce_trains_the_encoder_and_the_projector_through_the_output_only():
     from pix2pix_unet.config import ConvUnit, UNetConfig
-    from pix2pix_unet.losses.unpaired import multilayer_nce_loss
     from pix2pix_unet.models import UNet
     from pix2pix_unet.models.nce import PatchProjector
 
@@ -92,15 +90,15 @@ def test_multilayer_nce_trains_the_encoder_and_the_projector_through_the_output_
     projector = PatchProjector([widths[i] for i in layers], dim=32)
     source = torch.randn(2, 3, 16, 16)
     output = net(source)
-    loss = multilayer_nce_loss(net.encoder_features, projector, source, output, layers, num_patches=20,
-                               generator=torch.Generator().manual_seed(0))
+    def nce(out):
+        pairs = projector.pairs(net.encoder_features(source), net.encoder_features(out), layers, 20,
+                                torch.Generator().manual_seed(0))
+        return multilayer_nce_loss(pairs)
+
+    loss = nce(output)
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None for p in projector.parameters())
     assert net.stem[0].weight.grad.abs().sum() > 0  # the encoder learns through the output's features
     # the output equal to its source: each query patch meets its own key, the lowest loss on these features
-    same = multilayer_nce_loss(net.encoder_features, projector, source, source, layers, num_patches=20,
-                               generator=torch.Generator().manual_seed(0))
-    other = multilayer_nce_loss(net.encoder_features, projector, source, source.flip(-1), layers,
-                                num_patches=20, generator=torch.Generator().manual_seed(0))
-    assert same < other
+    assert nce(source) < nce(source.flip(-1))

@@ -1,0 +1,216 @@
+"""``task=unpaired``: domain A -> domain B from unpaired folders, by CycleGAN, CUT or FastCUT.
+
+The data is ``trainA/`` and ``trainB/`` (and ``testA/``, ``testB/``), the reference codebase's layout, with no
+pairing by name (:mod:`~pix2pix_unet.data.unpaired`). The generator the loop trains is an
+:class:`~pix2pix_unet.models.unpaired.UnpairedTranslator`; what is exported, predicted with and served is its
+A -> B generator alone, so ``predict``, ONNX, bioimage.io, the Hub and the demo take it as any image generator.
+
+Defaults follow the reference code (:data:`~pix2pix_unet.config.TASK_DEFAULTS`): least-squares GAN losses,
+instance norm, no dropout; CycleGAN's cycle weight 10, identity 0.5 and image pool of 50; CUT's PatchNCE over
+256 patches per encoder layer at temperature 0.07.
+
+Nothing in the data says how good a translation is, so validation reports what needs no target, and warns:
+
+- ``input_correlation``: the correlation of each output with its input (gray), per image; an output at -0.5 or
+  below is named as inverted when A and B share a structure (a stain or modality change);
+- ``output_spread_ratio``: how much the outputs differ from one another (8 x 8 thumbnails) against how much
+  the inputs do; under ``COLLAPSED`` the outputs no longer depend on the inputs, and the run is warned.
+
+No validation figure chooses a checkpoint yet: the last step's weights are exported (``export=last``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import kornia.augmentation as K
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..codec import ImageCodec
+from ..config import ExportWeights, MetricMode, Task, TrainConfig
+from ..data.folders import hold_out, list_images
+from ..data.unpaired import UnpairedFiles, UnpairedFolderDataset, discover_unpaired
+from ..errors import DatasetError
+from ..losses.unpaired import ImagePool, cycle_discriminator_losses, unpaired_generator_losses
+from ..models import build_generator
+from ..models.nce import PatchProjector
+from ..models.unpaired import UnpairedDiscriminators, UnpairedTranslator
+from .base import Meter, TaskBase
+
+INVERTED = -0.5  # input-output correlation at or below which an output is named as inverted
+COLLAPSED = 0.1  # output spread over input spread under which the outputs are reported as not depending on inputs
+
+
+class DomainImages(Dataset):
+    """Whole images of one domain for validation and ``evaluate``: ``{"A": (C, H, W), "name"}``."""
+
+    def __init__(self, files: list[Path], codec: ImageCodec) -> None:
+        if not files:
+            raise DatasetError("no images to validate the unpaired run on")
+        self.files, self.codec = files, codec
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def source(self, index: int) -> Path:
+        return self.files[index]
+
+    def example_files(self) -> list[dict[str, Path]]:
+        return [{"A": f} for f in self.files]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"A": self.codec.decode(self.files[index]).tensor, "name": self.files[index].name}
+
+
+def gray(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, H, W)``: the channel mean."""
+    return x.float().mean(1)
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of each image pair, ``(B, H, W)`` twice -> ``(B,)`` (0 where one is constant)."""
+    a = a.flatten(1) - a.flatten(1).mean(1, keepdim=True)
+    b = b.flatten(1) - b.flatten(1).mean(1, keepdim=True)
+    denominator = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(denominator > 0, (a * b).sum(1) / denominator.clamp_min(1e-12), torch.zeros_like(denominator))
+
+
+class UnpairedMeter:
+    """Input-output correlation per image, and the outputs' spread against the inputs' (see the module)."""
+
+    key = "input_correlation"
+    higher_is_better = True
+
+    def __init__(self) -> None:
+        self.thumbs: dict[str, list[torch.Tensor]] = {"in": [], "out": []}
+        self.correlations: list[float] = []
+        self.warnings: list[str] = []
+
+    def update(self, outputs: torch.Tensor, target: Any, inputs: torch.Tensor, names: list[str]) -> list[dict]:
+        c = correlation(gray(inputs), gray(outputs)).tolist()
+        for name, value in zip(names, c):
+            if value <= INVERTED:
+                self.warnings.append(f"{name}: the output is inverted against its input (correlation {value:.2f}); "
+                                     "where A and B share a structure, the translation has flipped its contrast")
+        for key, x in (("in", inputs), ("out", outputs)):
+            self.thumbs[key].append(F.adaptive_avg_pool2d(gray(x).unsqueeze(1), 8).flatten(1).cpu())
+        self.correlations += c
+        return [{"input_correlation": value} for value in c]
+
+    def summary(self) -> dict[str, float]:
+        spread = {k: torch.cat(v).std(0).mean().item() if sum(len(t) for t in v) > 1 else 0.0
+                  for k, v in self.thumbs.items()}
+        ratio = spread["out"] / spread["in"] if spread["in"] > 0 else 1.0
+        if len(self.correlations) > 1 and ratio < COLLAPSED:
+            self.warnings.append(f"the outputs of {len(self.correlations)} validation images hardly differ from one "
+                                 f"another (spread {ratio:.3f} of the inputs'): they no longer depend on the inputs")
+        return {"input_correlation": sum(self.correlations) / max(1, len(self.correlations)),
+                "output_spread_ratio": ratio}
+
+
+class UnpairedTask(TaskBase):
+    """Domain A -> domain B without pairs; see the module docstring."""
+
+    kind = Task.UNPAIRED
+    best = ("val/input_correlation", MetricMode.MAX)  # logged; the export is the last step's (see the module)
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__(cfg)
+        seed = cfg.seed
+        self.pools = {"a": ImagePool(cfg.unpaired.pool_size, seed=seed + 1),
+                      "b": ImagePool(cfg.unpaired.pool_size, seed=seed + 2)}
+
+    # ----------------------------------------------------------------- what callers ask
+
+    def summary(self) -> str:
+        return f"Domain A -> domain B, trained on unpaired images ({self.cfg.unpaired.mode.value})."
+
+    # ----------------------------------------------------------------- training data
+
+    def datasets(self) -> tuple[Dataset, Dataset, TrainConfig]:
+        cfg = self.cfg
+        root = Path(cfg.data.path)
+        train = discover_unpaired(root, "train")
+        if (root / "testA").is_dir():
+            val_a = discover_unpaired(root, "test").a if (root / "testB").is_dir() else list_images(root / "testA")
+        else:  # hold out part of trainA (never trained on); B images are not needed to validate
+            kept, val_a = hold_out(train.a, cfg.data.val_fraction, cfg.seed, root / "trainA")
+            train = UnpairedFiles(kept, train.b)
+        a_codec, b_codec = ImageCodec(cfg.generator.in_channels), ImageCodec(cfg.generator.out_channels)
+        train_set = UnpairedFolderDataset(train, a_codec, b_codec, cfg.data.crop_size, cfg.seed)
+        self.augment = K.RandomHorizontalFlip() if cfg.data.flip else nn.Identity()
+        self.note_training_inputs([a_codec.decode(f).tensor for f in train.a[:16]])
+        resolved = dataclasses.replace(cfg, export=ExportWeights.LAST)
+        return train_set, DomainImages(val_a, a_codec), resolved
+
+    def train_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.augment(batch["A"]), self.augment(batch["B"])
+
+    # ----------------------------------------------------------------- nets and objective
+
+    def build_generator(self, pretrained: bool = True) -> nn.Module:
+        cfg, u = self.cfg, self.cfg.unpaired
+        ab = build_generator(cfg.generator, pretrained=pretrained)
+        if not u.cut:
+            reverse = dataclasses.replace(cfg.generator, in_channels=cfg.generator.out_channels,
+                                          out_channels=cfg.generator.in_channels)
+            return UnpairedTranslator(ab, ba=build_generator(reverse, pretrained=pretrained),
+                                      identity=u.identity_weight > 0)
+        with torch.no_grad():  # the widths of the compared layers
+            probe = torch.zeros(1, cfg.generator.in_channels, cfg.generator.factor, cfg.generator.factor)
+            widths = [f.shape[1] for f in ab.eval().encoder_features(probe)]
+        ab.train()
+        layers = u.layers(len(widths))
+        projector = PatchProjector([widths[i] for i in layers], u.projector_dim)
+        return UnpairedTranslator(ab, projector=projector, identity=u.resolved_nce_identity,
+                                  nce_layers=layers, num_patches=u.num_patches, flip=u.flip_equivariance)
+
+    def build_discriminator(self) -> nn.Module:
+        g = self.cfg.generator
+        return UnpairedDiscriminators(g.out_channels, None if self.cfg.unpaired.cut else g.in_channels,
+                                      self.cfg.discriminator)
+
+    def exported(self, generator: nn.Module) -> nn.Module:
+        return generator.exported() if isinstance(generator, UnpairedTranslator) else generator
+
+    def checkpoint_objects(self) -> list[Any]:
+        return [self.pools["a"], self.pools["b"]]
+
+    def generate(self, generator: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> tuple[Any, None]:
+        return generator(inputs, target), None
+
+    def discriminator_losses(self, discriminator: nn.Module, inputs: torch.Tensor, fake: Any,
+                             target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return cycle_discriminator_losses(discriminator, fake, inputs, target, self.pools, self.cfg.loss.gan)
+
+    def generator_losses(self, discriminator: nn.Module | None, inputs: torch.Tensor, fake: Any,
+                         target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return unpaired_generator_losses(discriminator, fake, inputs, target, self.cfg.unpaired, self.cfg.loss.gan)
+
+    # ----------------------------------------------------------------- evaluation and files
+
+    def meter(self, dataset: Dataset) -> Meter:
+        return UnpairedMeter()
+
+    def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, None]:
+        return batch["A"], None
+
+    def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: Any) -> list[torch.Tensor]:
+        """``[input A, output B, change]``: the change is the output's gray minus the input's (mid-gray = 0)."""
+        change = (gray(outputs) - gray(inputs)).unsqueeze(1).clamp(-1, 1)
+        return [inputs, outputs.clamp(-1, 1), change]
+
+    def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
+        """The A images of ``folder/testA`` (or ``--inputs``)."""
+        a_dir = folder / (inputs or "testA")
+        if not a_dir.is_dir():
+            raise DatasetError(f"evaluation folder {a_dir} does not exist (unpaired runs are evaluated on testA/)")
+        return DomainImages(list_images(a_dir), self.input_codec)
+
+
+__all__ = ["UnpairedMeter", "UnpairedTask"]

@@ -1,0 +1,122 @@
+"""task=unpaired end to end: CycleGAN, CUT and FastCUT from trainA/ + trainB/ folders to predicted files, resume
+with the image pools, the exported A -> B generator in ONNX, and the collapse and inversion warnings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pix2pix_unet.cli import main, train_main
+from pix2pix_unet.config import ConfigError, load_config
+from pix2pix_unet.io import read_image, write_image
+from pix2pix_unet.tasks.unpaired import UnpairedMeter
+from tests.conftest import TINY
+
+
+def write_domains(root: Path, n: int = 5, size: int = 40, seed: int = 0) -> Path:
+    """Bright discs on dark (A) and dark purple discs on light (B), unpaired; testA of another size."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        for side, fg, bg in (("A", (200, 200, 200), (20, 20, 20)), ("B", (80, 20, 120), (230, 220, 230))):
+            disc = (yy - rng.integers(12, size - 12)) ** 2 + (xx - rng.integers(12, size - 12)) ** 2 < rng.integers(30, 90)
+            image = np.empty((size, size, 3), np.uint8)
+            image[...] = bg
+            image[disc] = fg
+            write_image(root / f"train{side}" / f"{side.lower()}{i}.png", image)
+    for i in range(2):
+        image = np.full((36, 45, 3), 20, np.uint8)
+        image[8 + i: 20 + i, 10:22] = 200
+        write_image(root / "testA" / f"t{i}.png", image)
+    return root
+
+
+# the CPU speed options fixed: chosen by timing, they could differ between the runs a test compares, and they
+# change the convolutions' rounding
+COMMON = [*TINY, "--no-wandb", "sample_every=2", "checkpoint_every=2", "unpaired.num_patches=16",
+          "unpaired.pool_size=3", "perf.keep_freed_memory=off", "perf.small_conv_gemm=off"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,losses", [("cyclegan", {"train/g_cycle", "train/g_identity", "train/d_a"}),
+                                         ("cut", {"train/g_nce", "train/g_nce_idt"}),
+                                         ("fastcut", {"train/g_nce"})])
+def test_each_mode_trains_from_folders_and_predicts_with_the_a_to_b_generator(tmp_path, mode, losses):
+    data = write_domains(tmp_path / "data")
+    run = tmp_path / "run"
+    assert train_main(["--task", "unpaired", "--data", str(data), "--output-dir", str(run), "--max-steps", "4",
+                       f"unpaired.mode={mode}", *COMMON]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = set().union(*rows)
+    assert losses <= logged and "train/g_gan_b" in logged
+    if mode == "fastcut":
+        assert "train/g_nce_idt" not in logged  # FastCUT has no identity term
+    assert {"val/input_correlation", "val/output_spread_ratio"} <= logged
+    meta = json.loads((run / "checkpoints" / "generator" / "config.json").read_text())
+    assert meta["task"] == "unpaired" and meta["generator"]["norm"] == "instance"  # the reference's defaults
+    exported = load_file(run / "checkpoints" / "generator" / "model.safetensors")
+    assert not any(k.startswith(("ba.", "projector.", "ab.")) for k in exported)  # G_AB alone, as a plain UNet
+    assert main(["predict", "--checkpoint", str(run), "--input", str(data / "testA"), "--output",
+                 str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 0
+    out = read_image(tmp_path / "out" / "t0.png").pixels
+    assert out.shape == (36, 45, 3) and out.dtype == np.uint8  # any size, the input's
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(data), "--device", "cpu", "--output",
+                 str(tmp_path / "eval")]) == 0
+    assert "input_correlation" in json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+
+
+@pytest.mark.slow
+def test_cyclegan_resume_is_exact_with_its_image_pools(tmp_path):
+    data = write_domains(tmp_path / "data")
+    common = ["--task", "unpaired", "--data", str(data), "unpaired.mode=cyclegan", *COMMON]
+    assert train_main([*common, "--output-dir", str(tmp_path / "a"), "--max-steps", "6"]) == 0
+    b = tmp_path / "b"
+    assert train_main([*common, "--output-dir", str(b), "--max-steps", "6", "--stop-at", "2"]) == 0
+    assert len(list((b / "checkpoints" / "step_00000002").glob("custom_checkpoint_*.pkl"))) == 5  # + 2 pools
+    assert train_main(["--output-dir", str(b), "--resume"]) == 0
+    for name in ("model.safetensors", "model_1.safetensors"):  # both generators; both discriminators
+        wa = load_file(tmp_path / "a" / "checkpoints" / "step_00000006" / name)
+        wb = load_file(b / "checkpoints" / "step_00000006" / name)
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+
+
+@pytest.mark.slow
+def test_the_exported_generator_runs_in_onnx(tmp_path):
+    pytest.importorskip("onnxruntime")
+    data = write_domains(tmp_path / "data")
+    run = tmp_path / "run"
+    assert train_main(["--task", "unpaired", "--data", str(data), "--output-dir", str(run), "--max-steps", "2",
+                       *COMMON]) == 0
+    out = tmp_path / "g.onnx"
+    assert main(["export", "--checkpoint", str(run), "--format", "onnx", str(out)]) == 0
+    assert out.is_file()
+
+
+def test_cut_needs_the_unet_encoder_layers_it_names():
+    with pytest.raises(ConfigError, match=r"nce_layers=\[0, 9\].*\[9\] do not exist"):
+        load_config(None, ["task=unpaired", "generator.depth=3", "unpaired.nce_layers=[0,9]"])
+    with pytest.raises(ConfigError, match="unpaired.mode=cut compares the encoder's features"):
+        load_config(None, ["task=unpaired", "generator.architecture=unet++", "generator.conv_unit=double"])
+    load_config(None, ["task=unpaired", "generator.architecture=unet++", "generator.conv_unit=double",
+                       "unpaired.mode=cyclegan"])  # CycleGAN takes any generator
+
+
+def test_the_meter_names_inverted_outputs_and_warns_when_outputs_stop_depending_on_inputs():
+    torch.manual_seed(0)
+    inputs = torch.rand(4, 3, 16, 16) * 2 - 1
+    meter = UnpairedMeter()
+    rows = meter.update(-inputs, None, inputs, ["a.png", "b.png", "c.png", "d.png"])
+    assert all(r["input_correlation"] == pytest.approx(-1.0) for r in rows)
+    assert len(meter.warnings) == 4 and meter.warnings[0].startswith("a.png: the output is inverted")
+    collapsed = UnpairedMeter()
+    collapsed.update(torch.zeros(4, 3, 16, 16) + 0.3 + 1e-4 * inputs, None, inputs, list("wxyz"))
+    summary = collapsed.summary()
+    assert summary["output_spread_ratio"] < 0.01 and "no longer depend on the inputs" in collapsed.warnings[-1]
+    healthy = UnpairedMeter()
+    healthy.update(inputs * 0.5, None, inputs, list("wxyz"))
+    assert healthy.summary()["output_spread_ratio"] == pytest.approx(0.5, rel=1e-3) and not healthy.warnings
