@@ -153,11 +153,12 @@ def stain_baselines(root: Path, made: dict) -> dict[str, Path]:
     return out
 
 
-def train_mode(root: Path, mode: str, budget: str, run: Path) -> float:
+def train_mode(root: Path, mode: str, budget: str, run: Path, contrast: str) -> float:
     start = time.perf_counter()
     code = train_main(["--task", "unpaired", "--data", str(root), "--output-dir", str(run), "--no-wandb",
                        "--budget", budget, f"unpaired.mode={mode}", "data.crop_size=64", "batch_size=1",
-                       "generator.depth=6", "sample_every=1000000", "checkpoint_every=1000000"])
+                       "generator.depth=6", "sample_every=1000000", "checkpoint_every=1000000",
+                       f"unpaired.expect_contrast={contrast}"])
     if code != 0:
         raise SystemExit(f"training {mode} failed ({code})")
     return time.perf_counter() - start
@@ -183,14 +184,21 @@ def score_set(name: str, root: Path, made: dict, folders: dict[str, Path]) -> di
 
 
 def probe(mode: str, steps: int) -> dict[str, float]:
-    """Seconds per training step and peak RSS of one mode at 256 x 256, batch 1 (run in its own process)."""
+    """Seconds per training step, peak RSS and the peak's rise over the RSS before any net was built
+    (``training_mib``: nets, optimiser states, activations), of one mode at 256 x 256, batch 1 (run in its own
+    process)."""
     from accelerate import Accelerator
 
     from pix2pix_unet.config import load_config
     from pix2pix_unet.tasks.unpaired import UnpairedTask
     from pix2pix_unet.training.step import train_step
 
+    def rss_mib() -> float:  # the resident set now
+        status = Path("/proc/self/status").read_text()
+        return float(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
+
     cfg = load_config(None, ["task=unpaired", f"unpaired.mode={mode}", "generator.depth=8"])
+    before = rss_mib()  # the interpreter, torch and the package, before any net exists
     task = UnpairedTask(cfg)
     g, d = task.build_generator(pretrained=False), task.build_discriminator()
     opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
@@ -204,7 +212,8 @@ def probe(mode: str, steps: int) -> dict[str, float]:
         times.append(time.perf_counter() - t)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)
     params = sum(p.numel() for p in g.parameters()) + sum(p.numel() for p in d.parameters())
-    return {"s_per_step": float(np.median(times[2:])), "peak_rss_mib": rss, "parameters": params}
+    return {"s_per_step": float(np.median(times[2:])), "peak_rss_mib": rss, "training_mib": rss - before,
+            "parameters": params}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = {}
         for mode in args.modes:
             run = args.out / f"{name}_{mode}"
-            seconds[mode] = train_mode(root, mode, args.budget, run)
+            seconds[mode] = train_mode(root, mode, args.budget, run, "same" if name == "stain" else "inverted")
             cli(["predict", "--checkpoint", str(run), "--input", str(root / "testA"), "--output",
                  str(args.out / f"{name}_{mode}_out"), "--device", "cpu", "--overwrite", "--no-progress"])
             folders[mode] = args.out / f"{name}_{mode}_out"

@@ -22,7 +22,7 @@ Import from here: every name is re-exported.
 from .base import ConfigError, _positive
 from .data import DataConfig, LabelConfig
 from .enums import (
-    Activation, Architecture, BlendWindow, Bottleneck, BuiltinKind, CompileMode, ConvUnit, DeepOutput, Direction,
+    Activation, Architecture, BlendWindow, Contrast, Bottleneck, BuiltinKind, CompileMode, ConvUnit, DeepOutput, Direction,
     DiscriminatorKind, Down, ExportWeights, FinalActivation, GanLoss, InstanceMode, Intensity, LabelFormat, LrDecay, LrScaling,
     MetricMode, MixedPrecision, Norm, OutputDtype, PixelLoss, PositionEmbedding, SelfSupervised, Skip, Switch, Task,
     UnpairedMode, Up,
@@ -47,7 +47,7 @@ __all__ = [
     # errors
     "ConfigError",
     # enums
-    "Activation", "Architecture", "BlendWindow", "Bottleneck", "BuiltinKind", "CompileMode", "ConvUnit", "DeepOutput",
+    "Activation", "Architecture", "BlendWindow", "Contrast", "Bottleneck", "BuiltinKind", "CompileMode", "ConvUnit", "DeepOutput",
     "Direction", "DiscriminatorKind", "Down", "ExportWeights", "FinalActivation", "GanLoss", "InstanceMode",
     "Intensity",
     "LabelFormat", "LrDecay", "LrScaling", "MetricMode", "MixedPrecision", "Norm", "OutputDtype", "PixelLoss",

@@ -142,6 +142,14 @@ class Task(str, enum.Enum):
     UNPAIRED = "unpaired"  # domain A -> domain B from unpaired folders (CycleGAN, CUT, FastCUT)
 
 
+class Contrast(str, enum.Enum):
+    """How an unpaired translation's output should relate to its input's contrast (the inversion warning)."""
+
+    SAME = "same"  # the domains share a structure and its polarity (a stain change): warn on correlation <= -0.5
+    INVERTED = "inverted"  # B shows A's structure inverted (fluorescence -> brightfield): warn on >= +0.5
+    ANY = "any"  # no expectation, no warning
+
+
 class UnpairedMode(str, enum.Enum):
     """How ``task=unpaired`` learns A -> B without pairs."""
 

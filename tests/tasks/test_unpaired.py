@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from pix2pix_unet.cli import main, train_main
-from pix2pix_unet.config import ConfigError, load_config
+from pix2pix_unet.config import ConfigError, Contrast, load_config
 from pix2pix_unet.io import read_image, write_image
 from pix2pix_unet.tasks.unpaired import UnpairedMeter
 from tests.conftest import TINY
@@ -119,6 +119,15 @@ def test_the_meter_names_inverted_outputs_and_warns_when_outputs_stop_depending_
     rows = meter.update(-inputs, None, inputs, ["a.png", "b.png", "c.png", "d.png"])
     assert all(r["input_correlation"] == pytest.approx(-1.0) for r in rows)
     assert len(meter.warnings) == 4 and meter.warnings[0].startswith("a.png: the output is inverted")
+    # fluorescence -> brightfield: an inverted output is right, one that keeps the input's contrast is not
+    expected = UnpairedMeter(expect=Contrast.INVERTED)
+    expected.update(-inputs, None, inputs, list("abcd"))
+    assert expected.warnings == []
+    expected.update(inputs, None, inputs, list("efgh"))
+    assert len(expected.warnings) == 4 and "keeps its input's contrast" in expected.warnings[0]
+    anything = UnpairedMeter(expect=Contrast.ANY)
+    anything.update(-inputs, None, inputs, list("abcd"))
+    assert anything.warnings == []
     collapsed = UnpairedMeter()
     collapsed.update(torch.zeros(4, 3, 16, 16) + 0.3 + 1e-4 * inputs, None, inputs, list("wxyz"))
     summary = collapsed.summary()
@@ -126,3 +135,21 @@ def test_the_meter_names_inverted_outputs_and_warns_when_outputs_stop_depending_
     healthy = UnpairedMeter()
     healthy.update(inputs * 0.5, None, inputs, list("wxyz"))
     assert healthy.summary()["output_spread_ratio"] == pytest.approx(0.5, rel=1e-3) and not healthy.warnings
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["cyclegan", "cut"])
+def test_two_processes_train_an_unpaired_run_once(tmp_path, mode):
+    """``accelerate launch`` with two CPU processes (gloo): every pass of the training forward goes through the
+    wrapped nets, so the gradients of both generators (or of the projection head) are averaged."""
+    from tests.training.test_distributed import launch
+
+    data = write_domains(tmp_path / "data")
+    run = tmp_path / "run"
+    result = launch("--task", "unpaired", "--data", str(data), "--output-dir", str(run), "--max-steps", "2",
+                    f"unpaired.mode={mode}", *COMMON)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Run folder") == 1
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train/g_gan_b" in r] == [1, 2]
+    assert (run / "checkpoints" / "generator" / "model.safetensors").is_file()
