@@ -481,6 +481,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
                 cfg = dataclasses.replace(cfg, max_steps=state.step)
                 if main:
                     save_config(cfg, run_dir / "config.yaml", version=__version__)
+                    logger.log({"budget/max_steps": state.step}, state.step)  # the record ends as the run did
             sched_g.step()
             if sched_d is not None:
                 sched_d.step()

@@ -79,5 +79,7 @@ def test_a_slow_warm_up_is_corrected_upwards_by_later_refits(tmp_path, monkeypat
                        "generator.depth=3", "batch_size=2"]) == 0
     fits = [row["budget/max_steps"] for row in map(json.loads, (tmp_path / "run" / "metrics.jsonl").open())
             if "budget/max_steps" in row]
-    assert len(fits) >= 2 and fits[-1] > fits[0], fits
+    # a later refit raised the steps; on a busy machine the deadline may still end the run early, and the
+    # record and the saved config then both say where it ended
+    assert len(fits) >= 2 and max(fits[1:]) > fits[0], fits
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["max_steps"] == fits[-1]
