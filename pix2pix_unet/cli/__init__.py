@@ -48,7 +48,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", choices=["AtoB", "BtoA"])
     p.add_argument("--preset", help=f"generator preset: {', '.join(GENERATOR_PRESETS)}")
     p.add_argument("--task", choices=[t.value for t in Task],
-                   help="what to learn: translate (default), segment (image -> labels), restore (degraded -> clean)")
+                   help="what to learn: translate (default), segment (image -> labels), restore (degraded -> clean), "
+                   "unpaired (domain A -> domain B from unpaired trainA/ + trainB/)")
     p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
