@@ -153,6 +153,7 @@ class UnpairedTask(TaskBase):
         self._features: InceptionFeatures | None = None
         self._reference: dict[tuple[Path, ...], np.ndarray] = {}
         self.device: torch.device | str = "cpu"
+        self._back: nn.Module | None = None  # CycleGAN's G_BA while evaluating, for the A -> B -> A pictures
 
     def to(self, device: torch.device | str) -> "UnpairedTask":
         self.device = device
@@ -263,10 +264,29 @@ class UnpairedTask(TaskBase):
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, None]:
         return batch["A"], None
 
-    display_names = ("input (A)", "output (A -> B)", "change (output - input, gray; mid-gray = 0)")
+    @property
+    def display_names(self) -> tuple[str, ...]:
+        if self._back is not None:
+            return ("input (A)", "output (A -> B)", "back to A (B -> A of the output)")
+        return ("input (A)", "output (A -> B)", "change (output - input, gray; mid-gray = 0)")
+
+    @torch.no_grad()
+    def evaluate(self, generator: nn.Module, dataset: Dataset, device: torch.device | str, *args: Any,
+                 **kwargs: Any):
+        """As every task's, and with CycleGAN's B -> A generator at hand (training validation), the pictures
+        show A -> B -> A."""
+        self._back = generator.ba if isinstance(generator, UnpairedTranslator) and generator.ba is not None else None
+        try:
+            return super().evaluate(generator, dataset, device, *args, **kwargs)
+        finally:
+            self._back = None
 
     def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: Any) -> list[torch.Tensor]:
-        """``[input A, output B, change]``: the change is the output's gray minus the input's (mid-gray = 0)."""
+        """``[input A, output B, back to A]`` with CycleGAN's B -> A generator at hand, else ``[input A, output B,
+        change]``: the change is the output's gray minus the input's (mid-gray = 0)."""
+        if self._back is not None:
+            back = self._back(outputs.to(next(self._back.parameters()).device)).to(outputs.device)
+            return [inputs, outputs.clamp(-1, 1), back.clamp(-1, 1)]
         change = (gray(outputs) - gray(inputs)).unsqueeze(1).clamp(-1, 1)
         return [inputs, outputs.clamp(-1, 1), change]
 

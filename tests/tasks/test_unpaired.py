@@ -153,3 +153,21 @@ def test_two_processes_train_an_unpaired_run_once(tmp_path, mode):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "train/g_gan_b" in r] == [1, 2]
     assert (run / "checkpoints" / "generator" / "model.safetensors").is_file()
+
+
+def test_cyclegan_validation_pictures_go_a_to_b_and_back(tmp_path):
+    from pix2pix_unet.codec import ImageCodec
+    from pix2pix_unet.tasks.unpaired import DomainImages, UnpairedTask
+
+    data = write_domains(tmp_path / "data")
+    cfg = load_config(None, ["task=unpaired", "unpaired.mode=cyclegan", "unpaired.fid=false", "generator.depth=3",
+                             "generator.base_channels=8", "generator.max_channels=16", "num_samples=2"])
+    task = UnpairedTask(cfg)
+    net = task.build_generator(pretrained=False).eval()
+    files = sorted((data / "testA").glob("*.png"))
+    result = task.evaluate(net, DomainImages(files, ImageCodec(3)), "cpu")
+    x = torch.stack([ImageCodec(3).decode(f).tensor for f in files])
+    with torch.no_grad():
+        expected = net.ba(net.ab(x)).clamp(-1, 1)
+    assert torch.allclose(result.targets, expected, atol=1e-5)
+    assert task.display_names[2].startswith("change")  # outside evaluation (an export alone): no G_BA
