@@ -20,7 +20,10 @@ Nothing in the data says how good a translation is, so validation reports what n
   the inputs do; under ``COLLAPSED`` the outputs no longer depend on the inputs, and the run is warned;
 - ``fid``, ``kid`` of the outputs against B images (``testB/``, or trainB files held out from training), and
   ``input_fid``, ``input_kid`` of the inputs themselves, the do-nothing baseline
-  (:mod:`~pix2pix_unet.metrics.fid`; with ``unpaired.fid=true`` and an Inception network installed or named).
+  (:mod:`~pix2pix_unet.metrics.fid`; with ``unpaired.fid=true`` and an Inception network installed or named);
+- ``real_vs_generated``: the held-out accuracy of a small CNN trained from scratch to tell the outputs' patches
+  from the B images' (:mod:`~pix2pix_unet.metrics.realness`: 0.5 cannot tell them apart), and
+  ``input_real_vs_generated`` of the inputs; it needs no pretrained weights.
 
 No validation figure chooses a checkpoint yet: the last step's weights are exported (``export=last``).
 """
@@ -45,6 +48,7 @@ from ..data.unpaired import UnpairedFiles, UnpairedFolderDataset, discover_unpai
 from ..errors import DatasetError
 from ..losses.unpaired import ImagePool, cycle_discriminator_losses, unpaired_generator_losses
 from ..metrics.fid import InceptionFeatures, frechet_distance, kernel_inception_distance
+from ..metrics.realness import real_vs_generated
 from ..models import build_generator
 from ..models.nce import PatchProjector
 from ..models.unpaired import UnpairedDiscriminators, UnpairedTranslator
@@ -95,9 +99,13 @@ class UnpairedMeter:
     key = "input_correlation"
     higher_is_better = True
 
+    KEEP = 32  # images kept for the real-vs-generated classifier
+
     def __init__(self, features: InceptionFeatures | None = None, reference: np.ndarray | None = None,
-                 expect: Contrast = Contrast.SAME) -> None:
+                 expect: Contrast = Contrast.SAME, reference_images: list[torch.Tensor] | None = None) -> None:
         self.expect = expect
+        self.reference_images = reference_images or []
+        self.kept: dict[str, list[torch.Tensor]] = {"in": [], "out": []}
         self.thumbs: dict[str, list[torch.Tensor]] = {"in": [], "out": []}
         self.correlations: list[float] = []
         self.warnings: list[str] = []
@@ -118,6 +126,8 @@ class UnpairedMeter:
             self.thumbs[key].append(F.adaptive_avg_pool2d(gray(x).unsqueeze(1), 8).flatten(1).cpu())
             if self.features is not None and self.reference is not None:
                 self.inception[key].append(self.features(x))
+            if len(self.reference_images) > 1:
+                self.kept[key] += [image.float().cpu() for image in x[: self.KEEP - len(self.kept[key])]]
         self.correlations += c
         return [{"input_correlation": value} for value in c]
 
@@ -135,6 +145,9 @@ class UnpairedMeter:
                 feats = np.concatenate(self.inception[key])
                 scores[f"{prefix}fid"] = frechet_distance(feats, self.reference)
                 scores[f"{prefix}kid"] = kernel_inception_distance(feats, self.reference)
+        if len(self.kept["out"]) > 1:
+            for key, prefix in (("out", ""), ("in", "input_")):
+                scores[f"{prefix}real_vs_generated"] = real_vs_generated(self.reference_images, self.kept[key])
         return scores
 
 
@@ -152,6 +165,7 @@ class UnpairedTask(TaskBase):
         self.reference_b: list[Path] = []  # B images FID/KID compare the outputs with
         self._features: InceptionFeatures | None = None
         self._reference: dict[tuple[Path, ...], np.ndarray] = {}
+        self._reference_images: dict[tuple[Path, ...], list[torch.Tensor]] = {}
         self.device: torch.device | str = "cpu"
         self._back: nn.Module | None = None  # CycleGAN's G_BA while evaluating, for the A -> B -> A pictures
 
@@ -258,8 +272,12 @@ class UnpairedTask(TaskBase):
 
     def meter(self, dataset: Dataset) -> Meter:
         reference = self.reference_features()
+        key = tuple(self.reference_b[: UnpairedMeter.KEEP])
+        if key not in self._reference_images:
+            codec = ImageCodec(self.cfg.generator.out_channels)
+            self._reference_images[key] = [codec.decode(f).tensor for f in key]
         return UnpairedMeter(self.inception() if reference is not None else None, reference,
-                             self.cfg.unpaired.expect_contrast)
+                             self.cfg.unpaired.expect_contrast, self._reference_images[key])
 
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, None]:
         return batch["A"], None

