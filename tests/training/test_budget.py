@@ -69,14 +69,15 @@ def test_a_slow_warm_up_is_corrected_upwards_by_later_refits(tmp_path, monkeypat
     def slow_at_first(*args, **kwargs):
         calls[0] += 1
         if calls[0] <= 6:
-            time.sleep(0.5)
+            time.sleep(1.0)  # far slower than the tiny steps after it, even on a busy machine
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(loop, "train_step", slow_at_first)
     write_nuclei(tmp_path / "data", n=3)
     assert train_main(["--task", "segment", "--data", str(tmp_path / "data"), "--output-dir", str(tmp_path / "run"),
                        "--budget", "25s", "--no-wandb", "generator.in_channels=1", "data.crop_size=32",
-                       "generator.depth=3", "batch_size=2"]) == 0
+                       "generator.depth=3", "generator.base_channels=4", "generator.max_channels=16",
+                       "batch_size=2"]) == 0
     fits = [row["budget/max_steps"] for row in map(json.loads, (tmp_path / "run" / "metrics.jsonl").open())
             if "budget/max_steps" in row]
     # a later refit raised the steps; on a busy machine the deadline may still end the run early, and the
