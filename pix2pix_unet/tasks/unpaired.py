@@ -189,14 +189,21 @@ class UnpairedTask(TaskBase):
                 return None
         return self._features
 
+    def reference_images(self) -> list[torch.Tensor]:
+        """The B images the outputs are compared with, decoded once."""
+        key = tuple(self.reference_b)
+        if key not in self._reference_images:
+            codec = ImageCodec(self.cfg.generator.out_channels)
+            self._reference_images[key] = [codec.decode(f).tensor for f in key]
+        return self._reference_images[key]
+
     def reference_features(self) -> np.ndarray | None:
         features = self.inception()
         if features is None or len(self.reference_b) < 2:
             return None
         key = tuple(self.reference_b)
         if key not in self._reference:
-            codec = ImageCodec(self.cfg.generator.out_channels)
-            self._reference[key] = np.concatenate([features(codec.decode(f).tensor[None]) for f in self.reference_b])
+            self._reference[key] = np.concatenate([features(x[None]) for x in self.reference_images()])
         return self._reference[key]
 
     # ----------------------------------------------------------------- what callers ask
@@ -272,12 +279,8 @@ class UnpairedTask(TaskBase):
 
     def meter(self, dataset: Dataset) -> Meter:
         reference = self.reference_features()
-        key = tuple(self.reference_b[: UnpairedMeter.KEEP])
-        if key not in self._reference_images:
-            codec = ImageCodec(self.cfg.generator.out_channels)
-            self._reference_images[key] = [codec.decode(f).tensor for f in key]
         return UnpairedMeter(self.inception() if reference is not None else None, reference,
-                             self.cfg.unpaired.expect_contrast, self._reference_images[key])
+                             self.cfg.unpaired.expect_contrast, self.reference_images()[: UnpairedMeter.KEEP])
 
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, None]:
         return batch["A"], None
