@@ -177,7 +177,7 @@ def evaluate_dataset(
         del examples[num_examples:]
 
     with inference_flags(device):  # cuDNN autotuning with CUDA, malloc keeping freed memory on a CPU
-        result = task.evaluate(generator, dataset, device, cfg, on_example=keep_worst, failed=failed)
+        result = task.evaluate(generator, dataset, device, cfg, on_example=keep_worst, failed=failed, report=True)
     for source, reason in failed:
         tqdm.write(f"warning: {reason} (skipped)", file=sys.stderr)
     warnings = result.warnings  # outputs that cannot be right, named by the task's meter

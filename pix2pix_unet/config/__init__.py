@@ -23,11 +23,11 @@ from .base import ConfigError, _positive
 from .data import DataConfig, LabelConfig
 from .enums import (
     Activation, Architecture, BlendWindow, Contrast, Bottleneck, BuiltinKind, CompileMode, ConvUnit, DeepOutput, Direction,
-    DiscriminatorKind, Down, ExportWeights, FinalActivation, GanLoss, InstanceMode, Intensity, LabelFormat, LrDecay, LrScaling,
+    DiscriminatorKind, Down, ExportWeights, FidWhen, FinalActivation, GanLoss, InstanceMode, Intensity, LabelFormat, LrDecay, LrScaling,
     MetricMode, MixedPrecision, Norm, OutputDtype, PixelLoss, PositionEmbedding, SelfSupervised, Skip, Switch, Task,
     UnpairedMode, Up,
 )
-from .unpaired import UnpairedConfig
+from .unpaired import FidConfig, UnpairedConfig
 from .inference import InferenceConfig, ZeroShotConfig
 from .loader import T, _coerce, apply_overrides, from_dict, load_config, save_config, to_dict
 from .model import EncoderConfig, PatchGANConfig, TransformerConfig, UNetConfig, check_token_width, patchgan_min_size
@@ -48,7 +48,7 @@ __all__ = [
     "ConfigError",
     # enums
     "Activation", "Architecture", "BlendWindow", "Contrast", "Bottleneck", "BuiltinKind", "CompileMode", "ConvUnit", "DeepOutput",
-    "Direction", "DiscriminatorKind", "Down", "ExportWeights", "FinalActivation", "GanLoss", "InstanceMode",
+    "Direction", "DiscriminatorKind", "Down", "ExportWeights", "FidWhen", "FinalActivation", "GanLoss", "InstanceMode",
     "Intensity",
     "LabelFormat", "LrDecay", "LrScaling", "MetricMode", "MixedPrecision", "Norm", "OutputDtype", "PixelLoss",
     "PositionEmbedding", "SelfSupervised", "Skip", "Switch", "Task", "UnpairedMode", "Up",
@@ -58,7 +58,7 @@ __all__ = [
     "Degradation", "GaussianNoise", "PoissonNoise", "GaussianBlur", "MotionBlur", "Jpeg", "Downsample", "Inpaint",
     "BlurStage", "SecondBlurStage", "ResizeStage", "SecondResizeStage", "NoiseStage", "SecondNoiseStage",
     "JpegStage", "FinalStage", "SecondOrderConfig", "RestoreConfig",
-    "LossConfig", "OptimConfig", "PerfConfig", "TrainConfig", "UnpairedConfig", "check_combinations",
+    "FidConfig", "LossConfig", "OptimConfig", "PerfConfig", "TrainConfig", "UnpairedConfig", "check_combinations",
     "InferenceConfig", "ZeroShotConfig",
     # presets
     "GENERATOR_PRESETS", "TASK_PRESETS", "with_task_preset",

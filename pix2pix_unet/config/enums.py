@@ -150,6 +150,15 @@ class Contrast(str, enum.Enum):
     ANY = "any"  # no expectation, no warning
 
 
+class FidWhen(str, enum.Enum):
+    """When FID and KID of a generator's outputs are measured (translate and unpaired; they cost an Inception
+    pass per image)."""
+
+    OFF = "off"
+    REPORT = "report"  # by `evaluate` and the run's final figures only
+    VALIDATION = "validation"  # at every validation too (and they can then choose the exported checkpoint)
+
+
 class UnpairedMode(str, enum.Enum):
     """How ``task=unpaired`` learns A -> B without pairs."""
 

@@ -97,7 +97,8 @@ TASK_PRESETS: dict[Task, str] = {Task.RESTORE: "nafnet"}
 # Settings a task starts from (the config's own keys win): unpaired translation as the CycleGAN/CUT reference
 # code trains it, with least-squares GAN losses, instance norm and no dropout.
 TASK_DEFAULTS: dict[Task, dict[str, dict[str, Any]]] = {
-    Task.UNPAIRED: {"loss": {"gan": "lsgan"}, "generator": {"norm": "instance", "dropout": 0.0}},
+    Task.UNPAIRED: {"loss": {"gan": "lsgan"}, "generator": {"norm": "instance", "dropout": 0.0},
+                    "fid": {"when": "validation"}},
 }
 
 

@@ -15,7 +15,7 @@ from .enums import (
 from .model import PatchGANConfig, UNetConfig, patchgan_min_size
 from .restore import RestoreConfig
 from .segment import SegmentConfig
-from .unpaired import UnpairedConfig
+from .unpaired import FidConfig, UnpairedConfig
 
 
 @dataclass
@@ -119,6 +119,7 @@ class TrainConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     restore: RestoreConfig = field(default_factory=RestoreConfig)
     unpaired: UnpairedConfig = field(default_factory=UnpairedConfig)
+    fid: FidConfig = field(default_factory=FidConfig)  # FID/KID of translate and unpaired outputs
     max_bad_steps: int = 5  # stop after this many steps in a row skipped for a NaN/inf loss or gradient
     init_from: str | None = None  # start G from this export's weights (fine-tuning; same architecture and channels)
     # rotation also keeps the checkpoint with the best value of this; None: the task's own (val/l1 translate,

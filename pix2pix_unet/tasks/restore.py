@@ -492,7 +492,7 @@ class RestoreTask(TaskBase):
 
     # ----------------------------------------------------------------- evaluation
 
-    def meter(self, dataset: Dataset) -> Meter:
+    def meter(self, dataset: Dataset, report: bool = False) -> Meter:
         """Scores against the clean images (or, learning from noisy files alone, the masked-pixel loss), with the
         residual diagnostics of each image (:class:`ResidualMeter`)."""
         return ResidualMeter(self.scores(dataset), self.channels, self.noise_cache)

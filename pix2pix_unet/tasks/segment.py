@@ -458,7 +458,7 @@ class SegmentTask(TaskBase):
 
     # ----------------------------------------------------------------- evaluation
 
-    def meter(self, dataset: Dataset) -> Meter:
+    def meter(self, dataset: Dataset, report: bool = False) -> Meter:
         return SegmentMeter(self, bool(getattr(dataset, "has_instances", False)))
 
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, LabelMaps]:

@@ -31,6 +31,8 @@ from ..config import ConfigError, Direction, LabelConfig, LabelFormat, Task, Tra
 from ..data import PairedAugmentation, PairedFolderDataset, build_datasets, orient, side_channels
 from ..data.folders import DatasetError, PairFiles, find_pairs, list_images, pair_by_stem
 from ..io import read_image
+from ..metrics.fid import FidMeter
+from ..metrics.segmenter import SegmenterScoreMeter
 from .base import ImageMeter, Meter, TaskBase, require
 from ..data.labels import LabelledDataset, LabelledFiles, LabelledFolder, build_labelled, colorize_labels
 
@@ -203,13 +205,14 @@ class TranslateTask(TaskBase):
 
     # ----------------------------------------------------------------- evaluation
 
-    def meter(self, dataset: Dataset) -> Meter:
-        meter = ImageMeter(self.cfg.generator.out_channels)
-        if self.segmenter is None:
-            return meter
-        from ..metrics.segmenter import SegmenterScoreMeter
-
-        return SegmenterScoreMeter(meter, self.segmenter, self.device)
+    def meter(self, dataset: Dataset, report: bool = False) -> Meter:
+        """L1, PSNR and SSIM; with ``labels.segmenter`` its score; and FID/KID against the targets when ``fid.when``
+        asks for them (``report``: by default only ``evaluate`` and the run's final figures do)."""
+        meter: Meter = ImageMeter(self.cfg.generator.out_channels)
+        if self.segmenter is not None:
+            meter = SegmenterScoreMeter(meter, self.segmenter, self.device)
+        features = self.inception(self.device, report)
+        return meter if features is None else FidMeter(meter, features)
 
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         return orient(batch, self.cfg.data.direction)

@@ -20,12 +20,14 @@ Nothing in the data says how good a translation is, so validation reports what n
   the inputs do; under ``COLLAPSED`` the outputs no longer depend on the inputs, and the run is warned;
 - ``fid``, ``kid`` of the outputs against B images (``testB/``, or trainB files held out from training), and
   ``input_fid``, ``input_kid`` of the inputs themselves, the do-nothing baseline
-  (:mod:`~pix2pix_unet.metrics.fid`; with ``unpaired.fid=true`` and an Inception network installed or named);
+  (:mod:`~pix2pix_unet.metrics.fid`; at every validation with ``fid.when=validation``, this task's default, and an
+  Inception network installed or named);
 - ``real_vs_generated``: the held-out accuracy of a small CNN trained from scratch to tell the outputs' patches
   from the B images' (:mod:`~pix2pix_unet.metrics.realness`: 0.5 cannot tell them apart), and
   ``input_real_vs_generated`` of the inputs; it needs no pretrained weights.
 
-No validation figure chooses a checkpoint yet: the last step's weights are exported (``export=last``).
+The exported checkpoint (``export=best``) is the one with the lowest ``val/fid``, or without FID the lowest
+``val/real_vs_generated`` (:meth:`UnpairedTask.own_best`); ``export=last`` keeps the last step's weights.
 """
 
 from __future__ import annotations
@@ -42,12 +44,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..codec import ImageCodec
-from ..config import Contrast, ExportWeights, MetricMode, Task, TrainConfig
+from ..config import Contrast, FidWhen, MetricMode, Task, TrainConfig
 from ..data.folders import hold_out, list_images
 from ..data.unpaired import UnpairedFiles, UnpairedFolderDataset, discover_unpaired
 from ..errors import DatasetError
 from ..losses.unpaired import ImagePool, cycle_discriminator_losses, unpaired_generator_losses
-from ..metrics.fid import InceptionFeatures, frechet_distance, kernel_inception_distance
+from ..metrics.fid import InceptionFeatures, frechet_distance, inception_available, kernel_inception_distance
 from ..metrics.realness import real_vs_generated
 from ..models import build_generator
 from ..models.nce import PatchProjector
@@ -155,7 +157,7 @@ class UnpairedTask(TaskBase):
     """Domain A -> domain B without pairs; see the module docstring."""
 
     kind = Task.UNPAIRED
-    best = ("val/input_correlation", MetricMode.MAX)  # logged; the export is the last step's (see the module)
+    best = ("val/real_vs_generated", MetricMode.MIN)  # without FID at validation; see own_best
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
@@ -163,31 +165,22 @@ class UnpairedTask(TaskBase):
         self.pools = {"a": ImagePool(cfg.unpaired.pool_size, seed=seed + 1),
                       "b": ImagePool(cfg.unpaired.pool_size, seed=seed + 2)}
         self.reference_b: list[Path] = []  # B images FID/KID compare the outputs with
-        self._features: InceptionFeatures | None = None
         self._reference: dict[tuple[Path, ...], np.ndarray] = {}
         self._reference_images: dict[tuple[Path, ...], list[torch.Tensor]] = {}
         self.device: torch.device | str = "cpu"
         self._back: nn.Module | None = None  # CycleGAN's G_BA while evaluating, for the A -> B -> A pictures
 
+    def own_best(self, cfg: TrainConfig) -> tuple[str, MetricMode]:
+        """The export is the checkpoint whose outputs look most like B: the lowest FID when validation measures
+        it (``fid.when=validation``, the default, with an Inception network at hand), else the lowest accuracy of
+        the real-vs-generated classifier."""
+        if cfg.fid.when is FidWhen.VALIDATION and inception_available(cfg.fid.inception):
+            return "val/fid", MetricMode.MIN
+        return self.best
+
     def to(self, device: torch.device | str) -> "UnpairedTask":
         self.device = device
         return super().to(device)
-
-    def inception(self) -> InceptionFeatures | None:
-        """The FID network, loaded once; None (said once) when ``unpaired.fid`` is on but none is installed
-        and none is named. A named file that is missing is an error."""
-        if not self.cfg.unpaired.fid:
-            return None
-        if self._features is None:
-            try:
-                self._features = InceptionFeatures(self.cfg.unpaired.inception, self.device)
-            except FileNotFoundError as err:
-                if self.cfg.unpaired.inception:
-                    raise
-                print(f"FID/KID not measured: {err}")
-                self.cfg = dataclasses.replace(self.cfg, unpaired=dataclasses.replace(self.cfg.unpaired, fid=False))
-                return None
-        return self._features
 
     def reference_images(self) -> list[torch.Tensor]:
         """The B images the outputs are compared with, decoded once."""
@@ -197,8 +190,7 @@ class UnpairedTask(TaskBase):
             self._reference_images[key] = [codec.decode(f).tensor for f in key]
         return self._reference_images[key]
 
-    def reference_features(self) -> np.ndarray | None:
-        features = self.inception()
+    def reference_features(self, features: InceptionFeatures | None) -> np.ndarray | None:
         if features is None or len(self.reference_b) < 2:
             return None
         key = tuple(self.reference_b)
@@ -228,8 +220,7 @@ class UnpairedTask(TaskBase):
         train_set = UnpairedFolderDataset(train, a_codec, b_codec, cfg.data.crop_size, cfg.seed)
         self.augment = K.RandomHorizontalFlip() if cfg.data.flip else nn.Identity()
         self.note_training_inputs([a_codec.decode(f).tensor for f in train.a[:16]])
-        resolved = dataclasses.replace(cfg, export=ExportWeights.LAST)
-        return train_set, DomainImages(val_a, a_codec), resolved
+        return train_set, DomainImages(val_a, a_codec), cfg
 
     def train_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.augment(batch["A"]), self.augment(batch["B"])
@@ -277,9 +268,10 @@ class UnpairedTask(TaskBase):
 
     # ----------------------------------------------------------------- evaluation and files
 
-    def meter(self, dataset: Dataset) -> Meter:
-        reference = self.reference_features()
-        return UnpairedMeter(self.inception() if reference is not None else None, reference,
+    def meter(self, dataset: Dataset, report: bool = False) -> Meter:
+        features = self.inception(self.device, report)
+        reference = self.reference_features(features)
+        return UnpairedMeter(features if reference is not None else None, reference,
                              self.cfg.unpaired.expect_contrast, self.reference_images()[: UnpairedMeter.KEEP])
 
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, None]:

@@ -127,7 +127,7 @@ def finish(task: TaskBase, live: nn.Module, val: Dataset, tune: list[int], repor
     net = live if choice.source is None else load_chosen(choice).to(device)
     tuned_what = task.tunes(val) if tune else None
     tuned = task.tune(net, ExampleSubset(val, tune), device) if tuned_what else None
-    result = task.evaluate(net, ExampleSubset(val, report), device)
+    result = task.evaluate(net, ExampleSubset(val, report), device, report=True)
     on_reported = bool(tuned_what) and bool(set(tune) & set(report))
     builtin = split.get("data") == BUILTIN
     source = figures_source(len(report), builtin, tuned_what, on_reported)

@@ -4,6 +4,7 @@ Inception when installed (identical folders about 0, noise against images large)
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -72,3 +73,50 @@ def test_the_few_image_form_of_fid_equals_the_matrix_square_root():
     expected = (((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s_a) + np.trace(s_b)
                 - 2 * np.trace(linalg.sqrtm(s_a @ s_b).real))
     assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+
+
+def tiny_network(path):
+    """A TorchScript feature network small enough for CLI tests: FID's plumbing without Inception's cost."""
+    net = torch.jit.script(nn.Sequential(nn.Conv2d(3, 6, 5, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                         nn.Flatten()))
+    net.save(str(path))
+    return path
+
+
+def test_translate_reports_fid_and_kid_in_evaluate_and_final_figures_not_at_each_validation(tmp_path):
+    from pix2pix_unet.cli import main, train_main
+    from tests.conftest import TINY, write_pairs
+
+    data = write_pairs(tmp_path / "pairs", 8, size=36)
+    net = tiny_network(tmp_path / "tiny.pt")
+    run = tmp_path / "run"
+    assert train_main(["--data", str(data), "--output-dir", str(run), "--max-steps", "2", "--no-wandb", *TINY,
+                       "sample_every=2", "checkpoint_every=2", "data.val_fraction=0.4", f"fid.inception={net}"]) == 0
+    logged = set().union(*(json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()))
+    assert "val/l1" in logged and "val/fid" not in logged  # fid.when=report: not at each validation
+    final = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert final["fid"] >= 0 and "kid" in final and "psnr" in final  # beside L1/PSNR/SSIM
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(data), "--all-files", "--device", "cpu",
+                 "--output", str(out)]) == 0
+    scores = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert {"fid", "kid", "l1", "psnr", "ssim"} <= set(scores)
+    assert "fid" in (out / "report.html").read_text().lower()
+
+    again = tmp_path / "again"
+    assert train_main(["--data", str(data), "--output-dir", str(again), "--max-steps", "2", "--no-wandb", *TINY,
+                       "sample_every=2", "checkpoint_every=2", "data.val_fraction=0.4", f"fid.inception={net}",
+                       "fid.when=validation"]) == 0
+    logged = set().union(*(json.loads(line) for line in (again / "metrics.jsonl").read_text().splitlines()))
+    assert {"val/fid", "val/kid"} <= logged
+
+
+def test_a_named_inception_file_that_is_missing_is_an_error_naming_it(tmp_path, capsys):
+    from pix2pix_unet.cli import train_main
+    from tests.conftest import TINY, write_pairs
+
+    data = write_pairs(tmp_path / "pairs", 4, size=36)
+    missing = tmp_path / "nowhere.pt"
+    assert train_main(["--data", str(data), "--output-dir", str(tmp_path / "run"), "--max-steps", "1",
+                       "--no-wandb", *TINY, f"fid.inception={missing}", "fid.when=validation"]) != 0
+    assert str(missing) in capsys.readouterr().err

