@@ -61,7 +61,10 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def make_stain(root: Path) -> dict:
-    """The stain-shift folders; returns the hidden truth of each test tile and the B training region."""
+    """The stain-shift folders; returns the hidden truth of each scored tile and the B training region.
+
+    The held-out bottom rows are split in two: their left half (testA, 64-px tiles) is what validation translates
+    to choose the checkpoint, their right half (scoreA, 64-px tiles) is what is scored."""
     original = skdata.immunohistochemistry()
     matrix = PERTURBED / np.linalg.norm(PERTURBED, axis=1, keepdims=True)
     shifted = to_uint8(combine_stains(rgb2hed(original), matrix))
@@ -72,9 +75,11 @@ def make_stain(root: Path) -> dict:
         write_image(root / "trainB" / f"b{i:03d}.png", t)
     for i, t in enumerate(tiles(shifted[:top, 256:], 128, 128)):
         write_image(root / "testB" / f"b{i:03d}.png", t)
+    for i, t in enumerate(tiles(original[top:, :256], TILE, TILE)):
+        write_image(root / "testA" / f"v{i:03d}.png", t)
     truth = {}
-    for i, (a, b) in enumerate(zip(tiles(original[top:], 128, 128), tiles(shifted[top:], 128, 128))):
-        write_image(root / "testA" / f"t{i:03d}.png", a)
+    for i, (a, b) in enumerate(zip(tiles(original[top:, 256:], TILE, TILE), tiles(shifted[top:, 256:], TILE, TILE))):
+        write_image(root / "scoreA" / f"t{i:03d}.png", a)
         truth[f"t{i:03d}"] = b
     return {"truth": truth, "b_region": shifted[:top, 256:], "check": rgb_from_hed.shape}
 
@@ -100,10 +105,12 @@ def make_nuclei_set(root: Path, n_train: int = 40, n_test: int = 8) -> dict:
         write_image(root / "trainB" / f"b{i:03d}.png", brightfield(1000 + i))
     for i in range(4):
         write_image(root / "testB" / f"b{i:03d}.png", brightfield(3000 + i))
+    for i in range(n_test):  # validation: chooses the checkpoint
+        write_image(root / "testA" / f"v{i:03d}.png", fluorescence(5000 + i)[0])
     masks = {}
-    for i in range(n_test):
+    for i in range(n_test):  # scored
         image, mask = fluorescence(2000 + i)
-        write_image(root / "testA" / f"t{i:03d}.png", image)
+        write_image(root / "scoreA" / f"t{i:03d}.png", image)
         masks[f"t{i:03d}"] = mask
     return {"masks": masks}
 
@@ -133,6 +140,18 @@ def fid_kid(folder: Path, reference: Path) -> dict[str, float]:
     return {"fid": frechet_distance(a, b), "kid": kernel_inception_distance(a, b)}
 
 
+def realness(folder: Path, reference: Path) -> float:
+    """The held-out accuracy of a from-scratch CNN telling ``folder``'s images from ``reference``'s (0.5: it
+    cannot), :func:`~pix2pix_unet.metrics.realness.real_vs_generated`."""
+    from pix2pix_unet.metrics.realness import real_vs_generated
+
+    def load(d: Path) -> list[torch.Tensor]:
+        return [torch.from_numpy(read_image(f).pixels[..., :3]).permute(2, 0, 1).float() / 127.5 - 1
+                for f in sorted(d.glob("*.png"))]
+
+    return real_vs_generated(load(reference), load(folder))
+
+
 def stain_baselines(root: Path, made: dict) -> dict[str, Path]:
     """Reinhard and Macenko normalisation of each test tile, fitted to the B training region (torchstain)."""
     if importlib.util.find_spec("torchstain") is None:
@@ -144,7 +163,7 @@ def stain_baselines(root: Path, made: dict) -> dict[str, Path]:
     for name, normaliser in (("reinhard", NumpyReinhardNormalizer()), ("macenko", NumpyMacenkoNormalizer())):
         normaliser.fit(made["b_region"])
         folder = root / name
-        for f in sorted((root / "testA").glob("*.png")):
+        for f in sorted((root / "scoreA").glob("*.png")):
             tile = read_image(f).pixels[..., :3]
             result = normaliser.normalize(I=tile) if name == "reinhard" else normaliser.normalize(I=tile,
                                                                                                   stains=False)[0]
@@ -153,11 +172,13 @@ def stain_baselines(root: Path, made: dict) -> dict[str, Path]:
     return out
 
 
-def train_mode(root: Path, mode: str, budget: str, run: Path, contrast: str) -> float:
+def train_mode(root: Path, mode: str, budget: str, run: Path, contrast: str, every: int) -> float:
+    """Train one mode within ``budget``, validating (FID against testB, which chooses the export) and
+    checkpointing every ``every`` steps."""
     start = time.perf_counter()
     code = train_main(["--task", "unpaired", "--data", str(root), "--output-dir", str(run), "--no-wandb",
                        "--budget", budget, f"unpaired.mode={mode}", "data.crop_size=64", "batch_size=1",
-                       "generator.depth=6", "sample_every=1000000", "checkpoint_every=1000000",
+                       "generator.depth=6", f"sample_every={every}", f"checkpoint_every={every}",
                        f"unpaired.expect_contrast={contrast}"])
     if code != 0:
         raise SystemExit(f"training {mode} failed ({code})")
@@ -168,7 +189,7 @@ def score_set(name: str, root: Path, made: dict, folders: dict[str, Path]) -> di
     rows = {}
     for method, folder in folders.items():
         per = {}
-        for f in sorted((root / "testA").glob("*.png")):
+        for f in sorted((root / "scoreA").glob("*.png")):
             out = read_image(folder / f.name).pixels[..., :3]
             if name == "stain":
                 truth = made["truth"][f.stem]
@@ -179,6 +200,7 @@ def score_set(name: str, root: Path, made: dict, folders: dict[str, Path]) -> di
         keys = next(iter(per.values())).keys()
         rows[method] = {k: float(np.mean([p[k] for p in per.values()])) for k in keys}
         rows[method].update(fid_kid(folder, root / "testB"))
+        rows[method]["real_vs_generated"] = realness(folder, root / "testB")
         rows[method]["per_image"] = per
     return rows
 
@@ -225,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe", action="store_true", help="time and memory per mode at 256 x 256 instead")
     p.add_argument("--probe-one", help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--every", type=int, default=250, help="steps between validations and checkpoints")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -247,28 +270,35 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.sets:
         root = args.out / name
         made = make_stain(root) if name == "stain" else make_nuclei_set(root)
-        folders = {"input": root / "testA"}
+        folders = {"input": root / "scoreA"}
         if name == "stain":
             folders.update(stain_baselines(root, made))
         else:  # what a user would do by hand: invert the fluorescence image
             inv = root / "inverted"
-            for f in sorted((root / "testA").glob("*.png")):
+            for f in sorted((root / "scoreA").glob("*.png")):
                 write_image(inv / f.name, 255 - read_image(f).pixels[..., :3])
             folders["inverted"] = inv
-        seconds = {}
+        seconds, chosen = {}, {}
         for mode in args.modes:
             run = args.out / f"{name}_{mode}"
-            seconds[mode] = train_mode(root, mode, args.budget, run, "same" if name == "stain" else "inverted")
-            cli(["predict", "--checkpoint", str(run), "--input", str(root / "testA"), "--output",
-                 str(args.out / f"{name}_{mode}_out"), "--device", "cpu", "--overwrite", "--no-progress"])
-            folders[mode] = args.out / f"{name}_{mode}_out"
+            seconds[mode] = train_mode(root, mode, args.budget, run, "same" if name == "stain" else "inverted",
+                                       args.every)
+            final = json.loads((run / "metrics.json").read_text())
+            chosen[mode] = {k: final[k] for k in ("step", "export", "chosen_by")}
+            last = max((run / "checkpoints").glob("step_*/generator"))
+            for label, weights in ((mode, run), (f"{mode}_last", last)):  # the export, and the last step's
+                cli(["predict", "--checkpoint", str(weights), "--input", str(root / "scoreA"), "--output",
+                     str(args.out / f"{name}_{label}_out"), "--device", "cpu", "--overwrite", "--no-progress"])
+                folders[label] = args.out / f"{name}_{label}_out"
         rows = score_set(name, root, made, folders)
         for mode in args.modes:
             rows[mode]["train_s"] = seconds[mode]
+            rows[mode]["export"] = chosen[mode]
         results[name] = rows
         print(f"\n{name}")
         for method, row in rows.items():
-            print(f"| {method} | " + " | ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "per_image") + " |")
+            print(f"| {method} | " + " | ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in row.items() if k != "per_image") + " |")
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
