@@ -114,11 +114,52 @@ class UNetConfig:
     # nodes it needs (the paper's pruned UNet++ L^k, k = 1..depth); training still trains every head. None: all
     transformer: TransformerConfig = field(default_factory=TransformerConfig)  # used by bottleneck=transformer
     encoder: EncoderConfig = field(default_factory=EncoderConfig)  # used by architecture=timm-unet
+    dims: int = 2  # 2: images (B, C, H, W); 3: volumes (B, C, D, H, W), every block built in 3D
+    # dims=3: the voxel size (z, y, x), any unit; kernels and pooling follow it (nnU-Net's rule, `kernels`,
+    # `strides`). None: isotropic voxels
+    spacing: list[float] | None = None
 
     @property
     def factor(self) -> int:
-        """Input sizes are padded up to a multiple of this."""
+        """Input heights and widths are padded up to a multiple of this (``axis_factors`` for every axis)."""
         return 2**self.depth
+
+    @property
+    def strides(self) -> list[tuple[int, ...]]:
+        """The stride per spatial axis of each of the ``depth`` downsamplings, finest first.
+
+        nnU-Net's rule for anisotropic voxels: an axis is pooled only while its spacing is within 2x of the
+        finest axis's, and pooling doubles the spacing of the axes it halves, so a coarse z axis waits until
+        the in-plane spacing has caught up. Isotropic voxels (and 2D) halve every axis at every level.
+        """
+        return self._plan()[1]
+
+    @property
+    def kernels(self) -> list[tuple[int, ...]]:
+        """The conv kernel per spatial axis at each resolution (0: full, then after each downsampling): 3, but 1
+        on an axis whose spacing is over 2x the finest's (nnU-Net's 1 x 3 x 3 kernels on a coarse z axis until
+        the spacings meet)."""
+        return self._plan()[0]
+
+    @property
+    def axis_factors(self) -> tuple[int, ...]:
+        """Each spatial axis is padded up to a multiple of its factor: the product of its strides."""
+        factors = [1] * self.dims
+        for stride in self.strides:
+            factors = [f * s for f, s in zip(factors, stride)]
+        return tuple(factors)
+
+    def _plan(self) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+        spacing = list(self.spacing) if self.spacing is not None else [1.0] * self.dims
+        kernels, strides = [], []
+        for level in range(self.depth + 1):
+            finest = min(spacing)
+            near = [s <= 2 * finest for s in spacing]
+            kernels.append(tuple(3 if n else 1 for n in near))
+            if level < self.depth:
+                strides.append(tuple(2 if n else 1 for n in near))
+                spacing = [s * st for s, st in zip(spacing, strides[-1])]
+        return kernels, strides
 
     @property
     def num_heads(self) -> int:
@@ -152,6 +193,7 @@ class UNetConfig:
             raise ConfigError(f"{where}.skip=none would drop every skip (an autoencoder, not a UNet); use "
                               f"{where}.top_skip=false to drop the full-resolution one")
         self._validate_topology(where)
+        self._validate_dims(where)
         rates = self.aspp_rates
         if not isinstance(rates, list) or not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0
                                                                 for r in rates):
@@ -165,6 +207,30 @@ class UNetConfig:
             if self.spectral_norm:
                 raise ConfigError(f"{where}.spectral_norm=true would rescale the pretrained encoder's weights; "
                                   "it is not available with architecture=timm-unet")
+
+    def _validate_dims(self, where: str) -> None:
+        """2D or 3D, the spacing's length, and which blocks are built in 3D."""
+        if self.dims not in (2, 3):
+            raise ConfigError(f"{where}.dims={self.dims!r} must be 2 (images) or 3 (volumes)")
+        if self.spacing is not None:
+            spacing = self.spacing
+            if (not isinstance(spacing, (list, tuple)) or len(spacing) != self.dims
+                    or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in spacing)):
+                raise ConfigError(f"{where}.spacing={spacing!r} must be {self.dims} positive voxel sizes "
+                                  f"({'z, y, x' if self.dims == 3 else 'y, x'})")
+        if self.dims == 2:
+            return
+        unsupported = {
+            "architecture": (self.architecture, {Architecture.UNET}),
+            "down": (self.down, {Down.STRIDED, Down.MAXPOOL, Down.AVGPOOL}),
+            "bottleneck": (self.bottleneck, {Bottleneck.NONE, Bottleneck.ASPP}),
+        }
+        for key, (value, allowed) in unsupported.items():
+            if value not in allowed:
+                raise ConfigError(f"{where}.{key}={value.value} is not built in 3D ({where}.dims=3); use one of "
+                                  f"{', '.join(sorted(a.value for a in allowed))}")
+        if self.noise_channels:
+            raise ConfigError(f"{where}.noise_channels={self.noise_channels} (SPADE) is not built in 3D")
 
     def _validate_topology(self, where: str) -> None:
         """The options of the nested (unet++) and full-scale (unet3+) topologies."""

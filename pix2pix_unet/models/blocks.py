@@ -1,21 +1,26 @@
-"""Small named blocks the UNet and the discriminators are assembled from.
+"""Small named blocks the UNet and the discriminators are assembled from, in 2D or 3D.
 
 Each variant family (convolution unit, downsampling, upsampling, skip merge,
 bottleneck) is a registry from the config enum to a factory with one fixed
 signature, so a new block is one class plus one registry line and the UNet
 itself never changes. Sampling blocks are pre-activation (act, conv, norm) as in
 pix2pix; convolution units are post-activation (conv, norm, act) as in U-Net.
+
+The dimension is composition too: every factory takes a :class:`Grid` (2 or 3 spatial axes, the conv kernel and
+the sampling stride per axis at its level), and builds its layers from the grid's ``Conv``, ``MaxPool``, ...
+rather than from ``nn.Conv2d``. A 3D UNet is the same blocks with ``Grid(dims=3, ...)``; an anisotropic one has
+1 x 3 x 3 kernels and 1 x 2 x 2 strides on the levels where z is still coarse (:attr:`UNetConfig.kernels`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from einops import repeat
 from kornia.filters import MaxBlurPool2D
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
@@ -25,9 +30,75 @@ from .transformer import TransformerBottleneck
 
 # --------------------------------------------------------------------------- primitives
 
+_LAYERS = {
+    2: {"Conv": nn.Conv2d, "ConvTranspose": nn.ConvTranspose2d, "MaxPool": nn.MaxPool2d, "AvgPool": nn.AvgPool2d,
+        "BatchNorm": nn.BatchNorm2d, "InstanceNorm": nn.InstanceNorm2d, "AdaptiveAvgPool": nn.AdaptiveAvgPool2d},
+    3: {"Conv": nn.Conv3d, "ConvTranspose": nn.ConvTranspose3d, "MaxPool": nn.MaxPool3d, "AvgPool": nn.AvgPool3d,
+        "BatchNorm": nn.BatchNorm3d, "InstanceNorm": nn.InstanceNorm3d, "AdaptiveAvgPool": nn.AdaptiveAvgPool3d},
+}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What a block is built for: ``dims`` spatial axes (2: ``(B, C, H, W)``, 3: ``(B, C, D, H, W)``), its conv
+    ``kernel`` per axis (3, or 1 on an axis too coarse to convolve yet) and its ``stride`` per axis (the
+    downsampling it does, or the upsampling it undoes: 2, or 1 on an axis not pooled at this level)."""
+
+    dims: int = 2
+    kernel: tuple[int, ...] = (3, 3)
+    stride: tuple[int, ...] = (2, 2)
+
+    @classmethod
+    def of(cls, cfg: UNetConfig, resolution: int, sampling: int | None = None) -> "Grid":
+        """The grid at ``resolution`` (0: full, k: after k downsamplings) whose sampling is the downsampling
+        ``sampling`` (by default ``resolution``: from this resolution to the next)."""
+        sampling = resolution if sampling is None else sampling
+        strides, kernels = cfg.strides, cfg.kernels
+        stride = strides[min(sampling, len(strides) - 1)] if strides else (2,) * cfg.dims
+        return cls(cfg.dims, kernels[min(resolution, len(kernels) - 1)], stride)
+
+    @property
+    def Conv(self) -> type[nn.Module]:  # noqa: N802 (a class, as nn.Conv2d)
+        return _LAYERS[self.dims]["Conv"]
+
+    @property
+    def ConvTranspose(self) -> type[nn.Module]:  # noqa: N802
+        return _LAYERS[self.dims]["ConvTranspose"]
+
+    @property
+    def MaxPool(self) -> type[nn.Module]:  # noqa: N802
+        return _LAYERS[self.dims]["MaxPool"]
+
+    @property
+    def AvgPool(self) -> type[nn.Module]:  # noqa: N802
+        return _LAYERS[self.dims]["AvgPool"]
+
+    @property
+    def AdaptiveAvgPool(self) -> type[nn.Module]:  # noqa: N802
+        return _LAYERS[self.dims]["AdaptiveAvgPool"]
+
+    def padding(self, dilation: int = 1) -> tuple[int, ...]:
+        """The padding that keeps the resolution under :attr:`kernel` with ``dilation``."""
+        return tuple(dilation * (k // 2) for k in self.kernel)
+
+    def dilated(self, dilation: int) -> tuple[int, ...]:
+        """The dilation per axis: ``dilation`` where the kernel is 3, 1 where it is 1."""
+        return tuple(dilation if k > 1 else 1 for k in self.kernel)
+
+    def sampling_kernel(self) -> tuple[int, ...]:
+        """pix2pix's 4-wide strided kernel on the halved axes (padding 1), 1 on the others (padding 0)."""
+        return tuple(4 if s == 2 else 1 for s in self.stride)
+
+    def sampling_padding(self) -> tuple[int, ...]:
+        return tuple(1 if s == 2 else 0 for s in self.stride)
+
+
+PLANE = Grid()  # the 2D grid every block defaults to
+
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of each pixel of a ``(B, C, H, W)`` map, with a per-channel scale and shift.
+    """LayerNorm over the channels of each pixel (or voxel) of a ``(B, C, *spatial)`` map, with a per-channel
+    scale and shift.
 
     Unlike ``GroupNorm(1, C)``, which pools the statistics over the whole image, each
     pixel is normalised on its own (NAFNet, ConvNeXt), so it behaves the same on a
@@ -41,19 +112,20 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # channels-last so F.layer_norm normalises the channel axis             (b, h, w, c)
-        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
-        return y.permute(0, 3, 1, 2)  # (b, c, h, w)
+        # channels-last so F.layer_norm normalises the channel axis             (b, *spatial, c)
+        y = F.layer_norm(x.movedim(1, -1), x.shape[1:2], self.weight, self.bias, self.eps)
+        return y.movedim(-1, 1)  # (b, c, *spatial)
 
 
-def make_norm(kind: Norm, channels: int, groups: int = 8) -> nn.Module:
-    """A normalisation layer; instance norm is pix2pix's (no affine, no running stats)."""
+def make_norm(kind: Norm, channels: int, groups: int = 8, dims: int = 2) -> nn.Module:
+    """A normalisation layer for ``dims`` spatial axes; instance norm is pix2pix's (no affine, no running
+    stats)."""
     if kind is Norm.LAYER:
         return LayerNorm2d(channels)
     if kind is Norm.BATCH:
-        return nn.BatchNorm2d(channels)
+        return _LAYERS[dims]["BatchNorm"](channels)
     if kind is Norm.INSTANCE:
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        return _LAYERS[dims]["InstanceNorm"](channels, affine=False, track_running_stats=False)
     if kind is Norm.GROUP:
         return nn.GroupNorm(math.gcd(groups, channels), channels)  # a group count that divides channels
     return nn.Identity()
@@ -80,31 +152,36 @@ def apply_spectral_norm(module: nn.Module) -> nn.Module:
     estimated by one power iteration per training forward. Parameters are then
     named ``...parametrizations.weight.original``.
     """
-    layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d,
+                                                           nn.ConvTranspose3d, nn.Linear))]
     for layer in layers:
         spectral_norm(layer)
     return module
 
 
-def conv3x3(in_channels: int, out_channels: int, *, bias: bool, dilation: int = 1) -> nn.Module:
-    """A 3x3 conv that keeps the resolution (padding = dilation)."""
-    return nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=bias)
+def conv3x3(in_channels: int, out_channels: int, *, bias: bool, dilation: int = 1, grid: Grid = PLANE) -> nn.Module:
+    """A 3x3 (3x3x3, or the grid's kernel) conv that keeps the resolution (padding = dilation)."""
+    return grid.Conv(in_channels, out_channels, grid.kernel, padding=grid.padding(dilation),
+                     dilation=grid.dilated(dilation), bias=bias)
 
 
 class SeparableConv2d(nn.Sequential):
-    """Depthwise 3x3 conv (one filter per input channel) then pointwise 1x1 conv (MobileNet, Xception).
+    """Depthwise 3x3 conv (one filter per input channel) then pointwise 1x1 conv (MobileNet, Xception); in
+    3D with the grid's kernel.
 
     About ``1/9 + 1/out_channels`` of a full 3x3 conv's weights and multiply-adds.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, bias: bool, dilation: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, bias: bool, dilation: int = 1,
+                 grid: Grid = PLANE) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, in_channels, 3, padding=dilation, dilation=dilation, groups=in_channels, bias=False),
-            nn.Conv2d(in_channels, out_channels, 1, bias=bias),
+            grid.Conv(in_channels, in_channels, grid.kernel, padding=grid.padding(dilation),
+                      dilation=grid.dilated(dilation), groups=in_channels, bias=False),
+            grid.Conv(in_channels, out_channels, 1, bias=bias),
         )
 
 
-ConvFactory = Callable[..., nn.Module]  # (in_channels, out_channels, *, bias) -> resolution-keeping conv
+ConvFactory = Callable[..., nn.Module]  # (in_channels, out_channels, *, bias, grid) -> resolution-keeping conv
 
 
 class ConvNormAct(nn.Sequential):
@@ -127,14 +204,15 @@ class DoubleConv(nn.Sequential):
     ``conv`` swaps the convolution (depthwise-separable, dilated) and keeps the rest.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, conv: ConvFactory = conv3x3) -> None:
+    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, conv: ConvFactory = conv3x3,
+                 grid: Grid = PLANE) -> None:
         bias = conv_bias(cfg.norm)
         super().__init__(
-            conv(in_channels, out_channels, bias=bias),
-            make_norm(cfg.norm, out_channels, cfg.norm_groups),
+            conv(in_channels, out_channels, bias=bias, grid=grid),
+            make_norm(cfg.norm, out_channels, cfg.norm_groups, grid.dims),
             make_activation(cfg.activation),
-            conv(out_channels, out_channels, bias=bias),
-            make_norm(cfg.norm, out_channels, cfg.norm_groups),
+            conv(out_channels, out_channels, bias=bias, grid=grid),
+            make_norm(cfg.norm, out_channels, cfg.norm_groups, grid.dims),
             make_activation(cfg.activation),
         )
 
@@ -146,25 +224,26 @@ class ResidualUnit(nn.Module):
     1x1 conv-norm projection.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig) -> None:
+    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, grid: Grid = PLANE) -> None:
         super().__init__()
         bias = conv_bias(cfg.norm)
         self.body = nn.Sequential(
-            conv3x3(in_channels, out_channels, bias=bias),
-            make_norm(cfg.norm, out_channels, cfg.norm_groups),
+            conv3x3(in_channels, out_channels, bias=bias, grid=grid),
+            make_norm(cfg.norm, out_channels, cfg.norm_groups, grid.dims),
             make_activation(cfg.activation),
-            conv3x3(out_channels, out_channels, bias=bias),
-            make_norm(cfg.norm, out_channels, cfg.norm_groups),
+            conv3x3(out_channels, out_channels, bias=bias, grid=grid),
+            make_norm(cfg.norm, out_channels, cfg.norm_groups, grid.dims),
         )
         self.shortcut: nn.Module = nn.Identity()
         if in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, bias=bias), make_norm(cfg.norm, out_channels, cfg.norm_groups)
+                grid.Conv(in_channels, out_channels, 1, bias=bias),
+                make_norm(cfg.norm, out_channels, cfg.norm_groups, grid.dims),
             )
         self.act = make_activation(cfg.activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(x) + self.shortcut(x))  # (b, c_out, h, w)
+        return self.act(self.body(x) + self.shortcut(x))  # (b, c_out, *spatial)
 
 
 class SimpleGate(nn.Module):
@@ -187,21 +266,22 @@ class NAFBlock(nn.Module):
     applies to the sampling layers between the levels.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, expand: int = 2) -> None:
+    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, expand: int = 2,
+                 grid: Grid = PLANE) -> None:
         super().__init__()
-        c = out_channels
-        self.project = nn.Identity() if in_channels == c else nn.Conv2d(in_channels, c, 1)
+        c, conv = out_channels, grid.Conv
+        self.project = nn.Identity() if in_channels == c else conv(in_channels, c, 1)
         self.norm1, self.norm2 = LayerNorm2d(c), LayerNorm2d(c)
         self.spatial = nn.Sequential(
-            nn.Conv2d(c, expand * c, 1),
-            nn.Conv2d(expand * c, expand * c, 3, padding=1, groups=expand * c),
+            conv(c, expand * c, 1),
+            conv(expand * c, expand * c, grid.kernel, padding=grid.padding(), groups=expand * c),
             SimpleGate(),
         )
-        self.attention = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(expand * c // 2, expand * c // 2, 1))
-        self.mix = nn.Conv2d(expand * c // 2, c, 1)
-        self.ffn = nn.Sequential(nn.Conv2d(c, expand * c, 1), SimpleGate(), nn.Conv2d(expand * c // 2, c, 1))
-        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
-        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.attention = nn.Sequential(grid.AdaptiveAvgPool(1), conv(expand * c // 2, expand * c // 2, 1))
+        self.mix = conv(expand * c // 2, c, 1)
+        self.ffn = nn.Sequential(conv(c, expand * c, 1), SimpleGate(), conv(expand * c // 2, c, 1))
+        self.beta = nn.Parameter(torch.zeros(1, c, *[1] * grid.dims))
+        self.gamma = nn.Parameter(torch.zeros(1, c, *[1] * grid.dims))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # 1. project to the block's width                                    (b, c, h, w)
@@ -214,13 +294,14 @@ class NAFBlock(nn.Module):
         return x + self.gamma * self.ffn(self.norm2(x))
 
 
-ConvUnitFactory = Callable[[int, int, UNetConfig], nn.Module]
+ConvUnitFactory = Callable[..., nn.Module]  # (in_channels, out_channels, cfg, grid=PLANE) -> module
 CONV_UNITS: dict[ConvUnit, ConvUnitFactory | None] = {
     ConvUnit.NONE: None,  # the level is its sampling conv alone (pix2pix)
     ConvUnit.DOUBLE: DoubleConv,
     ConvUnit.RESIDUAL: ResidualUnit,
     ConvUnit.SEPARABLE: partial(DoubleConv, conv=SeparableConv2d),
-    ConvUnit.DILATED: lambda i, o, cfg: DoubleConv(i, o, cfg, conv=partial(conv3x3, dilation=cfg.dilation)),
+    ConvUnit.DILATED: lambda i, o, cfg, grid=PLANE: DoubleConv(i, o, cfg, conv=partial(conv3x3, dilation=cfg.dilation),
+                                                              grid=grid),
     ConvUnit.NAF: NAFBlock,
 }
 
@@ -230,21 +311,23 @@ CONV_UNITS: dict[ConvUnit, ConvUnitFactory | None] = {
 class StridedDown(nn.Sequential):
     """(act) -> 4x4 stride-2 conv -> (norm): pix2pix's encoder step, halving the resolution."""
 
-    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, *, act: bool = True, norm: bool = True) -> None:
+    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, *, act: bool = True, norm: bool = True,
+                 grid: Grid = PLANE) -> None:
         layers: list[nn.Module] = [make_activation(Activation.LEAKY_RELU)] if act else []
-        layers.append(nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=conv_bias(cfg.norm)))
+        layers.append(grid.Conv(in_channels, out_channels, grid.sampling_kernel(), stride=grid.stride,
+                                padding=grid.sampling_padding(), bias=conv_bias(cfg.norm)))
         if norm:
-            layers.append(make_norm(cfg.norm, out_channels, cfg.norm_groups))
+            layers.append(make_norm(cfg.norm, out_channels, cfg.norm_groups, grid.dims))
         super().__init__(*layers)
         self.out_channels = out_channels
 
 
 class PoolDown(nn.Sequential):
-    """2x2 max or average pooling; keeps the channel count."""
+    """2x2 (2x2x2, or the grid's stride) max or average pooling; keeps the channel count."""
 
     def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, *, act: bool = True, norm: bool = True,
-                 pool: type[nn.Module] = nn.MaxPool2d) -> None:
-        super().__init__(pool(2))
+                 pool: str = "MaxPool", grid: Grid = PLANE) -> None:
+        super().__init__(getattr(grid, pool)(grid.stride))
         self.out_channels = in_channels
 
 
@@ -254,15 +337,15 @@ class BlurPoolDown(nn.Sequential):
     checkerboards in blind-spot outputs; keeps the channel count."""
 
     def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, *, act: bool = True,
-                 norm: bool = True) -> None:
+                 norm: bool = True, grid: Grid = PLANE) -> None:
         super().__init__(MaxBlurPool2D(3))
         self.out_channels = in_channels
 
 
 DOWNSAMPLERS: dict[Down, Callable[..., nn.Module]] = {
     Down.STRIDED: StridedDown,
-    Down.MAXPOOL: lambda i, o, cfg, **kw: PoolDown(i, o, cfg, pool=nn.MaxPool2d, **kw),
-    Down.AVGPOOL: lambda i, o, cfg, **kw: PoolDown(i, o, cfg, pool=nn.AvgPool2d, **kw),
+    Down.MAXPOOL: lambda i, o, cfg, **kw: PoolDown(i, o, cfg, pool="MaxPool", **kw),
+    Down.AVGPOOL: lambda i, o, cfg, **kw: PoolDown(i, o, cfg, pool="AvgPool", **kw),
     Down.BLURPOOL: BlurPoolDown,
 }
 
@@ -272,11 +355,13 @@ DOWNSAMPLERS: dict[Down, Callable[..., nn.Module]] = {
 class TransposedUp(nn.Sequential):
     """ReLU -> 4x4 stride-2 transposed conv -> norm -> (dropout): pix2pix's decoder step."""
 
-    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, *, dropout: float = 0.0) -> None:
+    def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, *, dropout: float = 0.0,
+                 grid: Grid = PLANE) -> None:
         layers: list[nn.Module] = [
             nn.ReLU(),
-            nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=conv_bias(cfg.norm)),
-            make_norm(cfg.norm, out_channels, cfg.norm_groups),
+            grid.ConvTranspose(in_channels, out_channels, grid.sampling_kernel(), stride=grid.stride,
+                               padding=grid.sampling_padding(), bias=conv_bias(cfg.norm)),
+            make_norm(cfg.norm, out_channels, cfg.norm_groups, grid.dims),
         ]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
@@ -284,15 +369,19 @@ class TransposedUp(nn.Sequential):
 
 
 class ResizeUp(nn.Sequential):
-    """Resize 2x (bilinear or nearest) -> ReLU -> 3x3 conv -> norm -> (dropout); free of checkerboard artefacts."""
+    """Resize 2x (bilinear or nearest; trilinear in 3D, by the grid's stride) -> ReLU -> 3x3 conv -> norm ->
+    (dropout); free of checkerboard artefacts."""
 
     def __init__(self, in_channels: int, out_channels: int, cfg: UNetConfig, *, dropout: float = 0.0,
-                 mode: str = "bilinear") -> None:
+                 mode: str = "bilinear", grid: Grid = PLANE) -> None:
+        if mode == "bilinear" and grid.dims == 3:
+            mode = "trilinear"
+        scale = 2 if grid.dims == 2 else tuple(float(s) for s in grid.stride)
         layers: list[nn.Module] = [
-            nn.Upsample(scale_factor=2, mode=mode, **({"align_corners": False} if mode == "bilinear" else {})),
+            nn.Upsample(scale_factor=scale, mode=mode, **({} if mode == "nearest" else {"align_corners": False})),
             nn.ReLU(),
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=conv_bias(cfg.norm)),
-            make_norm(cfg.norm, out_channels, cfg.norm_groups),
+            grid.Conv(in_channels, out_channels, grid.kernel, padding=grid.padding(), bias=conv_bias(cfg.norm)),
+            make_norm(cfg.norm, out_channels, cfg.norm_groups, grid.dims),
         ]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
@@ -311,7 +400,7 @@ UPSAMPLERS: dict[Up, Callable[..., nn.Module]] = {
 class ConcatSkip(nn.Module):
     """Concatenate decoder features and the encoder skip on channels."""
 
-    def __init__(self, channels: int, skip_channels: int, cfg: UNetConfig) -> None:
+    def __init__(self, channels: int, skip_channels: int, cfg: UNetConfig, grid: Grid = PLANE) -> None:
         super().__init__()
         self.out_channels = channels + skip_channels
 
@@ -329,12 +418,12 @@ class AttentionSkip(nn.Module):
     instead). The paper's gate has no normalisation, and neither has this one.
     """
 
-    def __init__(self, channels: int, skip_channels: int, cfg: UNetConfig) -> None:
+    def __init__(self, channels: int, skip_channels: int, cfg: UNetConfig, grid: Grid = PLANE) -> None:
         super().__init__()
         inner = max(1, skip_channels // 2)
-        self.w_g = nn.Conv2d(channels, inner, 1)
-        self.w_x = nn.Conv2d(skip_channels, inner, 1, bias=False)  # one bias (b_g) is enough before the sum
-        self.psi = nn.Conv2d(inner, 1, 1)
+        self.w_g = grid.Conv(channels, inner, 1)
+        self.w_x = grid.Conv(skip_channels, inner, 1, bias=False)  # one bias (b_g) is enough before the sum
+        self.psi = grid.Conv(inner, 1, 1)
         self.out_channels = channels + skip_channels
 
     def gate(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -351,7 +440,7 @@ class AttentionSkip(nn.Module):
 class NoSkip(nn.Module):
     """No merge: the level sees the decoder features alone (N2V2's top level, ``top_skip=false``)."""
 
-    def __init__(self, channels: int, skip_channels: int, cfg: UNetConfig) -> None:
+    def __init__(self, channels: int, skip_channels: int, cfg: UNetConfig, grid: Grid = PLANE) -> None:
         super().__init__()
         self.out_channels = channels
 
@@ -359,7 +448,7 @@ class NoSkip(nn.Module):
         return x
 
 
-SKIPS: dict[Skip, Callable[[int, int, UNetConfig], nn.Module]] = {
+SKIPS: dict[Skip, Callable[..., nn.Module]] = {  # (channels, skip_channels, cfg, grid=PLANE)
     Skip.CONCAT: ConcatSkip,
     Skip.ATTENTION: AttentionSkip,
     Skip.NONE: NoSkip,
@@ -379,22 +468,23 @@ class ASPP(nn.Module):
     fails for batch size 1 and instance norm outputs zeros.
     """
 
-    def __init__(self, channels: int, cfg: UNetConfig) -> None:
+    def __init__(self, channels: int, cfg: UNetConfig, grid: Grid = PLANE) -> None:
         super().__init__()
         width = max(1, channels // 4)
         bias = conv_bias(cfg.norm)
 
         def branch(rate: int) -> nn.Module:
-            conv = nn.Conv2d(channels, width, 1, bias=bias) if rate == 1 else conv3x3(channels, width, bias=bias,
-                                                                                      dilation=rate)
-            return nn.Sequential(conv, make_norm(cfg.norm, width, cfg.norm_groups), make_activation(cfg.activation))
+            conv = grid.Conv(channels, width, 1, bias=bias) if rate == 1 else conv3x3(
+                channels, width, bias=bias, dilation=rate, grid=grid)
+            return nn.Sequential(conv, make_norm(cfg.norm, width, cfg.norm_groups, grid.dims),
+                                 make_activation(cfg.activation))
 
         self.branches = nn.ModuleList(branch(rate) for rate in cfg.aspp_rates)
-        self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, width, 1),
+        self.image_pool = nn.Sequential(grid.AdaptiveAvgPool(1), grid.Conv(channels, width, 1),
                                         make_activation(cfg.activation))
         self.project = nn.Sequential(
-            nn.Conv2d(width * (len(self.branches) + 1), channels, 1, bias=bias),
-            make_norm(cfg.norm, channels, cfg.norm_groups),
+            grid.Conv(width * (len(self.branches) + 1), channels, 1, bias=bias),
+            make_norm(cfg.norm, channels, cfg.norm_groups, grid.dims),
             make_activation(cfg.activation),
         )
 
@@ -404,17 +494,17 @@ class ASPP(nn.Module):
         return len(self.branches) + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        # 1. parallel atrous branches                                  k x (b, c/4, h, w)
+        # 1. parallel atrous branches                                  k x (b, c/4, *spatial)
         features = [branch(x) for branch in self.branches]
-        # 2. image-level features, the same at every pixel              (b, c/4, h, w)
-        features.append(repeat(self.image_pool(x), "b c 1 1 -> b c h w", h=h, w=w))
-        # 3. concatenate and project back                               (b, c, h, w)
+        # 2. image-level features, the same at every pixel              (b, c/4, *spatial)
+        pooled = self.image_pool(x)
+        features.append(pooled.expand(*pooled.shape[:2], *x.shape[2:]))
+        # 3. concatenate and project back                               (b, c, *spatial)
         return self.project(torch.cat(features, dim=1))
 
 
-BOTTLENECKS: dict[Bottleneck, Callable[[int, UNetConfig], nn.Module]] = {
-    Bottleneck.NONE: lambda channels, cfg: nn.Identity(),
+BOTTLENECKS: dict[Bottleneck, Callable[..., nn.Module]] = {  # (channels, cfg, grid=PLANE)
+    Bottleneck.NONE: lambda channels, cfg, grid=PLANE: nn.Identity(),
     Bottleneck.ASPP: ASPP,
-    Bottleneck.TRANSFORMER: TransformerBottleneck,
+    Bottleneck.TRANSFORMER: lambda channels, cfg, grid=PLANE: TransformerBottleneck(channels, cfg),  # 2D only
 }

@@ -68,10 +68,15 @@ class Generator(nn.Module):
     config: UNetConfig
 
     def check_input(self, x: torch.Tensor, what: str = "input") -> None:
-        """Raise, naming the expected and the given shape, unless ``x`` is ``(B, in_channels, H, W)``."""
-        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(f"{type(self).__name__} expects (B, {self.config.in_channels}, H, W) {what}, "
-                             f"got shape {tuple(x.shape)}")
+        """Raise, naming the expected and the given shape, unless ``x`` is ``(B, in_channels, H, W)``
+        (``dims=3``: ``(B, in_channels, D, H, W)``)."""
+        dims = getattr(self.config, "dims", 2)
+        if x.ndim != 2 + dims or x.shape[1] != self.config.in_channels:
+            axes = "H, W" if dims == 2 else "D, H, W"
+            kind = "" if x.ndim == 2 + dims else (" (a volume given to a 2D model)" if x.ndim == 5 else
+                                                 " (an image given to a 3D model)" if x.ndim == 4 else "")
+            raise ValueError(f"{type(self).__name__} expects (B, {self.config.in_channels}, {axes}) {what}, "
+                             f"got shape {tuple(x.shape)}{kind}")
 
     def load_pretrained_parts(self) -> None:
         """Load the pretrained weights the config names into a freshly built model; none by default."""
@@ -166,18 +171,23 @@ def resolve_export_dir(path: str | Path) -> Path:
     )
 
 
-def pad_to_multiple(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Pad the bottom/right of ``x`` so H and W are multiples of ``factor``.
+def pad_to_multiple(x: torch.Tensor, factor: int | tuple[int, ...]) -> torch.Tensor:
+    """Pad the end of each spatial axis of ``x`` (``(B, C, H, W)`` or ``(B, C, D, H, W)``) to a multiple of
+    ``factor`` (one for all, or one per spatial axis).
 
     Reflection where the image is large enough (no hard edge for the convs to
     see), replication otherwise.
     """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % factor, (-w) % factor
-    if ph == 0 and pw == 0:
+    size = x.shape[2:]
+    factors = (factor,) * len(size) if isinstance(factor, int) else tuple(factor)
+    if len(factors) != len(size):
+        raise ValueError(f"{len(factors)} padding factors {factors} for {len(size)} spatial axes {tuple(size)}")
+    pads = [(-n) % f for n, f in zip(size, factors)]
+    if not any(pads):
         return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
+    mode = "reflect" if all(p < n for p, n in zip(pads, size)) else "replicate"
+    flat = [v for p in reversed(pads) for v in (0, p)]  # F.pad lists the last axis first
+    return F.pad(x, flat, mode=mode)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -259,7 +259,8 @@ class TaskBase(abc.ABC):
         """The conditional PatchGAN on (input, output), or None without an adversarial term."""
         if not self.uses_discriminator:
             return None
-        return Discriminator(self.cfg.generator.in_channels, self.cfg.generator.out_channels, self.cfg.discriminator)
+        return Discriminator(self.cfg.generator.in_channels, self.cfg.generator.out_channels, self.cfg.discriminator,
+                             self.cfg.generator.dims)
 
     def exported(self, generator: nn.Module) -> nn.Module:
         """The part of the trained generator that is exported and predicted with (all of it, by default)."""
