@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -50,11 +50,13 @@ MIN_SIZE_GRID = (0, 8, 16, 32, 48, 64)
 def border_targets(labels: np.ndarray, instances: np.ndarray, border_class: int) -> np.ndarray:
     """``labels`` with every object's border pixels set to ``border_class``.
 
-    A border pixel belongs to an object and has a 4-neighbour outside it (another
-    object or background), so two touching objects are parted by a 2-px line.
+    A border pixel belongs to an object and has a face neighbour (4 in 2D, 6 in 3D)
+    outside it (another object or background), so two touching objects are parted
+    by a 2-px line (a 2-voxel sheet in a volume).
 
     Shape:
-        ``(H, W)`` class ids, ``(H, W)`` instance ids (0 = background) -> ``(H, W)`` int64.
+        ``(H, W)`` class ids, ``(H, W)`` instance ids (0 = background) -> ``(H, W)`` int64;
+        ``(Z, Y, X)`` alike.
     """
     border = find_boundaries(instances, connectivity=1, mode="inner", background=0) & (instances > 0)
     out = labels.astype(np.int64, copy=True)
@@ -62,13 +64,20 @@ def border_targets(labels: np.ndarray, instances: np.ndarray, border_class: int)
     return out
 
 
-def border_distance(instances: np.ndarray) -> np.ndarray:
+def border_distance(instances: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
     """Each object's Euclidean distance to its own border (another object, background or the image edge),
     divided by its largest, so every object peaks at 1; 0 on background.
 
+    Args:
+        instances: instance ids, 2D or 3D.
+        spacing: the pixel or voxel size along each axis (e.g. ``(z, y, x)`` in µm), so distances in
+            anisotropic volumes are measured in space rather than in voxels; None for square pixels.
+
     Shape:
-        ``(H, W)`` instance ids -> ``(H, W)`` float32 in [0, 1].
+        ``(H, W)`` or ``(Z, Y, X)`` instance ids -> the same, float32 in [0, 1].
     """
+    if spacing is not None and len(spacing) != instances.ndim:
+        raise ValueError(f"spacing {tuple(spacing)} has {len(spacing)} values for {instances.ndim}-d instances")
     padded = np.pad(instances, 1)  # the image edge counts as border
     out = np.zeros(padded.shape, np.float32)
     for k, box in enumerate(ndimage.find_objects(padded), start=1):
@@ -76,9 +85,9 @@ def border_distance(instances: np.ndarray) -> np.ndarray:
             continue
         window = tuple(slice(s.start - 1, s.stop + 1) for s in box)  # a ring of other pixels around it
         inside = padded[window] == k
-        d = ndimage.distance_transform_edt(inside)
+        d = ndimage.distance_transform_edt(inside, sampling=spacing)
         out[window][inside] = d[inside] / d.max()
-    return out[1:-1, 1:-1]
+    return out[(slice(1, -1),) * out.ndim]
 
 
 def class_map(logits: torch.Tensor, border_class: int) -> torch.Tensor:
@@ -90,7 +99,8 @@ def class_map(logits: torch.Tensor, border_class: int) -> torch.Tensor:
 
 def instances_from_probs(probs: np.ndarray, border_class: int, th: InstanceThresholds,
                          distance: np.ndarray | None = None) -> np.ndarray:
-    """Instance ids ``(H, W)`` (0 = background, 1..N) from softmax probabilities ``(K + 1, H, W)``.
+    """Instance ids ``(H, W)`` (0 = background, 1..N) from softmax probabilities ``(K + 1, H, W)``; for a
+    volume, ``(Z, Y, X)`` from ``(K + 1, Z, Y, X)`` (components and seeds are face-connected).
 
     With ``distance`` (the predicted normalised distance to the border, ``segment.distance_head``) the
     seeds and the flooding use it in place of the interior probability.

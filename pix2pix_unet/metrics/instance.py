@@ -1,11 +1,13 @@
 """Instance matching metrics as pure functions, with the StarDist / Cellpose definitions.
 
 A predicted object and a true object *match* when their IoU is at least a
-threshold ``tau``; matching is one-to-one. Per image, :func:`match_counts` gives
-``(tp, fp, fn, sum of matched IoU)`` at every ``tau``; summed over a dataset (as
-StarDist's ``matching_dataset`` does), :func:`instance_scores` turns them into
-precision, recall, F1, the "accuracy" ``tp / (tp + fp + fn)`` that StarDist and
-Cellpose call average precision, panoptic quality and the mean matched IoU.
+threshold ``tau``; matching is one-to-one. Instance maps may be 2D ``(H, W)`` or
+volumes ``(Z, Y, X)``: every function counts pixels and voxels alike. Per image,
+:func:`match_counts` gives ``(tp, fp, fn, sum of matched IoU)`` at every ``tau``;
+summed over a dataset (as StarDist's ``matching_dataset`` does),
+:func:`instance_scores` turns them into precision, recall, F1, the "accuracy"
+``tp / (tp + fp + fn)`` that StarDist and Cellpose call average precision,
+panoptic quality and the mean matched IoU.
 
 Example::
 
