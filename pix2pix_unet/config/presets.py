@@ -95,10 +95,12 @@ GENERATOR_PRESETS: dict[str, UNetConfig] = {
 # The generator preset a task starts from when the config names none (keys set on top still apply).
 TASK_PRESETS: dict[Task, str] = {Task.RESTORE: "nafnet"}
 # Settings a task starts from (the config's own keys win): unpaired translation as the CycleGAN/CUT reference
-# code trains it, with least-squares GAN losses, instance norm and no dropout.
-TASK_DEFAULTS: dict[Task, dict[str, dict[str, Any]]] = {
+# code trains it, with least-squares GAN losses, instance norm and no dropout; FID at every validation; and the
+# last step's weights exported, which scored as well as or better than the lowest-FID checkpoint on held-out
+# truth in each of the six runs of benchmarks/unpaired.py (docs/unpaired.md).
+TASK_DEFAULTS: dict[Task, dict[str, Any]] = {
     Task.UNPAIRED: {"loss": {"gan": "lsgan"}, "generator": {"norm": "instance", "dropout": 0.0},
-                    "fid": {"when": "validation"}},
+                    "fid": {"when": "validation"}, "export": "last"},
 }
 
 
@@ -110,7 +112,9 @@ def with_task_preset(data: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         return data  # from_dict names the bad value
     for section, defaults in TASK_DEFAULTS.get(task, {}).items():
-        if isinstance(data.get(section) or {}, dict):
+        if not isinstance(defaults, dict):  # a top-level key
+            data = data if section in data else {**data, section: defaults}
+        elif isinstance(data.get(section) or {}, dict):
             data = {**data, section: {**defaults, **(data.get(section) or {})}}
     generator = data.get("generator") or {}
     if task not in TASK_PRESETS or not isinstance(generator, dict) or "preset" in generator:

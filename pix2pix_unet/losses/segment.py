@@ -25,14 +25,16 @@ def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, smooth: float = 1
     With ``confidence``, each pixel counts in the sums with that weight.
 
     Shape:
-        ``logits (B, K, H, W)``, ``labels (B, H, W)``, ``confidence (B, H, W)`` -> scalar.
+        ``logits (B, K, H, W)``, ``labels (B, H, W)``, ``confidence (B, H, W)`` -> scalar (volumes:
+        ``(B, K, D, H, W)`` and ``(B, D, H, W)``).
     """
     probs = logits.float().softmax(1)  # (b, k, h, w)
     target = one_hot(labels, logits.shape[1])  # (b, k, h, w)
     if confidence is not None:
         probs, target = probs * confidence[:, None], target * confidence[:, None]
-    intersection = (probs * target).sum((0, 2, 3))  # (k,)
-    total = probs.sum((0, 2, 3)) + target.sum((0, 2, 3))  # (k,)
+    axes = (0, *range(2, probs.ndim))  # the batch and every spatial axis (2D or 3D)
+    intersection = (probs * target).sum(axes)  # (k,)
+    total = probs.sum(axes) + target.sum(axes)  # (k,)
     return 1.0 - ((2 * intersection + smooth) / (total + smooth)).mean()
 
 

