@@ -30,6 +30,7 @@ from . import io
 from .config import Intensity, OutputDtype
 from .errors import DatasetError
 from .io import ChannelError, ImageFile
+from .volume_io import Spacing, Volume, read_volume
 
 
 @dataclass
@@ -37,7 +38,8 @@ class Decoded:
     """One decoded input file.
 
     Attributes:
-        tensor: ``(C, H, W)`` float32, the generator's input (values in [-1, 1]; one-hot for label maps).
+        tensor: ``(C, H, W)`` float32, the generator's input (values in [-1, 1]; one-hot for label maps);
+            ``(C, Z, Y, X)`` for a volume.
         path: the file it came from.
         image: the pixels as read (their dtype and values drive :meth:`ImageCodec.encode` and overlays);
             None for label maps.
@@ -48,6 +50,7 @@ class Decoded:
     path: Path
     image: ImageFile | None = None
     scale: tuple[float, float] = (0.0, 255.0)
+    volume: Volume | None = None  # a volume's voxels ``(Z, Y, X, C)`` and spacing (the tensor is ``(C, Z, Y, X)``)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,26 @@ class ImageCodec:
         """Read ``path`` with :func:`pix2pix_unet.io.read_image` and map it to [-1, 1]."""
         path = Path(path)
         return self.from_pixels(io.read_image(path), path)
+
+    def decode_volume(self, path: str | Path, spacing: Spacing | None = None) -> Decoded:
+        """Read a Z stack with :func:`~pix2pix_unet.volume_io.read_volume` (``spacing`` where the file states
+        none) and decode it (:meth:`from_volume`). A 2D image is a :class:`~pix2pix_unet.volume_io.VolumeError`
+        naming the file."""
+        return self.from_volume(read_volume(Path(path), spacing))
+
+    def from_volume(self, volume: Volume) -> Decoded:
+        """Map a volume to ``(C, Z, Y, X)`` in [-1, 1] by the intensity rule, applied to the whole volume:
+        ``image`` takes the volume's own range, never a tile's."""
+        z, y, x, c = volume.voxels.shape
+        # the channel rules of 2D images, on the volume seen as one (Z * Y, X, C) image
+        flat = _channels(ImageFile(volume.voxels.reshape(z * y, x, c)), self.channels, volume.path)
+        t = rearrange(torch.from_numpy(np.ascontiguousarray(flat).astype(np.float32, copy=False)),
+                      "(z y) x c -> c z y x", z=z)
+        low, high = self.scale_of(ImageFile(volume.voxels[:1, :1, :1].reshape(1, 1, c)), t)
+        t = (t - low) / (high - low) if high > low else torch.zeros_like(t) + 0.5
+        if self.intensity is Intensity.RANGE:
+            t = t.clamp(0, 1)
+        return Decoded(t.mul(2).sub(1).contiguous(), volume.path, None, (low, high), volume)
 
     def from_pixels(self, image: ImageFile, path: str | Path = "<array>") -> Decoded:
         """Map decoded pixels to the model's channels and [-1, 1] by the intensity rule."""

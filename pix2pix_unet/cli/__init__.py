@@ -117,6 +117,10 @@ def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> 
         print("plan: none for task=unpaired yet; the settings are the reference code's (docs/unpaired.md)",
               file=sys.stderr)
         return cfg
+    if cfg.generator.dims == 3:
+        print("plan: none for volumes yet; the voxel size comes from the files and sets the kernels and pooling "
+              "(docs/volumes.md)", file=sys.stderr)
+        return cfg
     from ..data import DatasetError
     from ..planner import fingerprint, measured_speed, overrides, plan
 

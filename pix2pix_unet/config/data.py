@@ -21,6 +21,7 @@ class DataConfig:
     direction: Direction = Direction.A_TO_B
     load_size: int | None = None  # resize every image to this square size on load
     crop_size: int | None = 64  # random crop (train) on the device; None keeps the loaded size
+    crop_depth: int | None = None  # volumes (generator.dims=3): the z extent of training patches; None: every slice
     flip: bool = True
     val_fraction: float = 0.1  # used when the folder has no val/ split
     num_workers: int | None = None  # loader processes decoding files; None: with CUDA up to 8 per GPU, else 0
@@ -36,7 +37,7 @@ class DataConfig:
             raise ConfigError(f"{where}.val_fraction={self.val_fraction} must be in (0, 1)")
         if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError(f"{where}.num_workers={self.num_workers} must be >= 0")
-        for name in ("load_size", "crop_size"):
+        for name in ("load_size", "crop_size", "crop_depth"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{where}.{name}={value} must be a positive size")

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from ..config import SegmentConfig
-from ..codec import one_hot
 
 
 def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, smooth: float = 1.0,
@@ -29,7 +28,7 @@ def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, smooth: float = 1
         ``(B, K, D, H, W)`` and ``(B, D, H, W)``).
     """
     probs = logits.float().softmax(1)  # (b, k, h, w)
-    target = one_hot(labels, logits.shape[1])  # (b, k, h, w)
+    target = F.one_hot(labels.long(), logits.shape[1]).movedim(-1, 1).float()  # (b, k, h, w) or (b, k, d, h, w)
     if confidence is not None:
         probs, target = probs * confidence[:, None], target * confidence[:, None]
     axes = (0, *range(2, probs.ndim))  # the batch and every spatial axis (2D or 3D)

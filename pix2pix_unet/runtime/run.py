@@ -49,7 +49,7 @@ def prepare_generator(generator: Generator, cfg: InferenceConfig, device: torch.
     if cfg.precision is MixedPrecision.FP16 and device.type != "cuda":
         raise ValueError(f"inference precision fp16 needs a CUDA device, not {device}; use bf16 or no")
     generator = generator.to(device).eval()
-    if device.type in ("cuda", "cpu"):
+    if device.type in ("cuda", "cpu") and getattr(generator.config, "dims", 2) == 2:  # 3D: not measured, kept
         generator.to(memory_format=torch.channels_last)
     if cfg.compile:
         generator.compile(mode=cfg.compile_mode.value)

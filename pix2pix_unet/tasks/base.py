@@ -99,11 +99,12 @@ class RandomCrops(Dataset):
     Images may have any size. The window of draw ``index`` is seeded by
     ``(seed, index)``, and the sampler numbers draws across epochs
     (:class:`~pix2pix_unet.training.loop.EpochSampler`), so the crops repeat
-    exactly in a resumed run. ``size=None`` passes the examples through.
+    exactly in a resumed run. ``size=None`` passes the examples through. With ``dims=3`` the examples are
+    volumes and the crops are ``depth x size x size`` patches (``depth=None``: every slice).
     """
 
-    def __init__(self, base: Dataset, size: int | None, seed: int) -> None:
-        self.base, self.size, self.seed = base, size, seed
+    def __init__(self, base: Dataset, size: int | None, seed: int, dims: int = 2, depth: int | None = None) -> None:
+        self.base, self.size, self.seed, self.dims, self.depth = base, size, seed, dims, depth
 
     def __len__(self) -> int:
         return len(self.base)
@@ -115,17 +116,25 @@ class RandomCrops(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.base[index % len(self.base)]
-        if self.size is None:
+        if self.size is None and (self.dims == 2 or self.depth is None):
             return item
-        maps = [v for v in item.values() if isinstance(v, torch.Tensor) and v.ndim >= 2]
-        h, w = maps[0].shape[-2:]
-        if min(h, w) < self.size:
-            raise DatasetError(f"{item.get('name', index)} is {w}x{h} px, smaller than data.crop_size={self.size}")
+        maps = [v for v in item.values() if isinstance(v, torch.Tensor) and v.ndim >= self.dims]
+        shape = tuple(maps[0].shape[-self.dims:])
+        wanted = ((self.depth or shape[0],) if self.dims == 3 else ()) + (self.size or shape[-2], self.size or shape[-1])
+        if any(n < w for n, w in zip(shape, wanted)):
+            size = "x".join(map(str, shape[::-1]))  # width first
+            if self.dims == 2:
+                raise DatasetError(f"{item.get('name', index)} is {size} px, smaller than data.crop_size={self.size}")
+            raise DatasetError(f"{item.get('name', index)} is {size} voxels (x, y, z), smaller than the "
+                               f"{'x'.join(map(str, wanted[::-1]))} patches of data.crop_size={self.size} and "
+                               f"data.crop_depth={self.depth}")
         rng = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        top = int(torch.randint(h - self.size + 1, (1,), generator=rng))
-        left = int(torch.randint(w - self.size + 1, (1,), generator=rng))
-        return {k: v[..., top: top + self.size, left: left + self.size]
-                if isinstance(v, torch.Tensor) and v.ndim >= 2 and v.shape[-2:] == (h, w) else v
+        starts = [int(torch.randint(n - w + 1, (1,), generator=rng)) for n, w in zip(shape[-2:], wanted[-2:])]
+        if self.dims == 3:  # drawn after y and x, so 2D crops keep their windows
+            starts.insert(0, int(torch.randint(shape[0] - wanted[0] + 1, (1,), generator=rng)))
+        window = tuple(slice(a, a + w) for a, w in zip(starts, wanted))
+        return {k: v[(..., *window)]
+                if isinstance(v, torch.Tensor) and v.ndim >= self.dims and tuple(v.shape[-self.dims:]) == shape else v
                 for k, v in item.items()}
 
 

@@ -30,7 +30,8 @@ from ..config import (
     SegmentConfig, Task, TrainConfig, to_dict,
 )
 from ..runtime import run_generator
-from ..io import ImageFile, display_rgb8, from_tensor, overlay, palette, write_image, write_label_map
+from ..io import ImageFile, ImageWriteError, display_rgb8, from_tensor, overlay, palette, write_image, write_label_map
+from ..volume_io import write_volume
 from ..models import Generator
 from ..losses import generator_adversarial_loss
 from ..losses.objective import discriminator_losses
@@ -44,6 +45,8 @@ from ..data.labels import (
 )
 from ..losses.segment import deep_supervision_losses, segmentation_losses
 from ..metrics.segment import confusion_matrix, segmentation_scores
+from ..data.augment import VolumeAugmentation
+from ..data.volumes import LabelledVolumes, build_labelled_volumes, same_spacing
 from ..data.weight_map import unet_weight_map
 
 
@@ -77,8 +80,9 @@ class WeightedLabelled(Dataset):
     """
 
     def __init__(self, base: LabelledDataset, cfg: SegmentConfig, border_class: int | None = None,
-                 distance: bool = False) -> None:
+                 distance: bool = False, spacing: tuple[float, ...] | None = None) -> None:
         self.base, self.cfg, self.border_class, self.distance = base, cfg, border_class, distance
+        self.spacing = spacing  # volumes: the voxel size, so distances are measured in space, not in voxels
         self.has_instances = base.has_instances
         self.maps: dict[int, dict[str, torch.Tensor]] = {}  # per file, in each loader process
 
@@ -97,12 +101,12 @@ class WeightedLabelled(Dataset):
     def targets(self, labels: np.ndarray, instances: np.ndarray) -> dict[str, torch.Tensor]:
         """The label map (with the border class in instance mode), its U-Net weight map and (with
         ``distance``) the distance map of one file."""
-        extra = {"distance": torch.from_numpy(border_distance(instances))} if self.distance else {}
+        extra = {"distance": torch.from_numpy(border_distance(instances, self.spacing))} if self.distance else {}
         if self.border_class is not None:
             labels = border_targets(labels, instances, self.border_class)
             instances = np.where(labels == self.border_class, 0, instances)
         weight = unet_weight_map(instances, labels, w0=self.cfg.w0, sigma=self.cfg.sigma,
-                                 class_balance=self.cfg.class_balance)
+                                 class_balance=self.cfg.class_balance, sampling=self.spacing)
         return {"labels": torch.from_numpy(labels), "weight": torch.from_numpy(weight), **extra}
 
 
@@ -252,9 +256,19 @@ class SegmentTask(TaskBase):
         seg = self.cfg.segment
         return ImageCodec(self.cfg.generator.in_channels, seg.intensity, (seg.intensity_min, seg.intensity_max))
 
+    @property
+    def volumes(self) -> bool:
+        """Whether the generator is 3D: Z stacks in and out (:mod:`~pix2pix_unet.data.volumes`)."""
+        return self.cfg.generator.dims == 3
+
     def datasets(self) -> tuple[Dataset, Dataset, TrainConfig]:
         cfg, seg = self.cfg, self.cfg.segment
-        train, val, num_classes = build_labelled(cfg.data, cfg.labels, self.input_codec, cfg.seed)
+        spacing = tuple(cfg.generator.spacing) if cfg.generator.spacing else None
+        if self.volumes:  # the files' voxel size builds the network's anisotropic kernels and pooling
+            train, val, num_classes, spacing = build_labelled_volumes(cfg.data, cfg.labels, self.input_codec,
+                                                                      cfg.seed, spacing)
+        else:
+            train, val, num_classes = build_labelled(cfg.data, cfg.labels, self.input_codec, cfg.seed)
         self.num_classes = num_classes
         self.confidence_maps = bool(getattr(train, "has_confidence", False))  # the loss takes per-pixel weights
         self.instance_mode = seg.instances is InstanceMode.ON or (
@@ -263,11 +277,15 @@ class SegmentTask(TaskBase):
             cfg,
             labels=dataclasses.replace(cfg.labels, num_classes=num_classes),
             generator=dataclasses.replace(cfg.generator, out_channels=self.out_classes + int(self.distance_head),
-                                          final_activation=FinalActivation.NONE),
+                                          final_activation=FinalActivation.NONE,
+                                          spacing=list(spacing) if self.volumes and spacing else cfg.generator.spacing),
         )
-        self.augment = SegmentAugmentation(None, cfg.data.flip, seg)  # crops are taken per example (RandomCrops)
+        # crops are taken per example (RandomCrops)
+        self.augment = (VolumeAugmentation(cfg.data.flip, seg.augment, seg.augment) if self.volumes
+                        else SegmentAugmentation(None, cfg.data.flip, seg))
         self.note_training_inputs([train[i]["image"] for i in range(min(len(train), 16))])
-        return WeightedLabelled(train, seg, self.border_class, self.distance_head), val, resolved
+        return (WeightedLabelled(train, seg, self.border_class, self.distance_head,
+                                 spacing if self.volumes else None), val, resolved)
 
     def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, SegmentTarget]:
         confidence = batch["confidence"] if self.confidence_maps else None
@@ -419,14 +437,34 @@ class SegmentTask(TaskBase):
 
     # ----------------------------------------------------------------- files
 
+    def decode_input(self, path: Path, mask: Path | None = None) -> Decoded:
+        """An image, or for a 3D segmenter a Z stack (the trained voxel size where the file states none; a 2D
+        image is an error naming the file)."""
+        if not self.volumes:
+            return super().decode_input(path, mask)
+        spacing = self.cfg.generator.spacing
+        return self.input_codec.decode_volume(path, tuple(spacing) if spacing else None)
+
+    def input_warnings(self, decoded: Decoded) -> list[str]:
+        """Beside the value range: a volume whose voxel size differs from the trained one (its anisotropy is not
+        the one the kernels were built for)."""
+        warnings = super().input_warnings(decoded)
+        trained, volume = self.cfg.generator.spacing, decoded.volume
+        if volume is not None and trained and volume.spacing and not same_spacing(tuple(trained), volume.spacing):
+            warnings.append(f"{decoded.path}: voxel size {volume.spacing} differs from the trained "
+                            f"{tuple(trained)}; resample the volume to it, or the objects will be misjudged")
+        return warnings
+
     def output_path(self, relative: Path, output_dir: Path, suffix: str | None = None) -> Path:
-        return output_dir / relative.with_suffix(".png")
+        return output_dir / relative.with_suffix(".tif" if self.volumes else ".png")
 
     def encode(self, output: torch.Tensor, decoded: Decoded, path: Path, dtype: OutputDtype = OutputDtype.INPUT,
                overlay_dir: Path | None = None, relative: Path | None = None) -> list[Path]:
         """The class ids as a palette PNG; in instance mode also the instance ids as a 16-bit PNG
         ``NAME_instances.png`` (0 = background, 1..N; a 32-bit TIFF beyond 65535 objects). With
         ``overlay_dir``, the classes (or the instance outlines) drawn over the input."""
+        if decoded.volume is not None:
+            return self.encode_volume(output, decoded, path)
         labels = self.classes(output).numpy()
         written = [write_label_map(path, labels, self.num_classes)]
         objects = self.objects(output) if self.instance_mode else None
@@ -444,6 +482,21 @@ class SegmentTask(TaskBase):
             written.append(write_image(overlay_dir / (relative or Path(path.name)).with_suffix(".png"), picture))
         return written
 
+    def encode_volume(self, output: torch.Tensor, decoded: Decoded, path: Path) -> list[Path]:
+        """A volume's class ids as an 8-bit ImageJ hyperstack at ``path`` (16-bit past 255 classes), and in
+        instance mode its instance ids as ``NAME_instances.tif`` (16-bit; 32-bit floats cannot hold ids, so
+        more than 65535 objects is an error naming the file); both carry the input's voxel size."""
+        spacing = decoded.volume.spacing if decoded.volume is not None else None
+        labels = self.classes(output).numpy()
+        written = [write_volume(path, labels.astype(np.uint8 if self.num_classes <= 256 else np.uint16), spacing)]
+        if self.instance_mode:
+            objects = self.objects(output)
+            if objects.max() > np.iinfo(np.uint16).max:
+                raise ImageWriteError(f"{path}: {objects.max()} objects do not fit the 16-bit instance volume")
+            where = path.with_name(f"{path.stem}_instances.tif")
+            written.append(write_volume(where, objects.astype(np.uint16), spacing))
+        return written
+
     def output_warnings(self, output: torch.Tensor, decoded: Decoded) -> list[str]:
         classes = self.classes(output).unique().tolist()
         if len(classes) == 1:
@@ -452,8 +505,13 @@ class SegmentTask(TaskBase):
         return []
 
     def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
-        """``images/`` (or ``B/``, or ``--inputs``) + ``labels/`` (or ``--targets``) [+ ``instances/``]."""
+        """``images/`` (or ``B/``, or ``--inputs``) + ``labels/`` (or ``--targets``) [+ ``instances/``]; Z stacks
+        for a 3D segmenter."""
         cfg = dataclasses.replace(self.cfg.labels, image_folder=inputs, label_folder=targets or "labels")
+        if self.volumes:
+            spacing = self.cfg.generator.spacing
+            return LabelledVolumes(discover_labelled(folder, cfg), self.input_codec,
+                                   tuple(spacing) if spacing else None)
         return LabelledFolder(discover_labelled(folder, cfg), self.input_codec, num_classes=self.num_classes)
 
     # ----------------------------------------------------------------- evaluation
@@ -465,9 +523,14 @@ class SegmentTask(TaskBase):
         return batch["image"], LabelMaps(batch["labels"], batch["instances"])
 
     def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: LabelMaps) -> list[torch.Tensor]:
+        """``[image, predicted classes, true classes]``; of a volume, its middle slice."""
         k = self.num_classes
         pred = torch.stack([self.classes(o) for o in outputs.float()])
-        return [inputs, colorize_labels(pred, k), colorize_labels(target.labels, k)]
+        labels = target.labels
+        if inputs.ndim == 5:  # (b, c, z, y, x): the middle z slice of each
+            middle = inputs.shape[2] // 2
+            inputs, pred, labels = inputs[:, :, middle], pred[:, middle], labels[:, middle]
+        return [inputs, colorize_labels(pred, k), colorize_labels(labels, k)]
 
 
 @dataclass

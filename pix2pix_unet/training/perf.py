@@ -152,7 +152,7 @@ def speed_up(generator: nn.Module, discriminator: nn.Module | None, speed: Speed
                                   (discriminator, speed.discriminator_channels_last)):
         if module is None:
             continue
-        if channels_last:
+        if channels_last and not any(p.ndim == 5 for p in module.parameters()):  # 3D nets: not measured, kept
             module.to(memory_format=torch.channels_last)
         if speed.compile:
             for part in compile_targets(module):
