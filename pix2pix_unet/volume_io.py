@@ -45,7 +45,7 @@ from .errors import DatasetError
 from .io import ImageReadError, ImageWriteError, _atomic
 
 __all__ = ["Spacing", "Volume", "VolumeError", "VolumeWriter", "VOLUME_SUFFIXES", "WRITE_DTYPES", "is_volume",
-           "read_volume", "write_volume"]
+           "read_volume", "write_volume", "z_slices"]
 
 Spacing = tuple[float, float, float]
 """Voxel size ``(z, y, x)`` in micrometres."""
@@ -119,6 +119,22 @@ def _tiff_error(path: Path, err: Exception) -> ImageReadError:
 
 
 _READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError, IndexError, tifffile.TiffFileError)
+
+
+def z_slices(path: str | Path) -> int:
+    """The length of the Z axis a TIFF's metadata names (ImageJ, OME): 0 for other files and for stacks whose
+    pages are not named Z (a multi-channel TIFF written without metadata may store its channels as pages, so
+    only a named Z is taken as proof of a volume). From the header alone; an unreadable header counts as 0."""
+    path = Path(path)
+    if path.suffix.lower() not in VOLUME_SUFFIXES:
+        return 0
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, shape = series.axes, tuple(series.shape)
+    except _READ_ERRORS:
+        return 0
+    return shape[axes.index("Z")] if "Z" in axes else 0
 
 
 def is_volume(path: str | Path) -> bool:

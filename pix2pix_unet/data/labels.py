@@ -29,6 +29,7 @@ from .. import io
 from ..config import BuiltinKind, DataConfig, LabelConfig
 from .folders import DatasetError, list_images, split_by_file
 from .nuclei import NucleiSpec, make_nuclei
+from ..volume_io import z_slices
 from .synthetic import NUM_CLASSES, NUM_CLASSES_MAX, VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
 from ..codec import ImageCodec, decode_class_ids, decode_confidence
 
@@ -302,5 +303,9 @@ def build_labelled(data: DataConfig, cfg: LabelConfig, codec: ImageCodec, seed: 
             num_classes,
         )
     train, val = split_by_file(Path(data.path), lambda split: discover_labelled(split, cfg), data, seed)
+    slices = z_slices(train[0].image) if train else 0
+    if slices > 1:
+        raise DatasetError(f"{train[0].image} is a Z stack of {slices} slices: train a 3D model on volumes with "
+                           "generator.dims=3 (docs/volumes.md)")
     num_classes = check_labelled(train + val, cfg.num_classes, None if data.load_size else data.crop_size)
     return LabelledFolder(train, codec, data.load_size), LabelledFolder(val, codec, data.load_size), num_classes

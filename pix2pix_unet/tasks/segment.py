@@ -31,7 +31,7 @@ from ..config import (
 )
 from ..runtime import run_generator
 from ..io import ImageFile, ImageWriteError, display_rgb8, from_tensor, overlay, palette, write_image, write_label_map
-from ..volume_io import write_volume
+from ..volume_io import VolumeError, read_volume, write_volume, z_slices
 from ..models import Generator
 from ..losses import generator_adversarial_loss
 from ..losses.objective import discriminator_losses
@@ -441,9 +441,15 @@ class SegmentTask(TaskBase):
         """An image, or for a 3D segmenter a Z stack (the trained voxel size where the file states none; a 2D
         image is an error naming the file)."""
         if not self.volumes:
+            slices = z_slices(path)
+            if slices > 1:
+                raise VolumeError(f"{path} is a Z stack of {slices} slices, but this segmenter is 2D "
+                                  "(generator.dims=2); segment it with a 3D model (generator.dims=3)")
             return super().decode_input(path, mask)
-        spacing = self.cfg.generator.spacing
-        return self.input_codec.decode_volume(path, tuple(spacing) if spacing else None)
+        volume = read_volume(path)
+        if volume.spacing is None and self.cfg.generator.spacing:  # the trained voxel size, where the file has none
+            volume = dataclasses.replace(volume, spacing=tuple(self.cfg.generator.spacing))
+        return self.input_codec.from_volume(volume)
 
     def input_warnings(self, decoded: Decoded) -> list[str]:
         """Beside the value range: a volume whose voxel size differs from the trained one (its anisotropy is not
