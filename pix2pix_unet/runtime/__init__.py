@@ -1,4 +1,5 @@
-"""Running a trained generator: devices, precision, test-time augmentation, overlap-tile, and process shards.
+"""Running a trained generator: devices, precision, test-time augmentation, overlap-tile, volume windows, and
+process shards.
 
 Below the tasks and above the models: whatever runs a generator on tensors
 (validation, ``predict``, ``evaluate``, ``synthesize``) comes here.
@@ -10,7 +11,13 @@ from .run import (
     run_generator, undo_dihedral,
 )
 from .tiling import plan_tiles, predict_tiled
+from .volume_window import (
+    Blend, VolumeStatistics, Window, estimate_window_bytes, percentile_normalizer, plan_windows, predict_volume,
+    receptive_halo, volume_statistics, window_for_budget,
+)
 
-__all__ = ["AUTOCAST_DTYPES", "TestTimeAugmented", "autocast", "backend_flags", "best_device", "dihedral",
-           "freed_memory_kept", "inference_flags", "plan_tiles", "predict_tiled", "prepare_generator",
-           "run_generator", "undo_dihedral"]
+__all__ = ["AUTOCAST_DTYPES", "Blend", "TestTimeAugmented", "VolumeStatistics", "Window", "autocast", "backend_flags",
+           "best_device", "dihedral", "estimate_window_bytes", "freed_memory_kept", "inference_flags",
+           "percentile_normalizer", "plan_tiles", "plan_windows", "predict_tiled", "predict_volume",
+           "prepare_generator", "receptive_halo", "run_generator", "undo_dihedral", "volume_statistics",
+           "window_for_budget"]
