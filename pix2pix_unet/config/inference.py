@@ -15,14 +15,17 @@ class InferenceConfig:
     Images of at most ``tile_above_mp`` megapixels run whole (padded to the UNet's
     multiple and cropped back); larger ones run as overlapping ``tile`` x ``tile``
     tiles blended with ``window``. ``tile`` must be a multiple of the generator's
-    ``2 ** depth``; the step between tiles is rounded down to one.
+    ``2 ** depth``; the step between tiles is rounded down to one. Volumes of more than ``tile_above_mp``
+    megavoxels run by a sliding 3D window sized to ``volume_budget_mb``
+    (:mod:`~pix2pix_unet.runtime.volume_window`).
     """
 
     batch_size: int = 4  # images of one size, or tiles, per forward pass
     tile: int = 512
     overlap: int = 128
     window: BlendWindow = BlendWindow.LINEAR
-    tile_above_mp: float = 4.0  # tile images with more megapixels than this; 0 tiles every image
+    tile_above_mp: float = 4.0  # tile images with more megapixels (volumes: megavoxels) than this; 0: always
+    volume_budget_mb: float = 1024.0  # volumes: the sliding window's estimated activation memory
     output_dtype: OutputDtype = OutputDtype.INPUT
     precision: MixedPrecision = MixedPrecision.NO  # bf16/fp16: autocast the generator (outputs stay float32)
     compile: bool = False  # torch.compile the generator: slow first batch (and per new size), faster after
@@ -33,6 +36,8 @@ class InferenceConfig:
         _positive(self, where, "batch_size", "tile")
         if not 0 <= self.overlap < self.tile:
             raise ConfigError(f"{where}.overlap={self.overlap} must be in [0, tile={self.tile})")
+        if not self.volume_budget_mb > 0:
+            raise ConfigError(f"{where}.volume_budget_mb={self.volume_budget_mb} must be > 0")
         if self.tile_above_mp < 0:
             raise ConfigError(f"{where}.tile_above_mp={self.tile_above_mp} must be >= 0")
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 
-from ..config import InferenceConfig, MixedPrecision
+from ..config import ConfigError, InferenceConfig, MixedPrecision
 from ..models import Generator
 from .backends import backend_flags
 from .tiling import predict_tiled
+from .volume_window import Blend, predict_volume, receptive_halo, window_for_budget
 
 
 def best_device(requested: str | None = None) -> torch.device:
@@ -116,6 +118,11 @@ def run_generator(
     h, w = batch.shape[-2:]
     factor = generator.config.factor
     forward = TestTimeAugmented(generator) if cfg.tta else generator
+    if batch.ndim == 5:  # volumes (b, c, z, y, x)
+        with autocast(cfg, device):
+            if batch[0].numel() / batch.shape[1] <= cfg.tile_above_mp * 1e6:
+                return forward(batch.to(device)).float().cpu()
+            return torch.stack([run_volume(generator, forward, volume, cfg, device, progress) for volume in batch])
     with autocast(cfg, device):
         if h * w <= cfg.tile_above_mp * 1e6:
             return forward(batch.to(device)).float().cpu()
@@ -126,5 +133,34 @@ def run_generator(
         ])
 
 
+def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Tensor, cfg: InferenceConfig,
+               device: torch.device | str, progress: bool = False) -> torch.Tensor:
+    """One volume ``(C, Z, Y, X)``, already normalised as a whole, by a sliding window of about
+    ``cfg.volume_budget_mb`` of activations: each window reads a halo of the receptive field around the
+    voxels it keeps, so the result equals the whole-volume pass (norms that do not depend on the window:
+    batch norm in eval mode, or none). A net whose receptive field is the whole window (ASPP, NAF's channel
+    attention) blends Gaussian-weighted windows instead. Returns ``(C', Z, Y, X)`` on the CPU."""
+    config = generator.config
+    shape = tuple(volume.shape[1:])
+    factors = config.axis_factors
+    try:
+        halo, blend = receptive_halo(config), Blend.CROP
+    except ConfigError:  # the net sees the whole window: no halo is enough, blend instead
+        halo, blend = tuple(factors), Blend.GAUSSIAN
+    budget = window_for_budget(config, volume.shape[0], int(cfg.volume_budget_mb * 2**20), shape=shape)
+    # each window keeps a core of at least one factor inside its halos (past the budget if it must), and is
+    # never larger than the volume padded to the factors
+    window = tuple(min(max(w, 2 * (-(-h // f) * f) + f + (2 * f if blend is Blend.GAUSSIAN else 0)), -(-n // f) * f)
+                   for w, h, f, n in zip(budget, halo, factors, shape))
+    with torch.no_grad():
+        channels = forward(volume[None, :, :1, :1, :1].expand(1, -1, *config.axis_factors).to(device)).shape[1]
+    out = np.zeros((*shape, channels), np.float32)
+    predict_volume(forward.eval(), volume.permute(1, 2, 3, 0).numpy(), to_input=lambda block: torch.from_numpy(
+        np.ascontiguousarray(block)).permute(3, 0, 1, 2), from_output=lambda t: t.float().permute(1, 2, 3, 0).cpu()
+        .numpy(), out=out, window=window, halo=halo, blend=blend,
+        factors=factors, batch_size=cfg.batch_size, device=device, progress=progress)
+    return torch.from_numpy(out).permute(3, 0, 1, 2)
+
+
 __all__ = ["AUTOCAST_DTYPES", "TestTimeAugmented", "autocast", "best_device", "dihedral", "inference_flags",
-           "prepare_generator", "run_generator", "undo_dihedral"]
+           "prepare_generator", "run_generator", "run_volume", "undo_dihedral"]
