@@ -66,8 +66,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--base-channels", type=int, default=8)
     p.add_argument("--dir", type=Path, default=None, help="where to write the files (default: a temporary folder)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="instead: `pix2pix-unet predict` with this trained 3D run on the volume, in a fresh process "
+                        "(the user's path: the volume held whole, windows by inference.volume_budget_mb, instances "
+                        "by the 3D watershed), and that process's peak RSS")
     args = p.parse_args(argv)
     shape = (args.z, args.y, args.x)
+    if args.checkpoint is not None:
+        return predict_cli(args.checkpoint, shape, args.dir)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.dir or Path(tmp)
@@ -113,6 +119,36 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               f"output {target.stat().st_size / 2**20:.0f} MiB")
         print(f"peak RSS {result['peak_rss_mb']:.0f} MiB (before predicting {rss_before:.0f} MiB); the input is "
               f"{result['volume_mb']:.0f} MiB and so is the output")
+        return result
+
+
+PEAK = ("import resource, sys; from pix2pix_unet.cli import main; code = main(sys.argv[1:]); "
+        "print(f'peak_rss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}'); sys.exit(code)")
+
+
+def predict_cli(checkpoint: Path, shape: tuple[int, int, int], folder: Path | None) -> dict[str, float]:
+    """``pix2pix-unet predict`` of a written uint16 volume (with the run's voxel size) in a child process."""
+    import json
+    import subprocess
+
+    from pix2pix_unet.volume_io import write_volume
+
+    config = json.loads((checkpoint / "checkpoints" / "generator" / "config.json").read_text())["generator"]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = folder or Path(tmp)
+        rng = np.random.default_rng(0)
+        write_volume(folder / "in" / "volume.tif", rng.integers(100, 20000, shape, dtype=np.uint16),
+                     tuple(config.get("spacing") or (1.0, 1.0, 1.0)))
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", PEAK, "predict", "--checkpoint", str(checkpoint), "--input",
+                               str(folder / "in"), "--output", str(folder / "out"), "--device", "cpu",
+                               "--no-progress", "--overwrite"], capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        print(done.stdout[-2000:], done.stderr[-2000:])
+        peak = int([line for line in done.stdout.splitlines() if line.startswith("peak_rss_kib=")][-1].split("=")[1])
+        result = {"seconds": seconds, "peak_rss_mb": peak / 1024, "volume_mb": float(np.prod(shape) * 2 / 2**20)}
+        print(f"predict (CLI) of {shape} uint16 in {seconds:.1f} s; peak RSS {result['peak_rss_mb']:.0f} MiB "
+              f"(the input is {result['volume_mb']:.0f} MiB)")
         return result
 
 

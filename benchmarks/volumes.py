@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+
 import subprocess
 import sys
 import time
@@ -114,10 +114,21 @@ def run(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
+PEAK = ("import resource, sys; from pix2pix_unet.cli import main; code = main(sys.argv[1:]); "
+        "print(f'peak_rss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}'); sys.exit(code)")
+
+
 def predict_rss(cmd: list[str], log: Path) -> tuple[float, float]:
-    """Run a prediction in a child process; its wall time and the children's peak RSS (MiB)."""
-    seconds = run(cmd, log)
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """Run ``pix2pix-unet ARGS`` (``cmd[1:]``) in a fresh process; its wall time and its own peak RSS (MiB)."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PEAK, *cmd[1:]], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    with log.open("a") as f:
+        f.write(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}); see {log}")
+    peak = [line for line in done.stdout.splitlines() if line.startswith("peak_rss_kib=")][-1]
+    return seconds, int(peak.split("=")[1]) / 1024
 
 
 def score(pred: dict[str, np.ndarray], root: Path) -> dict:
