@@ -53,15 +53,25 @@ def _metadata(generator: Generator, task: TaskBase) -> dict:
     return meta
 
 
-def example_input(generator: Generator, batch: int = 1) -> torch.Tensor:
-    """A seeded input whose sides are not multiples of ``2 ** depth``, so the padding path is traced."""
-    f = generator.config.factor
-    rng = torch.Generator().manual_seed(0)
-    return torch.rand(batch, generator.config.in_channels, f + 5, 2 * f + 3, generator=rng) * 2 - 1
+def example_input(generator: Generator, batch: int = 1, seed: int = 0, grow: tuple[int, ...] = (1, 1, 2),
+                  extra: tuple[int, ...] = (1, 5, 3)) -> torch.Tensor:
+    """A seeded input whose sides are not multiples of the padding factors, so the padding path is traced:
+    ``grow * factor + extra`` per spatial axis (the last two for 2D; a volume's three for ``dims=3``)."""
+    factors = getattr(generator.config, "axis_factors", (generator.config.factor,) * 2)
+    sizes = [g * f + e for g, f, e in zip(grow[-len(factors):], factors, extra[-len(factors):])]
+    rng = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, generator.config.in_channels, *sizes, generator=rng) * 2 - 1
+
+
+def spatial_axes(generator: Generator) -> list[str]:
+    """The names of the input's spatial axes in the ONNX graph: ``height, width``, and ``depth`` first for a
+    3D generator."""
+    return (["depth"] if getattr(generator.config, "dims", 2) == 3 else []) + ["height", "width"]
 
 
 def export_onnx(generator: Generator, task: TaskBase, path: str | Path) -> Path:
-    """Write ``generator`` as an ONNX file with dynamic ``batch``, ``height`` and ``width``.
+    """Write ``generator`` as an ONNX file with dynamic ``batch``, ``height`` and ``width`` (and ``depth`` for a
+    3D generator).
 
     The graph maps the task's decoded input (``[-1, 1]`` by the recorded intensity
     rule; one-hot label maps; image + hole mask) to the generator's raw output;
@@ -78,7 +88,7 @@ def export_onnx(generator: Generator, task: TaskBase, path: str | Path) -> Path:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             generator, (example_input(generator),), str(path), dynamo=True, external_data=False,
-            dynamic_shapes={"x": {0: "batch", 2: "height", 3: "width"}},
+            dynamic_shapes={"x": {0: "batch", **dict(enumerate(spatial_axes(generator), start=2))}},
             input_names=["input"], output_names=["output"],
         )
     model = onnx.load(str(path))
@@ -101,10 +111,8 @@ def onnx_max_difference(generator: Generator, path: str | Path, inputs: torch.Te
     """
     import onnxruntime
 
-    f = generator.config.factor
     if inputs is None:
-        rng = torch.Generator().manual_seed(1)
-        inputs = torch.rand(2, generator.config.in_channels, 2 * f + 7, f + 9, generator=rng) * 2 - 1
+        inputs = example_input(generator, batch=2, seed=1, grow=(2, 2, 1), extra=(3, 7, 9))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ours = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})[0]
     with torch.no_grad():
@@ -115,4 +123,4 @@ def onnx_max_difference(generator: Generator, path: str | Path, inputs: torch.Te
 
 
 __all__ = ["ONNX_METADATA_KEY", "example_input", "export_onnx", "export_safetensors", "for_export",
-           "onnx_max_difference"]
+           "onnx_max_difference", "spatial_axes"]

@@ -99,3 +99,16 @@ def test_the_3d_patchgan_judges_patches_of_a_volume(kind):
     if kind == "nlayer":
         with pytest.raises(ValueError, match="along every axis"):
             d(torch.randn(1, 1, 8, 32, 32), torch.randn(1, 2, 8, 32, 32))  # z too thin for two scales
+
+
+def test_a_3d_generator_exports_to_onnx_with_dynamic_depth(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from pix2pix_unet.config import Task, TrainConfig
+    from pix2pix_unet.export import export_onnx, onnx_max_difference
+    from pix2pix_unet.tasks import build_task
+
+    net = build(conv_unit="double", down="maxpool", up="bilinear", spacing=[2.0, 0.5, 0.5], in_channels=1).eval()
+    task = build_task(TrainConfig(task=Task.SEGMENT, generator=net.config))
+    path = export_onnx(net, task, tmp_path / "net.onnx")
+    assert onnx_max_difference(net, path) < 1e-4  # 2 volumes of another odd size than the traced one
+    assert onnx_max_difference(net, path, torch.rand(1, 1, 9, 30, 22) * 2 - 1) < 1e-4

@@ -90,3 +90,15 @@ def test_volume_augmentation_moves_image_and_maps_together():
     out_image, out_labels, out_maps = VolumeAugmentation(flip=True, turn=True, intensity=False)(image, labels, maps)
     assert torch.equal(out_labels, (out_image[:, 0] > 0.5).long()) and torch.equal(out_maps, out_image)
     assert not torch.equal(out_image, image)  # something moved
+
+
+def test_a_3d_segmenter_exports_to_onnx_and_refuses_bioimageio_by_name(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    data = write_nuclei_volumes(tmp_path / "vols", 2, 1, spec=SPEC)
+    run = tmp_path / "run"
+    assert train_main(["--task", "segment", "--data", str(data), "--output-dir", str(run), "--max-steps", "1",
+                       "sample_every=1", "checkpoint_every=1", *TINY3D]) == 0
+    assert main(["export", "--checkpoint", str(run), "--format", "onnx", str(tmp_path / "seg3d.onnx")]) == 0
+    assert (tmp_path / "seg3d.onnx").is_file()
+    assert main(["export", "--checkpoint", str(run), "--format", "bioimageio", str(tmp_path / "pkg.zip")]) != 0
+    assert "3D generator" in capsys.readouterr().err
