@@ -14,8 +14,11 @@ Arms:
 - ``2d``: the same command on the volumes' slices written as 16-bit 2D images (``slices/``), predict on each test
   slice, and the per-slice instances stitched into 3D objects by overlap (a slice's object joins the previous
   slice's object it overlaps most, at IoU >= 0.25, Cellpose's ``stitch_threshold``): what a 2D tool gives.
-- ``2.5d``: as 2d, with the slice and its two neighbours as the image's 3 channels (``slices25/``): the 2D model
-  sees some z context at 2D cost.
+- ``2.5d``: the 2.5D option, ``data.context_slices=1`` on the volumes: a 2D model sees each slice with its two
+  neighbours as channels and predicts the middle one; its outputs, stacked, are split into 3D objects by the
+  same 3D watershed as the 3D model's; z context at 2D cost.
+- ``2.5d-stitched``: as 2d, with the slice and its two neighbours as the image's 3 channels (``slices25/``),
+  stitched as 2d is.
 - ``classical``: Otsu + a seeded 3D watershed on the anisotropic distance transform
   (:func:`pix2pix_unet.metrics.classical.classical_instances_3d`), no training.
 
@@ -146,8 +149,8 @@ def score(pred: dict[str, np.ndarray], root: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/volumes"))
-    p.add_argument("--arms", nargs="*", default=["3d", "2d", "2.5d", "classical"],
-                   choices=["3d", "2d", "2.5d", "classical"])
+    p.add_argument("--arms", nargs="*", default=["3d", "2d", "2.5d", "2.5d-stitched", "classical"],
+                   choices=["3d", "2d", "2.5d", "2.5d-stitched", "classical"])
     p.add_argument("--budget", default="8m", help="training time per arm")
     p.add_argument("--train", type=int, default=24)
     p.add_argument("--val", type=int, default=4)
@@ -171,18 +174,19 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             pred = {t.stem: classical_instances_3d(read_volume(t).voxels[..., 0], spec.spacing) for t in tests}
             row["predict_s"] = time.perf_counter() - start
-        elif arm == "3d":
-            run_dir = root / "run_3d"
+        elif arm in ("3d", "2.5d"):
+            run_dir = root / f"run_{arm}"
+            keys = (["generator.dims=3", "generator.in_channels=1", "batch_size=2"] if arm == "3d" else
+                    ["data.context_slices=1", "generator.in_channels=3", "batch_size=8"])
             row["train_s"] = run([*train, "--data", str(root / "vols"), "--output-dir", str(run_dir),
-                                  "generator.dims=3", "generator.in_channels=1", "data.crop_size=64",
-                                  "batch_size=2"], log)
-            out = root / "pred_3d"
+                                  "data.crop_size=64", *keys], log)
+            out = root / f"pred_{arm}"
             row["predict_s"], row["predict_peak_rss_mib"] = predict_rss(
                 [*predict, "--checkpoint", str(run_dir), "--input", str(root / "test" / "images"), "--output",
                  str(out)], log)
             pred = {t.stem: read_volume(out / f"{t.stem}_instances.tif").voxels[..., 0] for t in tests}
         else:
-            data, test_slices = ("slices", "test_slices") if arm == "2d" else ("slices25", "test_slices25")
+            data, test_slices = ("slices", "test_slices") if arm == "2d" else ("slices25", "test_slices25")  # stitched
             run_dir = root / f"run_{arm}"
             row["train_s"] = run([*train, "--data", str(root / data), "--output-dir", str(run_dir),
                                   f"generator.in_channels={1 if arm == '2d' else 3}", "data.crop_size=64",

@@ -22,6 +22,9 @@ class DataConfig:
     load_size: int | None = None  # resize every image to this square size on load
     crop_size: int | None = 64  # random crop (train) on the device; None keeps the loaded size
     crop_depth: int | None = None  # volumes (generator.dims=3): the z extent of training patches; None: every slice
+    # 2.5D: a 2D generator reads volumes and sees each slice with this many neighbours on each side as channels
+    # (generator.in_channels = image channels x (2 x context_slices + 1)); 0: no context
+    context_slices: int = 0
     flip: bool = True
     val_fraction: float = 0.1  # used when the folder has no val/ split
     num_workers: int | None = None  # loader processes decoding files; None: with CUDA up to 8 per GPU, else 0
@@ -41,6 +44,8 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{where}.{name}={value} must be a positive size")
+        if self.context_slices < 0:
+            raise ConfigError(f"{where}.context_slices={self.context_slices} must be >= 0")
         if self.load_size and self.crop_size and self.crop_size > self.load_size:
             raise ConfigError(f"{where}.crop_size={self.crop_size} is larger than load_size={self.load_size}")
 

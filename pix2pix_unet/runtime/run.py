@@ -10,6 +10,7 @@ import contextlib
 
 import numpy as np
 import torch
+from einops import rearrange
 
 from ..config import ConfigError, InferenceConfig, MixedPrecision
 from ..models import Generator
@@ -118,6 +119,8 @@ def run_generator(
     h, w = batch.shape[-2:]
     factor = generator.config.factor
     forward = TestTimeAugmented(generator) if cfg.tta else generator
+    if batch.ndim == 5 and getattr(generator.config, "dims", 2) == 2:  # 2.5D: slice by slice, neighbours as channels
+        return torch.stack([run_slices(generator, volume, cfg, device, progress) for volume in batch])
     if batch.ndim == 5:  # volumes (b, c, z, y, x)
         with autocast(cfg, device):
             if batch[0].numel() / batch.shape[1] <= cfg.tile_above_mp * 1e6:
@@ -131,6 +134,30 @@ def run_generator(
                           window=cfg.window, batch_size=cfg.batch_size, device=device, progress=progress)
             for image in batch
         ])
+
+
+def run_slices(generator: Generator, volume: torch.Tensor, cfg: InferenceConfig, device: torch.device | str,
+               progress: bool = False) -> torch.Tensor:
+    """A 2D generator over a volume ``(C, Z, Y, X)`` slice by slice (2.5D): each slice with its ``k // 2``
+    neighbours on each side as channels (``generator.config.in_channels = C * k``; the end slices repeated past
+    the volume's ends), ``cfg.batch_size`` slices per pass, each large slice tiled as a 2D image is. Returns
+    ``(C', Z, Y, X)`` on the CPU."""
+    channels, depth = volume.shape[0], volume.shape[1]
+    k = generator.config.in_channels // channels
+    if k * channels != generator.config.in_channels or k % 2 == 0:
+        raise ValueError(f"a 2D generator taking {generator.config.in_channels} channels cannot read a volume of "
+                         f"{channels} channel(s) as an odd number of slices")
+    context = k // 2
+    # 1. repeat the end slices, so every slice has its neighbours              (c, z + 2 context, y, x)
+    padded = torch.cat([volume[:, :1].expand(-1, context, -1, -1), volume, volume[:, -1:].expand(-1, context, -1, -1)], 1)
+    outputs = []
+    for start in range(0, depth, cfg.batch_size):
+        # 2. each slice of the batch with its neighbours as channels            (n, k c, y, x)
+        stack = torch.stack([rearrange(padded[:, z: z + k], "c k y x -> (k c) y x")
+                             for z in range(start, min(depth, start + cfg.batch_size))])
+        outputs.append(run_generator(generator, stack, cfg, device, progress))
+    # 3. the slices' outputs as a volume                                       (c', z, y, x)
+    return torch.cat(outputs).permute(1, 0, 2, 3)
 
 
 def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Tensor, cfg: InferenceConfig,
@@ -163,4 +190,4 @@ def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Ten
 
 
 __all__ = ["AUTOCAST_DTYPES", "TestTimeAugmented", "autocast", "best_device", "dihedral", "inference_flags",
-           "prepare_generator", "run_generator", "run_volume", "undo_dihedral"]
+           "prepare_generator", "run_generator", "run_slices", "run_volume", "undo_dihedral"]

@@ -220,6 +220,11 @@ class TaskBase(abc.ABC):
         self.output_dtype: str | None = None  # dtype of outputs whose input has none of its own (label maps)
         self._inception: InceptionFeatures | None = None  # the FID network, loaded on first use
 
+    def patches(self) -> tuple[int, int | None]:
+        """How training crops its examples (:class:`RandomCrops`): ``(dims, depth)``, 2 for images, 3 for
+        volumes with ``depth`` slices (None: every slice)."""
+        return self.cfg.generator.dims, self.cfg.data.crop_depth
+
     def own_best(self, cfg: TrainConfig) -> tuple[str, MetricMode]:
         """The metric (and its direction) that chooses the exported checkpoint when ``best_metric`` is unset:
         :attr:`best`, unless what ``cfg`` measures decides otherwise."""

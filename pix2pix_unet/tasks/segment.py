@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import kornia.augmentation as K
+from einops import rearrange
 import numpy as np
 import torch
 from torch import nn
@@ -207,6 +208,14 @@ class SegmentTask(TaskBase):
         self.instance_mode = cfg.segment.instances is InstanceMode.ON  # AUTO is settled by the data
         self.confidence_maps = False  # per-pixel loss weights: settled by the data (a confidence/ folder)
         seg = cfg.segment
+        context, k = cfg.data.context_slices, 2 * cfg.data.context_slices + 1
+        if context and cfg.generator.dims == 3:
+            raise ConfigError(f"data.context_slices={context} gives a 2D generator neighbouring slices as channels "
+                              "(2.5D); a 3D generator (generator.dims=3) sees the volume itself: set one of them")
+        if context and cfg.generator.in_channels % k:
+            raise ConfigError(f"data.context_slices={context}: the generator sees {k} slices as channels, so "
+                              f"generator.in_channels={cfg.generator.in_channels} must be a multiple of {k} "
+                              f"({k} for gray volumes)")
         default = InstanceThresholds()
         self.thresholds = InstanceThresholds(
             seg.prob_threshold if seg.prob_threshold is not None else default.prob,
@@ -253,13 +262,26 @@ class SegmentTask(TaskBase):
 
     @property
     def input_codec(self) -> ImageCodec:
+        """The images' channels (2.5D: the generator's, divided among the slices it sees) and intensity rule."""
         seg = self.cfg.segment
-        return ImageCodec(self.cfg.generator.in_channels, seg.intensity, (seg.intensity_min, seg.intensity_max))
+        return ImageCodec(self.cfg.generator.in_channels // self.slices_seen, seg.intensity,
+                          (seg.intensity_min, seg.intensity_max))
 
     @property
     def volumes(self) -> bool:
-        """Whether the generator is 3D: Z stacks in and out (:mod:`~pix2pix_unet.data.volumes`)."""
-        return self.cfg.generator.dims == 3
+        """Whether Z stacks go in and out (:mod:`~pix2pix_unet.data.volumes`): a 3D generator, or 2.5D."""
+        return self.cfg.generator.dims == 3 or self.cfg.data.context_slices > 0
+
+    @property
+    def slices_seen(self) -> int:
+        """The slices a 2.5D generator sees at once (the slice and ``data.context_slices`` each side); 1 else."""
+        return 2 * self.cfg.data.context_slices + 1
+
+    def patches(self) -> tuple[int, int | None]:
+        """2.5D trains on ``slices_seen``-deep patches of the volumes, whose middle slice is the target."""
+        if self.cfg.data.context_slices and self.cfg.generator.dims == 2:
+            return 3, self.slices_seen
+        return super().patches()
 
     def datasets(self) -> tuple[Dataset, Dataset, TrainConfig]:
         cfg, seg = self.cfg, self.cfg.segment
@@ -278,16 +300,22 @@ class SegmentTask(TaskBase):
             labels=dataclasses.replace(cfg.labels, num_classes=num_classes),
             generator=dataclasses.replace(cfg.generator, out_channels=self.out_classes + int(self.distance_head),
                                           final_activation=FinalActivation.NONE,
-                                          spacing=list(spacing) if self.volumes and spacing else cfg.generator.spacing),
+                                          spacing=list(spacing) if cfg.generator.dims == 3 and spacing
+                                          else cfg.generator.spacing),
         )
         # crops are taken per example (RandomCrops)
-        self.augment = (VolumeAugmentation(cfg.data.flip, seg.augment, seg.augment) if self.volumes
+        self.augment = (VolumeAugmentation(cfg.data.flip, seg.augment, seg.augment) if cfg.generator.dims == 3
                         else SegmentAugmentation(None, cfg.data.flip, seg))
         self.note_training_inputs([train[i]["image"] for i in range(min(len(train), 16))])
         return (WeightedLabelled(train, seg, self.border_class, self.distance_head,
                                  spacing if self.volumes else None), val, resolved)
 
     def train_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, SegmentTarget]:
+        if self.slices_seen > 1 and self.cfg.generator.dims == 2:  # 2.5D: the slices as channels, the middle's maps
+            middle = self.cfg.data.context_slices
+            batch = {**batch, "image": rearrange(batch["image"], "b c k y x -> b (k c) y x"),
+                     **{key: batch[key][:, middle] for key in ("labels", "weight", "distance", "confidence")
+                        if key in batch}}
         confidence = batch["confidence"] if self.confidence_maps else None
         maps = torch.stack([batch["weight"], *([batch["distance"]] if self.distance_head else []),
                             *([confidence] if confidence is not None else [])], 1)
@@ -335,6 +363,7 @@ class SegmentTask(TaskBase):
     def describe(self) -> dict[str, Any]:
         seg = self.cfg.segment
         return {**super().describe(), "num_classes": self.num_classes, "intensity": seg.intensity.value,
+                "context_slices": self.cfg.data.context_slices,
                 "intensity_range": [seg.intensity_min, seg.intensity_max], "instance_mode": self.instance_mode,
                 "instance_thresholds": self.thresholds.to_dict(), "distance_head": self.distance_head}
 
@@ -361,7 +390,8 @@ class SegmentTask(TaskBase):
             raise ExportError(f"{source}: config.json has instance_thresholds {th!r}; expected prob, seed and "
                               "min_size") from None
         return dataclasses.replace(cfg, labels=LabelConfig(num_classes=require(meta, "num_classes", source)),
-                                   segment=segment)
+                                   segment=segment, data=dataclasses.replace(
+                                       cfg.data, context_slices=int(meta.get("context_slices") or 0)))
 
     # ----------------------------------------------------------------- what callers ask
 

@@ -234,7 +234,7 @@ def _train(cfg: TrainConfig, resume: bool, stop_at: int | None, signals: StopSig
     tune, report = tune_and_report(len(val_set), cfg.seed) if tuned else ([], list(range(len(val_set))))
     split = split_record(cfg.data, cfg.seed, train_set, val_set, tune, report, cfg.task.value, tuned)
     # a crop as large as the image is the image; volumes: depth x size x size patches
-    train_set = RandomCrops(train_set, cfg.data.crop_size, cfg.seed, cfg.generator.dims, cfg.data.crop_depth)
+    train_set = RandomCrops(train_set, cfg.data.crop_size, cfg.seed, *task.patches())
     sampler = EpochSampler(len(train_set), cfg.seed)
     workers = loader_workers(cfg.data.num_workers, accelerator.num_processes, accelerator.device.type == "cuda")
     loader = DataLoader(

@@ -102,3 +102,52 @@ def test_a_3d_segmenter_exports_to_onnx_and_refuses_bioimageio_by_name(tmp_path,
     assert (tmp_path / "seg3d.onnx").is_file()
     assert main(["export", "--checkpoint", str(run), "--format", "bioimageio", str(tmp_path / "pkg.zip")]) != 0
     assert "3D generator" in capsys.readouterr().err
+
+
+def test_2_5d_runs_a_2d_generator_slice_by_slice_with_its_neighbours_as_channels():
+    from torch import nn
+
+    from pix2pix_unet.config import InferenceConfig, UNetConfig
+    from pix2pix_unet.runtime import run_generator
+
+    class Neighbours(nn.Module):  # a "2D generator" that returns its input's channels as they are
+        config = UNetConfig(in_channels=3, out_channels=3, depth=1)
+
+        def forward(self, x):
+            return x
+
+    volume = torch.arange(5 * 2 * 3, dtype=torch.float32).reshape(1, 5, 2, 3)  # (c, z, y, x)
+    out = run_generator(Neighbours(), volume[None], InferenceConfig(batch_size=2), "cpu")[0]  # (3, z, y, x)
+    assert out.shape == (3, 5, 2, 3)
+    assert torch.equal(out[1], volume[0])  # the middle channel is the slice itself
+    assert torch.equal(out[0, 1:], volume[0, :-1]) and torch.equal(out[2, :-1], volume[0, 1:])  # z - 1, z + 1
+    assert torch.equal(out[0, 0], volume[0, 0]) and torch.equal(out[2, -1], volume[0, -1])  # ends repeated
+
+
+@pytest.mark.slow
+def test_a_2_5d_segmenter_trains_on_stacks_and_writes_3d_instances(tmp_path):
+    data = write_nuclei_volumes(tmp_path / "vols", 3, 2, spec=SPEC)
+    run = tmp_path / "run"
+    flat = [k for k in TINY3D if not k.startswith(("generator.dims", "data.crop_depth"))]
+    assert train_main(["--task", "segment", "--data", str(data), "--output-dir", str(run), "--max-steps", "2",
+                       "sample_every=2", "checkpoint_every=2", "data.context_slices=1", "generator.in_channels=3",
+                       *flat]) == 0
+    meta = json.loads((run / "checkpoints" / "generator" / "config.json").read_text())
+    assert meta["generator"]["dims"] == 2 and meta["context_slices"] == 1 and meta["generator"]["in_channels"] == 3
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(run), "--input", str(data / "val" / "images"), "--output", str(out),
+                 "--device", "cpu", "--no-progress"]) == 0
+    objects = read_volume(out / "v000_instances.tif")
+    assert objects.voxels.shape == (12, 40, 40, 1) and objects.spacing == (2.0, 0.5, 0.5)
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(data / "val"), "--all-files", "--device", "cpu",
+                 "--output", str(tmp_path / "eval")]) == 0
+
+
+def test_context_slices_need_a_2d_generator_and_channels_for_every_slice():
+    from pix2pix_unet.config import ConfigError, load_config
+    from pix2pix_unet.tasks import build_task
+
+    with pytest.raises(ConfigError, match="a 3D generator .* sees the volume itself"):
+        build_task(load_config(None, ["task=segment", "data.context_slices=1", "generator.dims=3"]))
+    with pytest.raises(ConfigError, match="generator.in_channels=2 must be a multiple of 3"):
+        build_task(load_config(None, ["task=segment", "data.context_slices=1", "generator.in_channels=2"]))
