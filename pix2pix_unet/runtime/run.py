@@ -166,7 +166,8 @@ def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Ten
     ``cfg.volume_budget_mb`` of activations: each window reads a halo of the receptive field around the
     voxels it keeps, so the result equals the whole-volume pass (norms that do not depend on the window:
     batch norm in eval mode, or none). A net whose receptive field is the whole window (ASPP, NAF's channel
-    attention) blends Gaussian-weighted windows instead. Returns ``(C', Z, Y, X)`` on the CPU."""
+    attention) blends Gaussian-weighted windows instead. One window runs at a time, so the budget is the
+    run's. Returns ``(C', Z, Y, X)`` on the CPU."""
     config = generator.config
     shape = tuple(volume.shape[1:])
     factors = config.axis_factors
@@ -185,7 +186,7 @@ def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Ten
     predict_volume(forward.eval(), volume.permute(1, 2, 3, 0).numpy(), to_input=lambda block: torch.from_numpy(
         np.ascontiguousarray(block)).permute(3, 0, 1, 2), from_output=lambda t: t.float().permute(1, 2, 3, 0).cpu()
         .numpy(), out=out, window=window, halo=halo, blend=blend,
-        factors=factors, batch_size=cfg.batch_size, device=device, progress=progress)
+        factors=factors, batch_size=1, device=device, progress=progress)  # the budget is one window's
     return torch.from_numpy(out).permute(3, 0, 1, 2)
 
 
