@@ -163,29 +163,40 @@ def run_slices(generator: Generator, volume: torch.Tensor, cfg: InferenceConfig,
 def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Tensor, cfg: InferenceConfig,
                device: torch.device | str, progress: bool = False) -> torch.Tensor:
     """One volume ``(C, Z, Y, X)``, already normalised as a whole, by a sliding window of about
-    ``cfg.volume_budget_mb`` of activations: each window reads a halo of the receptive field around the
-    voxels it keeps, so the result equals the whole-volume pass (norms that do not depend on the window:
-    batch norm in eval mode, or none). A net whose receptive field is the whole window (ASPP, NAF's channel
-    attention) blends Gaussian-weighted windows instead. One window runs at a time, so the budget is the
-    run's. Returns ``(C', Z, Y, X)`` on the CPU."""
+    ``cfg.volume_budget_mb`` of activations, one window at a time.
+
+    - When the window is at least twice the network's receptive field, each window reads a halo of the receptive
+      field around the voxels it keeps, so the result equals the whole-volume pass (norms that do not depend on
+      the window: batch norm in eval mode, or none).
+    - Otherwise (a deep 3D net's receptive field is larger than the windows a CPU's memory holds; ASPP and NAF's
+      channel attention see the whole window), windows overlap by half and are blended with Gaussian weights,
+      nnU-Net's scheme: close to the whole pass, not equal.
+
+    Returns ``(C', Z, Y, X)`` on the CPU.
+    """
     config = generator.config
     shape = tuple(volume.shape[1:])
     factors = config.axis_factors
+    padded = tuple(-(-n // f) * f for n, f in zip(shape, factors))
+    window = window_for_budget(config, volume.shape[0], int(cfg.volume_budget_mb * 2**20), shape=shape)
     try:
-        halo, blend = receptive_halo(config), Blend.CROP
-    except ConfigError:  # the net sees the whole window: no halo is enough, blend instead
-        halo, blend = tuple(factors), Blend.GAUSSIAN
-    budget = window_for_budget(config, volume.shape[0], int(cfg.volume_budget_mb * 2**20), shape=shape)
-    # each window keeps a core of at least one factor inside its halos (past the budget if it must), and is
-    # never larger than the volume padded to the factors
-    window = tuple(min(max(w, 2 * (-(-h // f) * f) + f + (2 * f if blend is Blend.GAUSSIAN else 0)), -(-n // f) * f)
-                   for w, h, f, n in zip(budget, halo, factors, shape))
+        halo = receptive_halo(config)
+    except ConfigError:  # the net sees the whole window: no halo is enough
+        halo = None
+    exact = halo is not None and all(w >= min(n, 4 * (-(-h // f) * f)) for w, h, f, n in zip(window, halo, factors,
+                                                                                            padded))
+    if exact:
+        blend, overlap = Blend.CROP, None
+    else:  # half-window steps: a quarter of the window blended on each side of each core
+        blend, halo = Blend.GAUSSIAN, (0, 0, 0)
+        window = tuple(max(w, 2 * f) for w, f in zip(window, factors))
+        overlap = tuple(0 if w >= n else (w // 4) // f * f for w, f, n in zip(window, factors, padded))
     with torch.no_grad():
-        channels = forward(volume[None, :, :1, :1, :1].expand(1, -1, *config.axis_factors).to(device)).shape[1]
+        channels = forward(volume[None, :, :1, :1, :1].expand(1, -1, *factors).to(device)).shape[1]
     out = np.zeros((*shape, channels), np.float32)
     predict_volume(forward.eval(), volume.permute(1, 2, 3, 0).numpy(), to_input=lambda block: torch.from_numpy(
         np.ascontiguousarray(block)).permute(3, 0, 1, 2), from_output=lambda t: t.float().permute(1, 2, 3, 0).cpu()
-        .numpy(), out=out, window=window, halo=halo, blend=blend,
+        .numpy(), out=out, window=window, halo=halo, blend=blend, overlap=overlap,
         factors=factors, batch_size=1, device=device, progress=progress)  # the budget is one window's
     return torch.from_numpy(out).permute(3, 0, 1, 2)
 
