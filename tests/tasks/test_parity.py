@@ -190,12 +190,14 @@ def test_evaluate_reproduces_the_runs_final_figures(runs, name, tmp_path):
     assert metrics.pop("count") == len(result["per_image"]) == final["count"] and result["failed"] == []
     assert [r["name"] for r in result["per_image"]] == [r["name"] for r in final["per_image"]]
     assert set(metrics) == set(logged), (sorted(metrics), sorted(logged))
-    for key, value in logged.items():
-        assert metrics[key] == pytest.approx(value, abs=1e-4), key
+    report_only = {"fid", "kid"}  # fid.when=report: measured for the final figures and evaluate, not validation
+    for key, value in logged.items():  # FID sums 2048 features' squares: its rounding is relative
+        assert metrics[key] == pytest.approx(value, abs=1e-4, rel=1e-5 if key in report_only else 0), key
     if final["tuned"] is None:  # nothing tuned: every validation file is reported, as validation scored them
         assert final["count"] == 2
         for key, value in logged.items():
-            assert rows[-1][f"val/{key}"] == pytest.approx(value, abs=1e-4), key
+            if key not in report_only:
+                assert rows[-1][f"val/{key}"] == pytest.approx(value, abs=1e-4), key
     else:  # the instance thresholds: tuned on one validation file, reported on the other
         assert name == "segment_rgb8_instances" and final["count"] == 1 and final["tuned_on"] == 1
 
