@@ -163,9 +163,10 @@ def _rasterize(nuclei: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, n
     return instances, depth, drawn
 
 
-def _one_piece_each(instances: np.ndarray, drawn: np.ndarray, spec: NucleiSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Keep each instance's largest 4-connected piece, drop those under ``min_area`` px or ``min_visible``
-    of their ``drawn`` area, renumber 1..m.
+def largest_pieces(instances: np.ndarray, drawn: np.ndarray, min_size: int,
+                   min_visible: float) -> tuple[np.ndarray, np.ndarray]:
+    """Keep each instance's largest face-connected piece (2D or 3D), drop those under ``min_size`` pixels or
+    under ``min_visible`` of their ``drawn`` size, renumber 1..m.
 
     Returns the new map and, for each kept instance, its old id.
     """
@@ -178,8 +179,8 @@ def _one_piece_each(instances: np.ndarray, drawn: np.ndarray, spec: NucleiSpec) 
         pieces, count = ndimage.label(mask)
         if count > 1:
             mask = pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
-        area = int(mask.sum())
-        if area < spec.min_area or area < spec.min_visible * drawn[old]:
+        size = int(mask.sum())
+        if size < min_size or size < min_visible * drawn[old]:
             continue
         kept.append(old)
         cleaned[box][mask] = len(kept)
@@ -214,7 +215,7 @@ def make_nuclei(index: int, seed: int = 0, spec: NucleiSpec = NucleiSpec()) -> t
     size = spec.size
     nuclei = _place(rng, spec)
     instances, depth, drawn = _rasterize(nuclei, size)
-    instances, kept = _one_piece_each(instances, drawn, spec)
+    instances, kept = largest_pieces(instances, drawn, spec.min_area, spec.min_visible)
     background = rng.uniform(*spec.background)
     field = _illumination(rng, size, spec.illumination)
     texture = ndimage.gaussian_filter(rng.standard_normal((size, size)).astype(np.float32), 1.2)

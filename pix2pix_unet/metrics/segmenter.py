@@ -19,6 +19,7 @@ from typing import Protocol
 import torch
 
 from .segment import confusion_matrix, segmentation_scores
+from .wrapped import WrappedMeter
 
 
 class Judge(Protocol):
@@ -42,7 +43,7 @@ def segmenter_score(segmenter: Judge, images: torch.Tensor, labels: torch.Tensor
 
 
 @dataclass
-class SegmenterScoreMeter:
+class SegmenterScoreMeter(WrappedMeter):
     """Wraps a translate task's meter and adds ``seg_miou`` and ``seg_pixel_acc``: the segmenter's scores on
     the generated images against the (one-hot) input label maps, from one confusion matrix over the set."""
 
@@ -50,14 +51,6 @@ class SegmenterScoreMeter:
     segmenter: Judge
     device: torch.device | str = "cpu"
     confusion: torch.Tensor | None = field(default=None)
-
-    @property
-    def key(self) -> str:
-        return self.inner.key
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.inner.higher_is_better
 
     def update(self, outputs: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor,
                names: list[str]) -> list[dict[str, float]]:

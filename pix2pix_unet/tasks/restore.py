@@ -55,6 +55,7 @@ from ..losses.objective import discriminator_losses
 from .base import ExportError, ImageMeter, Meter, TaskBase, mean_rows, name_seed, require
 from ..metrics.classical import BASELINES, classical_for
 from ..metrics.residual import input_noise, residual_diagnostics, residual_warnings
+from ..metrics.wrapped import WrappedMeter
 from ..data.degrade import degrade
 
 
@@ -200,7 +201,7 @@ RESIDUAL_KEYS = ("residual_std", "estimated_sigma", "sigma_ratio", "residual_cor
 
 
 @dataclass
-class ResidualMeter:
+class ResidualMeter(WrappedMeter):
     """Another meter's scores plus, per image, what the model removed (:mod:`~pix2pix_unet.metrics.residual`):
     the residual's standard deviation against the input's estimated noise sigma, and its neighbour correlation.
     Images whose noise looks correlated, or whose removed part does, are named in ``warnings``. What the input
@@ -210,14 +211,6 @@ class ResidualMeter:
     channels: int
     cache: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def key(self) -> str:
-        return self.inner.key
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.inner.higher_is_better
 
     def update(self, outputs: torch.Tensor, target: Any, inputs: torch.Tensor,
                names: list[str]) -> list[dict[str, float]]:
