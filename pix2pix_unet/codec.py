@@ -86,7 +86,7 @@ class ImageCodec:
         flat = _channels(ImageFile(volume.voxels.reshape(z * y, x, c)), self.channels, volume.path)
         t = rearrange(torch.from_numpy(np.ascontiguousarray(flat).astype(np.float32, copy=False)),
                       "(z y) x c -> c z y x", z=z)
-        low, high = self.scale_of(ImageFile(volume.voxels[:1, :1, :1].reshape(1, 1, c)), t)
+        low, high = self.scale_of(volume.voxels.dtype, t)
         t = (t - low) / (high - low) if high > low else torch.zeros_like(t) + 0.5
         if self.intensity is Intensity.RANGE:
             t = t.clamp(0, 1)
@@ -96,7 +96,7 @@ class ImageCodec:
         """Map decoded pixels to the model's channels and [-1, 1] by the intensity rule."""
         pixels = _channels(image, self.channels, path)
         x = rearrange(torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32, copy=False)), "h w c -> c h w")
-        low, high = self.scale_of(image, x)
+        low, high = self.scale_of(image.dtype, x)
         x = (x - low) / (high - low) if high > low else torch.zeros_like(x) + 0.5
         if self.intensity is Intensity.RANGE:
             x = x.clamp(0, 1)
@@ -110,10 +110,10 @@ class ImageCodec:
         left_px, right_px = ImageFile(image.pixels[:, :half], image.alpha), ImageFile(image.pixels[:, half:], image.alpha)
         return self.from_pixels(left_px, path).tensor, right.from_pixels(right_px, path).tensor
 
-    def scale_of(self, image: ImageFile, x: torch.Tensor) -> tuple[float, float]:
-        """The ``(low, high)`` file values that map to -1 and 1 for this image."""
+    def scale_of(self, dtype: np.dtype, x: torch.Tensor) -> tuple[float, float]:
+        """The ``(low, high)`` file values that map to -1 and 1 for the pixels ``x`` of a file of ``dtype``."""
         if self.intensity is Intensity.DTYPE:
-            return 0.0, io.DTYPE_MAX[image.dtype]
+            return 0.0, io.DTYPE_MAX[np.dtype(dtype)]
         if self.intensity is Intensity.IMAGE:
             return float(x.min()), float(x.max())
         return float(self.value_range[0]), float(self.value_range[1])

@@ -191,9 +191,7 @@ def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Ten
         blend, halo = Blend.GAUSSIAN, (0, 0, 0)
         window = tuple(max(w, 2 * f) for w, f in zip(window, factors))
         overlap = tuple(0 if w >= n else (w // 4) // f * f for w, f, n in zip(window, factors, padded))
-    with torch.no_grad():
-        channels = forward(volume[None, :, :1, :1, :1].expand(1, -1, *factors).to(device)).shape[1]
-    out = np.zeros((*shape, channels), np.float32)
+    out = np.zeros((*shape, config.out_channels), np.float32)
     predict_volume(forward.eval(), volume.permute(1, 2, 3, 0).numpy(), to_input=lambda block: torch.from_numpy(
         np.ascontiguousarray(block)).permute(3, 0, 1, 2), from_output=lambda t: t.float().permute(1, 2, 3, 0).cpu()
         .numpy(), out=out, window=window, halo=halo, blend=blend, overlap=overlap,
