@@ -523,8 +523,10 @@ class SegmentTask(TaskBase):
         instance mode its instance ids as ``NAME_instances.tif`` (16-bit; 32-bit floats cannot hold ids, so
         more than 65535 objects is an error naming the file); both carry the input's voxel size."""
         spacing = decoded.volume.spacing if decoded.volume is not None else None
-        labels = self.classes(output).numpy()
-        written = [write_volume(path, labels.astype(np.uint8 if self.num_classes <= 256 else np.uint16), spacing)]
+        # the class ids at their file's width at once: the int64 map would stay alive through the watershed
+        labels = self.classes(output).numpy().astype(np.uint8 if self.num_classes <= 256 else np.uint16)
+        written = [write_volume(path, labels, spacing)]
+        del labels
         if self.instance_mode:
             objects = self.objects(output)
             if objects.max() > np.iinfo(np.uint16).max:
