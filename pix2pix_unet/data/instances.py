@@ -123,7 +123,7 @@ def _flood(probs: np.ndarray, border_class: int, prob: float, seed: float,
     markers[unseeded] = components[unseeded] + count
     if not markers.any():
         return np.zeros(probs.shape[1:], np.int64)
-    return watershed(-interior, markers, mask=foreground).astype(np.int64)
+    return watershed(-interior, markers, mask=foreground)  # int32: a volume's int64 copy would cost 8 B a voxel
 
 
 def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
