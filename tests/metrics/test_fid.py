@@ -83,6 +83,7 @@ def tiny_network(path):
     return path
 
 
+@pytest.mark.slow
 def test_translate_reports_fid_and_kid_in_evaluate_and_final_figures_not_at_each_validation(tmp_path):
     from pix2pix_unet.cli import main, train_main
     from tests.conftest import TINY, write_pairs

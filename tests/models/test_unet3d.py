@@ -101,6 +101,7 @@ def test_the_3d_patchgan_judges_patches_of_a_volume(kind):
             d(torch.randn(1, 1, 8, 32, 32), torch.randn(1, 2, 8, 32, 32))  # z too thin for two scales
 
 
+@pytest.mark.slow
 def test_a_3d_generator_exports_to_onnx_with_dynamic_depth(tmp_path):
     pytest.importorskip("onnxruntime")
     from pix2pix_unet.config import Task, TrainConfig

@@ -92,6 +92,7 @@ def test_volume_augmentation_moves_image_and_maps_together():
     assert not torch.equal(out_image, image)  # something moved
 
 
+@pytest.mark.slow
 def test_a_3d_segmenter_exports_to_onnx_and_refuses_bioimageio_by_name(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     data = write_nuclei_volumes(tmp_path / "vols", 2, 1, spec=SPEC)

@@ -192,6 +192,7 @@ def test_the_export_is_chosen_by_fid_when_validation_measures_it_else_by_the_rea
     assert chosen("best_metric=val/kid") == "val/kid"  # the user's choice stands
 
 
+@pytest.mark.slow
 def test_export_best_exports_the_lowest_fid_checkpoint(tmp_path):
     data = write_domains(tmp_path / "data")
     net = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
