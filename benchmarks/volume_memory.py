@@ -122,36 +122,30 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         return result
 
 
-PEAK = ("import resource, sys; from pix2pix_unet.cli import main; code = main(sys.argv[1:]); "
-        "print(f'peak_rss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}'); sys.exit(code)")
-
-
 def predict_cli(checkpoint: Path, shape: tuple[int, int, int], folder: Path | None) -> dict[str, float]:
-    """``pix2pix-unet predict`` of a written uint16 volume (with the run's voxel size) in a child process."""
+    """``pix2pix-unet predict`` of a written uint16 volume (with the run's voxel size) in a child process, timed
+    and its peak RSS read by :func:`volumes.predict_rss` (the volumes benchmark's own)."""
     import json
-    import subprocess
 
+    from pix2pix_unet.data.nuclei3d import Nuclei3DSpec, make_nuclei_volume
     from pix2pix_unet.volume_io import write_volume
+    from volumes import predict_rss  # benchmarks/volumes.py, beside this script
 
     config = json.loads((checkpoint / "checkpoints" / "generator" / "config.json").read_text())["generator"]
     with tempfile.TemporaryDirectory() as tmp:
         folder = folder or Path(tmp)
-        from pix2pix_unet.data.nuclei3d import Nuclei3DSpec, make_nuclei_volume
-
         # built-in nuclei at this size (the trained spacing's): a volume like the ones the model was trained on
         spacing = tuple(config.get("spacing") or (2.0, 0.5, 0.5))
         t0 = time.perf_counter()
         image, _ = make_nuclei_volume(0, seed=11, spec=Nuclei3DSpec(shape=shape, spacing=spacing))
         write_volume(folder / "in" / "volume.tif", image, spacing)
         print(f"made and wrote a {shape} uint16 nuclei volume in {time.perf_counter() - t0:.0f} s")
-        t0 = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", PEAK, "predict", "--checkpoint", str(checkpoint), "--input",
-                               str(folder / "in"), "--output", str(folder / "out"), "--device", "cpu",
-                               "--no-progress", "--overwrite"], capture_output=True, text=True)
-        seconds = time.perf_counter() - t0
-        print(done.stdout[-2000:], done.stderr[-2000:])
-        peak = int([line for line in done.stdout.splitlines() if line.startswith("peak_rss_kib=")][-1].split("=")[1])
-        result = {"seconds": seconds, "peak_rss_mb": peak / 1024, "volume_mb": float(np.prod(shape) * 2 / 2**20)}
+        log = folder / "predict.log"
+        seconds, peak_mb = predict_rss(["pix2pix-unet", "predict", "--checkpoint", str(checkpoint), "--input",
+                                        str(folder / "in"), "--output", str(folder / "out"), "--device", "cpu",
+                                        "--no-progress", "--overwrite"], log)
+        print(log.read_text()[-2000:])
+        result = {"seconds": seconds, "peak_rss_mb": peak_mb, "volume_mb": float(np.prod(shape) * 2 / 2**20)}
         print(f"predict (CLI) of {shape} uint16 in {seconds:.1f} s; peak RSS {result['peak_rss_mb']:.0f} MiB "
               f"(the input is {result['volume_mb']:.0f} MiB)")
         return result

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-
 import subprocess
 import sys
 import time

@@ -141,7 +141,6 @@ class BuiltinVolumes(Dataset):
         return self.cache[index]
 
 
-
 def build_labelled_volumes(data: DataConfig, cfg: LabelConfig, codec: ImageCodec, seed: int,
                            spacing: Spacing | None = None) -> tuple[Dataset, Dataset, int, Spacing | None]:
     """Train and validation volumes for ``data.path`` (``builtin``: the nuclei volumes), the number of classes,
