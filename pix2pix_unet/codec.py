@@ -19,6 +19,7 @@ Intensity rules (``segment.intensity``) map a file's values to [-1, 1]:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from . import io
 from .config import Intensity, OutputDtype
 from .errors import DatasetError
 from .io import ChannelError, ImageFile
-from .volume_io import Spacing, Volume, read_volume
+from .volume_io import LazyVoxels, Spacing, Volume, read_volume
 
 
 @dataclass
@@ -51,6 +52,39 @@ class Decoded:
     image: ImageFile | None = None
     scale: tuple[float, float] = (0.0, 255.0)
     volume: Volume | None = None  # a volume's voxels ``(Z, Y, X, C)`` and spacing (the tensor is ``(C, Z, Y, X)``)
+    blocks: VolumeBlocks | None = None  # a lazy volume's input, read block by block; ``tensor`` is then a sample
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The generator input's shape, ``(C, H, W)`` or ``(C, Z, Y, X)``, of a lazy volume too."""
+        return self.blocks.shape if self.blocks is not None else tuple(self.tensor.shape)
+
+
+@dataclass(frozen=True)
+class VolumeBlocks:
+    """A volume decoded block by block: its raw voxels, read lazily (:class:`~pix2pix_unet.volume_io.LazyVoxels`,
+    an OME-Zarr larger than memory), and the intensity map of the whole volume, applied to each block as it is
+    read, so every block is decoded exactly as the whole volume held in memory would be.
+
+    Attributes:
+        voxels: ``(Z, Y, X, C)`` in the file's dtype.
+        codec: the channel rule.
+        scale: the ``(low, high)`` file values mapped to -1 and 1 (of the whole volume).
+    """
+
+    voxels: LazyVoxels
+    codec: ImageCodec
+    scale: tuple[float, float]
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(C, Z, Y, X)`` of the decoded volume."""
+        z, y, x, _ = self.voxels.shape
+        return self.codec.channels, z, y, x
+
+    def decode(self, block: np.ndarray) -> torch.Tensor:
+        """A raw block ``(z, y, x, C)`` as the generator's input ``(C', z, y, x)`` in [-1, 1]."""
+        return self.codec.to_unit(self.codec.channel_values(block, self.voxels.path), *self.scale)
 
 
 @dataclass(frozen=True)
@@ -80,27 +114,51 @@ class ImageCodec:
 
     def from_volume(self, volume: Volume) -> Decoded:
         """Map a volume to ``(C, Z, Y, X)`` in [-1, 1] by the intensity rule, applied to the whole volume:
-        ``image`` takes the volume's own range, never a tile's."""
-        z, y, x, c = volume.voxels.shape
-        # the channel rules of 2D images, on the volume seen as one (Z * Y, X, C) image
-        flat = _channels(ImageFile(volume.voxels.reshape(z * y, x, c)), self.channels, volume.path)
-        t = rearrange(torch.from_numpy(np.ascontiguousarray(flat).astype(np.float32, copy=False)),
-                      "(z y) x c -> c z y x", z=z)
+        ``image`` takes the volume's own range, never a tile's. A lazy volume (OME-Zarr) is not read here:
+        its range is taken over every block, and :attr:`Decoded.blocks` decodes each block on demand
+        (``tensor`` is then a strided sample of at most about a million voxels, for value checks)."""
+        if volume.lazy:
+            return self._lazy_volume(volume)
+        t = self.channel_values(volume.voxels, volume.path)
         low, high = self.scale_of(volume.voxels.dtype, t)
+        return Decoded(self.to_unit(t, low, high), volume.path, None, (low, high), volume)
+
+    def channel_values(self, voxels: np.ndarray, path: str | Path) -> torch.Tensor:
+        """Voxels ``(Z, Y, X, C)`` by the channel rules of 2D images (the volume seen as one ``(Z * Y, X, C)``
+        image), as float32 ``(C', Z, Y, X)`` in the file's units."""
+        z, y, x, c = voxels.shape
+        flat = _channels(ImageFile(voxels.reshape(z * y, x, c)), self.channels, path)
+        return rearrange(torch.from_numpy(np.ascontiguousarray(flat).astype(np.float32, copy=False)),
+                         "(z y) x c -> c z y x", z=z)
+
+    def to_unit(self, t: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        """File values ``t`` with ``(low, high)`` mapped to [-1, 1] (clamped under ``range``)."""
         t = (t - low) / (high - low) if high > low else torch.zeros_like(t) + 0.5
         if self.intensity is Intensity.RANGE:
             t = t.clamp(0, 1)
-        return Decoded(t.mul(2).sub(1).contiguous(), volume.path, None, (low, high), volume)
+        return t.mul(2).sub(1).contiguous()
+
+    def _lazy_volume(self, volume: Volume, slab: int = 8, sample: int = 2**20) -> Decoded:
+        """:meth:`from_volume` of a :class:`~pix2pix_unet.volume_io.LazyVoxels` volume, reading ``slab``
+        slices at a time for its range (``image``), and a strided sample for the value checks."""
+        voxels: LazyVoxels = volume.voxels  # type: ignore[assignment]
+        z, y, x, _ = voxels.shape
+        if self.intensity is Intensity.IMAGE:  # the whole volume's min..max, exactly, one slab at a time
+            spans = [self.channel_values(voxels[i: i + slab], volume.path).aminmax() for i in range(0, z, slab)]
+            low, high = float(min(s.min for s in spans)), float(max(s.max for s in spans))
+        else:
+            low, high = self.scale_of(voxels.dtype, torch.zeros(1))
+        step = max(1, math.ceil((z * y * x / sample) ** (1 / 3)))
+        preview = self.to_unit(self.channel_values(voxels[::step, ::step, ::step], volume.path), low, high)
+        blocks = VolumeBlocks(voxels, self, (low, high))
+        return Decoded(preview, volume.path, None, (low, high), volume, blocks)
 
     def from_pixels(self, image: ImageFile, path: str | Path = "<array>") -> Decoded:
         """Map decoded pixels to the model's channels and [-1, 1] by the intensity rule."""
         pixels = _channels(image, self.channels, path)
         x = rearrange(torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32, copy=False)), "h w c -> c h w")
         low, high = self.scale_of(image.dtype, x)
-        x = (x - low) / (high - low) if high > low else torch.zeros_like(x) + 0.5
-        if self.intensity is Intensity.RANGE:
-            x = x.clamp(0, 1)
-        return Decoded(x.mul(2).sub(1).contiguous(), Path(path), image, (low, high))
+        return Decoded(self.to_unit(x, low, high), Path(path), image, (low, high))
 
     def decode_halves(self, path: str | Path, right: "ImageCodec") -> tuple[torch.Tensor, torch.Tensor]:
         """An aligned ``A|B`` image (the two halves side by side): the left half by this codec, the right by ``right``."""
@@ -247,5 +305,5 @@ def out_of_range(decoded: Decoded, trained: list[float] | None, rule: Intensity)
             "meaningless. Check the intensity rule (segment.intensity=image stretches each image)")
 
 
-__all__ = ["Decoded", "ImageCodec", "decode_class_ids", "decode_mask", "one_hot", "out_of_range",
+__all__ = ["Decoded", "ImageCodec", "VolumeBlocks", "decode_class_ids", "decode_mask", "one_hot", "out_of_range",
            "training_span", "value_span"]

@@ -19,8 +19,9 @@ import glob
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -29,7 +30,8 @@ from .codec import Decoded
 from .errors import DatasetError
 from .io import IMAGE_SUFFIXES, ChannelError, ImageReadError, ImageWriteError, image_shape
 from .models import Generator
-from .runtime import inference_flags, prepare_generator, run_generator
+from .volume_io import ZARR_SUFFIX, is_zarr, open_volume
+from .runtime import inference_flags, prepare_generator, run_generator, run_one_volume
 
 if TYPE_CHECKING:
     from .runtime.distributed import Shard
@@ -47,7 +49,22 @@ class InputFile:
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    """An image file, or an OME-Zarr volume (a ``.zarr`` folder, one input)."""
+    if path.name.startswith("."):
+        return False
+    return (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES) or is_zarr(path)
+
+
+def _inside_zarr(path: Path, root: Path) -> bool:
+    return any(part.lower().endswith(ZARR_SUFFIX) for part in path.relative_to(root).parts[:-1])
+
+
+def _header_shape(path: Path) -> tuple[int, int]:
+    """``(height, width)`` from the header: an image's, or an OME-Zarr volume's metadata."""
+    if is_zarr(path):
+        z, y, x, _ = open_volume(path).shape
+        return y, x
+    return image_shape(path)
 
 
 def collect_inputs(spec: str | Path, exclude: Path | None = None) -> list[InputFile]:
@@ -62,13 +79,14 @@ def collect_inputs(spec: str | Path, exclude: Path | None = None) -> list[InputF
         FileNotFoundError: nothing matches ``spec``; names it.
     """
     path = Path(spec)
-    if path.is_dir():
+    if path.is_dir() and not is_zarr(path):
         skip = exclude.resolve() if exclude is not None and exclude.resolve() != path.resolve() else None
-        files = sorted(p for p in path.rglob("*") if _is_image(p) and not (skip and skip in p.resolve().parents))
+        files = sorted(p for p in path.rglob("*") if _is_image(p) and not _inside_zarr(p, path)
+                       and not (skip and skip in p.resolve().parents))
         if not files:
             raise FileNotFoundError(f"input folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return [InputFile(p, p.relative_to(path)) for p in files]
-    if path.is_file():
+    if path.is_file() or is_zarr(path):
         return [InputFile(path, Path(path.name))]
     if glob.has_magic(str(spec)):
         prefix = _fixed_prefix(Path(spec).parts)
@@ -199,8 +217,8 @@ def predict_files(
     out_paths = {item.path: path for item, path in todo}
     for item, _ in todo:
         try:
-            groups.setdefault(image_shape(item.path), []).append(item)
-        except ImageReadError as err:
+            groups.setdefault(_header_shape(item.path), []).append(item)
+        except (ImageReadError, DatasetError) as err:
             summary.fail(item.path, str(err))
 
     # 3. decode (the task's rules), run and write, batch by batch
@@ -225,9 +243,7 @@ def predict_files(
                         summary.fail(item.path, str(err))
                 # a header may promise a size its pixels do not have; run those apart
                 for same in _same_shape(decoded):
-                    outputs = run_generator(generator, torch.stack([d.tensor for _, d in same]), cfg, device,
-                                            progress=progress)
-                    for (item, entry), output in zip(same, outputs):
+                    for (item, entry), output in zip(same, _run(generator, task, same, cfg, device, progress)):
                         for warning in task.output_warnings(output, entry):
                             summary.warn(warning)
                         try:
@@ -240,10 +256,23 @@ def predict_files(
     return summary
 
 
+def _run(generator: Generator, task: "TaskBase", same: list[tuple[InputFile, Decoded]], cfg: InferenceConfig,
+         device: torch.device | str, progress: bool) -> Iterator[torch.Tensor | dict[str, np.ndarray]]:
+    """The outputs of inputs of one shape, in order: a batch of images; volumes one at a time, each output
+    kept whole or, where the task keeps less of it (:meth:`~pix2pix_unet.tasks.TaskBase.volume_reduction`),
+    only its maps, so a volume's float output is never held whole."""
+    if same[0][1].volume is not None:
+        for _, entry in same:
+            yield run_one_volume(generator, entry.blocks or entry.tensor, cfg, device, progress,
+                                 task.volume_reduction())
+        return
+    yield from run_generator(generator, torch.stack([d.tensor for _, d in same]), cfg, device, progress=progress)
+
+
 def _same_shape(decoded: list[tuple[InputFile, Decoded]]) -> list[list[tuple[InputFile, Decoded]]]:
     groups: dict[tuple[int, ...], list] = {}
     for entry in decoded:
-        groups.setdefault(tuple(entry[1].tensor.shape), []).append(entry)
+        groups.setdefault(tuple(entry[1].shape), []).append(entry)
     return list(groups.values())
 
 

@@ -17,6 +17,13 @@ Reading (:func:`read_volume`) takes the first series of a TIFF file:
   and their units), converted to micrometres. Resolution tags of a plain TIFF are
   ignored: a default of 72 pixels per inch would pass for a voxel size.
 
+OME-Zarr (a ``.zarr`` folder, NGFF 0.4 on Zarr v2 or 0.5 on Zarr v3) is opened lazily by
+:func:`open_volume`: its full-resolution array, with the axes its ``multiscales`` metadata
+names (``t``, ``c``, ``z``, ``y``, ``x`` in any order) and the voxel size from its ``scale``
+transformations and axis units, seen as ``(Z, Y, X, C)`` by :class:`LazyVoxels`, which reads
+only the chunks a block touches, so a volume larger than memory can be predicted window by
+window. :func:`read_volume` reads one whole.
+
 Writing (:func:`write_volume`, :class:`VolumeWriter`) makes ImageJ hyperstacks (axes
 ``ZYX`` or ``ZCYX``, unit ``um``), so Fiji and napari open them with the voxel size.
 :class:`VolumeWriter` fills a file block by block through a memory map, so a
@@ -44,19 +51,22 @@ import tifffile
 from .errors import DatasetError
 from .io import ImageReadError, ImageWriteError, _atomic
 
-__all__ = ["Spacing", "Volume", "VolumeError", "VolumeWriter", "VOLUME_SUFFIXES", "WRITE_DTYPES", "is_volume",
-           "read_volume", "write_volume", "z_slices"]
+__all__ = ["LazyVoxels", "Spacing", "Volume", "VolumeError", "VolumeWriter", "VOLUME_SUFFIXES", "WRITE_DTYPES",
+           "ZARR_SUFFIX", "is_volume", "is_zarr", "open_volume", "read_volume", "write_volume", "z_slices"]
 
 Spacing = tuple[float, float, float]
 """Voxel size ``(z, y, x)`` in micrometres."""
 
 VOLUME_SUFFIXES = {".tif", ".tiff"}
+ZARR_SUFFIX = ".zarr"
+"""A folder with this suffix is one OME-Zarr volume (``NAME.ome.zarr`` too)."""
 WRITE_DTYPES: tuple[np.dtype, ...] = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 """What an ImageJ hyperstack holds, so what :func:`write_volume` and :class:`VolumeWriter` write."""
 
 _MICROMETRES_PER: dict[str, float] = {
     "pm": 1e-6, "nm": 1e-3, "um": 1.0, "µm": 1.0, "μm": 1.0, "\\u00b5m": 1.0, "micron": 1.0, "microns": 1.0,
     "micrometer": 1.0, "micrometre": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6, "å": 1e-4, "angstrom": 1e-4,
+    "picometer": 1e-6, "nanometer": 1e-3, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6,  # OME-NGFF's names
 }
 _SPACING_DIGITS = 7  # TIFF resolutions are rationals: 1 / 0.3 comes back as 0.30000000x
 
@@ -78,10 +88,15 @@ class Volume:
         path: the file read.
     """
 
-    voxels: np.ndarray
+    voxels: np.ndarray | LazyVoxels
     spacing: Spacing | None
     axes: str
     path: Path
+
+    @property
+    def lazy(self) -> bool:
+        """Whether the voxels are read block by block (:class:`LazyVoxels`) rather than held."""
+        return isinstance(self.voxels, LazyVoxels)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -124,8 +139,14 @@ _READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError, IndexError, tifffil
 def z_slices(path: str | Path) -> int:
     """The length of the Z axis a TIFF's metadata names (ImageJ, OME): 0 for other files and for stacks whose
     pages are not named Z (a multi-channel TIFF written without metadata may store its channels as pages, so
-    only a named Z is taken as proof of a volume). From the header alone; an unreadable header counts as 0."""
+    only a named Z is taken as proof of a volume), or an OME-Zarr volume's. From the header alone; an unreadable
+    header counts as 0."""
     path = Path(path)
+    if is_zarr(path):
+        try:
+            return open_volume(path).shape[0]
+        except (DatasetError, ImageReadError):  # a 2D or unreadable Zarr
+            return 0
     if path.suffix.lower() not in VOLUME_SUFFIXES:
         return 0
     try:
@@ -139,7 +160,7 @@ def z_slices(path: str | Path) -> int:
 
 def is_volume(path: str | Path) -> bool:
     """Whether ``path`` is a TIFF whose first series has a Z axis longer than 1 (an unnamed page axis
-    counts as Z), from the header alone. Other suffixes are never volumes.
+    counts as Z), from the header alone, or a ``.zarr`` folder. Other suffixes are never volumes.
 
     A file for which this is True may still be refused by :func:`read_volume`, e.g. a time series,
     whose error says why.
@@ -148,6 +169,8 @@ def is_volume(path: str | Path) -> bool:
         ImageReadError: a TIFF whose header cannot be read.
     """
     path = Path(path)
+    if is_zarr(path):
+        return True
     if path.suffix.lower() not in VOLUME_SUFFIXES:
         return False
     try:
@@ -251,7 +274,8 @@ def read_volume(path: str | Path, spacing: Spacing | None = None) -> Volume:
     """Decode a TIFF stack to ``(Z, Y, X, C)`` voxels in its own dtype, with its voxel size.
 
     Args:
-        path: a ``.tif``/``.tiff`` file; its first series is read.
+        path: a ``.tif``/``.tiff`` file; its first series is read. An OME-Zarr folder is read whole
+            (:func:`open_volume` reads it lazily).
         spacing: ``(z, y, x)`` in micrometres, for the axes the file does not state.
             Where the file states one that differs, the file's wins and a warning
             names the file and both.
@@ -263,6 +287,11 @@ def read_volume(path: str | Path, spacing: Spacing | None = None) -> Volume:
             axes this reader has no place for.
     """
     path = Path(path)
+    if is_zarr(path):
+        volume = open_volume(path, spacing)
+        voxels = np.asarray(volume.voxels)
+        return Volume(voxels.astype(np.uint8) if voxels.dtype.kind == "b" else voxels, volume.spacing, volume.axes,
+                      path)
     given = _check_spacing(path, spacing, ValueError)
     if path.suffix.lower() not in VOLUME_SUFFIXES:
         if path.is_file():
@@ -292,6 +321,139 @@ def read_volume(path: str | Path, spacing: Spacing | None = None) -> Volume:
     voxels = np.transpose(voxels, order)
     voxels = np.ascontiguousarray(voxels.reshape(*voxels.shape[:3], -1))
     return Volume(voxels, _merge_spacing(path, stated, given), file_axes, path)
+
+
+# --------------------------------------------------------------------------- OME-Zarr
+
+
+def is_zarr(path: str | Path) -> bool:
+    """Whether ``path`` is a ``.zarr`` folder (read as one OME-Zarr volume, not searched for images)."""
+    path = Path(path)
+    return path.suffix.lower() == ZARR_SUFFIX and path.is_dir()
+
+
+class LazyVoxels:
+    """A Zarr array seen as ``(Z, Y, X, C)`` without reading it: indexing reads the chunks a block touches.
+
+    Args:
+        array: the array (``zarr.Array``, or anything with ``shape``, ``dtype`` and numpy indexing).
+        axes: its axes, one letter each from ``tczyx`` (``t`` of size 1 and ``c`` may be absent).
+        path: for error messages.
+    """
+
+    ndim = 4
+
+    def __init__(self, array: Any, axes: str, path: Path) -> None:
+        self.array, self.axes, self.path = array, axes, path
+        sizes = dict(zip(axes, array.shape))
+        self.shape = (sizes["z"], sizes["y"], sizes["x"], sizes.get("c", 1))
+        self.dtype = np.dtype(array.dtype)
+        # where each of Z, Y, X (and C) sits in the array, for the transpose of a read block
+        kept = [a for a in axes if a != "t"]
+        self._order = [kept.index(a) for a in "zyxc" if a in kept]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """The block ``(z, y, x, C)`` at ``key``: slices (steps allowed) over ``(Z, Y, X[, C])``."""
+        key = key if isinstance(key, tuple) else (key,)
+        if key and key[0] is Ellipsis:
+            key = key[1:]
+        if len(key) > 4 or not all(isinstance(k, slice) for k in key):
+            raise IndexError(f"{self.path}: a lazy volume is read by slices over (Z, Y, X, C), not {key!r}")
+        key = key + (slice(None),) * (4 - len(key))
+        by_axis = dict(zip("zyxc", key))
+        index = tuple(0 if a == "t" else by_axis[a] for a in self.axes)
+        try:
+            block = np.asarray(self.array[index])
+        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            raise ImageReadError(f"cannot read volume {self.path}: {err}") from None
+        block = np.transpose(block, self._order)
+        return block if "c" in self.axes else block[..., None]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        block = self[...]
+        return block if dtype is None else block.astype(dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+def _ome_multiscale(path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
+    multiscales = attrs.get("ome", attrs).get("multiscales")  # NGFF 0.5 nests it under "ome"
+    if not multiscales:
+        raise ImageReadError(f"cannot read volume {path}: a .zarr folder needs OME-NGFF 'multiscales' metadata "
+                             "(axes and scale), or to be a single 3D array (Z, Y, X)")
+    return multiscales[0]
+
+
+def _ome_scale(path: Path, multiscale: dict[str, Any], axes: list[dict[str, Any]]) -> list[float | None]:
+    """``[z, y, x]`` in micrometres from the first dataset's ``scale`` (times a multiscale-wide ``scale``)."""
+    scale = np.ones(len(axes))
+    for transforms in (multiscale["datasets"][0].get("coordinateTransformations", []),
+                       multiscale.get("coordinateTransformations", [])):
+        for t in transforms:
+            if t.get("type") == "scale":
+                scale = scale * np.asarray(t["scale"], float)
+    names = [a["name"].lower() for a in axes]
+    out: list[float | None] = []
+    for axis in "zyx":
+        unit = axes[names.index(axis)].get("unit")
+        out.append(_to_micrometres(float(scale[names.index(axis)]), unit) if unit else None)
+    return [None if v is None or not (math.isfinite(v) and v > 0) else float(f"{v:.{_SPACING_DIGITS}g}")
+            for v in out]
+
+
+def open_volume(path: str | Path, spacing: Spacing | None = None) -> Volume:
+    """A volume without reading its voxels: an OME-Zarr folder's full-resolution array as :class:`LazyVoxels`;
+    a TIFF is read whole (:func:`read_volume`).
+
+    The axes come from the ``multiscales`` metadata (``t`` of size 1 dropped; a longer ``t`` refused, as in a
+    TIFF); a bare Zarr array without metadata is taken as ``ZYX``. The voxel size is the first dataset's
+    ``scale`` in its axes' units, converted to micrometres (an axis without a unit states none, and takes
+    ``spacing``).
+
+    Raises:
+        ImageReadError: a missing folder, or one that holds no readable Zarr array; names it.
+        VolumeError: no ``z`` axis (a 2D image), a time series, or axes other than ``tczyx``.
+    """
+    path = Path(path)
+    if not is_zarr(path):
+        return read_volume(path, spacing)
+    given = _check_spacing(path, spacing, ValueError)
+    import zarr  # here: only OME-Zarr inputs need it
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except (OSError, ValueError, KeyError, FileNotFoundError) as err:
+        raise ImageReadError(f"cannot read volume {path}: {err}") from None
+    if isinstance(node, zarr.Array):
+        array, axes, stated = node, "zyx" if node.ndim == 3 else "", [None, None, None]
+        if node.ndim != 3:
+            raise VolumeError(f"{path} is a Zarr array of shape {node.shape} without OME-NGFF axes; a bare array "
+                              "is read as (Z, Y, X): add 'multiscales' metadata naming its axes")
+    else:
+        multiscale = _ome_multiscale(path, dict(node.attrs))
+        try:
+            array = node[multiscale["datasets"][0]["path"]]
+        except KeyError as err:
+            raise ImageReadError(f"cannot read volume {path}: its metadata names array {err}, which is missing"
+                                 ) from None
+        # NGFF 0.3 lists names only, and before it the axes were always tczyx
+        meta_axes = multiscale.get("axes") or list("tczyx"[-array.ndim:])
+        meta_axes = [a if isinstance(a, dict) else {"name": a} for a in meta_axes]
+        axes = "".join(a["name"].lower() for a in meta_axes)
+        stated = _ome_scale(path, multiscale, meta_axes)
+    sizes = dict(zip(axes, array.shape))
+    if len(axes) != array.ndim or set(axes) - set("tczyx") or not {"y", "x"} <= set(axes):
+        raise VolumeError(f"{path} has axes {axes or '?'} for an array of shape {array.shape}; a volume has "
+                          "z, y, x and maybe c and t (of size 1)")
+    if sizes.get("t", 1) > 1:
+        raise VolumeError(f"{path} is a time series (t = {sizes['t']}); a 3D model takes one time point")
+    if sizes.get("z", 1) < 2:
+        raise VolumeError(f"{path} is a 2D image (axes {axes}, shape {array.shape}); a 3D model needs a Z stack")
+    voxels = LazyVoxels(array, axes, path)
+    if voxels.dtype.kind not in "uif":
+        raise ImageReadError(f"cannot read volume {path}: pixel type {voxels.dtype} is not integer or float")
+    return Volume(voxels, _merge_spacing(path, stated, given), axes.upper(), path)
 
 
 # --------------------------------------------------------------------------- writing

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # torch is imported by the commands that run a network, not b
 INFERENCE_FLAGS = {
     "batch_size": "batch_size", "tile": "tile", "overlap": "overlap", "window": "window",
     "tile_above": "tile_above_mp", "output_dtype": "output_dtype", "precision": "precision", "compile": "compile",
-    "compile_mode": "compile_mode", "tta": "tta",
+    "compile_mode": "compile_mode", "tta": "tta", "volume_budget": "volume_budget_mb",
 }
 
 
@@ -39,6 +39,9 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window", choices=[w.value for w in BlendWindow], help=f"tile blending ({d.window.value})")
     g.add_argument("--tile-above", type=float, metavar="MP",
                    help=f"tile images of more than MP megapixels; 0 tiles every image ({d.tile_above_mp})")
+    g.add_argument("--volume-budget", type=float, metavar="MB",
+                   help=f"volumes above --tile-above megavoxels: the sliding window's activation memory "
+                        f"({d.volume_budget_mb:g})")
     g.add_argument("--precision", choices=[m.value for m in MixedPrecision],
                    help=f"autocast the generator to bf16 or fp16 (CUDA); outputs stay float32 ({d.precision.value})")
     g.add_argument("--compile", action="store_true", default=None,

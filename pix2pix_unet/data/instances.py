@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from scipy import ndimage
-from skimage.segmentation import find_boundaries, relabel_sequential, watershed
+from skimage.segmentation import find_boundaries, watershed
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,17 @@ def class_map(logits: torch.Tensor, border_class: int) -> torch.Tensor:
     return torch.where(best == border_class, objects, best)
 
 
+def instance_maps(probs: np.ndarray, border_class: int, prob: float,
+                  distance: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1 and 2's inputs, voxel by voxel: the foreground ``(H, W)`` (bool) and the interior score
+    ``(H, W)`` (float32) the seeds are cut from and the flooding follows, from softmax probabilities
+    ``(K + 1, H, W)`` (a volume: ``(K + 1, Z, Y, X)``), or the predicted ``distance`` in place of the interior
+    probability. Computed per block of a volume too large to hold as probabilities."""
+    foreground = probs[0] < 1 - prob
+    interior = probs[1:border_class].sum(0) if distance is None else distance
+    return foreground, np.asarray(interior, np.float32)
+
+
 def instances_from_probs(probs: np.ndarray, border_class: int, th: InstanceThresholds,
                          distance: np.ndarray | None = None) -> np.ndarray:
     """Instance ids ``(H, W)`` (0 = background, 1..N) from softmax probabilities ``(K + 1, H, W)``; for a
@@ -105,34 +116,55 @@ def instances_from_probs(probs: np.ndarray, border_class: int, th: InstanceThres
     With ``distance`` (the predicted normalised distance to the border, ``segment.distance_head``) the
     seeds and the flooding use it in place of the interior probability.
     """
-    return _drop_small(_flood(probs, border_class, th.prob, th.seed, distance), th.min_size)
+    return instances_from_maps(*instance_maps(probs, border_class, th.prob, distance), th)
+
+
+def instances_from_maps(foreground: np.ndarray, interior: np.ndarray, th: InstanceThresholds,
+                        dtype: np.dtype | type = np.int64) -> np.ndarray:
+    """:func:`instances_from_probs` from its voxel-wise maps (:func:`instance_maps`), ids in ``dtype``."""
+    return _drop_small(_flood_maps(foreground, interior, th.seed), th.min_size, dtype)
 
 
 def _flood(probs: np.ndarray, border_class: int, prob: float, seed: float,
            distance: np.ndarray | None = None) -> np.ndarray:
     """Steps 1-3 of the module docstring: the watershed labels before the size filter."""
-    foreground = probs[0] < 1 - prob  # (h, w)
-    interior = probs[1:border_class].sum(0) if distance is None else distance  # (h, w)
-    markers, count = ndimage.label(interior > seed)
+    return _flood_maps(*instance_maps(probs, border_class, prob, distance), seed)
+
+
+def _flood_maps(foreground: np.ndarray, interior: np.ndarray, seed: float) -> np.ndarray:
+    """Steps 2 and 3 (int32 labels), one foreground component at a time inside its bounding box.
+
+    The flooding never crosses the mask, so each component's watershed is the whole one's there, ids
+    included (the seeds are labelled once, over the whole image); only the memory differs: the watershed's
+    working copies (float64 and padded) are a box's, not a 512 x 512 x 200 volume's (about 1 GB)."""
+    markers, count = ndimage.label(interior > seed)  # int32
     markers[~foreground] = 0
-    # a foreground component that holds no seed is an object of its own
     components, n_components = ndimage.label(foreground)
-    seeded = np.zeros(n_components + 1, bool)
-    seeded[np.unique(components[markers > 0])] = True
-    unseeded = ~seeded[components] & foreground
-    markers[unseeded] = components[unseeded] + count
-    if not markers.any():
-        return np.zeros(probs.shape[1:], np.int64)
-    return watershed(-interior, markers, mask=foreground)  # int32: a volume's int64 copy would cost 8 B a voxel
+    out = np.zeros(foreground.shape, np.int32)
+    for k, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        mask = components[box] == k
+        seeds = np.where(mask, markers[box], 0)
+        if not seeds.any():  # a foreground component that holds no seed is an object of its own
+            out[box][mask] = count + k
+            continue
+        flooded = watershed(-interior[box], seeds, mask=mask)
+        out[box][mask] = flooded[mask]
+    return out
 
 
-def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    if min_size > 0 and labels.any():
-        sizes = np.bincount(labels.ravel())
-        small = sizes < min_size
-        small[0] = False
-        labels = np.where(small[labels], 0, labels)
-    return relabel_sequential(labels)[0].astype(np.int64)
+def _drop_small(labels: np.ndarray, min_size: int, dtype: np.dtype | type = np.int64) -> np.ndarray:
+    """Objects under ``min_size`` pixels dropped and the ids made 1..N in their order (relabel_sequential's),
+    through one lookup table, so a volume's labels are copied once, into ``dtype``."""
+    if not labels.any():
+        return np.zeros(labels.shape, dtype)
+    sizes = np.bincount(labels.ravel())
+    kept = sizes >= max(min_size, 1)
+    kept[0] = False
+    lut = np.zeros(len(sizes), dtype)
+    lut[kept] = np.arange(1, int(kept.sum()) + 1)
+    return lut[labels]
 
 
 def tune_thresholds(probs: Iterable[np.ndarray], truths: list[np.ndarray], border_class: int,
@@ -176,5 +208,5 @@ def outlines(instances: np.ndarray) -> np.ndarray:
     return find_boundaries(instances, connectivity=1, mode="inner", background=0) & (instances > 0)
 
 
-__all__ = ["InstanceThresholds", "border_distance", "border_targets", "class_map", "instances_from_probs", "outlines",
-           "tune_thresholds"]
+__all__ = ["InstanceThresholds", "border_distance", "border_targets", "class_map", "instance_maps",
+           "instances_from_maps", "instances_from_probs", "outlines", "tune_thresholds"]

@@ -8,7 +8,7 @@ Below the tasks and above the models: whatever runs a generator on tensors
 from .backends import backend_flags, freed_memory_kept
 from .run import (
     AUTOCAST_DTYPES, TestTimeAugmented, autocast, best_device, dihedral, inference_flags, prepare_generator,
-    run_generator, undo_dihedral,
+    ReducedOutput, VoxelReduction, run_generator, run_one_volume, undo_dihedral,
 )
 from .tiling import plan_tiles, predict_tiled
 from .volume_window import (
@@ -19,5 +19,6 @@ from .volume_window import (
 __all__ = ["AUTOCAST_DTYPES", "Blend", "TestTimeAugmented", "VolumeStatistics", "Window", "autocast", "backend_flags",
            "best_device", "dihedral", "estimate_window_bytes", "freed_memory_kept", "inference_flags",
            "percentile_normalizer", "plan_tiles", "plan_windows", "predict_tiled", "predict_volume",
-           "prepare_generator", "receptive_halo", "run_generator", "undo_dihedral", "volume_statistics",
+           "prepare_generator", "receptive_halo", "ReducedOutput", "run_generator", "run_one_volume",
+           "undo_dihedral", "VoxelReduction", "volume_statistics",
            "window_for_budget"]

@@ -7,11 +7,15 @@ training validation, ``predict``, ``evaluate``, ``synthesize`` and the segmenter
 from __future__ import annotations
 
 import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 from einops import rearrange
 
+from ..codec import VolumeBlocks
 from ..config import ConfigError, InferenceConfig, MixedPrecision
 from ..models import Generator
 from .backends import backend_flags
@@ -165,10 +169,65 @@ def run_slices(generator: Generator, volume: torch.Tensor, cfg: InferenceConfig,
     return torch.cat(outputs).permute(1, 0, 2, 3)
 
 
-def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Tensor, cfg: InferenceConfig,
-               device: torch.device | str, progress: bool = False) -> torch.Tensor:
-    """One volume ``(C, Z, Y, X)``, already normalised as a whole, by a sliding window of about
-    ``cfg.volume_budget_mb`` of activations, one window at a time.
+@dataclass(frozen=True)
+class VoxelReduction:
+    """What a task keeps of a volume's output, voxel by voxel, in place of the float output itself.
+
+    A 512 x 512 x 200 segmentation's three float logits are 630 MB, and its softmax as much again; its class
+    ids are 52 MB. ``reduce`` maps an output block ``(C', z, y, x)`` (float32) to named maps ``(z, y, x)``,
+    each of ``dtypes[name]``. It must act voxel by voxel, since :func:`run_volume` applies it to each block
+    of the sliding window as it is finished, and to a small volume whole.
+    """
+
+    dtypes: dict[str, np.dtype]
+    reduce: Callable[[torch.Tensor], dict[str, np.ndarray]]
+
+
+class ReducedOutput:
+    """The ``out`` of :func:`~pix2pix_unet.runtime.volume_window.predict_volume` that keeps only a
+    :class:`VoxelReduction` of each finished block: ``maps[name]`` ``(Z, Y, X)``."""
+
+    def __init__(self, shape: tuple[int, int, int], reduction: VoxelReduction) -> None:
+        self.reduction = reduction
+        self.maps = {name: np.zeros(shape, dtype) for name, dtype in reduction.dtypes.items()}
+
+    def __setitem__(self, key: tuple[slice, ...], block: torch.Tensor) -> None:
+        for name, values in self.reduction.reduce(block).items():  # block (c', z, y, x)
+            self.maps[name][key[:3]] = values
+
+
+def run_one_volume(generator: Generator, volume: torch.Tensor | VolumeBlocks, cfg: InferenceConfig,
+                   device: torch.device | str, progress: bool = False,
+                   reduction: VoxelReduction | None = None) -> torch.Tensor | dict[str, np.ndarray]:
+    """:func:`run_generator` for one volume, ``(C, Z, Y, X)`` in memory or read block by block (a lazy
+    volume's :class:`~pix2pix_unet.codec.VolumeBlocks`), returning its output ``(C', Z, Y, X)`` or, with
+    ``reduction``, only that of it (:class:`VoxelReduction`).
+
+    A 3D generator runs whole on a volume of at most ``cfg.tile_above_mp`` megavoxels, else by the sliding
+    window (:func:`run_volume`), which reduces each block as it is finished, so the float output is never
+    held whole; a lazy volume always goes by the window. A 2D generator runs slice by slice (2.5D).
+    """
+    lazy = isinstance(volume, VolumeBlocks)
+    voxels = math.prod(volume.shape[1:])
+    if getattr(generator.config, "dims", 2) == 3 and (lazy or voxels > cfg.tile_above_mp * 1e6):
+        forward = TestTimeAugmented(generator) if cfg.tta else generator
+        with autocast(cfg, device):
+            output = run_volume(generator, forward, volume, cfg, device, progress, out=reduction)
+        return output.maps if isinstance(output, ReducedOutput) else output
+    if lazy:
+        raise ValueError(f"{volume.voxels.path}: a 2D generator reads a volume slice by slice from memory; "
+                         "convert the OME-Zarr to a TIFF stack")
+    output = run_generator(generator, volume.unsqueeze(0), cfg, device, progress)[0]
+    return reduction.reduce(output) if reduction is not None else output
+
+
+def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Tensor | VolumeBlocks,
+               cfg: InferenceConfig,
+               device: torch.device | str, progress: bool = False,
+               out: VoxelReduction | None = None) -> torch.Tensor | ReducedOutput:
+    """One volume ``(C, Z, Y, X)``, already normalised as a whole (or a lazy volume's blocks, each decoded by
+    the whole volume's intensity map as it is read), by a sliding window of about ``cfg.volume_budget_mb`` of
+    activations, one window at a time.
 
     - When the window is at least twice the network's receptive field, each window reads a halo of the receptive
       field around the voxels it keeps, so the result equals the whole-volume pass (norms that do not depend on
@@ -177,11 +236,17 @@ def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Ten
       channel attention see the whole window), windows overlap by half and are blended with Gaussian weights,
       nnU-Net's scheme: close to the whole pass, not equal.
 
-    Returns ``(C', Z, Y, X)`` on the CPU.
+    Returns ``(C', Z, Y, X)`` on the CPU, or with ``out`` (a :class:`VoxelReduction`) only its maps, kept as
+    each block is finished (:class:`ReducedOutput`).
     """
     config = generator.config
     shape = tuple(volume.shape[1:])
     factors = config.axis_factors
+    if isinstance(volume, VolumeBlocks):
+        voxels, to_input = volume.voxels, volume.decode  # raw (z, y, x, c) blocks, decoded as they are read
+    else:
+        voxels = volume.permute(1, 2, 3, 0).numpy()  # (Z, Y, X, C), a view
+        to_input = lambda block: torch.from_numpy(np.ascontiguousarray(block)).permute(3, 0, 1, 2)  # noqa: E731
     padded = tuple(-(-n // f) * f for n, f in zip(shape, factors))
     window = window_for_budget(config, volume.shape[0], int(cfg.volume_budget_mb * 2**20), shape=shape)
     try:
@@ -196,13 +261,18 @@ def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Ten
         blend, halo = Blend.GAUSSIAN, (0, 0, 0)
         window = tuple(max(w, 2 * f) for w, f in zip(window, factors))
         overlap = tuple(0 if w >= n else (w // 4) // f * f for w, f, n in zip(window, factors, padded))
-    out = np.zeros((*shape, config.out_channels), np.float32)
-    predict_volume(forward.eval(), volume.permute(1, 2, 3, 0).numpy(), to_input=lambda block: torch.from_numpy(
-        np.ascontiguousarray(block)).permute(3, 0, 1, 2), from_output=lambda t: t.float().permute(1, 2, 3, 0).cpu()
-        .numpy(), out=out, window=window, halo=halo, blend=blend, overlap=overlap,
-        factors=factors, batch_size=1, device=device, progress=progress)  # the budget is one window's
-    return torch.from_numpy(out).permute(3, 0, 1, 2)
+    if out is not None:
+        sink: np.ndarray | ReducedOutput = ReducedOutput(shape, out)
+        from_output: Callable[[torch.Tensor], object] = lambda t: t.float().cpu()  # noqa: E731 (c', z, y, x)
+    else:
+        sink = np.zeros((*shape, config.out_channels), np.float32)
+        from_output = lambda t: t.float().permute(1, 2, 3, 0).cpu().numpy()  # noqa: E731 (z, y, x, c')
+    predict_volume(forward.eval(), voxels, to_input=to_input, from_output=from_output, out=sink, window=window,
+                   halo=halo, blend=blend, overlap=overlap, factors=factors, batch_size=1, device=device,
+                   progress=progress)  # the budget is one window's
+    return sink if isinstance(sink, ReducedOutput) else torch.from_numpy(sink).permute(3, 0, 1, 2)
 
 
 __all__ = ["AUTOCAST_DTYPES", "TestTimeAugmented", "autocast", "best_device", "dihedral", "inference_flags",
-           "prepare_generator", "run_generator", "run_slices", "run_volume", "undo_dihedral"]
+           "prepare_generator", "ReducedOutput", "run_generator", "run_slices", "run_volume", "run_one_volume",
+           "undo_dihedral", "VoxelReduction"]

@@ -41,7 +41,7 @@ from ..config import (
     UNetConfig, from_dict,
 )
 from ..data.folders import DatasetError
-from ..runtime import run_generator
+from ..runtime import VoxelReduction, run_generator
 from ..io import ChannelError, ImageReadError, write_image
 from ..losses.objective import Pix2PixObjective
 from ..metrics.fid import InceptionFeatures
@@ -420,6 +420,12 @@ class TaskBase(abc.ABC):
     def output_warnings(self, output: torch.Tensor, decoded: Decoded) -> list[str]:
         """Warnings about an output that cannot be right (named by file)."""
         return []
+
+    def volume_reduction(self) -> VoxelReduction | None:
+        """What :meth:`encode` needs of a volume's output, voxel by voxel, when that is much smaller than the
+        float output (``predict`` then keeps only it, block by block, and hands :meth:`encode` and
+        :meth:`output_warnings` its maps instead of the output); None: the output itself."""
+        return None
 
     # ----------------------------------------------------------------- evaluation
 
