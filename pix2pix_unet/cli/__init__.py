@@ -128,7 +128,11 @@ def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> 
     explicit = explicit_keys(args, values)
     asked = cfg.max_steps if "max_steps" in explicit and "budget_s" not in explicit else None
     speed = measured_speed(cfg, fp.images.channels, explicit) if fp.volumes is None else None
-    decisions = plan(fp, asked, explicit, cfg, speed)
+    try:
+        decisions = plan(fp, asked, explicit, cfg, speed)
+    except DatasetError as err:  # stacks the 3D rules cannot fit; training's own checks say the rest
+        print(f"plan: not made ({err})", file=sys.stderr)
+        return cfg
     if plan_out is not None:
         plan_out += [fp, decisions, explicit]
     return load_config(base, overrides(decisions, explicit) + list(args.overrides), values)
@@ -379,7 +383,11 @@ def plan_main(argv: list[str] | None = None) -> int:
     explicit = {o.split("=", 1)[0] for o in args.overrides} | ({"max_steps"} if args.max_steps else set())
     user = load_config(None, [*args.overrides, f"task={args.task}"])
     speed = measured_speed(user, fp.images.channels, explicit) if fp.volumes is None else None
-    decisions = plan(fp, args.max_steps, explicit, user, speed)
+    try:
+        decisions = plan(fp, args.max_steps, explicit, user, speed)
+    except DatasetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print("plan:")
     for d in decisions:
         mark = "  (yours wins)" if d.key in explicit else "" if d.applied else "  (advice, not applied)"

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..config import Architecture, ConvUnit, Degradation, Down, SelfSupervised, Task, TrainConfig, UNetConfig
+from ..errors import DatasetError
 from ..runtime.volume_window import estimate_window_bytes
 from .fingerprint import Fingerprint
 
@@ -221,8 +222,9 @@ def volume_geometry(fp: Fingerprint, user: TrainConfig, explicit: frozenset[str]
         if pz // fz >= MIN_BOTTLENECK and pxy // fxy >= MIN_BOTTLENECK:
             break
     if chosen is None:
-        raise ValueError(f"{fp.data}: stacks of {fp.volumes.min_depth} slices are thinner than the coarsest "
-                         "level of any depth; a 2D model with context slices (data.context_slices) fits them")
+        raise DatasetError(f"{fp.data}: stacks of {fp.volumes.min_depth} slices are thinner than the downsampling "
+                           f"factor along z at depth {MIN_DEPTH_3D}; a 2D model with context slices "
+                           "(data.context_slices) fits them")
     depth, g, pz, pxy, fz, fxy = chosen
     memory = TRAIN_MEMORY_FACTOR * estimate_window_bytes(g, (pz, pxy, pxy))
     extent = fp.labels.object_extent if fp.labels is not None and fp.labels.object_extent else None

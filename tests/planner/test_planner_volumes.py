@@ -129,6 +129,16 @@ def test_plan_prints_the_volume_fingerprint_and_reasons(tmp_path, capsys):
     assert saved["fingerprint"]["volumes"]["spacing"] == list(SPACING)
 
 
+def test_stacks_too_thin_for_any_depth_are_refused_by_name(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for kind in ("images", "labels"):
+        write_volume(tmp_path / "data" / kind / "thin.tif", rng.integers(0, 2, (3, 32, 32)).astype(np.uint8),
+                     (0.5, 0.5, 0.5))  # 3 isotropic slices: z is halved at every level
+    assert main(["plan", "--data", str(tmp_path / "data"), "--task", "segment"]) == 2
+    err = capsys.readouterr().err
+    assert "stacks of 3 slices" in err and "data.context_slices" in err
+
+
 @pytest.mark.slow
 def test_training_on_stacks_applies_the_volume_plan(tmp_path, capsys):
     import yaml
