@@ -117,10 +117,6 @@ def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> 
         print("plan: none for task=unpaired yet; the settings are the reference code's (docs/unpaired.md)",
               file=sys.stderr)
         return cfg
-    if cfg.generator.dims == 3:
-        print("plan: none for volumes yet; the voxel size comes from the files and sets the kernels and pooling "
-              "(docs/volumes.md)", file=sys.stderr)
-        return cfg
     from ..data import DatasetError
     from ..planner import fingerprint, measured_speed, overrides, plan
 
@@ -131,7 +127,12 @@ def config_from_args(args: argparse.Namespace, plan_out: list | None = None) -> 
         return cfg
     explicit = explicit_keys(args, values)
     asked = cfg.max_steps if "max_steps" in explicit and "budget_s" not in explicit else None
-    decisions = plan(fp, asked, explicit, cfg, measured_speed(cfg, fp.images.channels, explicit))
+    speed = measured_speed(cfg, fp.images.channels, explicit) if fp.volumes is None else None
+    try:
+        decisions = plan(fp, asked, explicit, cfg, speed)
+    except DatasetError as err:  # stacks the 3D rules cannot fit; training's own checks say the rest
+        print(f"plan: not made ({err})", file=sys.stderr)
+        return cfg
     if plan_out is not None:
         plan_out += [fp, decisions, explicit]
     return load_config(base, overrides(decisions, explicit) + list(args.overrides), values)
@@ -145,7 +146,8 @@ def report_plan(fp, decisions, explicit: set[str], output_dir: Path) -> None:
 
     print(f"plan from {fp.data} ({fp.images.count} training files; `plan=false` turns it off):")
     for d in decisions:
-        print(f"  {d.override():<36} {'(yours wins) ' if d.key in explicit else ''}{d.reason}")
+        mark = "(yours wins) " if d.key in explicit else "" if d.applied else "(advice, not applied) "
+        print(f"  {d.override():<36} {mark}{d.reason}")
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "plan.json").write_text(json.dumps(to_json(fp, decisions), indent=2) + "\n")
 
@@ -347,16 +349,32 @@ def plan_main(argv: list[str] | None = None) -> int:
     except (DatasetError, ImageReadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    im = fp.images
-    print(f"{fp.data}: {im.count} training file(s), {im.channels} channel(s) {im.dtype}, sides "
-          f"{min(im.heights)}-{max(im.heights)} x {min(im.widths)}-{max(im.widths)} px; intensity 0.5/50/99.5 "
+    im, vol = fp.images, fp.volumes
+    depth = f"{min(vol.depths)}-{max(vol.depths)} x " if vol is not None else ""
+    print(f"{fp.data}: {im.count} training {'volume' if vol else 'file'}(s), {im.channels} channel(s) {im.dtype}, "
+          f"{'shapes (z, y, x)' if vol else 'sides'} {depth}{min(im.heights)}-{max(im.heights)} x "
+          f"{min(im.widths)}-{max(im.widths)} {'voxels' if vol else 'px'}; intensity 0.5/50/99.5 "
           f"percentiles per channel {[[round(v, 1) for v in p] for p in im.percentiles]} "
           f"({im.range_used:.1%} of the dtype's range)")
-    if fp.labels is not None:
+    if vol is not None:
+        stated = (f"voxel size {tuple(vol.spacing)} µm (z, y, x) in every file, z {vol.anisotropy:.1f}x the "
+                  "in-plane spacing" if vol.spacing else "voxel sizes " + ("not stated" if vol.same_spacing
+                                                                          else "that differ between files"))
+        print(f"volumes: {stated}")
+    if fp.labels is not None and vol is not None:
+        lb = fp.labels
+        um3 = f" = {[round(v, 1) for v in lb.object_um3]} µm³" if lb.object_um3 else ""
+        print(f"labels: class frequency {[round(f, 4) for f in lb.class_frequency]}; object volume p10/p50/p90 "
+              f"{[round(a) for a in lb.object_area]} voxels{um3} ({lb.object_diameter:.1f} in-plane voxels across); "
+              f"median extent (z, y, x) {[round(e, 1) for e in lb.object_extent]} voxels; {lb.touching:.0%} touch "
+              f"another in 3D; structures {lb.structure_width:.1f} px wide in-plane")
+    elif fp.labels is not None:
         lb = fp.labels
         print(f"labels: class frequency {[round(f, 4) for f in lb.class_frequency]}; object area p10/p50/p90 "
               f"{[round(a) for a in lb.object_area]} px ({lb.object_diameter:.1f} px across); {lb.touching:.0%} "
               f"touch another; structures {lb.structure_width:.1f} px wide")
+    for note in fp.notes:
+        print(f"note: {note}")
     if fp.noise_sigma is not None:
         print(f"noise already in the clean images: sigma {fp.noise_sigma:.4f} of the range "
               f"({fp.noise_sigma * 255:.1f}/255)")
@@ -364,10 +382,15 @@ def plan_main(argv: list[str] | None = None) -> int:
         print(f"validation: {fp.val_count} file(s) in the val/ (or test/) folder")
     explicit = {o.split("=", 1)[0] for o in args.overrides} | ({"max_steps"} if args.max_steps else set())
     user = load_config(None, [*args.overrides, f"task={args.task}"])
-    decisions = plan(fp, args.max_steps, explicit, user, measured_speed(user, fp.images.channels, explicit))
+    speed = measured_speed(user, fp.images.channels, explicit) if fp.volumes is None else None
+    try:
+        decisions = plan(fp, args.max_steps, explicit, user, speed)
+    except DatasetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print("plan:")
     for d in decisions:
-        mark = "  (yours wins)" if d.key in explicit else ""
+        mark = "  (yours wins)" if d.key in explicit else "" if d.applied else "  (advice, not applied)"
         print(f"  {d.override():<36} {d.reason}{mark}")
     print("train with: " + " ".join(overrides(decisions, explicit) + list(args.overrides)))
     if args.output is not None:

@@ -23,11 +23,13 @@ class SegmentConfig:
     w0: float = 10.0
     sigma: float = 5.0  # pixels
     class_balance: bool = True  # w_c(x) from each image's class frequencies; 1 otherwise
-    augment: bool = True  # flips, 90-degree rotations, affine and elastic deformation
-    rotate_degrees: float = 15.0
-    scale: float = 0.1  # affine zoom in [1 - scale, 1 + scale]
-    elastic_alpha: float = 3.0  # kornia's alpha: about 1.7 px mean displacement on a 64-px crop with sigma 8
-    elastic_sigma: float = 8.0  # smoothness of the displacement field, pixels
+    augment: bool = True  # flips, 90-degree rotations, affine (2D only) and elastic deformation
+    rotate_degrees: float = 15.0  # 2D only
+    scale: float = 0.1  # affine zoom in [1 - scale, 1 + scale]; 2D only
+    # kornia's alpha: about 1.7 px mean displacement on a 64-px crop with sigma 8. Volumes (generator.dims=3) get
+    # the same displacement per axis in voxels of the finest axis, turned into µm, so a coarse z moves fewer voxels
+    elastic_alpha: float = 3.0
+    elastic_sigma: float = 8.0  # smoothness of the displacement field, pixels (volumes: of the finest axis, in µm)
     intensity: Intensity = Intensity.DTYPE
     intensity_min: float = 0.0  # used by intensity=range
     intensity_max: float = 255.0

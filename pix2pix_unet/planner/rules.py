@@ -5,15 +5,27 @@ the fingerprint. The rules read the data's properties (sizes, object diameters,
 thinness, touching share, file count, intensity range, noise), never a dataset's
 name. A plan is a list of ``key=value`` overrides: an explicit key of the user's
 always wins over it (:func:`overrides`).
+
+Volumes (a fingerprint with :attr:`~.fingerprint.Fingerprint.volumes`) get the
+3D rules of :func:`volume_geometry` in place of the 2D crop rule: ``generator.dims=3``,
+the files' voxel size, a patch as physically cubic as the stacks allow within a memory
+budget (so fewer slices along a coarse z), each axis a multiple of its downsampling
+factor, and a depth whose coarsest level keeps a few voxels on every axis. Strongly
+anisotropic stacks get the 2.5D option as advice (:func:`two_and_a_half_d`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..config import Architecture, ConvUnit, Degradation, Down, SelfSupervised, Task, TrainConfig
+import torch
+
+from ..config import Architecture, ConvUnit, Degradation, Down, SelfSupervised, Task, TrainConfig, UNetConfig
+from ..errors import DatasetError
+from ..runtime.volume_window import estimate_window_bytes
 from .fingerprint import Fingerprint
 
 CROP_CAP = 256  # the largest crop the CPU-sized default plans; larger images are trained on crops of it
@@ -33,6 +45,17 @@ FEW_FILES = 100  # under this many files, crops of at most half the short side: 
 MIN_TUNE_FILES = 3  # held-out files the instance thresholds are tuned on, where the data allows
 MAX_VAL_FRACTION = 0.25  # of the training files, the most the plan holds out for validation
 SMALL_VAL = 10  # held-out files under which picking the best checkpoint on them picks noise
+# volumes
+MIN_DEPTH_3D, MAX_DEPTH_3D = 2, 6
+CPU_MEMORY_MB = 1024.0  # estimated activations of a training step on a CPU (the sliding window's default budget)
+GPU_MEMORY_SHARE = 0.5  # of a GPU's memory, for a training step's estimated activations
+# a training step keeps every activation for the backward pass and their gradients: the forward-only estimate
+# of estimate_window_bytes times this. Measured on the CPU (fp32, one thread, peak RSS growth over one step of
+# Adam after a warm-up): 3.5-3.7x for a depth-3 double-conv UNet (16-64 channels, 2x32x64x64 and 1x32x96x96),
+# 1.2x for pix2pix's (conv_unit none, 32-256 channels, 1x32x64x64)
+TRAIN_MEMORY_FACTOR = 4.0
+OBJECT_SPAN = 3  # a patch spans this many median object extents per axis, where the stacks and memory allow
+ANISOTROPY_2_5D = 3.0  # z this many times coarser than in-plane: the 2.5D option is advised
 
 
 @dataclass(frozen=True)
@@ -42,9 +65,12 @@ class Decision:
     key: str
     value: Any
     reason: str
+    applied: bool = True  # False: advice the plan prints (an alternative), never an override
 
     def override(self) -> str:
         value = str(self.value).lower() if isinstance(self.value, bool) else self.value
+        if isinstance(self.value, list):  # one shell word: [2.0,0.5,0.5]
+            value = "[" + ",".join(str(v) for v in self.value) + "]"
         return f"{self.key}={value}"
 
 
@@ -97,6 +123,166 @@ def crop_and_depth(fp: Fingerprint, px_per_s: float | None = None, budget_s: flo
     if not fixed_depth:
         decisions.append(Decision("generator.depth", depth, why_depth))
     return decisions + [batch_size(fp, crop, afford)]
+
+
+def memory_budget() -> float:
+    """Bytes of estimated activations a training step may hold: ``GPU_MEMORY_SHARE`` of the GPU training
+    would use, else ``CPU_MEMORY_MB``."""
+    if torch.cuda.is_available():
+        return GPU_MEMORY_SHARE * torch.cuda.get_device_properties(0).total_memory
+    return CPU_MEMORY_MB * 2**20
+
+
+def _ceil_to(value: float, multiple: int) -> int:
+    return int(math.ceil(value / multiple)) * multiple
+
+
+def _patch_at(size_um: float, spacing: list[float], factors: tuple[int, int], caps: tuple[int, int],
+              floors: tuple[int, int]) -> tuple[int, int]:
+    """The (z, y = x) patch of about ``size_um`` on a side: each axis ``size_um`` over its spacing, floored to
+    its factor, no smaller than ``floors``, no larger than ``caps``."""
+    in_plane = max(spacing[1], spacing[2])
+    return tuple(min(cap, max(low, _floor_to(size_um / s, f)))  # type: ignore[return-value]
+                 for s, f, cap, low in zip((spacing[0], in_plane), factors, caps, floors))
+
+
+def _patch_for(g: UNetConfig, fp: Fingerprint, spacing: list[float], budget: float, multiple_xy: int,
+               fixed: tuple[int | None, int | None]) -> tuple[int, int, int, int] | None:
+    """The largest (z, y = x) patch whose ``MIN_BATCH`` copies fit ``budget`` for generator ``g``, with its
+    factors ``(fz, fxy)``; None when the stacks are thinner than one factor."""
+    fz, fy, fx = g.axis_factors
+    fxy = max(fy, fx) * multiple_xy
+    caps = (_floor_to(fp.volumes.min_depth, fz), _floor_to(fp.images.min_side, fxy))
+    if min(caps) == 0:
+        return None
+    extent = (fp.labels.object_extent if fp.labels is not None and fp.labels.object_extent else [0.0] * 3)
+    floors = (min(caps[0], max(fz, _ceil_to(OBJECT_SPAN * extent[0], fz))),
+              min(caps[1], max(fxy, _ceil_to(OBJECT_SPAN * max(extent[1:]), fxy))))
+    caps = tuple(f if f is not None else c for f, c in zip(fixed, caps))  # type: ignore[assignment]
+    floors = tuple(f if f is not None else lo for f, lo in zip(fixed, floors))  # type: ignore[assignment]
+
+    def cost(patch: tuple[int, int]) -> float:
+        return MIN_BATCH * TRAIN_MEMORY_FACTOR * estimate_window_bytes(g, (patch[0], patch[1], patch[1]))
+
+    sizes = sorted({k * f * s for f, s, cap in ((fz, spacing[0], caps[0]), (fxy, max(spacing[1:]), caps[1]))
+                    for k in range(1, cap // f + 1)})
+    best = _patch_at(0.0, spacing, (fz, fxy), caps, floors)
+    for size in sizes:  # the patch grows with its physical size; keep the largest that fits
+        patch = _patch_at(size, spacing, (fz, fxy), caps, floors)
+        if cost(patch) > budget:
+            break
+        best = patch
+    return best[0], best[1], fz, fxy
+
+
+def volume_geometry(fp: Fingerprint, user: TrainConfig, explicit: frozenset[str] | set[str], budget: float,
+                    halves: bool = False) -> list[Decision]:
+    """``generator.dims``, ``generator.spacing``, the patch (``data.crop_depth`` x ``data.crop_size`` squared),
+    ``generator.depth`` and ``batch_size`` for Z stacks, nnU-Net's way.
+
+    The patch is as physically cubic as the stacks allow (an axis of coarse spacing gets fewer voxels), spans
+    ``OBJECT_SPAN`` median object extents per axis where it can, and grows until ``MIN_BATCH`` patches fill the
+    memory ``budget`` (bytes of :func:`~pix2pix_unet.runtime.volume_window.estimate_window_bytes` times
+    ``TRAIN_MEMORY_FACTOR``). Each axis is a multiple of its downsampling factor
+    (:attr:`~pix2pix_unet.config.UNetConfig.axis_factors`: a coarse z is pooled later, so its factor is smaller).
+    The depth is the deepest in ``MIN_DEPTH_3D..MAX_DEPTH_3D`` whose coarsest level keeps ``MIN_BOTTLENECK``
+    voxels on every axis. The batch is what the budget holds at that patch.
+    """
+    vol = fp.volumes
+    decisions = []
+    if "generator.dims" not in explicit:
+        decisions.append(Decision("generator.dims", 3, f"the {fp.images.count} training files are Z stacks "
+                                  f"({min(vol.depths)}-{max(vol.depths)} slices): a 3D UNet"))
+    spacing = list(user.generator.spacing) if "generator.spacing" in explicit and user.generator.spacing else None
+    if spacing is None and vol.spacing is not None:
+        spacing = [round(v, 6) for v in vol.spacing]
+        decisions.append(Decision("generator.spacing", spacing, f"the voxel size every file states, (z, y, x) µm; "
+                                  f"z is {vol.anisotropy:.1f}x the in-plane spacing, so kernels and pooling "
+                                  "follow it (a coarse z is pooled later)"))
+    elif spacing is None:
+        spacing = [1.0, 1.0, 1.0]
+        why = ("the files state no voxel size" if vol.same_spacing else
+               "the files' voxel sizes differ (training refuses them until they are resampled to one)")
+        decisions.append(Decision("generator.spacing", "null", f"{why}: isotropic voxels are assumed; set "
+                                  "generator.spacing=[z,y,x] if they are not", applied=False))
+    fixed_depth = user.generator.depth if "generator.depth" in explicit else None
+    fixed = (user.data.crop_depth if "data.crop_depth" in explicit else None,
+             user.data.crop_size if "data.crop_size" in explicit else None)
+    channels = fp.images.channels
+    multiple_xy = 2 if halves else 1
+    depths = [fixed_depth] if fixed_depth else range(MAX_DEPTH_3D, MIN_DEPTH_3D - 1, -1)
+    chosen = None
+    for depth in depths:
+        g = dataclasses.replace(user.generator, dims=3, spacing=spacing, depth=depth, in_channels=channels)
+        found = _patch_for(g, fp, spacing, budget, multiple_xy, fixed)
+        if found is None:
+            continue
+        chosen = (depth, g, *found)
+        pz, pxy, fz, fxy = found
+        if pz // fz >= MIN_BOTTLENECK and pxy // fxy >= MIN_BOTTLENECK:
+            break
+    if chosen is None:
+        raise DatasetError(f"{fp.data}: stacks of {fp.volumes.min_depth} slices are thinner than the downsampling "
+                           f"factor along z at depth {MIN_DEPTH_3D}; a 2D model with context slices "
+                           "(data.context_slices) fits them")
+    depth, g, pz, pxy, fz, fxy = chosen
+    memory = TRAIN_MEMORY_FACTOR * estimate_window_bytes(g, (pz, pxy, pxy))
+    extent = fp.labels.object_extent if fp.labels is not None and fp.labels.object_extent else None
+    physical = f" ({pz * spacing[0]:g} x {pxy * spacing[1]:g} x {pxy * spacing[2]:g} µm)"
+    why_patch = (f"the stacks are at least {vol.min_depth} x {fp.images.min_side} x {fp.images.min_side} voxels"
+                 + (f", objects span {extent[0]:.0f} x {extent[1]:.0f} x {extent[2]:.0f} voxels (median)" if extent
+                    else "")
+                 + f"; the patch is about as long in µm on every axis as the stacks allow{physical}, up to what "
+                 f"{MIN_BATCH} patches "
+                 f"hold in {budget / 2**20:.0f} MiB of estimated training activations, each axis a multiple of its "
+                 f"downsampling factor ({fz} along z, {fxy} in-plane)")
+    if "data.crop_depth" not in explicit:
+        decisions.append(Decision("data.crop_depth", pz, why_patch))
+    if "data.crop_size" not in explicit:
+        decisions.append(Decision("data.crop_size", pxy, why_patch))
+    if fixed_depth is None:
+        decisions.append(Decision("generator.depth", depth, f"{pz} x {pxy} x {pxy} voxels over the factors {fz} x "
+                                  f"{fxy} x {fxy} leave a {pz // fz} x {pxy // fxy} x {pxy // fxy} coarsest level "
+                                  f"(at least {MIN_BOTTLENECK} per axis where the stacks allow; strides "
+                                  f"{[list(st) for st in g.strides]})"))
+    batch = max(1, min(16, int(budget // memory), fp.images.count))
+    decisions.append(Decision("batch_size", batch, f"a {pz} x {pxy} x {pxy} patch holds about {memory / 2**20:.0f} "
+                              f"MiB of estimated training activations; {budget / 2**20:.0f} MiB hold {batch}"
+                              + (f", at most the {fp.images.count} training files" if batch == fp.images.count
+                                 else "")))
+    return decisions
+
+
+def two_and_a_half_d(fp: Fingerprint, task: Task) -> list[Decision]:
+    """Advice, never applied: with z at least ``ANISOTROPY_2_5D`` times coarser than in-plane, a 2D model seeing
+    each slice with its neighbours as channels (``data.context_slices``) is the recommended alternative for
+    segmentation, from the measurement on the built-in volumes; under it, a 3D model."""
+    if task is not Task.SEGMENT or fp.volumes is None or fp.volumes.spacing is None:
+        return []
+    ratio, channels = fp.volumes.anisotropy, fp.images.channels
+    alternative = f"data.context_slices=1 generator.dims=2 generator.in_channels={3 * channels}"
+    if ratio >= ANISOTROPY_2_5D:
+        return [Decision("data.context_slices", 1, f"z is {ratio:.1f}x coarser than in-plane "
+                         f"(at least {ANISOTROPY_2_5D:g}x), so a 2D model with a neighbouring slice on each side as "
+                         f"channels ({alternative}) is worth a run beside this 3D plan: on the built-in volumes at "
+                         "2 x 0.5 x 0.5 µm (4x) it reached object F1 0.877 against 0.737 for the 3D UNet in the same "
+                         "8-min CPU budget (benchmarks/results/volumes_2026-12-05.json)", applied=False)]
+    return [Decision("data.context_slices", 0, f"z is {ratio:.1f}x the in-plane spacing (under "
+                     f"{ANISOTROPY_2_5D:g}x): a 3D model sees z nearly as finely as y and x; the 2.5D option is "
+                     "not advised", applied=False)]
+
+
+def volume_augmentation(fp: Fingerprint) -> list[Decision]:
+    """What :class:`~pix2pix_unet.data.augment.VolumeAugmentation` does with this voxel size (it reads the
+    spacing itself; the decision says why, and turns augmentation on)."""
+    ratio = fp.volumes.anisotropy
+    isotropic = fp.volumes.spacing is None or max(fp.volumes.spacing) <= (1 + 0.05) * min(fp.volumes.spacing)
+    turns = ("90° turns about any axis (isotropic voxels)" if isotropic else
+             f"90° turns in the (y, x) plane only (z is {ratio:.1f}x the in-plane spacing: a turn through z would "
+             "make the coarse axis fine)")
+    return [Decision("segment.augment", True, f"{fp.images.count} training volumes: flips along every axis, "
+                     f"{turns}, an elastic deformation measured in µm (less along a coarse z) and a random gain "
+                     "and offset")]
 
 
 def batch_size(fp: Fingerprint, crop: int, afford: float = PIXELS_PER_BATCH) -> Decision:
@@ -278,11 +464,17 @@ def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str]
     crop = user.data.crop_size if "data.crop_size" in explicit else None
     self_supervised = task is Task.RESTORE and user.restore.self_supervised is not SelfSupervised.NONE
     halves = task is Task.RESTORE and user.restore.self_supervised is SelfSupervised.NEIGHBOR2NEIGHBOR
-    decisions = crop_and_depth(fp, px_per_s, budget_s, steps, depth, crop, halves=halves)
+    volumes = fp.volumes is not None and (user.generator.dims == 3 or "generator.dims" not in explicit)
+    if volumes:
+        decisions = volume_geometry(fp, user, explicit, memory_budget(), halves=halves)
+        decisions += two_and_a_half_d(fp, task)
+    else:
+        decisions = crop_and_depth(fp, px_per_s, budget_s, steps, depth, crop, halves=halves)
     if task is not Task.RESTORE:
-        decisions += normalisation(decisions[-1].value)
+        decisions += normalisation(next(d.value for d in decisions if d.key == "batch_size"))
     if task is Task.SEGMENT:
-        decisions += intensity(fp, "segment") + augmentation(fp) + segmentation(fp)
+        decisions += (intensity(fp, "segment") + (volume_augmentation(fp) if volumes else augmentation(fp))
+                      + segmentation(fp))
         decisions.append(Decision("generator.dropout", 0.0, "segmentation trains on few files with strong "
                                   "augmentation: no dropout in the decoder"))
     elif task is Task.RESTORE and self_supervised:  # the images are the noisy ones: nothing is degraded
@@ -314,13 +506,14 @@ def plan(fp: Fingerprint, max_steps: int | None = None, explicit: frozenset[str]
 
 
 def overrides(decisions: list[Decision], explicit: set[str]) -> list[str]:
-    """``key=value`` overrides of the decisions whose key the user did not set (an explicit key wins)."""
-    return [d.override() for d in decisions if d.key not in explicit]
+    """``key=value`` overrides of the applied decisions whose key the user did not set (an explicit key wins)."""
+    return [d.override() for d in decisions if d.applied and d.key not in explicit]
 
 
 def to_json(fp: Fingerprint, decisions: list[Decision]) -> dict[str, Any]:
     return {"fingerprint": fp.to_dict(), "plan": [asdict(d) for d in decisions]}
 
 
-__all__ = ["Decision", "batch_size", "blind_spot_network", "crop_and_depth", "held_out", "noise_sampling", "optimiser", "overrides", "plan",
-           "to_json", "validation"]
+__all__ = ["Decision", "batch_size", "blind_spot_network", "crop_and_depth", "held_out", "memory_budget",
+           "noise_sampling", "optimiser", "overrides", "plan", "to_json", "two_and_a_half_d", "validation",
+           "volume_augmentation", "volume_geometry"]

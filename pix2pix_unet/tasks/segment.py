@@ -305,8 +305,9 @@ class SegmentTask(TaskBase):
                                           else cfg.generator.spacing),
         )
         # crops are taken per example (RandomCrops)
-        self.augment = (VolumeAugmentation(cfg.data.flip, seg.augment, seg.augment) if cfg.generator.dims == 3
-                        else SegmentAugmentation(None, cfg.data.flip, seg))
+        self.augment = (VolumeAugmentation(cfg.data.flip, seg.augment, seg.augment, spacing,
+                                           seg.elastic_alpha if seg.augment else 0.0, seg.elastic_sigma)
+                        if cfg.generator.dims == 3 else SegmentAugmentation(None, cfg.data.flip, seg))
         self.note_training_inputs([train[i]["image"] for i in range(min(len(train), 16))])
         return (WeightedLabelled(train, seg, self.border_class, self.distance_head,
                                  spacing if self.volumes else None), val, resolved)
