@@ -1,0 +1,161 @@
+"""bioimage.io packages of 3D generators (``generator.dims=3``): axes ``batch, channel, z, y, x``, each spatial axis
+sized by its own downsampling factor, halos from the computed receptive field, the voxel size as the axes' scale;
+``bioimageio.core``'s own model test passes them."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pix2pix_unet.cli import main, train_main
+from pix2pix_unet.config import UNetConfig, from_dict
+from pix2pix_unet.data.nuclei3d import Nuclei3DSpec, write_nuclei_volumes
+from pix2pix_unet.export.bioimageio import PackageContract, PackageError, PackageGeometry, reference_output
+from pix2pix_unet.models import UNet
+from pix2pix_unet.runtime.volume_window import receptive_halo
+from pix2pix_unet.tasks import generator_task
+from pix2pix_unet.volume_io import read_volume
+from tests.tasks.test_segment_3d import SPEC, TINY3D
+
+core = pytest.importorskip("bioimageio.core")
+
+ANISOTROPIC = [2.0, 0.5, 0.5]  # z 4x coarser than y, x: pooled once less
+TINY = {"dims": 3, "depth": 2, "base_channels": 4, "max_channels": 16, "conv_unit": "double", "down": "maxpool",
+        "up": "bilinear", "in_channels": 1}
+
+
+def segmenter_3d(folder: Path, spacing: list[float] | None = ANISOTROPIC, classes: int = 3) -> UNet:
+    """A random 3D segmenter loaded as an export is (its task in its metadata)."""
+    torch.manual_seed(0)
+    cfg = from_dict(UNetConfig, {**TINY, "out_channels": classes, "spacing": spacing})
+    UNet(cfg).save_pretrained(folder, task="segment", num_classes=classes, intensity="image", schema_version=2)
+    return UNet.from_pretrained(folder)
+
+
+def rdf_of(package: Path) -> tuple[dict, set[str]]:
+    with zipfile.ZipFile(package) as z:
+        return yaml.safe_load(z.read("rdf.yaml")), set(z.namelist())
+
+
+def passes_model_test(package: Path) -> list[str]:
+    summary = core.test_model(package)
+    failed = [f"{d.name}: {[e.msg[:300] for e in d.errors]}" for d in summary.details if d.status != "passed"]
+    assert summary.status == "passed", failed
+    return [d.name for d in summary.details]
+
+
+def test_z_gets_its_own_step_and_halo_when_the_voxels_are_anisotropic(tmp_path):
+    coarse_z = PackageGeometry.of(segmenter_3d(tmp_path / "a"))
+    cubes = PackageGeometry.of(segmenter_3d(tmp_path / "b", spacing=None))
+    assert coarse_z.axes == cubes.axes == ("z", "y", "x")
+    # z (2 um) waits one level for y, x (0.5 um) to catch up: halved once, y and x twice
+    assert coarse_z.steps == (2, 4, 4) and cubes.steps == (4, 4, 4)
+    # 1 x 3 x 3 kernels at full resolution reach less far in z
+    r = receptive_halo(from_dict(UNetConfig, {**TINY, "out_channels": 3, "spacing": ANISOTROPIC}))
+    assert coarse_z.receptive == r and r[0] < r[1] == r[2]
+    assert coarse_z.halos == tuple(-(-h // s) * s for h, s in zip(r, (2, 4, 4)))  # each a multiple of its step
+    assert coarse_z.halos[0] < coarse_z.halos[1] and cubes.halos[0] == cubes.halos[1] == cubes.halos[2]
+    assert coarse_z.minimum == tuple(2 * h + s for h, s in zip(coarse_z.halos, coarse_z.steps))
+    assert coarse_z.spacing == (2.0, 0.5, 0.5) and cubes.spacing is None
+    # a given halo, one per axis or one for all, is rounded up to each axis's step
+    assert PackageGeometry.of(segmenter_3d(tmp_path / "a"), (3, 5, 5)).halos == (4, 8, 8)
+    assert PackageGeometry.of(segmenter_3d(tmp_path / "a"), 5).halos == (6, 8, 8)
+    with pytest.raises(PackageError, match=r"--halo 1,2: .*one per axis \(z, y, x\)"):
+        PackageGeometry.of(segmenter_3d(tmp_path / "a"), (1, 2))
+
+
+@pytest.mark.slow
+def test_a_3d_segmenter_package_has_z_axes_and_passes_bioimageio_core(tmp_path):
+    from pix2pix_unet.export import export_bioimageio
+
+    generator = segmenter_3d(tmp_path / "g")
+    package = export_bioimageio(generator, generator_task(generator), tmp_path / "seg3d.zip", input_dtype="uint16",
+                                onnx=False, torchscript=True)
+    rdf, names = rdf_of(package)
+    assert {"rdf.yaml", "weights.pt", "weights_torchscript.pt", "test_input.npy", "test_output.npy", "cover.png",
+            "README.md"} <= names
+    (inp,), (out,) = rdf["inputs"], rdf["outputs"]
+    assert [a["type"] for a in inp["axes"]] == ["batch", "channel", "space", "space", "space"]
+    assert [a.get("id") for a in out["axes"][2:]] == ["z", "y", "x"]
+    geometry = PackageGeometry.of(generator)
+    for axis, o, step, low, halo, scale in zip(inp["axes"][2:], out["axes"][2:], geometry.steps, geometry.minimum,
+                                               geometry.halos, ANISOTROPIC):
+        assert axis["size"] == {"min": low, "step": step} and o["halo"] == halo
+        assert axis["scale"] == o["scale"] == scale and axis["unit"] == o["unit"] == "micrometer"
+    assert inp["axes"][2]["size"]["step"] == 2 and inp["axes"][3]["size"]["step"] == 4
+    # intensity=image: the whole volume's min..max, as pix2pix-unet's from_volume
+    assert inp["preprocessing"][1]["kwargs"]["axes"] == ["channel", "z", "y", "x"]
+    assert out["postprocessing"][0]["id"] == "softmax" and "3d" in rdf["tags"]
+    with zipfile.ZipFile(package) as z:
+        z.extractall(tmp_path / "unzipped", ["test_input.npy", "test_output.npy", "README.md"])
+    test_in = np.load(tmp_path / "unzipped" / "test_input.npy")
+    test_out = np.load(tmp_path / "unzipped" / "test_output.npy")
+    assert test_in.dtype == np.uint16 and test_in.shape == (1, 1, *geometry.minimum)  # the smallest valid volume
+    assert test_out.shape == (1, 3, *geometry.minimum) and np.allclose(test_out.sum(1), 1, atol=1e-5)
+    readme = (tmp_path / "unzipped" / "README.md").read_text()
+    assert "axes `batch, channel, z, y, x`" in readme and "2, 0.5, 0.5 µm" in readme
+    assert f"halo of (z, y, x) = ({', '.join(map(str, geometry.halos))}) voxels" in readme
+
+    checks = passes_model_test(package)
+    assert sum("torchscript inference" in c for c in checks) == 6  # 3 sizes, 2 batch sizes
+    assert sum("pytorch_state_dict inference" in c for c in checks) == 6
+
+
+@pytest.mark.slow
+def test_a_3d_segmenter_trained_by_the_cli_becomes_a_package_that_labels_as_predict_does(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    data = write_nuclei_volumes(tmp_path / "vols", 3, 2, spec=SPEC)
+    run = tmp_path / "run"
+    assert train_main(["--task", "segment", "--data", str(data), "--output-dir", str(run), "--max-steps", "2",
+                       "sample_every=2", "checkpoint_every=2", "segment.intensity=image", "segment.instances=off",
+                       "generator.in_channels=1",
+                       *TINY3D]) == 0
+    big = write_nuclei_volumes(tmp_path / "big", 0, 1, spec=Nuclei3DSpec(shape=(48, 112, 112)))
+    sample = big / "val" / "images" / "v000.tif"
+    package = tmp_path / "seg3d.zip"
+    assert main(["export", "--checkpoint", str(run), "--format", "bioimageio", str(package), "--input-dtype",
+                 "uint16", "--sample", str(sample), "--torchscript"]) == 0
+    assert f"wrote {package}" in capsys.readouterr().out
+    rdf, names = rdf_of(package)
+    assert {k for k, v in rdf["weights"].items() if v} == {"onnx", "pytorch_state_dict", "torchscript"}
+    (inp,), (out,) = rdf["inputs"], rdf["outputs"]
+    assert [a["scale"] for a in inp["axes"][2:]] == ANISOTROPIC  # the training files' voxel size
+    with zipfile.ZipFile(package) as z:
+        # the cover is the run's latest sample grid (middle slices)
+        assert z.read("cover.png") == (run / "samples" / "step_00000002.png").read_bytes()
+        z.extract("test_input.npy", tmp_path)
+    test_in = np.load(tmp_path / "test_input.npy")  # (1, 1, z, y, x): the sample, cut to a size the package takes
+    sizes = test_in.shape[2:]
+    assert np.array_equal(test_in[0, 0], read_volume(sample).voxels[: sizes[0], : sizes[1], : sizes[2], 0])
+    checks = passes_model_test(package)
+    assert {"onnx", "torchscript", "pytorch_state_dict"} <= {f for c in checks for f in
+                                                            ("onnx", "torchscript", "pytorch_state_dict") if f in c}
+
+    # bioimageio.core tiles the whole sample volume into the smallest blocks the package allows, each grown by the
+    # halo: away from the border (where bioimage.io's mirrored padding gives other context than the network's zero
+    # padding) its probabilities are pix2pix-unet's on the whole volume, and its arg-max the labels predict writes
+    assert main(["predict", "--checkpoint", str(run), "--input", str(sample.parent), "--output",
+                 str(tmp_path / "pred"), "--device", "cpu", "--no-progress"]) == 0
+    labels = read_volume(tmp_path / "pred" / "v000.tif").voxels[..., 0]  # (48, 112, 112): sizes the package takes
+    volume = np.moveaxis(read_volume(sample).voxels, -1, 0)[None]  # (1, 1, z, y, x)
+    tiled = core.predict(model=package, inputs=volume, blocksize_parameter=0).members["output"].data.values
+    assert tiled.shape == (1, 2, *labels.shape) and np.allclose(tiled.sum(1), 1, atol=1e-5)
+    hz, hy, hx = (a["halo"] for a in out["axes"][2:])
+    inner = (slice(hz, -hz), slice(hy, -hy), slice(hx, -hx))
+    generator = UNet.from_pretrained(run)
+    whole = reference_output(generator, PackageContract.of(generator_task(generator), "uint16"),
+                             read_volume(sample).voxels)  # (1, 2, z, y, x), the volume in one piece
+    assert labels[inner].size >= 8 * 8 * 8
+    assert np.abs(tiled[0][(slice(None), *inner)] - whole[0][(slice(None), *inner)]).max() < 1e-4
+    assert np.array_equal(tiled[0].argmax(0)[inner], labels[inner])
+
+    # a halo per axis from the command line, rounded up to each axis's step
+    assert main(["export", "--checkpoint", str(run), "--format", "bioimageio", str(tmp_path / "h.zip"),
+                 "--input-dtype", "uint16", "--no-onnx", "--halo", "3,5,5"]) == 0
+    rdf, _ = rdf_of(tmp_path / "h.zip")
+    assert [a["halo"] for a in rdf["outputs"][0]["axes"][2:]] == [4, 8, 8]
