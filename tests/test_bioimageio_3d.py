@@ -15,7 +15,8 @@ import yaml
 from pix2pix_unet.cli import main, train_main
 from pix2pix_unet.config import UNetConfig, from_dict
 from pix2pix_unet.data.nuclei3d import Nuclei3DSpec, write_nuclei_volumes
-from pix2pix_unet.export.bioimageio import PackageContract, PackageError, PackageGeometry, reference_output
+from pix2pix_unet.export.bioimageio import (PackageContract, PackageError, PackageGeometry, halo_limits,
+                                            reference_output)
 from pix2pix_unet.models import UNet
 from pix2pix_unet.runtime.volume_window import receptive_halo
 from pix2pix_unet.tasks import generator_task
@@ -58,10 +59,13 @@ def test_z_gets_its_own_step_and_halo_when_the_voxels_are_anisotropic(tmp_path):
     # 1 x 3 x 3 kernels at full resolution reach less far in z
     r = receptive_halo(from_dict(UNetConfig, {**TINY, "out_channels": 3, "spacing": ANISOTROPIC}))
     assert coarse_z.receptive == r and r[0] < r[1] == r[2]
-    assert coarse_z.halos == tuple(-(-h // s) * s for h, s in zip(r, (2, 4, 4)))  # each a multiple of its step
+    capped = (min(r[0], 8), min(r[1], 32), min(r[2], 32))
+    assert coarse_z.halos == tuple(-(-h // s) * s for h, s in zip(capped, (2, 4, 4)))  # each a multiple of its step
     assert coarse_z.halos[0] < coarse_z.halos[1] and cubes.halos[0] == cubes.halos[1] == cubes.halos[2]
     assert coarse_z.minimum == tuple(2 * h + s for h, s in zip(coarse_z.halos, coarse_z.steps))
     assert coarse_z.spacing == (2.0, 0.5, 0.5) and cubes.spacing is None
+    # z's default halo is capped at the extent in space of y's and x's cap (32 voxels of 0.5 um: 8 slices of 2 um)
+    assert halo_limits(ANISOTROPIC) == (8, 32, 32) and halo_limits(None) == (32, 32, 32)
     # a given halo, one per axis or one for all, is rounded up to each axis's step
     assert PackageGeometry.of(segmenter_3d(tmp_path / "a"), (3, 5, 5)).halos == (4, 8, 8)
     assert PackageGeometry.of(segmenter_3d(tmp_path / "a"), 5).halos == (6, 8, 8)
@@ -113,8 +117,7 @@ def test_a_3d_segmenter_trained_by_the_cli_becomes_a_package_that_labels_as_pred
     run = tmp_path / "run"
     assert train_main(["--task", "segment", "--data", str(data), "--output-dir", str(run), "--max-steps", "2",
                        "sample_every=2", "checkpoint_every=2", "segment.intensity=image", "segment.instances=off",
-                       "generator.in_channels=1",
-                       *TINY3D]) == 0
+                       "generator.in_channels=1", *TINY3D]) == 0
     big = write_nuclei_volumes(tmp_path / "big", 0, 1, spec=Nuclei3DSpec(shape=(48, 112, 112)))
     sample = big / "val" / "images" / "v000.tif"
     package = tmp_path / "seg3d.zip"
@@ -136,26 +139,31 @@ def test_a_3d_segmenter_trained_by_the_cli_becomes_a_package_that_labels_as_pred
     assert {"onnx", "torchscript", "pytorch_state_dict"} <= {f for c in checks for f in
                                                             ("onnx", "torchscript", "pytorch_state_dict") if f in c}
 
+    # the default halo is capped at 32 voxels of y, x (0.5 um) and the same 16 um of z: 8 slices, below z's reach
+    generator = UNet.from_pretrained(run)
+    receptive = receptive_halo(generator.config)
+    halos = [a["halo"] for a in out["axes"][2:]]
+    assert halos[0] == 8 < receptive[0] and halos[1:] == [-(-r // 4) * 4 for r in receptive[1:]]
+
+    # a halo that covers the receptive field, per axis from the command line (rounded up to each axis's step):
     # bioimageio.core tiles the whole sample volume into the smallest blocks the package allows, each grown by the
-    # halo: away from the border (where bioimage.io's mirrored padding gives other context than the network's zero
-    # padding) its probabilities are pix2pix-unet's on the whole volume, and its arg-max the labels predict writes
+    # halo, and away from the border (where bioimage.io's mirrored padding gives other context than the network's
+    # zero padding) its probabilities are pix2pix-unet's on the whole volume, its arg-max the labels predict writes
+    exact = tmp_path / "exact.zip"
+    assert main(["export", "--checkpoint", str(run), "--format", "bioimageio", str(exact), "--input-dtype", "uint16",
+                 "--no-onnx", "--halo", ",".join(map(str, receptive))]) == 0
+    rdf, _ = rdf_of(exact)
+    hz, hy, hx = (a["halo"] for a in rdf["outputs"][0]["axes"][2:])
+    assert (hz, hy, hx) == (-(-receptive[0] // 2) * 2, *(-(-r // 4) * 4 for r in receptive[1:]))
     assert main(["predict", "--checkpoint", str(run), "--input", str(sample.parent), "--output",
                  str(tmp_path / "pred"), "--device", "cpu", "--no-progress"]) == 0
     labels = read_volume(tmp_path / "pred" / "v000.tif").voxels[..., 0]  # (48, 112, 112): sizes the package takes
     volume = np.moveaxis(read_volume(sample).voxels, -1, 0)[None]  # (1, 1, z, y, x)
-    tiled = core.predict(model=package, inputs=volume, blocksize_parameter=0).members["output"].data.values
+    tiled = core.predict(model=exact, inputs=volume, blocksize_parameter=0).members["output"].data.values
     assert tiled.shape == (1, 2, *labels.shape) and np.allclose(tiled.sum(1), 1, atol=1e-5)
-    hz, hy, hx = (a["halo"] for a in out["axes"][2:])
     inner = (slice(hz, -hz), slice(hy, -hy), slice(hx, -hx))
-    generator = UNet.from_pretrained(run)
     whole = reference_output(generator, PackageContract.of(generator_task(generator), "uint16"),
                              read_volume(sample).voxels)  # (1, 2, z, y, x), the volume in one piece
     assert labels[inner].size >= 8 * 8 * 8
     assert np.abs(tiled[0][(slice(None), *inner)] - whole[0][(slice(None), *inner)]).max() < 1e-4
     assert np.array_equal(tiled[0].argmax(0)[inner], labels[inner])
-
-    # a halo per axis from the command line, rounded up to each axis's step
-    assert main(["export", "--checkpoint", str(run), "--format", "bioimageio", str(tmp_path / "h.zip"),
-                 "--input-dtype", "uint16", "--no-onnx", "--halo", "3,5,5"]) == 0
-    rdf, _ = rdf_of(tmp_path / "h.zip")
-    assert [a["halo"] for a in rdf["outputs"][0]["axes"][2:]] == [4, 8, 8]

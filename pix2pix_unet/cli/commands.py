@@ -184,7 +184,8 @@ def export_main(argv: list[str] | None = None) -> int:
     b.add_argument("--no-onnx", action="store_true", help="PyTorch state dict only (Fiji/ilastik/QuPath need ONNX)")
     b.add_argument("--torchscript", action="store_true", help="also TorchScript weights (traced; older deepImageJ)")
     b.add_argument("--halo", type=_halo, help="tiling halo in px (default: the measured receptive radius, <= 128); "
-                   "a 3D generator's in voxels, N or Z,Y,X (default: its receptive field, <= 32 voxels an axis)")
+                   "a 3D generator's in voxels, N or Z,Y,X (default: its receptive field, <= 32 voxels of the "
+                   "finest axis)")
     args = p.parse_args(argv)
 
     try:

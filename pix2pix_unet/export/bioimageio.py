@@ -18,8 +18,8 @@ The package is built and validated by ``bioimageio.spec`` (model spec 0.5) and h
 - a test input (the given ``sample`` image or TIFF stack, else a seeded smooth pattern) and the test output that
   pix2pix-unet's own decode -> generator -> encode path gives for it, so ``bioimageio.core``'s model test checks
   that the rdf's processing reproduces ours;
-- a cover (the run's latest sample grid, else input | output rendered; a volume's middle z slice), a README with the run's figures and the
-  files they come from (:class:`RunRecord`), ``config.yaml`` of the run, and a licence.
+- a cover (the run's latest sample grid, else input | output rendered; a volume's middle z slice), a README
+  with the run's figures and the files they come from (:class:`RunRecord`), ``config.yaml`` of the run, and a licence.
 
 What a package cannot express is refused with an error naming it: label-map inputs (translate with
 ``labels.format=index``), hole-mask inputs (restore with inpainting) and segmenters with a distance head.
@@ -51,7 +51,8 @@ from .onnx import export_onnx, for_export
 PIX2PIX_DOI = "10.1109/CVPR.2017.632"  # Isola et al., Image-to-image translation with conditional adversarial nets
 UNET_DOI = "10.1007/978-3-319-24574-4_28"  # Ronneberger et al., U-Net
 DTYPES = ("uint8", "uint16", "float32")
-VOLUME_HALO_LIMIT = 32  # voxels a side: a volume's tile is (2 * halo + step) ** 3, its test tensors as large
+VOLUME_HALO_LIMIT = 32  # voxels of a volume's finest axis (the same extent in space on a coarser one): a tile is
+# 2 * halo + step a side, and a stack thinner than that in z is refused by consumers
 VOLUME_SAMPLE_CAP = 64  # voxels a side of a volume's test tensors (an image's: 256 px)
 
 
@@ -274,7 +275,8 @@ class PackageGeometry:
     Attributes:
         axes: ``("y", "x")`` for an image generator, ``("z", "y", "x")`` for a 3D one.
         steps: each axis's downsampling factor (``UNetConfig.axis_factors``): sizes grow by it.
-        halos: each axis's output halo, a multiple of its step.
+        halos: each axis's output halo, a multiple of its step; by default a volume's receptive radius capped by
+            :func:`halo_limits`.
         receptive: the receptive radius per axis (images: measured, at most 128 px; volumes: computed from the
             layers), or None where no halo covers it (a volume's ``aspp`` or ``naf`` pools the whole window) or,
             for images, where the caller gave the halo (it is not measured then).
@@ -325,8 +327,19 @@ class PackageGeometry:
         except ConfigError:  # a block that pools the whole window: no halo covers it; the cap is what is left
             receptive = None
         if given is None:
-            given = tuple(min(r, VOLUME_HALO_LIMIT) for r in receptive) if receptive else (VOLUME_HALO_LIMIT,) * 3
+            limits = halo_limits(_spacing(cfg))
+            given = tuple(min(r, lim) for r, lim in zip(receptive, limits)) if receptive else limits
         return cls(axes, steps, _round_up(given, steps), receptive, _spacing(cfg))
+
+
+def halo_limits(spacing: Sequence[float] | None) -> tuple[int, ...]:
+    """The default cap of a volume's halo per axis: :data:`VOLUME_HALO_LIMIT` voxels of the finest axis, and the
+    same extent in space on a coarser one (8 slices of 2 µm beside 32 voxels of 0.5 µm), so a coarse z axis keeps
+    a tile thin enough for real stacks."""
+    if not spacing:
+        return (VOLUME_HALO_LIMIT,) * 3
+    finest = min(spacing)
+    return tuple(max(1, round(VOLUME_HALO_LIMIT * finest / s)) for s in spacing)
 
 
 def _round_up(values: Sequence[int], steps: Sequence[int]) -> tuple[int, ...]:
@@ -413,7 +426,7 @@ def export_bioimageio(generator: Generator, task: TaskBase, path: str | Path, *,
         halo: the tiling halo in px, rounded up to a multiple of ``2 ** depth`` (default: the measured receptive
             radius, at most 128 px); 0 declares none. A 3D generator's is in voxels, one for every axis or
             ``(z, y, x)``, each rounded up to its axis's factor (default: the receptive halo computed from the
-            layers, at most 32 voxels an axis).
+            layers, capped at 32 voxels of the finest axis and the same extent in space on the others).
 
     Raises:
         PackageError: a task the package cannot express, a sample of the wrong type or size.
@@ -597,7 +610,8 @@ def package_readme(kind: str, contract: PackageContract, geometry: PackageGeomet
     """The package's documentation: what goes in and out, how to tile, the validation metrics, the licence."""
     codec = contract.codec
     if contract.classes is not None:
-        out = (f"per-{'voxel' if geometry.volume else 'pixel'} class probabilities ({', '.join(contract.classes)}; softmax over the channel axis). "
+        out = (f"per-{'voxel' if geometry.volume else 'pixel'} class probabilities "
+               f"({', '.join(contract.classes)}; softmax over the channel axis). "
                "The arg-max over channels is the label map. In instance mode the `border` channel marks object "
                "borders; instance maps (a seeded watershed on these probabilities, with the thresholds tuned on "
                "part of the validation files, `tune` in the run's split.json) are post-processing outside this "
@@ -668,9 +682,11 @@ def _tiling_text(geometry: PackageGeometry) -> str:
         source = (f"it covers the receptive field computed from the layers, ({', '.join(map(str, receptive))}), so "
                   "with no norm or batch norm a tile's inner output equals a whole-volume run's")
     else:
+        limits = ", ".join(map(str, halo_limits(geometry.spacing)))
         source = (f"below the receptive field computed from the layers, ({', '.join(map(str, receptive))}): the "
-                  f"default is capped at {VOLUME_HALO_LIMIT} voxels an axis, so tiles differ slightly from a "
-                  "whole-volume run near their edges")
+                  f"default is capped at ({limits}) voxels ({VOLUME_HALO_LIMIT} of the finest axis, the same extent "
+                  "in space on the others) or was given, so tiles differ slightly from a whole-volume run near their "
+                  "edges")
     return (f"Tile with a halo of (z, y, x) = ({triple}) voxels, each a multiple of its axis's step: {source}. "
             f"{tail}")
 
