@@ -25,7 +25,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pix2pix_unet.export.bioimageio import PackageGeometry, export_bioimageio, receptive_radius
+from pix2pix_unet.export.bioimageio import PackageGeometry, export_bioimageio, halo_limits, receptive_radius
 from pix2pix_unet.config import GENERATOR_PRESETS, UNetConfig, from_dict
 from pix2pix_unet.models import Generator, build_generator
 from pix2pix_unet.tasks import generator_task
@@ -54,7 +54,7 @@ def volume_package(torchscript: bool, onnx: bool) -> None:
         t3 = time.perf_counter()
         weights = "+".join(w for w, on in (("onnx", onnx), ("state_dict", True), ("torchscript", torchscript)) if on)
         print(f"3D segmenter (z, y, x): steps {geometry.steps}, receptive halo {geometry.receptive} voxels, halo "
-              f"{geometry.halos} (cap 32), smallest tile {geometry.minimum}; package ({weights}) "
+              f"{geometry.halos} (cap {halo_limits(geometry.spacing)}), smallest tile {geometry.minimum}; package ({weights}) "
               f"{package.stat().st_size / 2**20:.1f} MiB built in {t2 - t1:.1f} s, bioimageio.core test_model: "
               f"{summary.status} in {t3 - t2:.1f} s ({sum(d.status == 'passed' for d in summary.details)}/"
               f"{len(summary.details)} checks)", flush=True)
