@@ -167,3 +167,24 @@ def test_a_3d_segmenter_trained_by_the_cli_becomes_a_package_that_labels_as_pred
     assert labels[inner].size >= 8 * 8 * 8
     assert np.abs(tiled[0][(slice(None), *inner)] - whole[0][(slice(None), *inner)]).max() < 1e-4
     assert np.array_equal(tiled[0].argmax(0)[inner], labels[inner])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task, meta", [("translate", {"direction": "AtoB"}),
+                                        ("restore", {"hole_mask_channel": False})])
+def test_3d_image_to_image_packages_go_through_the_same_task_hooks(tmp_path, task, meta):
+    """No task is special-cased: a 3D translate or restore generator (built here, as their 3D training is not
+    on main yet) gets the image post-processing of its 2D twin on z, y, x axes, and passes the model test."""
+    from pix2pix_unet.export import export_bioimageio
+
+    torch.manual_seed(0)
+    cfg = from_dict(UNetConfig, {**TINY, "out_channels": 1, "spacing": ANISOTROPIC})
+    UNet(cfg).save_pretrained(tmp_path / "g", task=task, schema_version=2, **meta)
+    generator = UNet.from_pretrained(tmp_path / "g")
+    package = export_bioimageio(generator, generator_task(generator), tmp_path / f"{task}.zip", onnx=False)
+    rdf, _ = rdf_of(package)
+    (inp,), (out,) = rdf["inputs"], rdf["outputs"]
+    assert [a.get("id") for a in inp["axes"]] == [None, None, "z", "y", "x"] and inp["data"]["type"] == "uint8"
+    assert [p["id"] for p in out["postprocessing"]][:2] == ["clip", "scale_linear"]  # back to 0..255
+    assert out["postprocessing"][1]["kwargs"] == {"gain": 127.5, "offset": 127.5}
+    passes_model_test(package)
