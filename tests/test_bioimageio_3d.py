@@ -71,6 +71,8 @@ def test_z_gets_its_own_step_and_halo_when_the_voxels_are_anisotropic(tmp_path):
     assert PackageGeometry.of(segmenter_3d(tmp_path / "a"), 5).halos == (6, 8, 8)
     with pytest.raises(PackageError, match=r"--halo 1,2: .*one per axis \(z, y, x\)"):
         PackageGeometry.of(segmenter_3d(tmp_path / "a"), (1, 2))
+    with pytest.raises(PackageError, match=r"--halo -1: one value >= 0"):
+        PackageGeometry.of(segmenter_3d(tmp_path / "a"), -1)
 
 
 @pytest.mark.slow

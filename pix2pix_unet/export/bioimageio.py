@@ -314,9 +314,10 @@ class PackageGeometry:
         given = None
         if halo is not None:
             given = (halo,) * dims if isinstance(halo, int) else tuple(halo)
-            if len(given) != dims or any(h < 0 for h in given):
-                raise PackageError(f"--halo {','.join(map(str, given))}: one value >= 0, or one per axis "
-                                   f"({', '.join(axes)})")
+            if len(given) != dims or any(h < 0 for h in given) or (dims == 2 and given[0] != given[1]):
+                per_axis = f", or one per axis ({', '.join(axes)})" if dims == 3 else " (an image's y and x share it)"
+                shown = halo if isinstance(halo, int) else ",".join(map(str, halo))
+                raise PackageError(f"--halo {shown}: one value >= 0{per_axis}")
         if dims == 2:
             if given is not None:
                 return cls(axes, steps, _round_up(given, steps), None, None)
