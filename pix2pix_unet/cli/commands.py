@@ -156,6 +156,15 @@ def _predict(args: argparse.Namespace, shard: Shard, launched_device: torch.devi
 # --------------------------------------------------------------------------- export
 
 
+def _halo(text: str) -> int | tuple[int, ...]:
+    """``--halo``: ``N`` for every axis, or ``Z,Y,X`` (a volume's halo per axis)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N or Z,Y,X (whole voxels)") from None
+    return values[0] if len(values) == 1 else values
+
+
 def export_main(argv: list[str] | None = None) -> int:
     from ..export import EXPORTERS, ExportFormat
 
@@ -177,7 +186,9 @@ def export_main(argv: list[str] | None = None) -> int:
     b.add_argument("--author", action="append", help="an author's name (repeatable)")
     b.add_argument("--no-onnx", action="store_true", help="PyTorch state dict only (Fiji/ilastik/QuPath need ONNX)")
     b.add_argument("--torchscript", action="store_true", help="also TorchScript weights (traced; older deepImageJ)")
-    b.add_argument("--halo", type=int, help="tiling halo in px (default: the measured receptive radius, <= 128)")
+    b.add_argument("--halo", type=_halo, help="tiling halo in px (default: the measured receptive radius, <= 128); "
+                   "a 3D generator's in voxels, N or Z,Y,X (default: its receptive field, <= 32 voxels of the "
+                   "finest axis)")
     args = p.parse_args(argv)
 
     try:

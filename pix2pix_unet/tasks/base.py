@@ -334,9 +334,6 @@ class TaskBase(abc.ABC):
         if self.needs_mask:
             return ("an inpainting restorer takes a hole mask beside each image, which this package does not "
                     "describe; export it as onnx or safetensors")
-        if self.cfg.generator.dims == 3:
-            return ("a 3D generator needs a package with a z axis and its halo, which is not written yet; export it "
-                    "as onnx (dynamic depth, height and width) or safetensors")
         return None
 
     def override_thresholds(self, prob: float | None = None, seed: float | None = None,
