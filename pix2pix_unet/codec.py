@@ -62,7 +62,7 @@ class Decoded:
 
 @dataclass(frozen=True)
 class VolumeBlocks:
-    """A volume decoded block by block: its raw voxels, read lazily (:class:`~pix2pix_unet.volume_io.LazyVoxels`,
+    """A volume decoded block by block: its raw voxels (held, or read lazily: :class:`~pix2pix_unet.volume_io.LazyVoxels`,
     an OME-Zarr larger than memory), and the intensity map of the whole volume, applied to each block as it is
     read, so every block is decoded exactly as the whole volume held in memory would be.
 
@@ -70,11 +70,13 @@ class VolumeBlocks:
         voxels: ``(Z, Y, X, C)`` in the file's dtype.
         codec: the channel rule.
         scale: the ``(low, high)`` file values mapped to -1 and 1 (of the whole volume).
+        path: the file.
     """
 
-    voxels: LazyVoxels
+    voxels: LazyVoxels | np.ndarray
     codec: ImageCodec
     scale: tuple[float, float]
+    path: Path
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -84,7 +86,7 @@ class VolumeBlocks:
 
     def decode(self, block: np.ndarray) -> torch.Tensor:
         """A raw block ``(z, y, x, C)`` as the generator's input ``(C', z, y, x)`` in [-1, 1]."""
-        return self.codec.to_unit(self.codec.channel_values(block, self.voxels.path), *self.scale)
+        return self.codec.to_unit(self.codec.channel_values(block, self.path), *self.scale)
 
 
 @dataclass(frozen=True)
@@ -112,12 +114,15 @@ class ImageCodec:
         naming the file."""
         return self.from_volume(read_volume(Path(path), spacing))
 
-    def from_volume(self, volume: Volume) -> Decoded:
+    def from_volume(self, volume: Volume, blocks: bool = False) -> Decoded:
         """Map a volume to ``(C, Z, Y, X)`` in [-1, 1] by the intensity rule, applied to the whole volume:
-        ``image`` takes the volume's own range, never a tile's. A lazy volume (OME-Zarr) is not read here:
-        its range is taken over every block, and :attr:`Decoded.blocks` decodes each block on demand
-        (``tensor`` is then a strided sample of at most about a million voxels, for value checks)."""
-        if volume.lazy:
+        ``image`` takes the volume's own range, never a tile's.
+
+        With ``blocks``, and always for a lazy volume (OME-Zarr), the voxels are not decoded here: the range is
+        taken over every block, and :attr:`Decoded.blocks` decodes each block on demand, exactly as the whole
+        would be (``tensor`` is then a strided sample of at most about a million voxels, for value checks).
+        ``predict`` decodes volumes so: a 512 x 512 x 200 volume's float32 input alone is 210 MB."""
+        if volume.lazy or blocks:
             return self._lazy_volume(volume)
         t = self.channel_values(volume.voxels, volume.path)
         low, high = self.scale_of(volume.voxels.dtype, t)
@@ -139,9 +144,9 @@ class ImageCodec:
         return t.mul(2).sub(1).contiguous()
 
     def _lazy_volume(self, volume: Volume, slab: int = 8, sample: int = 2**20) -> Decoded:
-        """:meth:`from_volume` of a :class:`~pix2pix_unet.volume_io.LazyVoxels` volume, reading ``slab``
-        slices at a time for its range (``image``), and a strided sample for the value checks."""
-        voxels: LazyVoxels = volume.voxels  # type: ignore[assignment]
+        """:meth:`from_volume` block by block, reading ``slab`` slices at a time for its range (``image``), and
+        a strided sample for the value checks."""
+        voxels = volume.voxels
         z, y, x, _ = voxels.shape
         if self.intensity is Intensity.IMAGE:  # the whole volume's min..max, exactly, one slab at a time
             spans = [self.channel_values(voxels[i: i + slab], volume.path).aminmax() for i in range(0, z, slab)]
@@ -150,7 +155,7 @@ class ImageCodec:
             low, high = self.scale_of(voxels.dtype, torch.zeros(1))
         step = max(1, math.ceil((z * y * x / sample) ** (1 / 3)))
         preview = self.to_unit(self.channel_values(voxels[::step, ::step, ::step], volume.path), low, high)
-        blocks = VolumeBlocks(voxels, self, (low, high))
+        blocks = VolumeBlocks(voxels, self, (low, high), volume.path)
         return Decoded(preview, volume.path, None, (low, high), volume, blocks)
 
     def from_pixels(self, image: ImageFile, path: str | Path = "<array>") -> Decoded:

@@ -120,8 +120,9 @@ def instances_from_probs(probs: np.ndarray, border_class: int, th: InstanceThres
 
 
 def instances_from_maps(foreground: np.ndarray, interior: np.ndarray, th: InstanceThresholds,
-                        dtype: np.dtype | type = np.int64) -> np.ndarray:
-    """:func:`instances_from_probs` from its voxel-wise maps (:func:`instance_maps`), ids in ``dtype``."""
+                        dtype: np.dtype | type | None = np.int64) -> np.ndarray:
+    """:func:`instances_from_probs` from its voxel-wise maps (:func:`instance_maps`), ids in ``dtype`` (None:
+    uint16, or uint32 past 65535 objects)."""
     return _drop_small(_flood_maps(foreground, interior, th.seed), th.min_size, dtype)
 
 
@@ -136,34 +137,36 @@ def _flood_maps(foreground: np.ndarray, interior: np.ndarray, seed: float) -> np
 
     The flooding never crosses the mask, so each component's watershed is the whole one's there, ids
     included (the seeds are labelled once, over the whole image); only the memory differs: the watershed's
-    working copies (float64 and padded) are a box's, not a 512 x 512 x 200 volume's (about 1 GB)."""
-    markers, count = ndimage.label(interior > seed)  # int32
-    markers[~foreground] = 0
-    components, n_components = ndimage.label(foreground)
-    out = np.zeros(foreground.shape, np.int32)
+    working copies (float64 and padded) are a box's, not a 512 x 512 x 200 volume's (about 1 GB). Each
+    component's labels overwrite its own seeds in place, so a volume costs the seed and component labels."""
+    labels, count = ndimage.label(interior > seed)  # int32: the seeds, then each component's flooding
+    labels[~foreground] = 0
+    components, _ = ndimage.label(foreground)
     for k, box in enumerate(ndimage.find_objects(components), start=1):
         if box is None:
             continue
         mask = components[box] == k
-        seeds = np.where(mask, markers[box], 0)
+        region = labels[box]  # a view: only this component's voxels are read and written
+        seeds = np.where(mask, region, 0)
         if not seeds.any():  # a foreground component that holds no seed is an object of its own
-            out[box][mask] = count + k
+            region[mask] = count + k
             continue
-        flooded = watershed(-interior[box], seeds, mask=mask)
-        out[box][mask] = flooded[mask]
-    return out
+        region[mask] = watershed(-interior[box], seeds, mask=mask)[mask]
+    return labels
 
 
-def _drop_small(labels: np.ndarray, min_size: int, dtype: np.dtype | type = np.int64) -> np.ndarray:
+def _drop_small(labels: np.ndarray, min_size: int, dtype: np.dtype | type | None = np.int64) -> np.ndarray:
     """Objects under ``min_size`` pixels dropped and the ids made 1..N in their order (relabel_sequential's),
-    through one lookup table, so a volume's labels are copied once, into ``dtype``."""
-    if not labels.any():
-        return np.zeros(labels.shape, dtype)
-    sizes = np.bincount(labels.ravel())
+    through one lookup table, so a volume's labels are copied once, into ``dtype`` (None: the smaller of
+    uint16 and uint32 that holds N)."""
+    sizes = np.bincount(labels.ravel()) if labels.size else np.zeros(1, np.int64)
     kept = sizes >= max(min_size, 1)
     kept[0] = False
+    count = int(kept.sum())
+    if dtype is None:
+        dtype = np.uint16 if count <= np.iinfo(np.uint16).max else np.uint32
     lut = np.zeros(len(sizes), dtype)
-    lut[kept] = np.arange(1, int(kept.sum()) + 1)
+    lut[kept] = np.arange(1, count + 1)
     return lut[labels]
 
 

@@ -215,7 +215,7 @@ def run_one_volume(generator: Generator, volume: torch.Tensor | VolumeBlocks, cf
             output = run_volume(generator, forward, volume, cfg, device, progress, out=reduction)
         return output.maps if isinstance(output, ReducedOutput) else output
     if lazy:
-        raise ValueError(f"{volume.voxels.path}: a 2D generator reads a volume slice by slice from memory; "
+        raise ValueError(f"{volume.path}: a 2D generator reads a volume slice by slice from memory; "
                          "convert the OME-Zarr to a TIFF stack")
     output = run_generator(generator, volume.unsqueeze(0), cfg, device, progress)[0]
     return reduction.reduce(output) if reduction is not None else output

@@ -482,7 +482,8 @@ class SegmentTask(TaskBase):
         volume = open_volume(path) if self.cfg.generator.dims == 3 else read_volume(path)
         if volume.spacing is None and self.cfg.generator.spacing:  # the trained voxel size, where the file has none
             volume = dataclasses.replace(volume, spacing=tuple(self.cfg.generator.spacing))
-        return self.input_codec.from_volume(volume)
+        # a 3D net's input decoded window by window: the float volume is never held whole
+        return self.input_codec.from_volume(volume, blocks=self.cfg.generator.dims == 3)
 
     def input_warnings(self, decoded: Decoded) -> list[str]:
         """Beside the value range: a volume whose voxel size differs from the trained one (its anisotropy is not
@@ -554,11 +555,11 @@ class SegmentTask(TaskBase):
         maps = self.voxel_maps(output) if isinstance(output, torch.Tensor) else output
         written = [write_volume(path, maps["classes"], spacing)]
         if self.instance_mode:
-            objects = instances_from_maps(maps["foreground"], maps["interior"], self.thresholds, np.int32)
-            if objects.max() > np.iinfo(np.uint16).max:
+            objects = instances_from_maps(maps["foreground"], maps["interior"], self.thresholds, dtype=None)
+            if objects.dtype != np.uint16:
                 raise ImageWriteError(f"{path}: {objects.max()} objects do not fit the 16-bit instance volume")
             where = path.with_name(f"{path.stem}_instances.tif")
-            written.append(write_volume(where, objects.astype(np.uint16), spacing))
+            written.append(write_volume(where, objects, spacing))
         return written
 
     def output_warnings(self, output: torch.Tensor | dict[str, np.ndarray], decoded: Decoded) -> list[str]:
