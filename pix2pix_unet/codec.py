@@ -226,9 +226,10 @@ def decode_class_ids(path: str | Path, num_classes: int | None, what: str = "lab
     return torch.from_numpy(ids)
 
 
-def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``(..., H, W)`` class ids -> ``(..., num_classes, H, W)`` float one-hot (0 or 1)."""
-    return torch.nn.functional.one_hot(labels.long(), num_classes).movedim(-1, -3).float()
+def one_hot(labels: torch.Tensor, num_classes: int, dims: int = 2) -> torch.Tensor:
+    """``(..., H, W)`` class ids -> ``(..., num_classes, H, W)`` float one-hot (0 or 1); with ``dims=3``
+    ``(..., Z, Y, X)`` -> ``(..., num_classes, Z, Y, X)``."""
+    return torch.nn.functional.one_hot(labels.long(), num_classes).movedim(-1, -(dims + 1)).float()
 
 
 def decode_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
