@@ -334,7 +334,7 @@ class SegmentTask(TaskBase):
         ``segment.adversarial`` is off."""
         if not self.cfg.segment.adversarial:
             return {}
-        real = one_hot(target.labels, self.out_classes).to(fake.dtype)
+        real = one_hot(target.labels, self.out_classes, self.cfg.generator.dims).to(fake.dtype)
         return discriminator_losses(discriminator, inputs, fake.softmax(1), real, self.cfg.loss)  # no distance head
 
     @property
