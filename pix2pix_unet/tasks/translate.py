@@ -36,7 +36,7 @@ import torch
 from einops import rearrange
 from torch.utils.data import Dataset
 
-from ..codec import Decoded, ImageCodec, decode_class_ids, one_hot
+from ..codec import Decoded, ImageCodec, decode_class_ids, decode_class_volume, one_hot
 from ..config import ConfigError, Direction, FidWhen, LabelConfig, LabelFormat, OutputDtype, Task, TrainConfig
 from ..data import PairedAugmentation, PairedFolderDataset, build_datasets, orient, side_channels
 from ..data.augment import VolumeAugmentation
@@ -44,7 +44,7 @@ from ..data.folders import DatasetError, PairFiles, find_pairs, list_images, pai
 from ..data.volume_pairs import LabelVolumePairs, build_volume_pairs, spacing_warning
 from ..data.volumes import LabelledVolumes
 from ..io import from_tensor, read_image
-from ..volume_io import VolumeError, read_volume, write_volume, z_slices
+from ..volume_io import VolumeError, write_volume, z_slices
 from ..metrics.fid import FidMeter
 from ..metrics.segmenter import SegmenterScoreMeter
 from .base import ImageMeter, Meter, TaskBase, require
@@ -238,15 +238,7 @@ class TranslateTask(TaskBase):
     def decode_label_volume(self, path: Path) -> Decoded:
         """A label volume as one-hot ``(K, Z, Y, X)``, its voxels and spacing kept for the output file."""
         trained = tuple(self.cfg.generator.spacing) if self.cfg.generator.spacing else None
-        volume = read_volume(path, trained)
-        if volume.voxels.shape[-1] != 1:
-            raise DatasetError(f"label volume {path} has {volume.voxels.shape[-1]} channels; a label volume holds "
-                               "one class id per voxel")
-        ids = torch.from_numpy(volume.voxels[..., 0].astype(np.int64))  # (z, y, x)
-        top = int(ids.max())
-        if top >= self.num_classes:
-            raise DatasetError(f"label volume {path} holds class id {top}, but the generator has "
-                               f"{self.num_classes} classes (ids 0..{self.num_classes - 1})")
+        ids, volume = decode_class_volume(path, self.num_classes, trained)  # (z, y, x)
         return Decoded(self.volume_inputs(ids[None])[0], path, None, volume=volume)
 
     def input_warnings(self, decoded: Decoded) -> list[str]:

@@ -98,8 +98,15 @@ def test_a_2d_label_map_given_to_a_3d_model_and_a_stack_given_to_a_2d_one_are_na
     flat, stack = tmp_path / "plane.png", tmp_path / "stack.tif"
     write_image(flat, np.zeros((32, 32), np.uint8))
     write_volume(stack, np.zeros((4, 32, 32), np.uint8), (2.0, 0.5, 0.5))
+    task = build_task(config("labels.num_classes=2"))
     with pytest.raises(VolumeError, match="plane.png"):
-        build_task(config("labels.num_classes=2")).decode_input(flat)
+        task.decode_input(flat)
+    write_volume(tmp_path / "ids.tif", np.full((4, 32, 32), 3, np.uint8), (2.0, 0.5, 0.5))
+    with pytest.raises(DatasetError, match=r"label volume .*ids.tif holds class id 3, but the generator has 2"):
+        task.decode_input(tmp_path / "ids.tif")
+    write_volume(tmp_path / "rgb.tif", np.zeros((4, 32, 32, 3), np.uint8), (2.0, 0.5, 0.5))
+    with pytest.raises(DatasetError, match=r"rgb.tif has 3 channels"):
+        task.decode_input(tmp_path / "rgb.tif")
     with pytest.raises(VolumeError, match=r"stack.tif is a Z stack of 4 slices, but this generator is 2D"):
         build_task(config("labels.num_classes=2", "generator.dims=2")).decode_input(stack)
 
