@@ -182,10 +182,11 @@ class TranslateTask(TaskBase):
         """Label volume -> image volume pairs; the files' voxel size builds the network's anisotropic kernels
         and pooling, and the images' dtype is the outputs'."""
         cfg = self.cfg
-        self.augment = VolumeAugmentation(cfg.data.flip, turn=cfg.data.flip, intensity=False)
         spacing = tuple(cfg.generator.spacing) if cfg.generator.spacing else None
         train, val, self.num_classes, spacing, self.output_dtype = build_volume_pairs(
             cfg.data, cfg.labels, ImageCodec(cfg.generator.out_channels), cfg.seed, spacing)
+        # flips and turns (through z only where the voxels are isotropic); no gain: the image is the target
+        self.augment = VolumeAugmentation(cfg.data.flip, turn=cfg.data.flip, intensity=False, spacing=spacing)
         resolved = dataclasses.replace(
             cfg,
             labels=dataclasses.replace(cfg.labels, num_classes=self.num_classes),
