@@ -37,7 +37,10 @@ from einops import rearrange
 from torch.utils.data import Dataset
 
 from ..codec import Decoded, ImageCodec, decode_class_ids, decode_class_volume, one_hot
-from ..config import ConfigError, Direction, FidWhen, LabelConfig, LabelFormat, OutputDtype, Task, TrainConfig
+from ..config import (
+    ConfigError, Direction, DiscriminatorKind, FidWhen, LabelConfig, LabelFormat, OutputDtype, Task, TrainConfig,
+    patchgan_min_size,
+)
 from ..data import PairedAugmentation, PairedFolderDataset, build_datasets, orient, side_channels
 from ..data.augment import VolumeAugmentation
 from ..data.folders import DatasetError, PairFiles, find_pairs, list_images, pair_by_stem
@@ -110,6 +113,12 @@ class TranslateTask(TaskBase):
             wanted = [need for bad, need in refused if bad]
             if wanted:
                 raise ConfigError("task=translate with generator.dims=3 needs " + "; ".join(wanted))
+            d, depth = cfg.discriminator, cfg.data.crop_depth
+            need = patchgan_min_size(d.n_layers, d.num_scales)
+            if d.kind is DiscriminatorKind.NLAYER and depth is not None and depth < need:
+                raise ConfigError(f"data.crop_depth={depth}: the 3D PatchGAN with discriminator.n_layers={d.n_layers} "
+                                  f"needs patches of at least {need} voxels along every axis (its kernels and "
+                                  f"strides are the same along z); use data.crop_depth>={need} or lower n_layers")
         self.segmenter = None  # Segmenter, loaded by build_datasets when labels.segmenter is set
         self.device: torch.device | str = "cpu"  # where the segmenter runs (set by `to`)
 

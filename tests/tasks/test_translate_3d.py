@@ -92,6 +92,8 @@ def test_3d_translate_refuses_what_only_2d_images_have():
         build_task(config("labels.format=rgb", "data.path=folder"))
     with pytest.raises(ConfigError, match="loss.vgg_weight=0"):
         build_task(config("loss.vgg_weight=1"))
+    with pytest.raises(ConfigError, match=r"data.crop_depth=12: .*n_layers=3 needs patches of at least 24 voxels"):
+        build_task(config("discriminator.n_layers=3", "data.crop_size=32"))
 
 
 def test_a_2d_label_map_given_to_a_3d_model_and_a_stack_given_to_a_2d_one_are_named(tmp_path):
