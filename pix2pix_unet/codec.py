@@ -231,9 +231,31 @@ def decode_class_ids(path: str | Path, num_classes: int | None, what: str = "lab
     return torch.from_numpy(ids)
 
 
-def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``(..., H, W)`` class ids -> ``(..., num_classes, H, W)`` float one-hot (0 or 1)."""
-    return torch.nn.functional.one_hot(labels.long(), num_classes).movedim(-1, -3).float()
+def decode_class_volume(path: str | Path, num_classes: int | None, spacing: Spacing | None = None,
+                        what: str = "label volume") -> tuple[torch.Tensor, Volume]:
+    """Class ids ``(Z, Y, X)`` int64 from a TIFF stack, and the volume read (its voxel size; ``spacing`` where
+    the file states none).
+
+    Raises:
+        VolumeError: a 2D image, naming the file.
+        DatasetError: naming the file, when it has more than one channel or an id is ``num_classes`` or more.
+    """
+    volume = read_volume(Path(path), spacing)
+    if volume.voxels.shape[-1] != 1:
+        raise DatasetError(f"{what} {path} has {volume.voxels.shape[-1]} channels; it should hold one class id "
+                           "per voxel")
+    ids = torch.from_numpy(volume.voxels[..., 0].astype(np.int64))
+    top = int(ids.max())
+    if num_classes is not None and top >= num_classes:
+        raise DatasetError(f"{what} {path} holds class id {top}, but the generator has {num_classes} classes "
+                           f"(ids 0..{num_classes - 1})")
+    return ids, volume
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, dims: int = 2) -> torch.Tensor:
+    """``(..., H, W)`` class ids -> ``(..., num_classes, H, W)`` float one-hot (0 or 1); with ``dims=3``
+    ``(..., Z, Y, X)`` -> ``(..., num_classes, Z, Y, X)``."""
+    return torch.nn.functional.one_hot(labels.long(), num_classes).movedim(-1, -(dims + 1)).float()
 
 
 def decode_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:

@@ -51,12 +51,19 @@ def label_augmentation(sigma: float = 8.0, alpha: float = 3.0) -> nn.Module:
 
 
 def label_to_image_task(generator: Generator, checkpoint: Path) -> TranslateTask:
-    """The export's task if it is label map -> image, or an error saying what the checkpoint is."""
+    """The export's task if it is 2D label map -> image, or an error saying what the checkpoint is (a 3D one
+    makes volumes through ``predict``)."""
     meta = getattr(generator, "metadata", None) or {}
     if meta.get("task", "translate") != "translate" or meta.get("label_format") != "index":
         raise DatasetError(
             f"{checkpoint} is not a label -> image generator (its export says task={meta.get('task')!r}, "
             f"label_format={meta.get('label_format')!r}); train one with --task translate labels.format=index"
+        )
+    if getattr(generator.config, "dims", 2) == 3:
+        raise DatasetError(
+            f"{checkpoint} is a 3D label volume -> image volume generator (generator.dims=3), and synthesize draws "
+            "2D label maps and pairs; make volumes with `pix2pix-unet predict --checkpoint RUN --input "
+            "LABEL_VOLUMES --output OUT` (docs/volumes.md)"
         )
     return generator_task(generator)
 

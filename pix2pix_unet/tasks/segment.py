@@ -48,7 +48,8 @@ from ..data.labels import (
 from ..losses.segment import deep_supervision_losses, segmentation_losses
 from ..metrics.segment import confusion_matrix, segmentation_scores
 from ..data.augment import VolumeAugmentation
-from ..data.volumes import LabelledVolumes, build_labelled_volumes, same_spacing
+from ..data.volume_pairs import spacing_warning
+from ..data.volumes import LabelledVolumes, build_labelled_volumes
 from ..data.weight_map import unet_weight_map
 
 
@@ -333,7 +334,7 @@ class SegmentTask(TaskBase):
         ``segment.adversarial`` is off."""
         if not self.cfg.segment.adversarial:
             return {}
-        real = one_hot(target.labels, self.out_classes).to(fake.dtype)
+        real = one_hot(target.labels, self.out_classes, self.cfg.generator.dims).to(fake.dtype)
         return discriminator_losses(discriminator, inputs, fake.softmax(1), real, self.cfg.loss)  # no distance head
 
     @property
@@ -489,10 +490,9 @@ class SegmentTask(TaskBase):
         """Beside the value range: a volume whose voxel size differs from the trained one (its anisotropy is not
         the one the kernels were built for)."""
         warnings = super().input_warnings(decoded)
-        trained, volume = self.cfg.generator.spacing, decoded.volume
-        if volume is not None and trained and volume.spacing and not same_spacing(tuple(trained), volume.spacing):
-            warnings.append(f"{decoded.path}: voxel size {volume.spacing} differs from the trained "
-                            f"{tuple(trained)}; resample the volume to it, or the objects will be misjudged")
+        if decoded.volume is not None:
+            warning = spacing_warning(decoded.path, decoded.volume.spacing, self.cfg.generator.spacing)
+            warnings += [warning] if warning else []
         return warnings
 
     def output_path(self, relative: Path, output_dir: Path, suffix: str | None = None) -> Path:

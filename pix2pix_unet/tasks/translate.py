@@ -15,6 +15,14 @@ and ``discriminator.spectral_norm=true``. With index labels and ``labels.segment
 (a segment export trained on real pairs) validation also logs ``val/seg_miou``:
 that segmenter's mIoU on the generated images against their label maps
 (:mod:`~pix2pix_unet.metrics.segmenter`).
+
+With ``generator.dims=3`` (and index labels) it translates label volumes to image volumes, so synthetic
+volumes can be made: pairs of TIFF stacks (:mod:`~pix2pix_unet.data.volume_pairs`; built in: nucleus masks ->
+16-bit nuclei volumes), random 3D patches (``data.crop_size`` x ``data.crop_depth``) with
+:class:`~pix2pix_unet.data.augment.VolumeAugmentation`, a 3D PatchGAN, L1/PSNR/SSIM over each whole volume
+(FID/KID are not measured: the Inception network sees 2D images, and a few volumes' slices are too few and too
+alike for an honest FID), and ``predict`` writes each label volume's image volume as a TIFF hyperstack with
+the label file's voxel size, in the dtype of the training images.
 """
 
 from __future__ import annotations
@@ -23,18 +31,29 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from einops import rearrange
 from torch.utils.data import Dataset
 
-from ..codec import Decoded, ImageCodec, decode_class_ids, one_hot
-from ..config import ConfigError, Direction, LabelConfig, LabelFormat, Task, TrainConfig
+from ..codec import Decoded, ImageCodec, decode_class_ids, decode_class_volume, one_hot
+from ..config import (
+    ConfigError, Direction, DiscriminatorKind, FidWhen, LabelConfig, LabelFormat, OutputDtype, Task, TrainConfig,
+    patchgan_min_size,
+)
 from ..data import PairedAugmentation, PairedFolderDataset, build_datasets, orient, side_channels
+from ..data.augment import VolumeAugmentation
 from ..data.folders import DatasetError, PairFiles, find_pairs, list_images, pair_by_stem
-from ..io import read_image
+from ..data.volume_pairs import LabelVolumePairs, build_volume_pairs, spacing_warning
+from ..data.volumes import LabelledVolumes
+from ..io import from_tensor, read_image
+from ..volume_io import VolumeError, write_volume, z_slices
 from ..metrics.fid import FidMeter
 from ..metrics.segmenter import SegmenterScoreMeter
 from .base import ImageMeter, Meter, TaskBase, require
-from ..data.labels import LabelledDataset, LabelledFiles, LabelledFolder, build_labelled, colorize_labels
+from ..data.labels import (
+    LabelledDataset, LabelledFiles, LabelledFolder, build_labelled, colorize_labels, discover_labelled,
+)
 
 
 class OneHotPairs(Dataset):
@@ -85,12 +104,29 @@ class TranslateTask(TaskBase):
         self.num_classes: int | None = cfg.labels.num_classes if self.indexed else None
         if cfg.labels.segmenter and not self.indexed:
             raise ConfigError("labels.segmenter scores label -> image generators: it needs labels.format=index")
+        self.volumes = cfg.generator.dims == 3
+        if self.volumes:
+            refused = [(not self.indexed, "labels.format=index: a 3D translate model draws image volumes from "
+                                          "label volumes"),
+                       (bool(cfg.labels.segmenter), "no labels.segmenter: it scores 2D images"),
+                       (cfg.loss.vgg_weight > 0, "loss.vgg_weight=0: VGG16 sees 2D images")]
+            wanted = [need for bad, need in refused if bad]
+            if wanted:
+                raise ConfigError("task=translate with generator.dims=3 needs " + "; ".join(wanted))
+            d, depth = cfg.discriminator, cfg.data.crop_depth
+            need = patchgan_min_size(d.n_layers, d.num_scales)
+            if d.kind is DiscriminatorKind.NLAYER and depth is not None and depth < need:
+                raise ConfigError(f"data.crop_depth={depth}: the 3D PatchGAN with discriminator.n_layers={d.n_layers} "
+                                  f"needs patches of at least {need} voxels along every axis (its kernels and "
+                                  f"strides are the same along z); use data.crop_depth>={need} or lower n_layers")
         self.segmenter = None  # Segmenter, loaded by build_datasets when labels.segmenter is set
         self.device: torch.device | str = "cpu"  # where the segmenter runs (set by `to`)
 
     # ----------------------------------------------------------------- what callers ask
 
     def summary(self) -> str:
+        if self.volumes:
+            return f"Label volume ({self.num_classes} classes) -> image volume."
         if self.indexed:
             return f"Label map ({self.num_classes} classes) -> image."
         return f"Image -> image ({self.cfg.data.direction.value})."
@@ -126,6 +162,8 @@ class TranslateTask(TaskBase):
             from ..models.vgg import VGGFeatures
 
             self.objective.features = VGGFeatures(cfg.loss.vgg_weights, key="loss.vgg_weights")
+        if self.volumes:
+            return self.volume_datasets()
         if not self.indexed:
             train, val = build_datasets(cfg.data, cfg.generator, cfg.seed)
             side = "A" if cfg.data.direction is Direction.A_TO_B else "B"
@@ -149,7 +187,31 @@ class TranslateTask(TaskBase):
                                   f"classes, but the label maps have {self.num_classes}")
         return OneHotPairs(train, self.num_classes), OneHotPairs(val, self.num_classes), resolved
 
+    def volume_datasets(self) -> tuple[Dataset, Dataset, TrainConfig]:
+        """Label volume -> image volume pairs; the files' voxel size builds the network's anisotropic kernels
+        and pooling, and the images' dtype is the outputs'."""
+        cfg = self.cfg
+        spacing = tuple(cfg.generator.spacing) if cfg.generator.spacing else None
+        train, val, self.num_classes, spacing, self.output_dtype = build_volume_pairs(
+            cfg.data, cfg.labels, ImageCodec(cfg.generator.out_channels), cfg.seed, spacing)
+        # flips and turns (through z only where the voxels are isotropic); no gain: the image is the target
+        self.augment = VolumeAugmentation(cfg.data.flip, turn=cfg.data.flip, intensity=False, spacing=spacing)
+        resolved = dataclasses.replace(
+            cfg,
+            labels=dataclasses.replace(cfg.labels, num_classes=self.num_classes),
+            generator=dataclasses.replace(cfg.generator, in_channels=self.num_classes,
+                                          spacing=list(spacing) if spacing else cfg.generator.spacing),
+        )
+        return train, val, resolved
+
+    def volume_inputs(self, labels: torch.Tensor) -> torch.Tensor:
+        """``(B, Z, Y, X)`` class ids -> the generator's one-hot input ``(B, K, Z, Y, X)``."""
+        return one_hot(labels, self.num_classes, dims=3)
+
     def train_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.volumes:  # one geometry for the ids and the image, then the ids one-hot
+            target, labels, _ = self.augment(batch["B"], batch["labels"], batch["B"][:, :0])  # no float maps
+            return self.volume_inputs(labels), target
         return self.augment(*orient(batch, self.cfg.data.direction))
 
     # ----------------------------------------------------------------- the contract
@@ -169,18 +231,59 @@ class TranslateTask(TaskBase):
     # ----------------------------------------------------------------- files
 
     def decode_input(self, path: Path, mask: Path | None = None) -> Decoded:
-        """An image, or with index labels a label map (one-hot; an id >= ``num_classes`` names the file)."""
+        """An image, or with index labels a label map (one-hot; an id >= ``num_classes`` names the file); for
+        a 3D model a label volume (the trained voxel size where the file states none). A 2D label map given to
+        a 3D model, or a Z stack to a 2D one, is an error naming the file."""
+        if self.volumes:
+            return self.decode_label_volume(Path(path))
+        slices = z_slices(path)
+        if slices > 1:
+            raise VolumeError(f"{path} is a Z stack of {slices} slices, but this generator is 2D "
+                              "(generator.dims=2); translate label volumes with a 3D model (generator.dims=3)")
         if not self.indexed:
             return self.input_codec.decode(path)
         ids = decode_class_ids(path, self.num_classes)
         return Decoded(one_hot(ids, self.num_classes), Path(path), None)
 
+    def decode_label_volume(self, path: Path) -> Decoded:
+        """A label volume as one-hot ``(K, Z, Y, X)``, its voxels and spacing kept for the output file."""
+        trained = tuple(self.cfg.generator.spacing) if self.cfg.generator.spacing else None
+        ids, volume = decode_class_volume(path, self.num_classes, trained)  # (z, y, x)
+        return Decoded(self.volume_inputs(ids[None])[0], path, None, volume=volume)
+
     def input_warnings(self, decoded: Decoded) -> list[str]:
+        """Images: their value range; label volumes: a voxel size other than the trained one."""
+        if decoded.volume is not None:
+            warning = spacing_warning(decoded.path, decoded.volume.spacing, self.cfg.generator.spacing)
+            return [warning] if warning else []
         return [] if self.indexed else super().input_warnings(decoded)
+
+    def output_path(self, relative: Path, output_dir: Path, suffix: str | None = None) -> Path:
+        if self.volumes:  # a hyperstack whatever the label file's suffix (.tiff, .ome.tif)
+            return output_dir / relative.with_suffix(".tif")
+        return super().output_path(relative, output_dir, suffix)
+
+    def encode(self, output: torch.Tensor, decoded: Decoded, path: Path, dtype: OutputDtype = OutputDtype.INPUT,
+               overlay_dir: Path | None = None, relative: Path | None = None) -> list[Path]:
+        """Images as the base task writes them; a volume ``(C, Z, Y, X)`` as a TIFF hyperstack with the label
+        file's voxel size, in the training images' dtype (``dtype=input``) or ``dtype``'s full range."""
+        if decoded.volume is None:
+            return super().encode(output, decoded, path, dtype, overlay_dir, relative)
+        target = np.dtype(self.output_dtype or "uint16") if dtype is OutputDtype.INPUT else np.dtype(dtype.value)
+        z = output.shape[1]
+        # the 2D pixel rule on the volume seen as one (Z * Y, X) image
+        voxels = rearrange(from_tensor(rearrange(output, "c z y x -> c (z y) x"), target), "(z y) x c -> z y x c",
+                           z=z)
+        return [write_volume(path, voxels, decoded.volume.spacing)]
 
     def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
         """``A/`` + ``B/`` (or ``--inputs``/``--targets``) or aligned images; with index labels ``labels/`` +
-        ``images/``."""
+        ``images/`` (Z stacks for a 3D model)."""
+        if self.volumes:
+            cfg = dataclasses.replace(self.cfg.labels, image_folder=targets, label_folder=inputs or "labels")
+            spacing = tuple(self.cfg.generator.spacing) if self.cfg.generator.spacing else None
+            codec = ImageCodec(self.cfg.generator.out_channels)
+            return LabelVolumePairs(LabelledVolumes(discover_labelled(folder, cfg), codec, spacing), self.num_classes)
         if self.indexed:
             labels_dir, images_dir = folder / (inputs or "labels"), folder / (targets or "images")
             if not images_dir.is_dir() and targets is None:
@@ -211,13 +314,23 @@ class TranslateTask(TaskBase):
         meter: Meter = ImageMeter(self.cfg.generator.out_channels)
         if self.segmenter is not None:
             meter = SegmenterScoreMeter(meter, self.segmenter, self.device)
+        if self.volumes:
+            if self.cfg.fid.when is not FidWhen.OFF and report:
+                print("FID/KID not measured: the Inception network scores 2D images, and this generator draws "
+                      "volumes (L1, PSNR and SSIM are over each whole volume)")
+            return meter
         features = self.inception(self.device, report)
         return meter if features is None else FidMeter(meter, features)
 
     def val_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.volumes:
+            return self.volume_inputs(batch["labels"]), batch["B"]
         return orient(batch, self.cfg.data.direction)
 
     def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
-        """Images as they are; one-hot inputs as coloured label maps."""
+        """Images as they are; one-hot inputs as coloured label maps; of a volume, its middle slice."""
+        if inputs.ndim == 5:  # (b, c, z, y, x): the middle z slice of each
+            middle = inputs.shape[2] // 2
+            inputs, outputs, target = inputs[:, :, middle], outputs[:, :, middle], target[:, :, middle]
         shown = colorize_labels(inputs.argmax(1), self.num_classes) if self.indexed else inputs
         return [shown, outputs.clamp(-1, 1), target]

@@ -150,3 +150,18 @@ def test_context_slices_need_a_2d_generator_and_channels_for_every_slice():
         build_task(load_config(None, ["task=segment", "data.context_slices=1", "generator.dims=3"]))
     with pytest.raises(ConfigError, match="generator.in_channels=2 must be a multiple of 3"):
         build_task(load_config(None, ["task=segment", "data.context_slices=1", "generator.in_channels=2"]))
+
+
+def test_the_adversarial_3d_segmenter_shows_its_discriminator_one_hot_label_volumes():
+    from pix2pix_unet.config import PatchGANConfig, load_config
+    from pix2pix_unet.models import Discriminator
+    from pix2pix_unet.tasks import build_task
+    from pix2pix_unet.tasks.segment import SegmentTarget
+
+    task = build_task(load_config(None, ["task=segment", "generator.dims=3", "segment.adversarial=true",
+                                         "labels.num_classes=2", "generator.in_channels=1", "data.path=stacks"]))
+    discriminator = Discriminator(1, 2, PatchGANConfig(n_layers=1, base_channels=4), dims=3)
+    image, logits = torch.randn(1, 1, 8, 8, 8), torch.randn(1, 2, 8, 8, 8)  # (b, c, z, y, x)
+    labels = torch.randint(0, 2, (1, 8, 8, 8))  # (b, z, y, x): one-hot before z, not after it
+    losses = task.discriminator_losses(discriminator, image, logits, SegmentTarget(labels, torch.ones(1, 8, 8, 8)))
+    assert torch.isfinite(losses["d_total"]) and losses["d_total"] > 0
