@@ -176,7 +176,8 @@ def evaluate_dataset(
         examples.sort(key=lambda e: e.score, reverse=not meter.higher_is_better)
         del examples[num_examples:]
 
-    with inference_flags(device):  # cuDNN autotuning with CUDA, malloc keeping freed memory on a CPU
+    # cuDNN autotuning with CUDA; on a CPU malloc keeps freed memory for images, not for volumes
+    with inference_flags(device, cfg.keeps_freed_memory(device, task.volumes)):
         result = task.evaluate(generator, dataset, device, cfg, on_example=keep_worst, failed=failed, report=True)
     for source, reason in failed:
         tqdm.write(f"warning: {reason} (skipped)", file=sys.stderr)

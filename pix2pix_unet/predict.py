@@ -222,7 +222,8 @@ def predict_files(
             summary.fail(item.path, str(err))
 
     # 3. decode (the task's rules), run and write, batch by batch
-    with inference_flags(device):  # cuDNN autotuning with CUDA, malloc keeping freed memory on a CPU
+    # cuDNN autotuning with CUDA; on a CPU malloc keeps freed memory for images, not for volumes
+    with inference_flags(device, cfg.keeps_freed_memory(device, task.volumes)):
         bar = tqdm(total=sum(len(g) for g in groups.values()), desc="predict", unit="img", disable=not progress,
                    dynamic_ncols=True)
         for (h, w), items in groups.items():

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import (
-    BlendWindow, CompileMode, ConfigError, InferenceConfig, MixedPrecision, OutputDtype, ZeroShotConfig, from_dict,
+    BlendWindow, CompileMode, ConfigError, InferenceConfig, MixedPrecision, OutputDtype, Switch, ZeroShotConfig,
+    from_dict,
 )
 from ..hub import HF_PREFIX, resolve_checkpoint
 
@@ -26,6 +27,7 @@ INFERENCE_FLAGS = {
     "batch_size": "batch_size", "tile": "tile", "overlap": "overlap", "window": "window",
     "tile_above": "tile_above_mp", "output_dtype": "output_dtype", "precision": "precision", "compile": "compile",
     "compile_mode": "compile_mode", "tta": "tta", "volume_budget": "volume_budget_mb",
+    "keep_freed_memory": "keep_freed_memory",
 }
 
 
@@ -42,6 +44,9 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--volume-budget", type=float, metavar="MB",
                    help=f"volumes above --tile-above megavoxels: the sliding window's activation memory "
                         f"({d.volume_budget_mb:g})")
+    g.add_argument("--keep-freed-memory", choices=[s.value for s in Switch],
+                   help="CPU: malloc keeps freed memory for reuse; auto: for images, not volumes "
+                        f"({d.keep_freed_memory.value})")
     g.add_argument("--precision", choices=[m.value for m in MixedPrecision],
                    help=f"autocast the generator to bf16 or fp16 (CUDA); outputs stay float32 ({d.precision.value})")
     g.add_argument("--compile", action="store_true", default=None,

@@ -63,16 +63,18 @@ def prepare_generator(generator: Generator, cfg: InferenceConfig, device: torch.
     return generator
 
 
-def inference_flags(device: torch.device | str) -> contextlib.AbstractContextManager:
+def inference_flags(device: torch.device | str,
+                    keep_freed_memory: bool | None = None) -> contextlib.AbstractContextManager:
     """The process-wide switches of a predict or evaluate run on ``device``, set for the block and restored after.
 
     With CUDA, cuDNN picks each conv's fastest algorithm once per input size. On a
     CPU, malloc keeps freed memory (256 px inference: 80 ms instead of 108, see
-    training/perf.py).
+    training/perf.py) unless ``keep_freed_memory`` is False
+    (:meth:`~pix2pix_unet.config.InferenceConfig.keeps_freed_memory`: not for volumes).
     """
     device = torch.device(device)
-    return backend_flags(cudnn_benchmark=True if device.type == "cuda" else None,
-                         keep_freed_memory=device.type == "cpu")
+    keep = device.type == "cpu" if keep_freed_memory is None else keep_freed_memory
+    return backend_flags(cudnn_benchmark=True if device.type == "cuda" else None, keep_freed_memory=keep)
 
 
 def autocast(cfg: InferenceConfig, device: torch.device | str) -> contextlib.AbstractContextManager:

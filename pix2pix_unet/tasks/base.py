@@ -220,6 +220,11 @@ class TaskBase(abc.ABC):
         self.output_dtype: str | None = None  # dtype of outputs whose input has none of its own (label maps)
         self._inception: InceptionFeatures | None = None  # the FID network, loaded on first use
 
+    @property
+    def volumes(self) -> bool:
+        """Whether Z stacks go in and out (a 3D generator; a task may add 2.5D)."""
+        return self.cfg.generator.dims == 3
+
     def patches(self) -> tuple[int, int | None]:
         """How training crops its examples (:class:`RandomCrops`): ``(dims, depth)``, 2 for images, 3 for
         volumes with ``depth`` slices (None: every slice)."""

@@ -104,7 +104,6 @@ class TranslateTask(TaskBase):
         self.num_classes: int | None = cfg.labels.num_classes if self.indexed else None
         if cfg.labels.segmenter and not self.indexed:
             raise ConfigError("labels.segmenter scores label -> image generators: it needs labels.format=index")
-        self.volumes = cfg.generator.dims == 3
         if self.volumes:
             refused = [(not self.indexed, "labels.format=index: a 3D translate model draws image volumes from "
                                           "label volumes"),
