@@ -41,6 +41,7 @@ from ..config import (
     UNetConfig, from_dict,
 )
 from ..data.folders import DatasetError
+from ..data.volumes import same_spacing
 from ..runtime import run_generator
 from ..io import ChannelError, ImageReadError, write_image
 from ..losses.objective import Pix2PixObjective
@@ -403,9 +404,16 @@ class TaskBase(abc.ABC):
         return self.input_codec.decode(path)
 
     def input_warnings(self, decoded: Decoded) -> list[str]:
-        """Warnings about an input that cannot give a sensible output (named by file)."""
+        """Warnings about an input that cannot give a sensible output (named by file): values far outside the
+        training span, and a volume whose voxel size differs from the trained one (its anisotropy is not the one
+        the kernels were built for)."""
         warning = out_of_range(decoded, self.input_range, self.input_codec.intensity)
-        return [warning] if warning else []
+        warnings = [warning] if warning else []
+        trained, volume = self.cfg.generator.spacing, decoded.volume
+        if volume is not None and trained and volume.spacing and not same_spacing(tuple(trained), volume.spacing):
+            warnings.append(f"{decoded.path}: voxel size {volume.spacing} differs from the trained "
+                            f"{tuple(trained)}; resample the volume to it, as the kernels were built for that anisotropy")
+        return warnings
 
     def output_path(self, relative: Path, output_dir: Path, suffix: str | None = None) -> Path:
         """Where the output of the input at ``relative`` (to the input root) goes."""

@@ -47,7 +47,7 @@ from ..data.labels import (
 from ..losses.segment import deep_supervision_losses, segmentation_losses
 from ..metrics.segment import confusion_matrix, segmentation_scores
 from ..data.augment import VolumeAugmentation
-from ..data.volumes import LabelledVolumes, build_labelled_volumes, same_spacing
+from ..data.volumes import LabelledVolumes, build_labelled_volumes
 from ..data.weight_map import unet_weight_map
 
 
@@ -480,16 +480,6 @@ class SegmentTask(TaskBase):
         if volume.spacing is None and self.cfg.generator.spacing:  # the trained voxel size, where the file has none
             volume = dataclasses.replace(volume, spacing=tuple(self.cfg.generator.spacing))
         return self.input_codec.from_volume(volume)
-
-    def input_warnings(self, decoded: Decoded) -> list[str]:
-        """Beside the value range: a volume whose voxel size differs from the trained one (its anisotropy is not
-        the one the kernels were built for)."""
-        warnings = super().input_warnings(decoded)
-        trained, volume = self.cfg.generator.spacing, decoded.volume
-        if volume is not None and trained and volume.spacing and not same_spacing(tuple(trained), volume.spacing):
-            warnings.append(f"{decoded.path}: voxel size {volume.spacing} differs from the trained "
-                            f"{tuple(trained)}; resample the volume to it, or the objects will be misjudged")
-        return warnings
 
     def output_path(self, relative: Path, output_dir: Path, suffix: str | None = None) -> Path:
         return output_dir / relative.with_suffix(".tif" if self.volumes else ".png")
