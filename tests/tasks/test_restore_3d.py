@@ -75,6 +75,19 @@ def test_training_takes_degraded_3d_patches_at_the_files_voxel_size(tmp_path):
     assert torch.equal(pictures[0], first[:, :, 8])
 
 
+def test_the_adversarial_term_runs_on_volumes_with_the_3d_patchgan(tmp_path):
+    task, _ = task_for(write_stacks(tmp_path, 2, 1), "restore.gan_weight=0.01", "discriminator.n_layers=2",
+                       "data.crop_depth=16")
+    discriminator = task.build_discriminator()
+    inputs, target = task.train_batch({"clean": torch.rand(2, 1, 16, 24, 24) * 2 - 1})
+    fake = inputs.clone().requires_grad_()
+    d_losses = task.discriminator_losses(discriminator, inputs, fake.detach(), target)
+    g_losses = task.generator_losses(discriminator, inputs, fake, target)
+    assert torch.isfinite(d_losses["d_total"]) and {"g_pixel", "g_gan"} <= set(g_losses)
+    g_losses["g_total"].backward()
+    assert fake.grad is not None and float(fake.grad.abs().sum()) > 0
+
+
 def test_a_volume_is_written_back_in_its_dtype_units_and_voxel_size(tmp_path):
     task, _ = task_for(write_stacks(tmp_path, 2, 1))
     source = tmp_path / "val" / "images" / "v000.tif"
