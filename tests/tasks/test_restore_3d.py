@@ -136,6 +136,14 @@ def test_a_3d_restorer_trains_on_stacks_predicts_volumes_and_is_evaluated(tmp_pa
                  "--output", str(tmp_path / "eval")]) == 0
     scores = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
     assert scores["count"] == 2 and 10 < scores["psnr"] < 60 and 0 < scores["ssim"] <= 1
+    # real degraded/clean pairs by name: the predicted volumes as inputs, the clean ones as targets
+    for name in ("v000.tif", "v001.tif"):
+        write_volume(tmp_path / "pairs" / "clean" / name, read_volume(data / "val" / "images" / name).voxels, SPACING)
+        write_volume(tmp_path / "pairs" / "degraded" / name, read_volume(out / name).voxels, SPACING)
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(tmp_path / "pairs"), "--inputs", "degraded",
+                 "--targets", "clean", "--all-files", "--device", "cpu", "--output", str(tmp_path / "eval2")]) == 0
+    paired = json.loads((tmp_path / "eval2" / "metrics.json").read_text())["metrics"]
+    assert paired["count"] == 2 and paired["psnr_input"] > 30  # the restored files are close to the clean ones
 
     # another voxel size is predicted and warned about by name; a 2D image fails by name
     write_volume(tmp_path / "odd" / "odd.tif", source.voxels, (1.0, 0.5, 0.5))
