@@ -67,7 +67,8 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         kernel = _kernel_size(float(sigma.max()), min(x.shape[-2:]))
         return kornia.filters.gaussian_blur2d(x, (kernel, kernel), sigma[:, None].expand(-1, 2))
     if sigma.shape != (len(x), 3):
-        raise ValueError(f"a volume batch of {len(x)} is blurred with (B, 3) sigmas (z, y, x), got {tuple(sigma.shape)}")
+        raise ValueError(f"a volume batch of {len(x)} is blurred with (B, 3) sigmas (z, y, x), "
+                         f"got {tuple(sigma.shape)}")
     for axis in range(3):  # z, y, x
         size = _kernel_size(float(sigma[:, axis].max()), x.shape[2 + axis])
         if size < 3 or float(sigma[:, axis].max()) <= 0:

@@ -412,7 +412,8 @@ class TaskBase(abc.ABC):
         trained, volume = self.cfg.generator.spacing, decoded.volume
         if volume is not None and trained and volume.spacing and not same_spacing(tuple(trained), volume.spacing):
             warnings.append(f"{decoded.path}: voxel size {volume.spacing} differs from the trained "
-                            f"{tuple(trained)}; resample the volume to it, as the kernels were built for that anisotropy")
+                            f"{tuple(trained)}; resample the volume to it, as the kernels were built for that "
+                            "anisotropy")
         return warnings
 
     def output_path(self, relative: Path, output_dir: Path, suffix: str | None = None) -> Path:
