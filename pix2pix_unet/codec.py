@@ -183,18 +183,21 @@ class ImageCodec:
 
     def encode(self, tensor: torch.Tensor, like: Decoded | None, dtype: OutputDtype = OutputDtype.INPUT,
                fallback: np.dtype | type = np.uint8) -> np.ndarray:
-        """A ``(C, H, W)`` output in [-1, 1] as ``(H, W, C)`` pixels.
+        """A ``(C, H, W)`` output in [-1, 1] as ``(H, W, C)`` pixels; a volume's ``(C, Z, Y, X)`` as
+        ``(Z, Y, X, C)`` voxels.
 
         With ``dtype=input`` the output takes the dtype of ``like``'s file (``fallback``
         where there is no image, e.g. a label-map input) and the inverse of the
         intensity map that decoded it, so it lands in the input's units. An explicit
         ``dtype`` uses that type's full range.
         """
-        if dtype is not OutputDtype.INPUT or like is None or like.image is None:
+        own = None if like is None else like.image.dtype if like.image is not None else (
+            like.volume.voxels.dtype if like.volume is not None else None)
+        if dtype is not OutputDtype.INPUT or own is None:
             target = np.dtype(fallback if dtype is OutputDtype.INPUT else dtype.value)
             return io.from_tensor(tensor, target)
-        unit = rearrange(tensor.detach().float().clamp(-1, 1).add(1).div(2), "c h w -> h w c").cpu().numpy()
-        target, (low, high) = like.image.dtype, like.scale
+        unit = rearrange(tensor.detach().float().clamp(-1, 1).add(1).div(2), "c ... -> ... c").cpu().numpy()
+        target, (low, high) = np.dtype(own), like.scale
         values = low + unit * (high - low)
         if target.kind == "f":
             return np.ascontiguousarray(values, dtype=target)

@@ -174,9 +174,10 @@ def image_shape(path: str | Path) -> tuple[int, int]:
 
 
 def from_tensor(tensor: torch.Tensor, dtype: np.dtype | type) -> np.ndarray:
-    """A ``(C, H, W)`` tensor in ``[-1, 1]`` as ``(H, W, C)`` pixels of ``dtype`` (clipped to its range)."""
+    """A ``(C, H, W)`` tensor in ``[-1, 1]`` as ``(H, W, C)`` pixels of ``dtype`` (clipped to its range); a
+    volume's ``(C, Z, Y, X)`` as ``(Z, Y, X, C)``."""
     dtype = np.dtype(dtype)
-    unit = rearrange(tensor.detach().float().clamp(-1, 1).add(1).div(2), "c h w -> h w c").cpu().numpy()
+    unit = rearrange(tensor.detach().float().clamp(-1, 1).add(1).div(2), "c ... -> ... c").cpu().numpy()
     if dtype.kind == "f":
         return np.ascontiguousarray(unit, dtype=dtype)
     return np.ascontiguousarray(np.rint(unit * DTYPE_MAX[dtype]), dtype=dtype)

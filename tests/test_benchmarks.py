@@ -286,3 +286,17 @@ def test_tlc_check_pools_locally_only_beyond_the_training_crop():
         assert windows == [4, 8, 16, 32]  # what each level saw of a 32-px crop
         assert torch.allclose(net(small), before_small, atol=1e-5)  # inside the window: the global mean
         assert not torch.allclose(net(large), before_large, atol=1e-3)  # beyond it: a local one
+
+
+@pytest.mark.slow
+def test_volume_restore_benchmark_scores_every_arm_on_held_out_volumes_from_written_files(tmp_path, capsys):
+    out = tmp_path / "vr"
+    bench = load("volume_restore")
+    assert bench.main(["--out", str(out), "--budget", "20s", "--train", "2", "--val", "1", "--test", "1"]) == 0
+    report = json.loads((out / "results.json").read_text())["arms"]
+    assert set(report) == {"input", "gaussian", "nlm", "unet"}
+    for arm in ("gaussian", "nlm"):  # the classical filters do denoise
+        assert report[arm]["psnr"] > report["input"]["psnr"] + 3 and report[arm]["ssim"] > report["input"]["ssim"]
+    assert len(report["gaussian"]["sigma_zyx_voxels"]) == 3 and report["unet"]["steps"] >= 1
+    assert math.isfinite(report["unet"]["psnr"]) and (out / "pred_unet" / "t000.tif").is_file()
+    assert "nlm: psnr=" in capsys.readouterr().out

@@ -59,7 +59,8 @@ class PoissonNoise(Degradation):
 
 @dataclass
 class GaussianBlur(Degradation):
-    """Strength = the blur sigma in pixels."""
+    """Strength = the blur sigma in pixels; for volumes (``generator.dims=3``), the PSF's lateral sigma in µm
+    (the voxel size's unit), its axial sigma ``restore.psf_axial_ratio`` times that."""
 
     p: float = 0.4
     low: float = 0.5
@@ -307,6 +308,9 @@ class RestoreConfig:
     # Real-ESRGAN's second-order pipeline; enabled, it degrades every image in place of the ones above
     # (holes, with inpaint.p > 0, still come last)
     second_order: SecondOrderConfig = field(default_factory=SecondOrderConfig)
+    # volumes: the blur is a Gaussian PSF, this many times longer along z than across (widefield and confocal
+    # PSFs are about 3x as long axially as laterally); its sigmas in µm become voxels by the voxel size
+    psf_axial_ratio: float = 3.0
     val_seed: int = 1234
     # how file values map to the model's [-1, 1] and back (as segment.intensity); `range` suits dim 16-bit
     # microscopy: the degradation strengths are then relative to [intensity_min, intensity_max]
@@ -335,7 +339,7 @@ class RestoreConfig:
         for name, degradation in self.degradations().items():
             degradation.validate(f"{where}.{name}")
         self.second_order.validate(f"{where}.second_order")
-        _positive(self, where, "charbonnier_eps")
+        _positive(self, where, "charbonnier_eps", "psf_axial_ratio")
         if self.intensity_max <= self.intensity_min:
             raise ConfigError(
                 f"{where}.intensity_max={self.intensity_max} must be above intensity_min={self.intensity_min}"

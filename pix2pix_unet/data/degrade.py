@@ -9,6 +9,13 @@ down-sampling, Gaussian noise, Poisson noise, JPEG, holes; or, with
 (:mod:`~pix2pix_unet.data.second_order`), then holes. Every random number is
 drawn from ``generator`` (the global RNG when it is None), so a seeded generator
 gives the same degraded batch every time.
+
+Volumes ``(B, C, Z, Y, X)`` take the degradations that have a meaning in 3D
+(:data:`VOLUME_DEGRADATIONS`): noise, voxel by voxel, and blur by an anisotropic
+Gaussian PSF whose lateral sigma is the strength in micrometres and whose axial
+sigma is ``restore.psf_axial_ratio`` times it, both turned into voxels by the
+voxel size (:func:`psf_sigmas`), as a widefield or confocal PSF is longer along z.
+The others are refused by name (:func:`check_volume_degradations`).
 """
 
 from __future__ import annotations
@@ -20,8 +27,17 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from ..config import Degradation, RestoreConfig
+from ..config import ConfigError, Degradation, RestoreConfig
 from .second_order import second_order
+
+# what each degradation means for a volume: only these are made in 3D; the others are refused with the reason
+VOLUME_DEGRADATIONS = ("gaussian_blur", "gaussian_noise", "poisson_noise")
+NOT_IN_3D = {
+    "motion_blur": "a camera's motion streak is a 2D kernel in the image plane",
+    "downsample": "super-resolution of volumes (an axial factor apart from the lateral one) is not made",
+    "jpeg": "JPEG compresses 2D pictures",
+    "inpaint": "the hole masks are strokes and boxes drawn in 2D",
+}
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device: torch.device,
@@ -31,11 +47,66 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator | None,
     return low * (high / low) ** u if log else low + (high - low) * u
 
 
+def _per_sample(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` -> ``(B, 1, ...)``, broadcastable against ``x`` (an image or a volume batch)."""
+    return value.reshape(-1, *[1] * (x.ndim - 1))
+
+
+def _kernel_size(sigma: float, size: int) -> int:
+    """An odd kernel spanning 3 sigma each side, below the axis' ``size`` (reflect padding needs it)."""
+    return min(2 * math.ceil(3 * sigma) + 1, 2 * ((size - 1) // 2) + 1)
+
+
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Blur each image with its own ``sigma`` (pixels); the kernel spans 3 sigma of the largest."""
-    kernel = 2 * math.ceil(3 * float(sigma.max())) + 1
-    kernel = min(kernel, 2 * ((min(x.shape[-2:]) - 1) // 2) + 1)  # reflect padding needs it below the size
-    return kornia.filters.gaussian_blur2d(x, (kernel, kernel), sigma[:, None].expand(-1, 2))
+    """Blur each image with its own ``sigma`` (pixels); the kernel spans 3 sigma of the largest.
+
+    Volumes ``(B, C, Z, Y, X)`` take ``sigma (B, 3)``, the standard deviation along z, y and x in voxels
+    (:func:`psf_sigmas`), and are blurred one axis at a time (the Gaussian is separable).
+    """
+    if x.ndim == 4:
+        kernel = _kernel_size(float(sigma.max()), min(x.shape[-2:]))
+        return kornia.filters.gaussian_blur2d(x, (kernel, kernel), sigma[:, None].expand(-1, 2))
+    if sigma.shape != (len(x), 3):
+        raise ValueError(f"a volume batch of {len(x)} is blurred with (B, 3) sigmas (z, y, x), "
+                         f"got {tuple(sigma.shape)}")
+    for axis in range(3):  # z, y, x
+        size = _kernel_size(float(sigma[:, axis].max()), x.shape[2 + axis])
+        if size < 3 or float(sigma[:, axis].max()) <= 0:
+            continue
+        line = kornia.filters.get_gaussian_kernel1d(size, sigma[:, axis: axis + 1].clamp(min=1e-3))  # (b, size)
+        shape = [len(x), 1, 1, 1]
+        shape[1 + axis] = size
+        x = kornia.filters.filter3d(x, line.reshape(shape).to(x.dtype), border_type="reflect")
+    return x
+
+
+def psf_sigmas(lateral: torch.Tensor, spacing: tuple[float, ...] | list[float] | None,
+               axial_ratio: float) -> torch.Tensor:
+    """The ``(B, 3)`` voxel sigmas (z, y, x) of an anisotropic Gaussian PSF whose lateral sigma is ``lateral (B,)``
+    in the spacing's unit (µm) and whose axial sigma is ``axial_ratio`` times it; ``spacing`` None: 1 µm voxels."""
+    size = torch.tensor(list(spacing) if spacing else [1.0, 1.0, 1.0], dtype=lateral.dtype, device=lateral.device)
+    if size.shape != (3,) or not bool((size > 0).all()):
+        raise ValueError(f"the voxel size must be three positive numbers (z, y, x), got {spacing!r}")
+    microns = torch.stack([lateral * axial_ratio, lateral, lateral], dim=1)  # (b, 3)
+    return microns / size
+
+
+def check_volume_degradations(cfg: RestoreConfig, where: str = "restore") -> None:
+    """Refuse, by name, the degradations turned on in ``cfg`` that have no meaning for a volume.
+
+    Raises:
+        ConfigError: naming each such degradation, why, and the override that turns it off.
+    """
+    on = [name for name in NOT_IN_3D if getattr(cfg, name).p > 0]
+    if cfg.second_order.enabled:
+        raise ConfigError(f"{where}.second_order.enabled=true: Real-ESRGAN's pipeline is made of 2D steps (JPEG, "
+                          f"sinc kernels, resizes) and has no 3D form; degrade volumes with "
+                          f"{', '.join(VOLUME_DEGRADATIONS)}")
+    if on:
+        reasons = "; ".join(f"{where}.{name}.p={getattr(cfg, name).p} ({NOT_IN_3D[name]})" for name in on)
+        off = " ".join(f"{where}.{name}.p=0" for name in on)
+        raise ConfigError(f"volumes (generator.dims=3) take only {', '.join(VOLUME_DEGRADATIONS)}: {reasons}; "
+                          f"turn them off with {off}")
 
 
 def motion_blur(x: torch.Tensor, length: torch.Tensor, angle: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
@@ -68,12 +139,12 @@ def downsample(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 def gaussian_noise(x: torch.Tensor, std: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Add zero-mean Gaussian noise with each image's ``std``."""
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return x + std[:, None, None, None] * noise
+    return x + _per_sample(std, x) * noise
 
 
 def poisson_noise(x: torch.Tensor, peak: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Shot noise: count ``Poisson(x * peak)`` photons and scale back; a lower ``peak`` is noisier."""
-    peak = peak[:, None, None, None]
+    peak = _per_sample(peak, x)
     return torch.poisson(x.clamp(min=0) * peak, generator=generator) / peak
 
 
@@ -136,8 +207,8 @@ _ORDER: list[tuple[str, Callable[..., torch.Tensor]]] = [
 ]
 
 
-def degrade(clean: torch.Tensor, cfg: RestoreConfig,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def degrade(clean: torch.Tensor, cfg: RestoreConfig, generator: torch.Generator | None = None,
+            spacing: tuple[float, ...] | list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Degrade a clean batch as ``cfg`` says.
 
     Each degradation with ``p > 0`` picks each image with probability ``p``; an image
@@ -145,22 +216,32 @@ def degrade(clean: torch.Tensor, cfg: RestoreConfig,
     input teaches nothing, and its PSNR would be infinite).
 
     Args:
-        clean: ``(B, C, H, W)`` images in [0, 1], C = 1 or 3.
+        clean: ``(B, C, H, W)`` images in [0, 1], C = 1 or 3; or ``(B, C, Z, Y, X)`` volumes.
         cfg: which degradations, how often and how strong.
         generator: the source of every random number, on ``clean``'s device; None uses the global RNG.
+        spacing: volumes: the ``(z, y, x)`` voxel size in µm that turns the PSF's sigmas into voxels
+            (:func:`psf_sigmas`); None: 1 µm voxels.
 
     Returns:
         The degraded batch in [0, 1], holes filled with mid-gray, and the ``(B, 1, H, W)``
         hole mask (1 = hole) when ``cfg.inpaint.p > 0``, else None.
+
+    Raises:
+        ConfigError: volumes with a degradation that has no 3D meaning (:func:`check_volume_degradations`).
     """
     b, device = len(clean), clean.device
+    order = _ORDER
+    if clean.ndim == 5:  # volumes: the blur is the anisotropic PSF
+        check_volume_degradations(cfg)
+        order = [(name, (lambda x, s, g: gaussian_blur(x, psf_sigmas(s, spacing, cfg.psf_axial_ratio)))
+                  if name == "gaussian_blur" else apply) for name, apply in _ORDER if name in VOLUME_DEGRADATIONS]
     if cfg.second_order.enabled:  # Real-ESRGAN's pipeline in place of the single degradations
         x = second_order(clean, cfg.second_order, generator)
         if cfg.inpaint.p == 0:
             return x, None
         chosen = torch.rand(b, generator=generator, device=device) < cfg.inpaint.p
         return add_holes(x, chosen, _uniform(b, cfg.inpaint.low, cfg.inpaint.high, generator, device), generator)
-    steps = [(name, apply) for name, apply in _ORDER if getattr(cfg, name).p > 0]
+    steps = [(name, apply) for name, apply in order if getattr(cfg, name).p > 0]
     names = [name for name, _ in steps] + (["inpaint"] if cfg.inpaint.p > 0 else [])
     if not names:
         return clean, None
@@ -174,7 +255,7 @@ def degrade(clean: torch.Tensor, cfg: RestoreConfig,
     # 2. degrade the whole batch at each step, keep the chosen images (a batch op beats gathering)
     x = clean
     for d, (name, apply) in enumerate(steps):
-        x = torch.where(chosen[d, :, None, None, None], apply(x, strength[d], generator).clamp(0, 1), x)
+        x = torch.where(_per_sample(chosen[d], x), apply(x, strength[d], generator).clamp(0, 1), x)
     if cfg.inpaint.p == 0:
         return x, None
     # 3. holes in the chosen images                                             (b, 1, h, w)

@@ -24,7 +24,7 @@ from ..codec import ImageCodec
 from ..config import DataConfig, LabelConfig
 from ..errors import DatasetError
 from ..volume_io import Spacing, read_volume
-from .volumes import BuiltinVolumes, LabelledVolumes, build_labelled_volumes, same_spacing
+from .volumes import BuiltinVolumes, LabelledVolumes, build_labelled_volumes
 
 
 class LabelVolumePairs(Dataset):
@@ -95,13 +95,4 @@ def build_volume_pairs(data: DataConfig, cfg: LabelConfig, codec: ImageCodec, se
             image_dtype(train))
 
 
-def spacing_warning(path: Path | str, spacing: Spacing | None, trained: Spacing | None) -> str | None:
-    """A warning naming ``path`` when its voxel size differs from the one a 3D network was trained for (its
-    anisotropic kernels were built for that one), or None."""
-    if trained and spacing and not same_spacing(tuple(trained), spacing):
-        return (f"{path}: voxel size {spacing} differs from the trained {tuple(trained)}; resample the volume to "
-                "it, or the objects will be misjudged")
-    return None
-
-
-__all__ = ["LabelVolumePairs", "build_volume_pairs", "image_dtype", "spacing_warning"]
+__all__ = ["LabelVolumePairs", "build_volume_pairs", "image_dtype"]

@@ -28,11 +28,12 @@ NOISY = 0.01  # estimated sigma ([0, 1] scale, 2.5/255) above which an input cou
 def noise_scale_ratio(x: np.ndarray) -> float:
     """How the noise level of ``x (C, H, W)`` changes over 2 x 2-binned pixels: twice the wavelet noise estimate
     of the binned image over that of the image. Independent noise halves when 4 pixels are averaged (a ratio
-    near 1); noise correlated between neighbours does not (well over 1). Fine texture also raises it a little."""
+    near 1); noise correlated between neighbours does not (well over 1). Fine texture also raises it a little.
+    A volume ``(C, Z, Y, X)`` is binned in each (y, x) plane."""
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     x = x[..., :h, :w].astype(np.float64)
     fine = float(np.mean(estimate_sigma(x, channel_axis=0)))
-    binned = x.reshape(x.shape[0], h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+    binned = x.reshape(*x.shape[:-2], h // 2, 2, w // 2, 2).mean(axis=(-3, -1))
     coarse = float(np.mean(estimate_sigma(binned, channel_axis=0)))
     return 2 * coarse / fine if fine > 0 else 0.0
 

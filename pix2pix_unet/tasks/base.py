@@ -41,6 +41,7 @@ from ..config import (
     UNetConfig, from_dict,
 )
 from ..data.folders import DatasetError
+from ..data.volumes import spacing_warning
 from ..runtime import VoxelReduction, run_generator
 from ..io import ChannelError, ImageReadError, write_image
 from ..losses.objective import Pix2PixObjective
@@ -405,9 +406,15 @@ class TaskBase(abc.ABC):
         return self.input_codec.decode(path)
 
     def input_warnings(self, decoded: Decoded) -> list[str]:
-        """Warnings about an input that cannot give a sensible output (named by file)."""
+        """Warnings about an input that cannot give a sensible output (named by file): values far outside the
+        training span, and a volume whose voxel size differs from the trained one (its anisotropy is not the one
+        the kernels were built for)."""
         warning = out_of_range(decoded, self.input_range, self.input_codec.intensity)
-        return [warning] if warning else []
+        warnings = [warning] if warning else []
+        if decoded.volume is not None:
+            warning = spacing_warning(decoded.path, decoded.volume.spacing, self.cfg.generator.spacing)
+            warnings += [warning] if warning else []
+        return warnings
 
     def output_path(self, relative: Path, output_dir: Path, suffix: str | None = None) -> Path:
         """Where the output of the input at ``relative`` (to the input root) goes."""

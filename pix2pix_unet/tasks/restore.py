@@ -23,6 +23,13 @@ With ``blind_spot`` a small share of each crop's pixels is hidden, each replaced
 and the output there predicts the noisy value (:class:`BlindSpotObjective`, N2V2).
 Validation then needs no clean image either: each held-out noisy image has a grid of pixels hidden from the model
 (Noise2Self's J-invariant masking), and the error at those pixels, ``val/self_mse``, chooses the checkpoints.
+
+With ``generator.dims=3`` the same task restores volumes: clean TIFF stacks (or the built-in nuclei volumes
+without their noise, :mod:`~pix2pix_unet.data.volumes`) train on random 3D patches, flipped and turned in-plane,
+degraded by noise voxel by voxel and by an anisotropic Gaussian PSF set in micrometres
+(:func:`~pix2pix_unet.data.degrade.psf_sigmas`); PSNR and SSIM are measured on whole volumes and the classical
+baseline is non-local means in 3D. Predict writes an ImageJ hyperstack in the input's dtype and voxel size.
+Degradations with no 3D meaning, self-supervision and the perceptual term are refused by name.
 """
 
 from __future__ import annotations
@@ -42,8 +49,8 @@ from torch.utils.data import Dataset
 from .. import io
 from ..codec import Decoded, ImageCodec, decode_mask
 from ..config import (
-    BuiltinKind, ConfigError, DataConfig, LossConfig, MetricMode, PixelLoss, RestoreConfig, SelfSupervised, Task,
-    TrainConfig, from_dict, to_dict,
+    BuiltinKind, ConfigError, DataConfig, LossConfig, MetricMode, OutputDtype, PixelLoss, RestoreConfig,
+    SelfSupervised, Task, TrainConfig, from_dict, to_dict,
 )
 from ..data.folders import DatasetError, list_images, pair_by_stem, split_by_file
 from ..data.synthetic import VAL_INDEX_OFFSET, SyntheticPairs, SyntheticSpec
@@ -56,7 +63,10 @@ from .base import ExportError, ImageMeter, Meter, TaskBase, mean_rows, name_seed
 from ..metrics.classical import BASELINES, classical_for
 from ..metrics.residual import input_noise, residual_diagnostics, residual_warnings
 from ..metrics.wrapped import WrappedMeter
-from ..data.degrade import degrade
+from ..data.augment import VolumeAugmentation
+from ..data.degrade import check_volume_degradations, degrade
+from ..data.volumes import CleanVolumes, build_clean_volumes
+from ..volume_io import VolumeError, read_volume, write_volume, z_slices
 
 
 @dataclass
@@ -321,6 +331,44 @@ def clean_files(folder: Path) -> list[Path]:
     return files
 
 
+class CleanVolumeAugmentation(nn.Module):
+    """Flips along z, y and x and 90-degree turns in the (y, x) plane of a batch of clean volumes
+    (:class:`~pix2pix_unet.data.augment.VolumeAugmentation`, which has no maps to move with them here); the
+    degradations come after, so they see every orientation alike.
+
+    Shape:
+        ``(B, C, Z, Y, X)`` -> the same.
+    """
+
+    def __init__(self, flip: bool) -> None:
+        super().__init__()
+        self.volumes = VolumeAugmentation(flip=flip, turn=flip, intensity=False)
+
+    def forward(self, clean: torch.Tensor) -> torch.Tensor:
+        b, _, z, y, x = clean.shape
+        no_labels = torch.zeros(b, z, y, x, dtype=torch.uint8, device=clean.device)
+        no_maps = clean.new_zeros(b, 0, z, y, x)
+        return self.volumes(clean, no_labels, no_maps)[0]
+
+
+def check_volume_restore(cfg: TrainConfig) -> None:
+    """What a 3D restorer (``generator.dims=3``) cannot do, refused by name: degradations with no 3D meaning
+    (:func:`~pix2pix_unet.data.degrade.check_volume_degradations`), self-supervision and the perceptual term.
+
+    Raises:
+        ConfigError: naming the setting and how to turn it off.
+    """
+    rc = cfg.restore
+    if rc.self_supervised is not SelfSupervised.NONE:
+        raise ConfigError(f"restore.self_supervised={rc.self_supervised.value} draws its neighbour pairs and blind "
+                          "spots in 2D images; volumes (generator.dims=3) learn from clean volumes: set "
+                          "restore.self_supervised=none")
+    if rc.perceptual_weight > 0:
+        raise ConfigError(f"restore.perceptual_weight={rc.perceptual_weight}: the VGG features are 2D; volumes "
+                          "(generator.dims=3) train without them: set restore.perceptual_weight=0")
+    check_volume_degradations(rc)
+
+
 def build_clean(data: DataConfig, codec: ImageCodec, seed: int) -> tuple[CleanImages, CleanImages]:
     """Train and validation clean images of ``data.path``, split by file (``train/`` + ``val/`` or ``test/``,
     or ``data.val_fraction`` of one folder held out); images may have any size, each checked up front."""
@@ -336,6 +384,10 @@ def build_clean(data: DataConfig, codec: ImageCodec, seed: int) -> tuple[CleanIm
                         index_offset=VAL_INDEX_OFFSET),
         )
     train, val = split_by_file(Path(data.path), clean_files, data, seed)
+    slices = z_slices(train[0]) if train else 0
+    if slices > 1:
+        raise DatasetError(f"{train[0]} is a Z stack of {slices} slices: restore volumes with a 3D model, "
+                           "generator.dims=3 (docs/volumes.md)")
     for path in train:  # validation runs on whole images of any size
         h, w = io.image_shape(path)
         if data.crop_size and not data.load_size and min(h, w) < data.crop_size:
@@ -351,6 +403,8 @@ class RestoreTask(TaskBase):
     best = ("val/psnr", MetricMode.MAX)
 
     def __init__(self, cfg: TrainConfig) -> None:
+        if cfg.generator.dims == 3:
+            check_volume_restore(cfg)
         self.self_supervised = cfg.restore.self_supervised is not SelfSupervised.NONE
         if self.self_supervised:  # no clean image to score PSNR against: the masked-pixel loss chooses
             self.best = ("val/self_mse", MetricMode.MIN)
@@ -384,15 +438,30 @@ class RestoreTask(TaskBase):
     def needs_mask(self) -> bool:
         return self.mask_channel
 
+    @property
+    def volumes(self) -> bool:
+        """Whether Z stacks go in and out: a 3D generator."""
+        return self.cfg.generator.dims == 3
+
+    @property
+    def spacing(self) -> tuple[float, ...] | None:
+        """The voxel size the generator was built for (None: unknown, 1 µm voxels to the PSF)."""
+        return tuple(self.cfg.generator.spacing) if self.cfg.generator.spacing else None
+
     def datasets(self) -> tuple[Dataset, Dataset, TrainConfig]:
         cfg = self.cfg
-        train, val = build_clean(cfg.data, self.input_codec, cfg.seed)
+        spacing = self.spacing
+        if self.volumes:  # the files' voxel size builds the network's anisotropic kernels and the PSF
+            train, val, spacing = build_clean_volumes(cfg.data, self.input_codec, cfg.seed, clean_files, spacing)
+        else:
+            train, val = build_clean(cfg.data, self.input_codec, cfg.seed)
         if cfg.restore.self_supervised is SelfSupervised.NEIGHBOR2NEIGHBOR:
             crop, multiple = cfg.data.crop_size, 2 ** cfg.generator.depth
             if not crop or crop % (2 * multiple):
                 raise ConfigError(f"data.crop_size={crop}: restore.self_supervised trains on half-size sub-images of "
                                   f"each crop, so the crop must be a multiple of 2 x 2**depth = {2 * multiple}")
-        generator = dataclasses.replace(cfg.generator, in_channels=self.channels + int(self.mask_channel))
+        generator = dataclasses.replace(cfg.generator, in_channels=self.channels + int(self.mask_channel),
+                                        spacing=list(spacing) if self.volumes and spacing else cfg.generator.spacing)
         # a blind-spot net must never see a pixel's own value: the residual path would add it to the output
         residual = cfg.restore.residual and cfg.restore.self_supervised is not SelfSupervised.BLIND_SPOT
         resolved = dataclasses.replace(cfg, generator=dataclasses.replace(generator, residual=residual))
@@ -401,7 +470,8 @@ class RestoreTask(TaskBase):
 
             self.objective.features = VGGFeatures(cfg.restore.vgg_weights)
         # crops are taken per example (RandomCrops)
-        self.augment = K.AugmentationSequential(K.RandomHorizontalFlip()) if cfg.data.flip else nn.Identity()
+        self.augment = (CleanVolumeAugmentation(cfg.data.flip) if self.volumes
+                        else K.AugmentationSequential(K.RandomHorizontalFlip()) if cfg.data.flip else nn.Identity())
         self.note_training_inputs([train[i]["clean"] for i in range(min(len(train), 16))])
         return train, val, resolved
 
@@ -409,11 +479,13 @@ class RestoreTask(TaskBase):
         mode = {"neighbor2neighbor": "Neighbor2Neighbor", "blind_spot": "blind spots"}.get(
             self.cfg.restore.self_supervised.value)
         learnt = f" Learnt from noisy images alone ({mode})." if mode else ""
-        return f"Degraded image -> clean image (intensity rule `{self.input_codec.intensity.value}`).{learnt}"
+        what = "volume" if self.volumes else "image"
+        return f"Degraded {what} -> clean {what} (intensity rule `{self.input_codec.intensity.value}`).{learnt}"
 
     def degrade(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Generator input for a clean batch in [-1, 1]: the degraded images in [-1, 1] (+ the hole mask)."""
-        degraded, mask = degrade(clean.float().add(1).div(2), self.cfg.restore, generator)
+        """Generator input for a clean batch in [-1, 1]: the degraded images (or volumes, blurred by the PSF at the
+        trained voxel size) in [-1, 1] (+ the hole mask)."""
+        degraded, mask = degrade(clean.float().add(1).div(2), self.cfg.restore, generator, self.spacing)
         inputs = degraded.mul(2).sub(1)
         return inputs if mask is None else torch.cat([inputs, mask], dim=1)
 
@@ -452,7 +524,17 @@ class RestoreTask(TaskBase):
 
     def decode_input(self, path: Path, mask: Path | None = None) -> Decoded:
         """The degraded image; with inpainting, its holes (``mask`` non-zero) set as in training and the mask
-        appended as a channel."""
+        appended as a channel. A 3D restorer reads a Z stack (the trained voxel size where the file states none);
+        a 2D image given to it, or a stack given to a 2D one, is an error naming the file."""
+        if self.volumes:
+            volume = read_volume(path)
+            if volume.spacing is None and self.spacing:  # the trained voxel size, where the file has none
+                volume = dataclasses.replace(volume, spacing=self.spacing)
+            return self.input_codec.from_volume(volume)
+        slices = z_slices(path)
+        if slices > 1:
+            raise VolumeError(f"{path} is a Z stack of {slices} slices, but this restorer is 2D (generator.dims=2); "
+                              "restore it with a 3D model (generator.dims=3)")
         decoded = self.input_codec.decode(path)
         if not self.mask_channel:
             return decoded
@@ -463,19 +545,32 @@ class RestoreTask(TaskBase):
         decoded.tensor = torch.cat([decoded.tensor * (1 - holes), holes])  # holes are mid-gray (0) as in training
         return decoded
 
+    def encode(self, output: torch.Tensor, decoded: Decoded, path: Path, dtype: OutputDtype = OutputDtype.INPUT,
+               overlay_dir: Path | None = None, relative: Path | None = None) -> list[Path]:
+        """An image as :meth:`TaskBase.encode` writes it; a volume as an ImageJ hyperstack in the input's dtype,
+        units and voxel size."""
+        if decoded.volume is None:
+            return super().encode(output, decoded, path, dtype, overlay_dir, relative)
+        voxels = self.input_codec.encode(output, decoded, dtype, np.dtype(self.output_dtype or "uint16"))
+        return [write_volume(path, voxels, decoded.volume.spacing)]
+
     def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
         """Clean images degraded as validation degrades them (``restore.val_seed``), or with ``--inputs``
-        real degraded images paired with the clean ``--targets`` by file name (+ ``--mask`` holes)."""
+        real degraded images paired with the clean ``--targets`` by file name (+ ``--mask`` holes); Z stacks
+        for a 3D restorer."""
         if inputs is None:
             if not self.degradations_known:
                 raise ExportError(f"{self.export_path}: config.json has no 'restore' field (the degradations), which "
                                   "evaluating on clean images needs; pass --inputs DEGRADED --targets CLEAN")
             clean = clean_files(folder / targets) if targets else clean_files(folder)
-            return CleanImages(clean, self.input_codec)
+            return CleanVolumes(clean, self.input_codec, self.spacing) if self.volumes else CleanImages(
+                clean, self.input_codec)
         clean = list_images(folder / (targets or "images"))
         if not clean:
             raise DatasetError(f"{folder / (targets or 'images')} holds no clean images")
         degraded = pair_by_stem(clean, folder / inputs, "degraded image")
+        if self.volumes:
+            return CleanVolumes(clean, self.input_codec, self.spacing, degraded=degraded)
         hole_masks = None
         if self.mask_channel:
             if masks is None:
@@ -521,5 +616,9 @@ class RestoreTask(TaskBase):
     display_names = ("input", "output", "target", "removed (input - output, x4; gray = 0)")
 
     def display(self, inputs: torch.Tensor, outputs: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+        """``[input, output, target, removed]`` pictures; of a volume, its middle z slice."""
+        if inputs.ndim == 5:  # (b, c, z, y, x) -> (b, c, y, x)
+            middle = inputs.shape[2] // 2
+            inputs, outputs, target = inputs[:, :, middle], outputs[:, :, middle], target[:, :, middle]
         removed = (inputs[:, : self.channels] - outputs.clamp(-1, 1)).mul(4).clamp(-1, 1)
         return [inputs[:, : self.channels], outputs.clamp(-1, 1), target[:, : self.channels], removed]

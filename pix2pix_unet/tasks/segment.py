@@ -48,7 +48,6 @@ from ..data.labels import (
 from ..losses.segment import deep_supervision_losses, segmentation_losses
 from ..metrics.segment import confusion_matrix, segmentation_scores
 from ..data.augment import VolumeAugmentation
-from ..data.volume_pairs import spacing_warning
 from ..data.volumes import LabelledVolumes, build_labelled_volumes
 from ..data.weight_map import unet_weight_map
 
@@ -485,15 +484,6 @@ class SegmentTask(TaskBase):
             volume = dataclasses.replace(volume, spacing=tuple(self.cfg.generator.spacing))
         # a 3D net's input decoded window by window: the float volume is never held whole
         return self.input_codec.from_volume(volume, blocks=self.cfg.generator.dims == 3)
-
-    def input_warnings(self, decoded: Decoded) -> list[str]:
-        """Beside the value range: a volume whose voxel size differs from the trained one (its anisotropy is not
-        the one the kernels were built for)."""
-        warnings = super().input_warnings(decoded)
-        if decoded.volume is not None:
-            warning = spacing_warning(decoded.path, decoded.volume.spacing, self.cfg.generator.spacing)
-            warnings += [warning] if warning else []
-        return warnings
 
     def output_path(self, relative: Path, output_dir: Path, suffix: str | None = None) -> Path:
         return output_dir / relative.with_suffix(".tif" if self.volumes else ".png")

@@ -44,7 +44,8 @@ from ..config import (
 from ..data import PairedAugmentation, PairedFolderDataset, build_datasets, orient, side_channels
 from ..data.augment import VolumeAugmentation
 from ..data.folders import DatasetError, PairFiles, find_pairs, list_images, pair_by_stem
-from ..data.volume_pairs import LabelVolumePairs, build_volume_pairs, spacing_warning
+from ..data.volume_pairs import LabelVolumePairs, build_volume_pairs
+from ..data.volumes import spacing_warning
 from ..data.volumes import LabelledVolumes
 from ..io import from_tensor, read_image
 from ..volume_io import VolumeError, write_volume, z_slices
