@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 
 from ..config import Architecture, Bottleneck, ConfigError, ConvUnit, Down, UNetConfig, Up
 
-__all__ = ["ACTIVATION_FACTOR", "Blend", "VolumeStatistics", "Window", "estimate_window_bytes",
+__all__ = ["ACTIVATION_FACTOR", "Blend", "FLUSH_PLANES", "VolumeStatistics", "Window", "estimate_window_bytes",
            "percentile_normalizer", "plan_windows", "predict_volume", "receptive_halo", "volume_statistics",
            "window_for_budget"]
 
@@ -425,6 +425,12 @@ def _halved(window: Triple, factors: Triple, minimum: Triple) -> Triple | None:
     return tuple(smaller)  # type: ignore[return-value]
 
 
+FLUSH_PLANES = 4
+"""Planes of a finished Gaussian slab handed to ``out`` at a time: what ``out`` makes of them (a segmenter's
+softmax and class ids) costs a few planes' memory, not a slab's (3 float logits of 60 planes of 512 x 512 are
+190 MB)."""
+
+
 def _padding_mode(shape: Triple, factors: Triple) -> str:
     """:func:`~pix2pix_unet.models.generator.pad_to_multiple`'s choice for the whole volume."""
     pads = [(-n) % f for n, f in zip(shape, factors)]
@@ -500,37 +506,44 @@ class _Run:
         bar.close()
 
     def gaussian(self, windows: list[Window], overlap: Triple) -> None:
-        """Weighted sums over z-slabs of windows; each slab flushed to ``out`` once no later window reaches it."""
+        """Weighted sums over z-slabs of windows; each slab flushed to ``out`` once no later window reaches it.
+
+        The sums live in two buffers allocated once, as deep as the deepest slab's blended extent; a flushed
+        slab's planes go out :data:`FLUSH_PLANES` at a time (what ``out`` makes of a block, e.g. a softmax, is
+        then a few planes' worth), and the overlap the next slab still adds to moves to the buffers' front.
+        """
         _, height, width = self.shape
         slabs = [list(row) for _, row in groupby(windows, key=lambda w: w.core[0].start)]
-        total: torch.Tensor | None = None  # (c', dz, Y, X) weighted outputs of z in [lo, lo + dz)
-        weight = torch.zeros(0, height, width)  # (dz, Y, X)
-        lo = 0
+        stops = [slab[0].blend[0].stop for slab in slabs]
+        dones = [slabs[k + 1][0].blend[0].start if k + 1 < len(slabs) else stops[k] for k in range(len(slabs))]
+        starts = [0, *dones[:-1]]
+        depth = max(stop - lo for stop, lo in zip(stops, starts))
+        total: torch.Tensor | None = None  # (c', depth, Y, X) weighted outputs of z in [lo, lo + depth)
+        weight = torch.zeros(depth, height, width)  # (depth, Y, X)
         bar = tqdm(total=len(windows), desc="windows", unit="window", leave=False, disable=not self.progress)
-        for k, slab in enumerate(slabs):
-            # 1. grow the buffers to this slab's blended extent             (c', dz, Y, X)
-            stop = slab[0].blend[0].stop
-            grow = stop - lo - weight.shape[0]
-            weight = torch.cat([weight, torch.zeros(grow, height, width)])
-            # 2. accumulate each window's weighted output over its blended extent
+        for slab, lo, stop, done in zip(slabs, starts, stops, dones):
+            # 1. accumulate each window's weighted output over its blended extent
             for batch in _batches(slab, self.batch_size):
                 for w, y in zip(batch, self.forward(batch)):
                     if total is None:
-                        total = torch.zeros(y.shape[0], 0, height, width)
-                    if total.shape[1] < weight.shape[0]:
-                        total = torch.cat([total, torch.zeros(y.shape[0], weight.shape[0] - total.shape[1],
-                                                              height, width)], dim=1)
+                        total = torch.zeros(y.shape[0], depth, height, width)
                     g = _gaussian(w, overlap)  # (z, y, x)
                     z, yy, xx = w.blend
                     region = (slice(z.start - lo, z.stop - lo), yy, xx)
                     total[(slice(None), *region)] += _crop(y, w.blend, w.blend_offset) * g
                     weight[region] += g
                 bar.update(len(batch))
-            # 3. flush what no later slab reaches, keep the rest              (z, Y, X, c')
-            done = slabs[k + 1][0].blend[0].start if k + 1 < len(slabs) else stop
             assert total is not None
-            self.out[lo:done, :, :] = self.from_output(total[:, : done - lo] / weight[: done - lo])
-            total, weight, lo = total[:, done - lo:].clone(), weight[done - lo:].clone(), done
+            # 2. flush what no later slab reaches, a few planes at a time        (z, Y, X, c')
+            for a in range(0, done - lo, FLUSH_PLANES):
+                b = min(done - lo, a + FLUSH_PLANES)
+                self.out[lo + a: lo + b, :, :] = self.from_output(total[:, a:b] / weight[a:b])
+            # 3. keep the overlap the next slab adds to, at the front
+            kept = stop - done
+            total[:, :kept] = total[:, done - lo: stop - lo].clone()
+            weight[:kept] = weight[done - lo: stop - lo].clone()
+            total[:, kept:] = 0
+            weight[kept:] = 0
         bar.close()
 
 
