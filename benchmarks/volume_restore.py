@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,9 @@ from pix2pix_unet.data.volumes import CLEAN_NUCLEI
 from pix2pix_unet.metrics.classical import gaussian, nlm
 from pix2pix_unet.metrics.image import image_scores
 from pix2pix_unet.volume_io import read_volume, write_volume
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/volumes.py, beside this script
+from volumes import run  # noqa: E402 (a command, timed, its output to a log)
 
 TEST_OFFSET = 5000
 SPEC = dataclasses.replace(CLEAN_NUCLEI, background=(2000.0, 3000.0))
@@ -125,15 +127,6 @@ def choose_gaussian(root: Path) -> tuple[tuple[float, float, float], dict[str, f
         tried[f"{mode}:{lateral}"] = float(np.mean([scores(gaussian(x, sigma), y)["psnr"] for x, y in pairs]))
     mode, lateral = max(GAUSSIAN_GRID, key=lambda k: tried[f"{k[0]}:{k[1]}"])
     return sigma_of(mode, lateral), tried
-
-
-def run(cmd: list[str], log: Path) -> float:
-    start = time.perf_counter()
-    with log.open("a") as f:
-        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
-    if code != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({code}); see {log}")
-    return time.perf_counter() - start
 
 
 def run_arms(root: Path, arms: list[str], budget: str = "8m") -> dict:

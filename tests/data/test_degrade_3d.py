@@ -10,15 +10,7 @@ import torch
 
 from pix2pix_unet.config import ConfigError, RestoreConfig
 from pix2pix_unet.data.degrade import degrade, gaussian_blur, psf_sigmas
-
-
-def only(name: str, **values: float) -> RestoreConfig:
-    """Every degradation off except ``name``, applied to every volume."""
-    cfg = RestoreConfig()
-    for other in cfg.degradations():
-        setattr(cfg, other, dataclasses.replace(getattr(cfg, other), p=0.0))
-    setattr(cfg, name, dataclasses.replace(getattr(cfg, name), p=1.0, **values))
-    return cfg
+from tests.tasks.test_degrade import only  # every degradation off but one
 
 
 def point(shape: tuple[int, int, int] = (21, 21, 21)) -> torch.Tensor:
