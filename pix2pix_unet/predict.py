@@ -265,7 +265,7 @@ def _run(generator: Generator, task: "TaskBase", same: list[tuple[InputFile, Dec
     if same[0][1].volume is not None:
         for _, entry in same:
             yield run_one_volume(generator, entry.blocks or entry.tensor, cfg, device, progress,
-                                 task.volume_reduction())
+                                 task.volume_reduction(entry, cfg.output_dtype))
         return
     yield from run_generator(generator, torch.stack([d.tensor for _, d in same]), cfg, device, progress=progress)
 

@@ -155,3 +155,13 @@ def test_best_metric_unset_is_the_tasks_own_and_a_set_one_is_kept_even_if_it_is_
     assert (kept.best_metric, kept.best_mode.value) == ("val/l1", "min")
     alone = build_task(load_config(None, [f"task={task}", "best_metric=val/l1"])).cfg  # no mode: minimised
     assert (alone.best_metric, alone.best_mode.value) == ("val/l1", "min")
+
+
+def test_a_volume_restorer_defaults_to_the_degradations_volumes_have_and_keeps_what_the_user_set():
+    """The 2D-only degradations (motion streaks, resizes, JPEG, holes) are off by default with generator.dims=3,
+    so `--task restore generator.dims=3` runs as it is; one the user turns on is kept (and refused by name)."""
+    cfg = load_config(None, ["task=restore", "generator.dims=3"])
+    assert {name: d.p for name, d in cfg.restore.degradations().items() if d.p > 0} == {
+        "gaussian_blur": 0.4, "gaussian_noise": 0.5, "poisson_noise": 0.25}
+    assert load_config(None, ["task=restore", "generator.dims=3", "restore.jpeg.p=0.3"]).restore.jpeg.p == 0.3
+    assert load_config(None, ["task=restore"]).restore.jpeg.p == 0.4  # 2D keeps its defaults

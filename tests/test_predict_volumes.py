@@ -105,7 +105,7 @@ def test_the_voxel_maps_of_a_windowed_volume_are_those_of_its_whole_output(tmp_p
     # 4 MB: 12 x 52 x 52 windows, 4x the receptive field, so cropped exactly; four of them cover the volume
     assert window_for_budget(model.config, 1, 4 * 2**20, shape=volume.shape) == (12, 52, 52)
     windowed = run_one_volume(generator, decoded.tensor, InferenceConfig(tile_above_mp=0, volume_budget_mb=4), "cpu",
-                              reduction=task.volume_reduction())
+                              reduction=task.volume_reduction(decoded))
     expected = task.voxel_maps(whole)
     assert set(windowed) == {"classes", "foreground", "interior"}
     assert windowed["classes"].dtype == np.uint8 and windowed["foreground"].dtype == bool
@@ -129,3 +129,24 @@ def test_ome_zarr_metadata_gives_axes_and_spacing_and_bad_ones_are_named(tmp_pat
     (tmp_path / "empty.zarr").mkdir()
     with pytest.raises(Exception, match="empty.zarr"):
         open_volume(tmp_path / "empty.zarr")
+
+
+def test_a_restorer_writes_the_same_16_bit_volume_from_windows_as_from_its_whole_output(tmp_path, volume):
+    """A 3D restorer's large volume keeps only its written voxels, block by block (16-bit, half the float
+    output); they are the voxels its whole output gives, in the input's dtype and spacing."""
+    torch.manual_seed(0)
+    model = UNet(from_dict(UNetConfig, {"dims": 3, "spacing": list(SPACING), "depth": 2, "base_channels": 4,
+                                        "max_channels": 8, "in_channels": 1, "out_channels": 1, "norm": "batch",
+                                        "dropout": 0.0}))
+    model.save_pretrained(tmp_path / "model", task="restore", hole_mask_channel=False)
+    write_volume(tmp_path / "in" / "v.tif", volume, SPACING)
+    flags = ["--device", "cpu", "--no-progress"]
+    assert main(["predict", "--checkpoint", str(tmp_path / "model"), "--input", str(tmp_path / "in"), "--output",
+                 str(tmp_path / "whole"), *flags]) == 0
+    # 4 MB: 12 x 52 x 52 windows, cropped exactly (4x the receptive field)
+    assert main(["predict", "--checkpoint", str(tmp_path / "model"), "--input", str(tmp_path / "in"), "--output",
+                 str(tmp_path / "windows"), *flags, "--tile-above", "0", "--volume-budget", "4"]) == 0
+    whole, windows = read_volume(tmp_path / "whole" / "v.tif"), read_volume(tmp_path / "windows" / "v.tif")
+    assert windows.voxels.dtype == np.uint16 and windows.spacing == SPACING
+    assert np.abs(windows.voxels.astype(int) - whole.voxels.astype(int)).max() <= 1  # float rounding at most
+    assert whole.voxels.std() > 0

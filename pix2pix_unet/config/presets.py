@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .restore import PLANAR_DEGRADATIONS
 from .enums import Activation, Architecture, Bottleneck, ConvUnit, Down, FinalActivation, Norm, Skip, Task, Up
 from .model import EncoderConfig, TransformerConfig, UNetConfig
 
@@ -104,13 +105,33 @@ TASK_DEFAULTS: dict[Task, dict[str, Any]] = {
 }
 
 
+VOLUME_DEFAULTS: dict[Task, dict[str, Any]] = {
+    # restore's default degradations include 2D-only ones (motion streaks, resizes, JPEG): off for volumes
+    Task.RESTORE: {"restore": {name: {"p": 0.0} for name in PLANAR_DEGRADATIONS}},
+}
+"""Defaults of a task with ``generator.dims=3``, under the keys the config sets (as :data:`TASK_DEFAULTS`)."""
+
+
+def _under(defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` over ``defaults``, nested dicts merged key by key (``data`` wins)."""
+    merged = dict(defaults)
+    for key, value in data.items():
+        merged[key] = (_under(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict)
+                       else value)
+    return merged
+
+
 def with_task_preset(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` with ``generator.preset`` set to its task's :data:`TASK_PRESETS` entry when it names no preset, and
-    the task's :data:`TASK_DEFAULTS` under the keys it sets."""
+    the task's :data:`TASK_DEFAULTS` (and for ``generator.dims=3`` its :data:`VOLUME_DEFAULTS`) under the keys it
+    sets."""
     try:
         task = Task(data.get("task", Task.TRANSLATE.value))
     except ValueError:
         return data  # from_dict names the bad value
+    generator = data.get("generator")
+    if isinstance(generator, dict) and str(generator.get("dims")) == "3" and task in VOLUME_DEFAULTS:
+        data = _under(VOLUME_DEFAULTS[task], data)
     for section, defaults in TASK_DEFAULTS.get(task, {}).items():
         if not isinstance(defaults, dict):  # a top-level key
             data = data if section in data else {**data, section: defaults}

@@ -290,6 +290,11 @@ class SecondOrderConfig:
                 stage.validate(f"{where}.{f.name}")
 
 
+PLANAR_DEGRADATIONS = ("motion_blur", "downsample", "jpeg", "inpaint")
+"""Degradations made in 2D only (a motion streak, a resize, JPEG, drawn holes): off by default for volumes
+(:data:`~pix2pix_unet.config.presets.VOLUME_DEFAULTS`), refused when a volume run turns them on."""
+
+
 @dataclass
 class RestoreConfig:
     """``task=restore``: degradations made on the fly on the device, in this order.
@@ -330,6 +335,11 @@ class RestoreConfig:
     self_supervised: SelfSupervised = SelfSupervised.NONE
     neighbour_gamma: float = 2.0  # Neighbor2Neighbor's regulariser weight: 2 for synthetic noise, 1 for real
     blind_spot_fraction: float = 0.005  # blind_spot: the share of each crop's pixels masked (N2V's 0.2 % on larger crops)
+
+    def for_volumes(self) -> RestoreConfig:
+        """This config with the :data:`PLANAR_DEGRADATIONS` off (a volume's defaults)."""
+        return dataclasses.replace(self, **{name: dataclasses.replace(getattr(self, name), p=0.0)
+                                           for name in PLANAR_DEGRADATIONS})
 
     def degradations(self) -> dict[str, Degradation]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -176,22 +176,25 @@ class VoxelReduction:
     """What a task keeps of a volume's output, voxel by voxel, in place of the float output itself.
 
     A 512 x 512 x 200 segmentation's three float logits are 630 MB, and its softmax as much again; its class
-    ids are 52 MB. ``reduce`` maps an output block ``(C', z, y, x)`` (float32) to named maps ``(z, y, x)``,
-    each of ``dtypes[name]``. It must act voxel by voxel, since :func:`run_volume` applies it to each block
+    ids are 52 MB; a restored 16-bit volume is half its float output. ``reduce`` maps an output block
+    ``(C', z, y, x)`` (float32) to named maps ``(z, y, x)`` (``(z, y, x, channels[name])``), each of
+    ``dtypes[name]``. It must act voxel by voxel, since :func:`run_volume` applies it to each block
     of the sliding window as it is finished, and to a small volume whole.
     """
 
     dtypes: dict[str, np.dtype]
     reduce: Callable[[torch.Tensor], dict[str, np.ndarray]]
+    channels: dict[str, int] = field(default_factory=dict)  # maps of (Z, Y, X, C) rather than (Z, Y, X)
 
 
 class ReducedOutput:
     """The ``out`` of :func:`~pix2pix_unet.runtime.volume_window.predict_volume` that keeps only a
-    :class:`VoxelReduction` of each finished block: ``maps[name]`` ``(Z, Y, X)``."""
+    :class:`VoxelReduction` of each finished block: ``maps[name]`` ``(Z, Y, X)`` (or ``(Z, Y, X, C)``)."""
 
     def __init__(self, shape: tuple[int, int, int], reduction: VoxelReduction) -> None:
         self.reduction = reduction
-        self.maps = {name: np.zeros(shape, dtype) for name, dtype in reduction.dtypes.items()}
+        self.maps = {name: np.zeros((*shape, *([reduction.channels[name]] if name in reduction.channels else [])),
+                                    dtype) for name, dtype in reduction.dtypes.items()}
 
     def __setitem__(self, key: tuple[slice, ...], block: torch.Tensor) -> None:
         for name, values in self.reduction.reduce(block).items():  # block (c', z, y, x)

@@ -430,11 +430,19 @@ class TaskBase(abc.ABC):
         """Warnings about an output that cannot be right (named by file)."""
         return []
 
-    def volume_reduction(self) -> VoxelReduction | None:
-        """What :meth:`encode` needs of a volume's output, voxel by voxel, when that is much smaller than the
-        float output (``predict`` then keeps only it, block by block, and hands :meth:`encode` and
-        :meth:`output_warnings` its maps instead of the output); None: the output itself."""
+    def volume_reduction(self, decoded: Decoded, dtype: OutputDtype = OutputDtype.INPUT) -> VoxelReduction | None:
+        """What :meth:`encode` needs of a volume's output (``decoded``'s, written as ``dtype``), voxel by voxel,
+        when that is much smaller than the float output: ``predict`` then keeps only it, block by block, and
+        hands :meth:`encode` and :meth:`output_warnings` its maps instead of the output. None: the output."""
         return None
+
+    def voxels_reduction(self, decoded: Decoded, encode: Callable[[torch.Tensor], np.ndarray]) -> VoxelReduction:
+        """A :meth:`volume_reduction` that keeps the written voxels ``(Z, Y, X, C)`` themselves, ``encode`` (an
+        output block ``(C', z, y, x)`` to voxels, voxel by voxel) applied to each block; its dtype and channels
+        are those ``encode`` gives one voxel."""
+        probe = encode(torch.zeros(self.cfg.generator.out_channels, 1, 1, 1))  # (1, 1, 1, c)
+        return VoxelReduction({"voxels": probe.dtype}, lambda block: {"voxels": encode(block)},
+                              {"voxels": probe.shape[-1]})
 
     # ----------------------------------------------------------------- evaluation
 

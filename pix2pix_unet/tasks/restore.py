@@ -67,6 +67,7 @@ from ..data.augment import VolumeAugmentation
 from ..data.degrade import check_volume_degradations, degrade
 from ..data.volumes import CleanVolumes, build_clean_volumes
 from ..volume_io import VolumeError, read_volume, write_volume, z_slices
+from ..runtime import VoxelReduction
 
 
 @dataclass
@@ -511,7 +512,10 @@ class RestoreTask(TaskBase):
     def config_from_export(cls, meta: dict[str, Any], source: str | Path) -> TrainConfig:
         cfg = super().config_from_export(meta, source)
         hole_mask = bool(require(meta, "hole_mask_channel", source))
-        restore = from_dict(RestoreConfig, meta["restore"], "restore") if meta.get("restore") else RestoreConfig()
+        if meta.get("restore"):
+            restore = from_dict(RestoreConfig, meta["restore"], "restore")
+        else:  # an export that does not record them: the defaults of its kind of input
+            restore = RestoreConfig().for_volumes() if cfg.generator.dims == 3 else RestoreConfig()
         if hole_mask != (restore.inpaint.p > 0):  # an export from before the degradations were recorded
             restore = dataclasses.replace(restore, inpaint=dataclasses.replace(restore.inpaint, p=1.0 * hole_mask))
         return dataclasses.replace(cfg, restore=restore)
@@ -530,7 +534,8 @@ class RestoreTask(TaskBase):
             volume = read_volume(path)
             if volume.spacing is None and self.spacing:  # the trained voxel size, where the file has none
                 volume = dataclasses.replace(volume, spacing=self.spacing)
-            return self.input_codec.from_volume(volume)
+            # decoded window by window: the float input is never held whole
+            return self.input_codec.from_volume(volume, blocks=True)
         slices = z_slices(path)
         if slices > 1:
             raise VolumeError(f"{path} is a Z stack of {slices} slices, but this restorer is 2D (generator.dims=2); "
@@ -551,8 +556,19 @@ class RestoreTask(TaskBase):
         units and voxel size."""
         if decoded.volume is None:
             return super().encode(output, decoded, path, dtype, overlay_dir, relative)
-        voxels = self.input_codec.encode(output, decoded, dtype, np.dtype(self.output_dtype or "uint16"))
+        voxels = output["voxels"] if isinstance(output, dict) else self.volume_voxels(output, decoded, dtype)
         return [write_volume(path, voxels, decoded.volume.spacing)]
+
+    def volume_voxels(self, output: torch.Tensor, decoded: Decoded, dtype: OutputDtype) -> np.ndarray:
+        """A volume's output ``(C, Z, Y, X)`` (or a block of it) as voxels ``(Z, Y, X, C)`` in the input's dtype
+        and units, or ``dtype``'s full range."""
+        return self.input_codec.encode(output, decoded, dtype, np.dtype(self.output_dtype or "uint16"))
+
+    def volume_reduction(self, decoded: Decoded, dtype: OutputDtype = OutputDtype.INPUT) -> VoxelReduction | None:
+        """Of a volume's output, predict keeps the written voxels (16-bit: half the float output)."""
+        if decoded.volume is None:
+            return None
+        return self.voxels_reduction(decoded, lambda block: self.volume_voxels(block, decoded, dtype))
 
     def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
         """Clean images degraded as validation degrades them (``restore.val_seed``), or with ``--inputs``

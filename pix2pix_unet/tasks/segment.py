@@ -517,10 +517,12 @@ class SegmentTask(TaskBase):
         """The dtype of written class ids: 8-bit, 16-bit past 256 classes."""
         return np.dtype(np.uint8 if self.num_classes <= 256 else np.uint16)
 
-    def volume_reduction(self) -> VoxelReduction:
+    def volume_reduction(self, decoded: Decoded, dtype: OutputDtype = OutputDtype.INPUT) -> VoxelReduction | None:
         """Of a volume's logits, predict keeps the class ids and, in instance mode, the watershed's foreground and
         interior maps (:func:`~pix2pix_unet.data.instances.instance_maps`): 6 bytes a voxel instead of 4 per
         output channel, and no whole-volume softmax."""
+        if decoded.volume is None:
+            return None
         dtypes = {"classes": self.class_dtype}
         if self.instance_mode:
             dtypes |= {"foreground": np.dtype(bool), "interior": np.dtype(np.float32)}

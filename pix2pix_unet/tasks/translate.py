@@ -45,10 +45,10 @@ from ..data import PairedAugmentation, PairedFolderDataset, build_datasets, orie
 from ..data.augment import VolumeAugmentation
 from ..data.folders import DatasetError, PairFiles, find_pairs, list_images, pair_by_stem
 from ..data.volume_pairs import LabelVolumePairs, build_volume_pairs
-from ..data.volumes import spacing_warning
-from ..data.volumes import LabelledVolumes
+from ..data.volumes import LabelledVolumes, spacing_warning
 from ..io import from_tensor, read_image
 from ..volume_io import VolumeError, write_volume, z_slices
+from ..runtime import VoxelReduction
 from ..metrics.fid import FidMeter
 from ..metrics.segmenter import SegmenterScoreMeter
 from .base import ImageMeter, Meter, TaskBase, require
@@ -269,12 +269,22 @@ class TranslateTask(TaskBase):
         file's voxel size, in the training images' dtype (``dtype=input``) or ``dtype``'s full range."""
         if decoded.volume is None:
             return super().encode(output, decoded, path, dtype, overlay_dir, relative)
-        target = np.dtype(self.output_dtype or "uint16") if dtype is OutputDtype.INPUT else np.dtype(dtype.value)
-        z = output.shape[1]
-        # the 2D pixel rule on the volume seen as one (Z * Y, X) image
-        voxels = rearrange(from_tensor(rearrange(output, "c z y x -> c (z y) x"), target), "(z y) x c -> z y x c",
-                           z=z)
+        voxels = output["voxels"] if isinstance(output, dict) else self.volume_voxels(output, dtype)
         return [write_volume(path, voxels, decoded.volume.spacing)]
+
+    def volume_voxels(self, output: torch.Tensor, dtype: OutputDtype) -> np.ndarray:
+        """A volume's output ``(C, Z, Y, X)`` (or a block of it) as voxels ``(Z, Y, X, C)`` in the training
+        images' dtype (``dtype=input``) or ``dtype``'s full range: the 2D pixel rule on the volume seen as one
+        ``(Z * Y, X)`` image."""
+        target = np.dtype(self.output_dtype or "uint16") if dtype is OutputDtype.INPUT else np.dtype(dtype.value)
+        return rearrange(from_tensor(rearrange(output, "c z y x -> c (z y) x"), target), "(z y) x c -> z y x c",
+                         z=output.shape[1])
+
+    def volume_reduction(self, decoded: Decoded, dtype: OutputDtype = OutputDtype.INPUT) -> VoxelReduction | None:
+        """Of a volume's output, predict keeps the written voxels (16-bit: half the float output)."""
+        if decoded.volume is None:
+            return None
+        return self.voxels_reduction(decoded, lambda block: self.volume_voxels(block, dtype))
 
     def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
         """``A/`` + ``B/`` (or ``--inputs``/``--targets``) or aligned images; with index labels ``labels/`` +
