@@ -142,4 +142,19 @@ def freed_memory_is_kept() -> bool:
     return _kept
 
 
-__all__ = ["backend_flags", "can_keep_freed_memory", "freed_memory_is_kept", "freed_memory_kept", "switched"]
+def return_freed_memory() -> None:
+    """Hand memory that is free inside malloc back to the kernel (``malloc_trim``), unless a
+    :func:`freed_memory_kept` block keeps it; nothing without glibc.
+
+    Without it, a process that frees large blocks keeps much of them: glibc raises its mmap threshold to each
+    freed mmapped block's size (up to 32 MiB), so later blocks of that size come from the heap, and freed heap
+    memory goes back only from its top. Volume prediction calls it after each window, whose activations are
+    hundreds of MB (docs/volumes.md has the figures).
+    """
+    libc = _libc()
+    if libc is not None and not _kept:
+        libc.malloc_trim(0)
+
+
+__all__ = ["backend_flags", "can_keep_freed_memory", "freed_memory_is_kept", "freed_memory_kept",
+           "return_freed_memory", "switched"]

@@ -52,6 +52,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .backends import return_freed_memory
 from ..config import Architecture, Bottleneck, ConfigError, ConvUnit, Down, UNetConfig, Up
 
 __all__ = ["ACTIVATION_FACTOR", "Blend", "FLUSH_PLANES", "VolumeStatistics", "Window", "estimate_window_bytes",
@@ -491,6 +492,7 @@ class _Run:
         x = torch.stack([self.to_input(_read(self.volume, w.input, self.shape, self.mode)) for w in batch])
         # 2. run                                                        (b, c', z, y, x)
         y = self.generator(x.to(self.device)).float().cpu()
+        return_freed_memory()  # the window's activations, unless a run keeps freed memory on purpose
         if y.shape[0] != len(batch) or y.shape[2:] != x.shape[2:]:
             raise ValueError(f"the generator mapped windows of shape {tuple(x.shape)} to {tuple(y.shape)}; "
                              "predict_volume needs (B, C', z, y, x) outputs of the windows' size")
