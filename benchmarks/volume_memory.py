@@ -70,10 +70,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                    help="instead: `pix2pix-unet predict` with this trained 3D run on the volume, in a fresh process "
                         "(the user's path: the volume held whole, windows by inference.volume_budget_mb, instances "
                         "by the 3D watershed), and that process's peak RSS")
+    p.add_argument("--predict-flag", action="append", default=[], metavar="FLAG",
+                   help="with --checkpoint: a flag for predict, e.g. --predict-flag=--keep-freed-memory=on")
     args = p.parse_args(argv)
     shape = (args.z, args.y, args.x)
     if args.checkpoint is not None:
-        return predict_cli(args.checkpoint, shape, args.dir)
+        return predict_cli(args.checkpoint, shape, args.dir, args.predict_flag)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.dir or Path(tmp)
@@ -122,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         return result
 
 
-def predict_cli(checkpoint: Path, shape: tuple[int, int, int], folder: Path | None) -> dict[str, float]:
+def predict_cli(checkpoint: Path, shape: tuple[int, int, int], folder: Path | None,
+                flags: list[str] = ()) -> dict[str, float]:
     """``pix2pix-unet predict`` of a written uint16 volume (with the run's voxel size) in a child process, timed
     and its peak RSS read by :func:`volumes.predict_rss` (the volumes benchmark's own)."""
     import json
@@ -143,10 +146,10 @@ def predict_cli(checkpoint: Path, shape: tuple[int, int, int], folder: Path | No
         log = folder / "predict.log"
         seconds, peak_mb = predict_rss(["pix2pix-unet", "predict", "--checkpoint", str(checkpoint), "--input",
                                         str(folder / "in"), "--output", str(folder / "out"), "--device", "cpu",
-                                        "--no-progress", "--overwrite"], log)
+                                        "--no-progress", "--overwrite", *flags], log)
         print(log.read_text()[-2000:])
         result = {"seconds": seconds, "peak_rss_mb": peak_mb, "volume_mb": float(np.prod(shape) * 2 / 2**20)}
-        print(f"predict (CLI) of {shape} uint16 in {seconds:.1f} s; peak RSS {result['peak_rss_mb']:.0f} MiB "
+        print(f"predict (CLI{' ' + ' '.join(flags) if flags else ''}) of {shape} uint16 in {seconds:.1f} s; peak RSS {result['peak_rss_mb']:.0f} MiB "
               f"(the input is {result['volume_mb']:.0f} MiB)")
         return result
 

@@ -142,9 +142,10 @@ def freed_memory_is_kept() -> bool:
     return _kept
 
 
-def return_freed_memory() -> None:
+def return_freed_memory(force: bool = False) -> None:
     """Hand memory that is free inside malloc back to the kernel (``malloc_trim``), unless a
-    :func:`freed_memory_kept` block keeps it; nothing without glibc.
+    :func:`freed_memory_kept` block keeps it (``force``: even then, at the end of a stage whose blocks will not
+    be reused); nothing without glibc.
 
     Without it, a process that frees large blocks keeps much of them: glibc raises its mmap threshold to each
     freed mmapped block's size (up to 32 MiB), so later blocks of that size come from the heap, and freed heap
@@ -152,7 +153,7 @@ def return_freed_memory() -> None:
     hundreds of MB (docs/volumes.md has the figures).
     """
     libc = _libc()
-    if libc is not None and not _kept:
+    if libc is not None and (force or not _kept):
         libc.malloc_trim(0)
 
 

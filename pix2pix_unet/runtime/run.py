@@ -275,7 +275,7 @@ def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Ten
     predict_volume(forward.eval(), voxels, to_input=to_input, from_output=from_output, out=sink, window=window,
                    halo=halo, blend=blend, overlap=overlap, factors=factors, batch_size=1, device=device,
                    progress=progress)  # the budget is one window's
-    return_freed_memory()  # the window buffers, before the task's post-processing allocates its own
+    return_freed_memory(force=True)  # the windows' memory, before the task's post-processing allocates its own
     return sink if isinstance(sink, ReducedOutput) else torch.from_numpy(sink).permute(3, 0, 1, 2)
 
 
