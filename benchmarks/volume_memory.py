@@ -149,7 +149,8 @@ def predict_cli(checkpoint: Path, shape: tuple[int, int, int], folder: Path | No
                                         "--no-progress", "--overwrite", *flags], log)
         print(log.read_text()[-2000:])
         result = {"seconds": seconds, "peak_rss_mb": peak_mb, "volume_mb": float(np.prod(shape) * 2 / 2**20)}
-        print(f"predict (CLI{' ' + ' '.join(flags) if flags else ''}) of {shape} uint16 in {seconds:.1f} s; peak RSS {result['peak_rss_mb']:.0f} MiB "
+        how = " ".join(["predict (CLI)", *flags])
+        print(f"{how} of {shape} uint16 in {seconds:.1f} s; peak RSS {result['peak_rss_mb']:.0f} MiB "
               f"(the input is {result['volume_mb']:.0f} MiB)")
         return result
 
