@@ -48,8 +48,10 @@ def task_for(root, *overrides: str):
 
 
 def test_2d_only_degradations_self_supervision_and_vgg_are_refused_in_3d():
-    with pytest.raises(ConfigError) as err:
-        build_task(load_config(None, ["task=restore", "generator.dims=3"]))
+    build_task(load_config(None, ["task=restore", "generator.dims=3"]))  # off by default for volumes
+    with pytest.raises(ConfigError) as err:  # turned on by hand: refused, each by name
+        build_task(load_config(None, ["task=restore", "generator.dims=3", "restore.jpeg.p=0.4",
+                                      "restore.motion_blur.p=0.2", "restore.downsample.p=0.2"]))
     assert all(f"restore.{name}.p=0" in str(err.value) for name in ("motion_blur", "downsample", "jpeg"))
     with pytest.raises(ConfigError, match="restore.self_supervised=blind_spot .*2D"):
         build_task(load_config(None, ["task=restore", "generator.dims=3", *VOLUME_DEGRADATIONS,
