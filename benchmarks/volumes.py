@@ -59,6 +59,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -377,6 +379,14 @@ def table(folds: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what :mod:`platform` says."""
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+             if line.startswith("model name")] if info.exists() else []
+    return names[0] if names else platform.processor()
+
+
 def run_real(args: argparse.Namespace) -> int:
     """Leave-one-volume-out folds over ``args.real``: each volume scored by the arms trained on the others."""
     root = args.out
@@ -385,7 +395,8 @@ def run_real(args: argparse.Namespace) -> int:
         for path in sorted(root.glob("results_real_*.json")):
             for fold, rows in json.loads(path.read_text())["folds"].items():
                 folds.setdefault(fold, {}).update(rows)
-        report = {"data": str(args.real), "folds": folds, "combined": combine(folds)}
+        report = {"data": str(args.real), "cpu": cpu_name(), "cpu_count": os.cpu_count(), "note": args.note,
+                  "folds": folds, "combined": combine(folds)}
         (root / "results_real.json").write_text(json.dumps(report, indent=2) + "\n")
         print(table(folds))
         return 0
@@ -427,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                    "scored volume by volume, each by the arms trained on the others")
     p.add_argument("--report", action="store_true", help="with --real: merge the results_real_*.json under --out "
                    "into results_real.json and print the table")
+    p.add_argument("--note", default="", help="with --report: how the runs were made (cores, streams), kept in the "
+                   "JSON")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.real is not None:
