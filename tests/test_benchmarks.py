@@ -300,3 +300,45 @@ def test_volume_restore_benchmark_scores_every_arm_on_held_out_volumes_from_writ
     assert len(report["gaussian"]["sigma_zyx_voxels"]) == 3 and report["unet"]["steps"] >= 1
     assert math.isfinite(report["unet"]["psnr"]) and (out / "pred_unet" / "t000.tif").is_file()
     assert "nlm: psnr=" in capsys.readouterr().out
+
+
+def test_volumes_real_folds_split_by_z_and_score_the_border_apart(tmp_path):
+    bench = load("volumes")
+    from pix2pix_unet.io import read_image
+    from pix2pix_unet.volume_io import read_volume, write_volume
+
+    rng = np.random.default_rng(0)
+    spacing = (0.5, 0.25, 0.25)
+    for name in ("a", "b"):
+        instances = np.zeros((10, 16, 16), np.uint16)
+        instances[2:6, 4:10, 4:10] = 1  # interior
+        instances[:3, :5, 10:] = 2  # on the first slice and the first row
+        write_volume(tmp_path / "real" / "images" / f"{name}.tif", rng.integers(0, 255, instances.shape, np.uint8),
+                     spacing)
+        write_volume(tmp_path / "real" / "labels" / f"{name}.tif", instances, spacing)
+    volumes = bench.read_labelled(tmp_path / "real")
+    assert [v.name for v in volumes] == ["a", "b"] and np.allclose(volumes[0].spacing, spacing)
+
+    fold = tmp_path / "fold_b"
+    bench.write_fold(fold, [volumes[0]], volumes[1])
+    for split, depth in (("train", 7), ("val", 3)):  # the first 70 % of the slices train, the rest validate
+        vol = read_volume(fold / "vols" / split / "images" / "a.tif")
+        assert vol.voxels.shape[0] == depth and np.allclose(vol.spacing, spacing)
+        part = volumes[0].instances[:7] if split == "train" else volumes[0].instances[7:]
+        labels = read_volume(fold / "vols" / split / "labels" / "a.tif").voxels[..., 0]
+        assert np.array_equal(labels, (part > 0).astype(np.uint8))
+        assert len(list((fold / "slices" / split / "images").glob("a_z*.tif"))) == depth
+        assert read_image(fold / "slices25" / split / "images" / "a_z00.tif").pixels.shape == (16, 16, 3)
+    assert len(list((fold / "test_slices" / "b").glob("z*.tif"))) == 10
+    assert np.array_equal(read_volume(fold / "test" / "instances" / "b.tif").voxels[..., 0], volumes[1].instances)
+
+    # object 2 (on the border) predicted a slice short (IoU 2/3): a hit among all objects, left out of the
+    # interior score with its true object; a spurious object on the border counts only among all objects
+    pred = volumes[1].instances.astype(np.int64)
+    pred[0] = np.where(pred[0] == 2, 0, pred[0])
+    pred[9, 0, 0] = 3
+    row = bench.score({"b": pred}, fold)
+    assert row["object_recall"] == 1.0 and row["object_precision"] == 2 / 3
+    assert row["interior_object_f1"] == 1.0
+    combined = bench.combine({"a": {"x": row}, "b": {"x": row}})["x"]
+    assert combined["object_precision"] == 2 / 3 and combined["folds"] == 2

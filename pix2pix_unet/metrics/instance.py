@@ -7,7 +7,8 @@ volumes ``(Z, Y, X)``: every function counts pixels and voxels alike. Per image,
 summed over a dataset (as StarDist's ``matching_dataset`` does),
 :func:`instance_scores` turns them into precision, recall, F1, the "accuracy"
 ``tp / (tp + fp + fn)`` that StarDist and Cellpose call average precision,
-panoptic quality and the mean matched IoU.
+panoptic quality and the mean matched IoU. :func:`drop_border_objects` leaves out
+the objects a crop's border cuts, to score the interior of a crop alone.
 
 Example::
 
@@ -80,18 +81,21 @@ def iou_matrix(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return overlap / union
 
 
-def _greedy_matches(iou: np.ndarray) -> np.ndarray:
-    """IoUs of the one-to-one matching that takes pairs in descending IoU (ties: row-major order)."""
+def _greedy_pairs(iou: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, ious)`` of the one-to-one matching that takes pairs in descending IoU (ties: row-major
+    order), in that order."""
     rows, cols = np.nonzero(iou > 0)
     values = iou[rows, cols]
     order = np.argsort(-values, kind="stable")
     used_pred, used_true = np.zeros(iou.shape[0], bool), np.zeros(iou.shape[1], bool)
-    matched = []
-    for r, c, v in zip(rows[order], cols[order], values[order]):
+    kept = []
+    for k in order:
+        r, c = rows[k], cols[k]
         if not (used_pred[r] or used_true[c]):
             used_pred[r] = used_true[c] = True
-            matched.append(v)
-    return np.asarray(matched, np.float64)
+            kept.append(k)
+    kept = np.asarray(kept, np.int64)
+    return rows[kept], cols[kept], values[kept].astype(np.float64)
 
 
 def match_counts(pred: np.ndarray, true: np.ndarray, taus: Sequence[float] = TAUS) -> np.ndarray:
@@ -118,11 +122,66 @@ def match_counts(pred: np.ndarray, true: np.ndarray, taus: Sequence[float] = TAU
     thresholds = _check_taus(taus)
     iou = iou_matrix(pred, true)
     n_pred, n_true = iou.shape
-    matched = _greedy_matches(iou)
+    matched = _greedy_pairs(iou)[2]
     hit = matched[None, :] >= thresholds[:, None]  # (taus, matches)
     tp = hit.sum(1).astype(np.float64)
     iou_sum = np.where(hit, matched[None, :], 0.0).sum(1)
     return np.stack([tp, n_pred - tp, n_true - tp, iou_sum], axis=1)
+
+
+def border_ids(ids: np.ndarray) -> np.ndarray:
+    """Sorted non-zero ids of the objects with a pixel or voxel on the map's outer faces (any axis).
+
+    Args:
+        ids: ``(H, W)`` or ``(Z, Y, X)`` instance ids, 0 for background.
+    """
+    ids = np.asarray(ids)
+    rim = np.ones(ids.shape, bool)
+    rim[tuple(slice(1, -1) for _ in ids.shape)] = False
+    found = np.unique(ids[rim])
+    return found[found != 0]
+
+
+def drop_border_objects(pred: np.ndarray, true: np.ndarray, tau: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Both maps with the objects cut by the image border set to background, to score the interior only.
+
+    Objects that touch the border of a crop are partly outside it, so neither the truth nor a prediction
+    can be judged on them. This drops (sets to 0):
+
+    - every true object that touches the border;
+    - every predicted object matched (IoU >= ``tau``, as :func:`match_counts` matches) to such a true object,
+      whether or not it touches the border itself;
+    - every unmatched predicted object that touches the border.
+
+    A predicted object matched to an interior true object is kept even when it reaches the border. So on the
+    returned maps, at ``tau``, a true positive is an interior object found, a false negative an interior
+    object missed, and a false positive a predicted object off the border that matches nothing; errors on
+    border objects count neither way. (Dropping only the objects that touch the border, on both sides, would
+    count an interior prediction of a border object as a false positive.)
+
+    Args:
+        pred: ``(H, W)`` or ``(Z, Y, X)`` predicted instance ids, 0 for background.
+        true: true instance ids of the same shape.
+        tau: the IoU at which a prediction is matched to a true object, in (0, 1].
+
+    Returns:
+        ``(pred, true)``: copies with the dropped objects set to 0; the other ids are unchanged.
+
+    Raises:
+        ValueError: as :func:`iou_matrix`, or ``tau`` outside (0, 1].
+    """
+    _check_taus([tau])
+    pred, true = _check_maps(pred, true)
+    pred_ids, true_ids = np.unique(pred[pred != 0]), np.unique(true[true != 0])
+    rows, cols, values = _greedy_pairs(iou_matrix(pred, true))
+    hit = values >= tau
+    partner = dict(zip(pred_ids[rows[hit]].tolist(), true_ids[cols[hit]].tolist()))  # pred id -> true id
+    cut_true = set(border_ids(true).tolist())
+    cut_pred = set(border_ids(pred).tolist())
+    drop_pred = [p for p in pred_ids.tolist()
+                 if (p in partner and partner[p] in cut_true) or (p not in partner and p in cut_pred)]
+    return (np.where(np.isin(pred, drop_pred), 0, pred),
+            np.where(np.isin(true, sorted(cut_true)), 0, true))
 
 
 def _ratio(num: float, den: float) -> float:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pix2pix_unet.metrics.instance import instance_scores, iou_matrix, match_counts
+from pix2pix_unet.metrics.instance import (border_ids, drop_border_objects, instance_scores, iou_matrix,
+                                           match_counts)
 
 
 def boxes(shape: tuple[int, ...], *regions: tuple[slice, ...]) -> np.ndarray:
@@ -76,3 +77,36 @@ def test_objects_overlapping_in_every_slice_but_shifted_in_z_count_voxels_not_sl
 def test_shape_mismatch_names_both_shapes():
     with pytest.raises(ValueError, match=r"\(6, 6, 10\).*\(6, 10\)"):
         iou_matrix(PRED, TRUE[0])
+
+
+def test_border_ids_in_a_volume_and_an_image():
+    volume = boxes((6, 8, 8), np.s_[1:4, 2:5, 2:5], np.s_[5:6, 3:4, 3:4], np.s_[2:3, 7:8, 1:2])
+    assert border_ids(volume).tolist() == [2, 3]  # 2 on the last slice, 3 on the last row
+    image = boxes((5, 5), np.s_[1:3, 1:3], np.s_[0:1, 2:3])
+    assert border_ids(image).tolist() == [2]
+
+
+def test_drop_border_objects_scores_the_interior_only():
+    shape = (6, 8, 8)
+    true = boxes(shape,
+                 np.s_[1:4, 2:5, 2:5],   # 1 interior, found
+                 np.s_[0:4, 1:3, 5:7],   # 2 on the first slice: dropped
+                 np.s_[4:5, 1:3, 1:3],   # 3 interior, missed
+                 np.s_[2:4, 5:7, 1:3])   # 4 interior, found by a prediction that reaches the border
+    pred = boxes(shape,
+                 np.s_[1:4, 2:5, 2:5],   # 1 = true 1
+                 np.s_[1:4, 1:3, 5:7],   # 2 off the border, but matches true 2 (IoU 12/16): dropped with it
+                 np.s_[5:6, 6:8, 0:2],   # 3 on the border, matches nothing: dropped
+                 np.s_[4:5, 5:7, 5:7],   # 4 off the border, matches nothing: a false positive
+                 np.s_[2:4, 5:7, 0:3])   # 5 on the border, matches true 4 (IoU 8/12): kept
+    kept_pred, kept_true = drop_border_objects(pred, true)
+    assert np.unique(kept_pred).tolist() == [0, 1, 4, 5]
+    assert np.unique(kept_true).tolist() == [0, 1, 3, 4]
+    tp, fp, fn, _ = match_counts(kept_pred, kept_true, taus=(0.5,))[0]
+    assert (tp, fp, fn) == (2, 1, 1)
+    assert np.array_equal(pred, boxes(shape, np.s_[1:4, 2:5, 2:5], np.s_[1:4, 1:3, 5:7], np.s_[5:6, 6:8, 0:2],
+                                      np.s_[4:5, 5:7, 5:7], np.s_[2:4, 5:7, 0:3]))  # inputs untouched
+    # at a stricter match, pred 2 no longer belongs to true 2 and counts as a false positive
+    assert 2 in drop_border_objects(pred, true, tau=0.8)[0]
+    with pytest.raises(ValueError, match="outside"):
+        drop_border_objects(pred, true, tau=1.5)
