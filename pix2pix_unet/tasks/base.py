@@ -436,7 +436,7 @@ class TaskBase(abc.ABC):
         hands :meth:`encode` and :meth:`output_warnings` its maps instead of the output. None: the output."""
         return None
 
-    def voxels_reduction(self, decoded: Decoded, encode: Callable[[torch.Tensor], np.ndarray]) -> VoxelReduction:
+    def voxels_reduction(self, encode: Callable[[torch.Tensor], np.ndarray]) -> VoxelReduction:
         """A :meth:`volume_reduction` that keeps the written voxels ``(Z, Y, X, C)`` themselves, ``encode`` (an
         output block ``(C', z, y, x)`` to voxels, voxel by voxel) applied to each block; its dtype and channels
         are those ``encode`` gives one voxel."""

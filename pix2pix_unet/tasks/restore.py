@@ -568,7 +568,7 @@ class RestoreTask(TaskBase):
         """Of a volume's output, predict keeps the written voxels (16-bit: half the float output)."""
         if decoded.volume is None:
             return None
-        return self.voxels_reduction(decoded, lambda block: self.volume_voxels(block, decoded, dtype))
+        return self.voxels_reduction(lambda block: self.volume_voxels(block, decoded, dtype))
 
     def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
         """Clean images degraded as validation degrades them (``restore.val_seed``), or with ``--inputs``

@@ -284,7 +284,7 @@ class TranslateTask(TaskBase):
         """Of a volume's output, predict keeps the written voxels (16-bit: half the float output)."""
         if decoded.volume is None:
             return None
-        return self.voxels_reduction(decoded, lambda block: self.volume_voxels(block, dtype))
+        return self.voxels_reduction(lambda block: self.volume_voxels(block, dtype))
 
     def eval_dataset(self, folder: Path, inputs: str | None, targets: str | None, masks: Path | None) -> Dataset:
         """``A/`` + ``B/`` (or ``--inputs``/``--targets``) or aligned images; with index labels ``labels/`` +
