@@ -62,9 +62,10 @@ class Decoded:
 
 @dataclass(frozen=True)
 class VolumeBlocks:
-    """A volume decoded block by block: its raw voxels (held, or read lazily,
-    :class:`~pix2pix_unet.volume_io.LazyVoxels`: an OME-Zarr larger than memory), and the intensity map of the whole volume, applied to each block as it is
-    read, so every block is decoded exactly as the whole volume held in memory would be.
+    """A volume decoded block by block: its raw voxels (held, or read lazily by
+    :class:`~pix2pix_unet.volume_io.LazyVoxels`: an OME-Zarr larger than memory) and the intensity map of the
+    whole volume, applied to each block as it is read, so every block is decoded exactly as the whole volume
+    held in memory would be.
 
     Attributes:
         voxels: ``(Z, Y, X, C)`` in the file's dtype.

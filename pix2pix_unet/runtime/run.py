@@ -212,14 +212,14 @@ def run_one_volume(generator: Generator, volume: torch.Tensor | VolumeBlocks, cf
     window (:func:`run_volume`), which reduces each block as it is finished, so the float output is never
     held whole; a lazy volume always goes by the window. A 2D generator runs slice by slice (2.5D).
     """
-    lazy = isinstance(volume, VolumeBlocks)
+    by_blocks = isinstance(volume, VolumeBlocks)
     voxels = math.prod(volume.shape[1:])
-    if getattr(generator.config, "dims", 2) == 3 and (lazy or voxels > cfg.tile_above_mp * 1e6):
+    if getattr(generator.config, "dims", 2) == 3 and (by_blocks or voxels > cfg.tile_above_mp * 1e6):
         forward = TestTimeAugmented(generator) if cfg.tta else generator
         with autocast(cfg, device):
-            output = run_volume(generator, forward, volume, cfg, device, progress, out=reduction)
+            output = run_volume(generator, forward, volume, cfg, device, progress, reduction=reduction)
         return output.maps if isinstance(output, ReducedOutput) else output
-    if lazy:
+    if by_blocks:
         raise ValueError(f"{volume.path}: a 2D generator reads a volume slice by slice from memory; "
                          "convert the OME-Zarr to a TIFF stack")
     output = run_generator(generator, volume.unsqueeze(0), cfg, device, progress)[0]
@@ -229,7 +229,7 @@ def run_one_volume(generator: Generator, volume: torch.Tensor | VolumeBlocks, cf
 def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Tensor | VolumeBlocks,
                cfg: InferenceConfig,
                device: torch.device | str, progress: bool = False,
-               out: VoxelReduction | None = None) -> torch.Tensor | ReducedOutput:
+               reduction: VoxelReduction | None = None) -> torch.Tensor | ReducedOutput:
     """One volume ``(C, Z, Y, X)``, already normalised as a whole (or a lazy volume's blocks, each decoded by
     the whole volume's intensity map as it is read), by a sliding window of about ``cfg.volume_budget_mb`` of
     activations, one window at a time.
@@ -241,7 +241,7 @@ def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Ten
       channel attention see the whole window), windows overlap by half and are blended with Gaussian weights,
       nnU-Net's scheme: close to the whole pass, not equal.
 
-    Returns ``(C', Z, Y, X)`` on the CPU, or with ``out`` (a :class:`VoxelReduction`) only its maps, kept as
+    Returns ``(C', Z, Y, X)`` on the CPU, or with ``reduction`` only its maps, kept as
     each block is finished (:class:`ReducedOutput`).
     """
     config = generator.config
@@ -266,8 +266,8 @@ def run_volume(generator: Generator, forward: torch.nn.Module, volume: torch.Ten
         blend, halo = Blend.GAUSSIAN, (0, 0, 0)
         window = tuple(max(w, 2 * f) for w, f in zip(window, factors))
         overlap = tuple(0 if w >= n else (w // 4) // f * f for w, f, n in zip(window, factors, padded))
-    if out is not None:
-        sink: np.ndarray | ReducedOutput = ReducedOutput(shape, out)
+    if reduction is not None:
+        sink: np.ndarray | ReducedOutput = ReducedOutput(shape, reduction)
         from_output: Callable[[torch.Tensor], object] = lambda t: t.float().cpu()  # noqa: E731 (c', z, y, x)
     else:
         sink = np.zeros((*shape, config.out_channels), np.float32)
